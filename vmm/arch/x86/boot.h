@@ -5,14 +5,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "vmm/memory.h"
+#include "vmm/arch/x86/layout.h"
 
 /*
  * Kernel image parsing and loading.  Parsers take an untrusted buffer and
  * never read outside it (they are fuzzed); loaders place the result in guest
  * RAM at the addresses in layout.h.  All return 0 or a negative errno; on
  * failure *ret_err (when given) points at a static one-line reason that names
- * what was wrong, e.g. "bzImage: boot protocol 2.06 is too old (need >= 2.12
- * with XLF_KERNEL_64)".
+ * what was wrong, e.g. "bzImage: boot protocol is too old (need >= 2.12 with
+ * XLF_KERNEL_64)".  Reasons that carry sizes live in a per-thread buffer,
+ * valid until the same thread's next call.
  */
 
 enum boot_entry_mode {
@@ -47,6 +49,11 @@ struct elf_info {
 
 int bzimage_parse(const void *img, size_t len, struct bzimage_info *ret, const char **ret_err);
 int elf_parse(const void *img, size_t len, struct elf_info *ret, const char **ret_err);
+
+/* PVH module list (the initrd): right after the largest memory map, still
+ * below the zero page.  Derived from layout.h, so no new address. */
+#define PVH_MEMMAP_ENTRY_SIZE 24
+#define PVH_MODLIST_START (PVH_MEMMAP_START + PVH_MEMMAP_MAX * PVH_MEMMAP_ENTRY_SIZE)
 
 /* What the BSP needs to start the guest. */
 struct boot_result {
