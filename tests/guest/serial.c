@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/* COM1 16550 driver. */
+#include "lib.h"
+
+#define COM1     0x3f8
+#define UART_RBR 0  /* receive buffer (read) */
+#define UART_THR 0  /* transmit holding (write) */
+#define UART_IER 1
+#define UART_FCR 2
+#define UART_LCR 3
+#define UART_MCR 4
+#define UART_LSR 5
+#define LSR_DR   0x01
+#define LSR_THRE 0x20
+
+static volatile uint32_t serial_lock_word;
+
+void serial_init(void)
+{
+	outb(COM1 + UART_IER, 0);
+	outb(COM1 + UART_LCR, 0x80);   /* DLAB: divisor follows */
+	outb(COM1 + 0, 1);             /* 115200 baud */
+	outb(COM1 + 1, 0);
+	outb(COM1 + UART_LCR, 0x03);   /* 8N1 */
+	outb(COM1 + UART_FCR, 0xc7);   /* FIFOs on and cleared */
+	outb(COM1 + UART_MCR, 0x0b);   /* DTR, RTS, OUT2 (gates the IRQ) */
+}
+
+void serial_putc(char c)
+{
+	/* Bounded: a VMM that never drains must not hang the guest. */
+	for (unsigned i = 0; i < 100000 && !(inb(COM1 + UART_LSR) & LSR_THRE); i++)
+		cpu_relax();
+	outb(COM1 + UART_THR, (uint8_t)c);
+}
+
+bool serial_getc(char *ret)
+{
+	if (!(inb(COM1 + UART_LSR) & LSR_DR))
+		return false;
+	*ret = (char)inb(COM1 + UART_RBR);
+	return true;
+}
+
+void serial_enable_irq(void)
+{
+	outb(COM1 + UART_IER, 0x01);   /* received data available */
+}
+
+/* Plain xchg spinlock (implicitly locked); no cmpxchg16b. */
+void serial_lock(void)
+{
+	uint32_t v;
+
+	for (;;) {
+		v = 1;
+		__asm__ volatile("xchg %0, %1" : "+r"(v), "+m"(serial_lock_word) : : "memory");
+		if (!v)
+			return;
+		while (serial_lock_word)
+			cpu_relax();
+	}
+}
+
+void serial_unlock(void)
+{
+	__asm__ volatile("" ::: "memory");
+	serial_lock_word = 0;
+}
