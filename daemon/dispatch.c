@@ -1,0 +1,638 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One handler per operation.  Every handler answers exactly once: now, or
+ * (requests that wait on a VM) later through a worker waiter while the
+ * connection is busy.  State changes are committed before the answer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "daemon/mvmd.h"
+
+#define LOG_READ_MAX (4 * 1024 * 1024)
+
+typedef void (*handler_fn)(struct conn *c, struct proto_request *req);
+
+static void reply_err(struct conn *c, struct proto_request *req, enum proto_err code,
+                      const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void reply_err(struct conn *c, struct proto_request *req, enum proto_err code,
+                      const char *field, const char *fmt, ...)
+{
+	struct proto_error err = { .code = code };
+	va_list ap;
+
+	snprintf(err.field, sizeof(err.field), "%s", field ? field : "");
+	va_start(ap, fmt);
+	vsnprintf(err.message, sizeof(err.message), fmt, ap);
+	va_end(ap);
+	conn_reply_error(c, req->id, &err);
+}
+
+static void reply_storage(struct conn *c, struct proto_request *req, int r)
+{
+	log_error("database: %s", strerror(-r));
+	reply_err(c, req, PROTO_ERR_STORAGE_ERROR, NULL,
+	          "the state database could not commit the change (%s); nothing changed; check space and permissions of the state dir",
+	          strerror(-r));
+}
+
+static json_t *vm_result(const struct proto_vm *vm)
+{
+	return json_pack("{s:o}", "vm", proto_vm_to_json(vm));
+}
+
+/* Load the named VM the caller may access; answers the error itself. */
+static int load_vm(struct conn *c, struct proto_request *req, const char *name,
+                   struct proto_vm *ret_vm)
+{
+	int r = db_vm_get(c->d->db, name, ret_vm);
+
+	if (r == -ENOENT) {
+		reply_err(c, req, PROTO_ERR_NOT_FOUND, "name",
+		          "no VM named '%s'; see 'mvmctl list'", name);
+		return r;
+	}
+	if (r < 0) {
+		reply_storage(c, req, r);
+		return r;
+	}
+	if (!conn_may_access(c, ret_vm->owner_uid)) {
+		reply_err(c, req, PROTO_ERR_PERMISSION_DENIED, "name",
+		          "VM '%s' belongs to uid %u; only its owner or root may use it",
+		          name, (unsigned)ret_vm->owner_uid);
+		proto_vm_clear(ret_vm);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static struct worker *vm_worker(struct conn *c, const struct proto_vm *vm)
+{
+	return supervisor_find(c->d, vm->id);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+void dispatch_event(struct mvmd *d, const struct proto_vm *vm, const char *reason,
+                    double time)
+{
+	for (struct conn *c = d->conns; c; c = c->next) {
+		if (!c->subscribed || !conn_may_access(c, vm->owner_uid))
+			continue;
+		if (c->sub_vm[0] && strcmp(c->sub_vm, vm->name))
+			continue;
+		conn_send(c, proto_event_vm(vm->name, vm->state, reason, time));
+	}
+}
+
+static void remove_vm_files(struct mvmd *d, const char *name)
+{
+	static const char *const files[] = { "console.log", "vmm.log" };
+	char path[4096];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (mvmd_vm_dir(d, name, files[i], path, sizeof(path)) == 0)
+			unlink(path);
+	if (mvmd_vm_dir(d, name, NULL, path, sizeof(path)) == 0)
+		rmdir(path);
+}
+
+void dispatch_deleted(struct mvmd *d, const struct proto_vm *vm)
+{
+	struct proto_vm ev = *vm;
+
+	ev.state = PROTO_VM_DELETED;
+	dispatch_event(d, &ev, NULL, mvmd_now());
+	remove_vm_files(d, vm->name);
+}
+
+/* ---- hello, version, host ----------------------------------------------- */
+
+static json_t *version_result(void)
+{
+	return json_pack("{s:i, s:s}", "version", PROTO_VERSION, "server", PROTO_SERVER);
+}
+
+static void op_hello(struct conn *c, struct proto_request *req)
+{
+	int64_t v = proto_arg_int(req, "version", 0);
+
+	if (v != PROTO_VERSION) {
+		reply_err(c, req, PROTO_ERR_UNSUPPORTED_VERSION, "version",
+		          "this mvmd speaks protocol version %d, not %lld; use a matching mvmctl",
+		          PROTO_VERSION, (long long)v);
+		return;
+	}
+	conn_reply_ok(c, req->id, version_result());
+}
+
+static void op_version(struct conn *c, struct proto_request *req)
+{
+	conn_reply_ok(c, req->id, version_result());
+}
+
+static void op_host_info(struct conn *c, struct proto_request *req)
+{
+	struct db_totals t;
+	struct sysinfo si;
+	int r = db_vm_totals(c->d->db, &t);
+
+	if (r < 0) {
+		reply_storage(c, req, r);
+		return;
+	}
+	sysinfo(&si);
+	conn_reply_ok(c, req->id, json_pack("{s:{s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:i}}",
+		"host",
+		"cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
+		"mem_mib", (json_int_t)((uint64_t)si.totalram * si.mem_unit >> 20),
+		"vms", (json_int_t)t.vms,
+		"vms_active", (json_int_t)t.active,
+		"vcpus_used", (json_int_t)t.active_vcpus,
+		"mem_mib_used", (json_int_t)t.active_mem_mib,
+		"server", PROTO_SERVER, "version", PROTO_VERSION));
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+/* Open kernel, initrd and disks as the caller; answers errors itself. */
+static int open_vm_files(struct conn *c, struct proto_request *req,
+                         const struct proto_vm *vm, struct vm_files *f)
+{
+	struct proto_error err;
+	size_t i;
+	json_t *disk;
+	int r;
+
+	vm_files_init(f);
+	r = access_open(c->d, &c->cred, "kernel", vm->kernel, false, true, &f->kernel_fd, &err);
+	if (r == 0 && vm->initrd)
+		r = access_open(c->d, &c->cred, "initrd", vm->initrd, false, true, &f->initrd_fd, &err);
+	json_array_foreach(vm->disks, i, disk) {
+		if (r < 0 || f->ndisks >= 16)
+			break;
+		r = access_open(c->d, &c->cred, "disks",
+		                json_string_value(json_object_get(disk, "path")),
+		                !json_is_true(json_object_get(disk, "readonly")), false,
+		                &f->disk_fds[f->ndisks], &err);
+		if (r == 0)
+			f->ndisks++;
+	}
+	if (r < 0) {
+		vm_files_close(f);
+		conn_reply_error(c, req->id, &err);
+	}
+	return r;
+}
+
+/* The worker cannot attach disks or NICs yet; refuse rather than boot a VM
+ * without the devices its definition names. */
+static int check_devices(struct conn *c, struct proto_request *req,
+                         const struct proto_vm *vm)
+{
+	const char *what = json_array_size(vm->disks) ? "disks" :
+	                   json_array_size(vm->nics) ? "nics" : NULL;
+
+	if (!what)
+		return 0;
+	reply_err(c, req, PROTO_ERR_BAD_REQUEST, what,
+	          "this mvm-vmm cannot attach %s yet; define the VM without them", what);
+	return -ENOTSUP;
+}
+
+/* Start vm for the caller; with wait, answer once the guest is running. */
+static void start_vm(struct conn *c, struct proto_request *req,
+                     const struct proto_vm *vm, bool wait)
+{
+	struct proto_error err;
+	struct vm_files files;
+	struct worker *w;
+
+	if (check_devices(c, req, vm) < 0 || open_vm_files(c, req, vm, &files) < 0)
+		return;
+	if (supervisor_start(c->d, vm, &files, &w, &err) < 0) {
+		log_error("VM %s: %s", vm->name, err.message);
+		conn_reply_error(c, req->id, &err);
+		return;
+	}
+	if (wait && w->vm.state == PROTO_VM_STARTING)
+		supervisor_add_waiter(w, c, req->id, WAIT_RUNNING, false);
+	else
+		conn_reply_ok(c, req->id, vm_result(&w->vm));
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+static int dup_arg(struct proto_request *req, const char *key, char **ret)
+{
+	const char *s = proto_arg_str(req, key);
+
+	*ret = s ? strdup(s) : NULL;
+	return (s && !*ret) ? -ENOMEM : 0;
+}
+
+static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_vm *vm)
+{
+	int r;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->state = PROTO_VM_CREATED;
+	vm->owner_uid = c->cred.uid;
+	vm->vcpus = proto_arg_int(req, "vcpus", 1);
+	vm->mem_mib = proto_arg_int(req, "mem_mib", 128);
+	vm->restart_max = proto_arg_int(req, "restart_max", 0);
+	vm->created_at = mvmd_now();
+	vm->disks = json_deep_copy(proto_arg_json(req, "disks"));
+	vm->nics = json_deep_copy(proto_arg_json(req, "nics"));
+	vm->labels = json_deep_copy(proto_arg_json(req, "labels"));
+	r = dup_arg(req, "name", &vm->name);
+	r = r ?: dup_arg(req, "kernel", &vm->kernel);
+	r = r ?: dup_arg(req, "initrd", &vm->initrd);
+	r = r ?: dup_arg(req, "cmdline", &vm->cmdline);
+	r = r ?: dup_arg(req, "restart", &vm->restart);
+	if (r == 0 && (!vm->disks || !vm->nics || !vm->labels))
+		r = -ENOMEM;
+	return r;
+}
+
+static void op_vm_create(struct conn *c, struct proto_request *req)
+{
+	struct vm_files files;
+	struct proto_vm vm;
+	int r;
+
+	if (vm_from_args(c, req, &vm) < 0) {
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		goto out;
+	}
+	/* check the files now, so a VM that can never start is not stored */
+	if (open_vm_files(c, req, &vm, &files) < 0)
+		goto out;
+	vm_files_close(&files);
+	r = db_vm_insert(c->d->db, &vm);
+	if (r == -EEXIST) {
+		reply_err(c, req, PROTO_ERR_EXISTS, "name",
+		          "a VM named '%s' exists; pick another name or remove it with 'mvmctl rm'",
+		          vm.name);
+		goto out;
+	}
+	if (r < 0) {
+		reply_storage(c, req, r);
+		goto out;
+	}
+	dispatch_event(c->d, &vm, NULL, vm.created_at);
+	if (proto_arg_bool(req, "start", true))
+		start_vm(c, req, &vm, proto_arg_bool(req, "wait", false));
+	else
+		conn_reply_ok(c, req->id, vm_result(&vm));
+out:
+	proto_vm_clear(&vm);
+}
+
+/* ---- start, stop, kill, rm ---------------------------------------------- */
+
+static void op_vm_start(struct conn *c, struct proto_request *req)
+{
+	struct proto_vm vm;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	if (vm_worker(c, &vm) || vm.state == PROTO_VM_STARTING || vm.state == PROTO_VM_RUNNING)
+		reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
+		          "VM '%s' is %s; stop it first", vm.name, proto_vm_state_name(vm.state));
+	else
+		start_vm(c, req, &vm, false);
+	proto_vm_clear(&vm);
+}
+
+static struct worker *running_worker(struct conn *c, struct proto_request *req,
+                                     const struct proto_vm *vm)
+{
+	struct worker *w = vm_worker(c, vm);
+
+	if (!w || w->finished)
+		reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
+		          "VM '%s' is %s, not running; start it with 'mvmctl start %s'",
+		          vm->name, proto_vm_state_name(vm->state), vm->name);
+	return w && !w->finished ? w : NULL;
+}
+
+static void op_vm_stop(struct conn *c, struct proto_request *req)
+{
+	struct proto_vm vm;
+	struct worker *w;
+	int r;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	w = running_worker(c, req, &vm);
+	if (w) {
+		r = supervisor_stop(w, proto_arg_int(req, "timeout_s", 10));
+		if (r < 0)
+			reply_storage(c, req, r);
+		else
+			supervisor_add_waiter(w, c, req->id, WAIT_EXIT, false);
+	}
+	proto_vm_clear(&vm);
+}
+
+/* Signals whose default action does not end the worker: answer at once. */
+static bool signal_ends_process(int sig)
+{
+	return sig != SIGCONT && sig != SIGSTOP && sig != SIGTSTP && sig != SIGCHLD &&
+	       sig != SIGWINCH && sig != SIGURG;
+}
+
+static void op_vm_kill(struct conn *c, struct proto_request *req)
+{
+	int sig = proto_signal_from_name(proto_arg_str(req, "signal"));
+	struct proto_vm vm;
+	struct worker *w;
+	int r;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	w = running_worker(c, req, &vm);
+	if (!w)
+		goto out;
+	r = supervisor_kill(w, sig);
+	if (r < 0)
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "cannot signal the worker: %s",
+		          strerror(-r));
+	else if (signal_ends_process(sig))
+		supervisor_add_waiter(w, c, req->id, WAIT_EXIT, false);
+	else
+		conn_reply_ok(c, req->id, vm_result(&w->vm));
+out:
+	proto_vm_clear(&vm);
+}
+
+static void op_vm_rm(struct conn *c, struct proto_request *req)
+{
+	struct proto_vm vm;
+	struct worker *w;
+	int r;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	w = vm_worker(c, &vm);
+	if (w && !proto_arg_bool(req, "force", false)) {
+		reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
+		          "VM '%s' is %s; stop it first or remove it with force (mvmctl rm -f)",
+		          vm.name, proto_vm_state_name(w->vm.state));
+	} else if (w) {
+		supervisor_kill(w, SIGKILL);
+		supervisor_add_waiter(w, c, req->id, WAIT_EXIT, true);
+	} else if ((r = db_vm_delete(c->d->db, &vm, mvmd_now())) < 0) {
+		reply_storage(c, req, r);
+	} else {
+		dispatch_deleted(c->d, &vm);
+		conn_reply_ok(c, req->id, NULL);
+	}
+	proto_vm_clear(&vm);
+}
+
+/* ---- list, show --------------------------------------------------------- */
+
+static bool labels_match(json_t *want, json_t *have)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(want, k, v) {
+		json_t *h = json_object_get(have, k);
+
+		if (!h || strcmp(json_string_value(h), json_string_value(v)))
+			return false;
+	}
+	return true;
+}
+
+static void op_vm_list(struct conn *c, struct proto_request *req)
+{
+	json_t *want = proto_arg_json(req, "labels"), *arr = json_array();
+	struct proto_vm *vms;
+	size_t n;
+	int r = db_vm_list(c->d->db, proto_arg_str(req, "state"), &vms, &n);
+
+	if (r < 0) {
+		json_decref(arr);
+		reply_storage(c, req, r);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!conn_may_access(c, vms[i].owner_uid))
+			continue;
+		if (want && !labels_match(want, vms[i].labels))
+			continue;
+		json_array_append_new(arr, proto_vm_to_json(&vms[i]));
+	}
+	db_vm_list_free(vms, n);
+	conn_reply_ok(c, req->id, json_pack("{s:o}", "vms", arr));
+}
+
+static void op_vm_show(struct conn *c, struct proto_request *req)
+{
+	struct proto_vm vm;
+	json_t *events;
+	int r;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	r = db_event_list(c->d->db, vm.id, &events);
+	if (r < 0)
+		reply_storage(c, req, r);
+	else
+		conn_reply_ok(c, req->id, json_pack("{s:o, s:o}", "vm", proto_vm_to_json(&vm),
+		                                    "events", events));
+	proto_vm_clear(&vm);
+}
+
+/* ---- logs, console, events ---------------------------------------------- */
+
+/* The console log (bounded by the worker); missing means no output yet. */
+static int read_log(struct mvmd *d, const char *name, char **ret, size_t *ret_len)
+{
+	char path[4096];
+	ssize_t n;
+	size_t len = 0;
+	char *buf = malloc(LOG_READ_MAX);
+	int fd, r = mvmd_vm_dir(d, name, "console.log", path, sizeof(path));
+
+	if (!buf)
+		return -ENOMEM;
+	fd = r < 0 ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+	while (fd >= 0 && len < LOG_READ_MAX &&
+	       (n = read(fd, buf + len, LOG_READ_MAX - len)) > 0)
+		len += n;
+	if (fd >= 0)
+		close(fd);
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+/* Start of the last `lines` lines (a final unterminated line counts). */
+static size_t tail_start(const char *buf, size_t len, int64_t lines)
+{
+	size_t i = len;
+
+	if (lines <= 0)
+		return len;
+	if (i > 0 && buf[i - 1] == '\n')
+		i--;
+	while (i > 0) {
+		if (buf[i - 1] == '\n' && --lines == 0)
+			return i;
+		i--;
+	}
+	return 0;
+}
+
+static void op_vm_logs(struct conn *c, struct proto_request *req)
+{
+	int64_t tail = proto_arg_int(req, "tail", -1);
+	struct proto_vm vm;
+	struct worker *w;
+	size_t len, start = 0;
+	char *buf;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	if (read_log(c->d, vm.name, &buf, &len) < 0) {
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		goto out;
+	}
+	if (tail >= 0)
+		start = tail_start(buf, len, tail);
+	conn_reply_ok(c, req->id, json_pack("{s:o}", "data",
+	                                    proto_json_string_lossy(buf + start, len - start)));
+	free(buf);
+	w = vm_worker(c, &vm);
+	if (proto_arg_bool(req, "follow", false)) {
+		if (w && !w->finished)
+			c->follow_vm = vm.id;
+		else
+			conn_end(c);    /* nothing more will come */
+	}
+out:
+	proto_vm_clear(&vm);
+}
+
+static void op_vm_console(struct conn *c, struct proto_request *req)
+{
+	struct proto_vm vm;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	if (running_worker(c, req, &vm)) {
+		conn_reply_ok(c, req->id, NULL);
+		c->mode = CONN_CONSOLE;
+		c->console_vm = vm.id;
+	}
+	proto_vm_clear(&vm);
+}
+
+static void op_events_subscribe(struct conn *c, struct proto_request *req)
+{
+	const char *name = proto_arg_str(req, "vm");
+	struct proto_vm vm;
+
+	if (name) {
+		if (load_vm(c, req, name, &vm) < 0)
+			return;
+		proto_vm_clear(&vm);
+	}
+	snprintf(c->sub_vm, sizeof(c->sub_vm), "%s", name ? name : "");
+	c->subscribed = true;
+	conn_reply_ok(c, req->id, NULL);
+}
+
+static const handler_fn handlers[PROTO_OP_COUNT_] = {
+	[PROTO_OP_HELLO] = op_hello,
+	[PROTO_OP_VERSION] = op_version,
+	[PROTO_OP_VM_CREATE] = op_vm_create,
+	[PROTO_OP_VM_START] = op_vm_start,
+	[PROTO_OP_VM_STOP] = op_vm_stop,
+	[PROTO_OP_VM_KILL] = op_vm_kill,
+	[PROTO_OP_VM_RM] = op_vm_rm,
+	[PROTO_OP_VM_LIST] = op_vm_list,
+	[PROTO_OP_VM_SHOW] = op_vm_show,
+	[PROTO_OP_VM_LOGS] = op_vm_logs,
+	[PROTO_OP_VM_CONSOLE] = op_vm_console,
+	[PROTO_OP_EVENTS_SUBSCRIBE] = op_events_subscribe,
+	[PROTO_OP_HOST_INFO] = op_host_info,
+};
+
+void dispatch_request(struct conn *c, struct proto_request *req)
+{
+	log_debug("uid %u: %s", (unsigned)c->cred.uid, proto_op_name(req->op));
+	handlers[req->op](c, req);
+}
+
+/* ---- recovery ----------------------------------------------------------- */
+
+/* The worker of an earlier mvmd, if pid still is one: its command line
+ * names this VM's console log, which no other process does. */
+static bool stale_worker(struct mvmd *d, const struct proto_vm *vm)
+{
+	char path[64], want[4096], buf[16384];
+	ssize_t n;
+	int fd;
+
+	if (vm->pid <= 0 || mvmd_vm_dir(d, vm->name, "console.log", want, sizeof(want)) < 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%lld/cmdline", (long long)vm->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	for (ssize_t i = 0; i < n; i += strlen(buf + i) + 1) {
+		buf[n] = '\0';
+		if (!strcmp(buf + i, want))
+			return true;
+	}
+	return false;
+}
+
+int dispatch_recover(struct mvmd *d)
+{
+	struct proto_vm *vms;
+	size_t n;
+	int r = db_vm_list(d->db, NULL, &vms, &n);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct proto_vm *vm = &vms[i];
+
+		if (vm->state != PROTO_VM_STARTING && vm->state != PROTO_VM_RUNNING &&
+		    vm->state != PROTO_VM_STOPPING)
+			continue;
+		/* Re-adoption is later work: end the orphan so it does not run
+		 * unsupervised, and record why. */
+		if (stale_worker(d, vm))
+			kill((pid_t)vm->pid, SIGKILL);
+		vm->state = PROTO_VM_CRASHED;
+		vm->pid = 0;
+		free(vm->exit_reason);
+		vm->exit_reason = strdup("daemon restarted");
+		r = db_vm_transition(d->db, vm, "daemon restarted", mvmd_now());
+		log_info("VM %s: marked crashed (daemon restarted)", vm->name);
+	}
+	db_vm_list_free(vms, n);
+	return r;
+}

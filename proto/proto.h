@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The mvm wire protocol (docs/protocol.md): newline-delimited JSON between
+ * clients and mvmd, and the worker link between mvmd and mvm-vmm.
+ *
+ * Every message is defined once, in proto.c's tables (ops and their argument
+ * fields) and in the X-macros below (op names, error codes, VM states, link
+ * messages).  One decoder checks keys, types and lengths of every request.
+ * Nothing here prints; functions return negative errno or fill a
+ * struct proto_error that the caller sends back.
+ */
+#ifndef MVM_PROTO_H
+#define MVM_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define PROTO_VERSION   1
+#define PROTO_MAX_LINE  65536          /* bytes per line, newline excluded */
+#define PROTO_SERVER    "mvmd " PROTO_SERVER_VERSION
+#define PROTO_SERVER_VERSION "0.1.0"
+
+/* ---- operations (client -> mvmd) ------------------------------------- */
+
+#define PROTO_OPS(X) \
+	X(HELLO,            "hello")            \
+	X(VERSION,          "version")          \
+	X(VM_CREATE,        "vm.create")        \
+	X(VM_START,         "vm.start")         \
+	X(VM_STOP,          "vm.stop")          \
+	X(VM_KILL,          "vm.kill")          \
+	X(VM_RM,            "vm.rm")            \
+	X(VM_LIST,          "vm.list")          \
+	X(VM_SHOW,          "vm.show")          \
+	X(VM_LOGS,          "vm.logs")          \
+	X(VM_CONSOLE,       "vm.console")       \
+	X(EVENTS_SUBSCRIBE, "events.subscribe") \
+	X(HOST_INFO,        "host.info")
+
+enum proto_op {
+#define PROTO_OP_ENUM_(id, name) PROTO_OP_##id,
+	PROTO_OPS(PROTO_OP_ENUM_)
+#undef PROTO_OP_ENUM_
+	PROTO_OP_COUNT_
+};
+
+const char *proto_op_name(enum proto_op op);
+/* Returns the op, or -ENOENT. */
+int proto_op_from_name(const char *name);
+
+/* ---- error codes -------------------------------------------------------- */
+
+#define PROTO_ERRORS(X) \
+	X(BAD_JSON,            "bad_json")            \
+	X(TOO_LARGE,           "too_large")           \
+	X(BAD_REQUEST,         "bad_request")         \
+	X(UNKNOWN_OP,          "unknown_op")          \
+	X(UNSUPPORTED_VERSION, "unsupported_version") \
+	X(NOT_FOUND,           "not_found")           \
+	X(EXISTS,              "exists")              \
+	X(PERMISSION_DENIED,   "permission_denied")   \
+	X(INVALID_STATE,       "invalid_state")       \
+	X(FILE_ERROR,          "file_error")          \
+	X(LIMIT_EXCEEDED,      "limit_exceeded")      \
+	X(STORAGE_ERROR,       "storage_error")       \
+	X(INTERNAL,            "internal")
+
+enum proto_err {
+	PROTO_ERR_NONE = 0,
+#define PROTO_ERR_ENUM_(id, name) PROTO_ERR_##id,
+	PROTO_ERRORS(PROTO_ERR_ENUM_)
+#undef PROTO_ERR_ENUM_
+	PROTO_ERR_COUNT_
+};
+
+const char *proto_err_name(enum proto_err code);
+/* Returns the code, or -ENOENT for a name this version does not know. */
+int proto_err_from_name(const char *name);
+
+struct proto_error {
+	enum proto_err code;
+	char message[512];
+	char field[64];                 /* "" when no single field is at fault */
+};
+
+/* Fill *err; field may be NULL.  Returns -EINVAL for call-site convenience. */
+int proto_error_set(struct proto_error *err, enum proto_err code,
+                    const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* ---- VM states ---------------------------------------------------------- */
+
+#define PROTO_VM_STATES(X) \
+	X(CREATED,  "created")  \
+	X(STARTING, "starting") \
+	X(RUNNING,  "running")  \
+	X(STOPPING, "stopping") \
+	X(STOPPED,  "stopped")  \
+	X(CRASHED,  "crashed")  \
+	X(DELETED,  "deleted")
+
+enum proto_vm_state {
+#define PROTO_STATE_ENUM_(id, name) PROTO_VM_##id,
+	PROTO_VM_STATES(PROTO_STATE_ENUM_)
+#undef PROTO_STATE_ENUM_
+	PROTO_VM_STATE_COUNT_
+};
+
+const char *proto_vm_state_name(enum proto_vm_state s);
+int proto_vm_state_from_name(const char *name);   /* state or -ENOENT */
+
+/* The VM object of docs/protocol.md.  Strings and JSON are owned by the
+ * struct and released by proto_vm_clear(). */
+struct proto_vm {
+	int64_t id;                     /* database row id; not on the wire */
+	char *name;
+	enum proto_vm_state state;
+	uint32_t owner_uid;
+	char *kernel;
+	char *initrd;                   /* NULL: none */
+	char *cmdline;
+	int vcpus;
+	int64_t mem_mib;
+	json_t *disks;                  /* array of {path, readonly} */
+	json_t *nics;                   /* array of {tap, mac} */
+	json_t *labels;                 /* object of strings */
+	char *restart;                  /* "no", "on-failure", "always" */
+	int restart_max;
+	int64_t pid;                    /* 0: no worker */
+	double created_at;
+	double started_at;              /* 0: never started */
+	bool has_exit_status;
+	int exit_status;
+	char *exit_reason;              /* NULL: none */
+};
+
+void proto_vm_clear(struct proto_vm *vm);
+/* New JSON object for the wire; NULL on allocation failure. */
+json_t *proto_vm_to_json(const struct proto_vm *vm);
+/* Parse a VM object (as a client receives it).  0 or -EINVAL/-ENOMEM. */
+int proto_vm_from_json(const json_t *obj, struct proto_vm *ret_vm);
+
+/* Signal names as the protocol spells them ("SIGKILL"; "KILL" and "9" are
+ * accepted too).  Returns the number, or -ENOENT. */
+int proto_signal_from_name(const char *name);
+/* "SIGKILL" etc.; "SIG?" for numbers without a name. */
+const char *proto_signal_name(int sig);
+
+/* `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}` */
+bool proto_vm_name_valid(const char *name);
+
+/* ---- line framing ------------------------------------------------------- */
+
+/*
+ * Collects bytes from a stream and hands out complete lines.  A line longer
+ * than PROTO_MAX_LINE is dropped up to its newline and reported once, in
+ * order, as -EMSGSIZE.  A buffer that holds no complete line never grows
+ * beyond PROTO_MAX_LINE + 1 bytes; complete lines wait until the caller
+ * takes them (a busy caller stops feeding when proto_linebuf_pending() is
+ * large).
+ */
+struct proto_linebuf {
+	char *buf;
+	size_t head;                    /* first unconsumed byte */
+	size_t len;                     /* bytes in buf */
+	size_t cap;
+	bool discarding;                /* dropping the rest of a too-long line */
+	bool overflow_pending;          /* a too_large not yet reported */
+};
+
+void proto_linebuf_init(struct proto_linebuf *lb);
+void proto_linebuf_free(struct proto_linebuf *lb);
+/* Append bytes.  0 or -ENOMEM. */
+int proto_linebuf_feed(struct proto_linebuf *lb, const void *data, size_t n);
+/*
+ * Take the next line: 1 and *ret_line (NUL-terminated, newline and a
+ * trailing '\r' stripped, valid until the next feed/next call) and
+ * *ret_len; 0 when no complete line is buffered; -EMSGSIZE for a line
+ * that was too long (already dropped).
+ */
+int proto_linebuf_next(struct proto_linebuf *lb, char **ret_line, size_t *ret_len);
+/* Bytes buffered and not yet returned. */
+size_t proto_linebuf_pending(const struct proto_linebuf *lb);
+/* Hand the unconsumed bytes to a raw consumer (console mode) and empty the
+ * buffer.  *ret_data is valid until the next feed. */
+void proto_linebuf_take_rest(struct proto_linebuf *lb, const char **ret_data,
+                             size_t *ret_len);
+
+/* ---- requests: server side ---------------------------------------------- */
+
+struct proto_request {
+	json_t *root;                   /* whole message, owned */
+	json_t *id;                     /* borrowed from root; json null if absent */
+	enum proto_op op;
+	json_t *args;                   /* borrowed; every field checked, defaults filled */
+};
+
+/*
+ * Decode and check one request line.  On success returns 0 and *ret_req.
+ * On failure returns a negative errno and fills *err; *ret_req then holds
+ * the id (json null when unknown) so the caller can answer it, and
+ * proto_request_done() must still be called.
+ */
+int proto_request_decode(const char *line, size_t len,
+                         struct proto_request *ret_req, struct proto_error *err);
+void proto_request_done(struct proto_request *req);
+
+/* Typed access to checked args.  Absent optional fields without a default:
+ * NULL / def. */
+const char *proto_arg_str(const struct proto_request *req, const char *key);
+int64_t proto_arg_int(const struct proto_request *req, const char *key, int64_t def);
+bool proto_arg_bool(const struct proto_request *req, const char *key, bool def);
+json_t *proto_arg_json(const struct proto_request *req, const char *key);
+
+/* ---- requests: client side ---------------------------------------------- */
+
+/* {"id": id, "op": ..., "args": {}}; NULL on allocation failure. */
+json_t *proto_request_new(json_int_t id, enum proto_op op);
+/* Set args[key].  0 or -ENOMEM. */
+int proto_request_set_str(json_t *req, const char *key, const char *value);
+int proto_request_set_int(json_t *req, const char *key, json_int_t value);
+int proto_request_set_bool(json_t *req, const char *key, bool value);
+/* Steals value (arrays, objects). */
+int proto_request_set_json(json_t *req, const char *key, json_t *value);
+
+/* ---- responses and events ----------------------------------------------- */
+
+/* Server side.  result is stolen (NULL means {}).  NULL on ENOMEM. */
+json_t *proto_response_ok(json_t *id, json_t *result);
+json_t *proto_response_error(json_t *id, const struct proto_error *err);
+json_t *proto_event_vm(const char *vm, enum proto_vm_state state,
+                       const char *reason, double time);
+json_t *proto_event_log(const char *vm, const void *data, size_t len);
+
+/* A JSON string from arbitrary bytes (console output): invalid UTF-8 and
+ * NUL become U+FFFD, so the result always encodes as valid JSON. */
+json_t *proto_json_string_lossy(const void *data, size_t len);
+
+/* Client side: one parsed line from the server. */
+struct proto_response {
+	json_t *root;                   /* owned */
+	bool is_event;                  /* no id: an event */
+	json_t *id;                     /* borrowed (responses) */
+	bool ok;
+	json_t *result;                 /* borrowed; on ok */
+	enum proto_err err_code;        /* on !ok; PROTO_ERR_INTERNAL if unknown name */
+	const char *err_name;           /* as sent */
+	const char *err_message;
+	const char *err_field;          /* NULL if none */
+	const char *event;              /* "vm", "log" (events) */
+};
+
+/* 0, -EINVAL (not a well-formed response/event), -ENOMEM. */
+int proto_response_parse(const char *line, size_t len, struct proto_response *ret);
+void proto_response_done(struct proto_response *resp);
+
+/* Serialise one message as a compact line ending in '\n'.  *ret_buf is
+ * malloc'd.  0, -ENOMEM, -EMSGSIZE (longer than PROTO_MAX_LINE for
+ * requests; responses may be longer). */
+int proto_encode(const json_t *msg, char **ret_buf, size_t *ret_len);
+
+/* ---- base64 (RFC 4648, with padding) ------------------------------------ */
+
+#define PROTO_BASE64_ENC_LEN(n) ((((n) + 2) / 3) * 4)
+#define PROTO_BASE64_DEC_MAX(n) (((n) / 4) * 3 + 3)
+
+/* Writes PROTO_BASE64_ENC_LEN(n) chars plus a NUL; returns the length. */
+size_t proto_base64_encode(const void *data, size_t n, char *out);
+/* Decodes into out (PROTO_BASE64_DEC_MAX(len) bytes).  0 or -EINVAL. */
+int proto_base64_decode(const char *in, size_t len, void *out, size_t *ret_len);
+
+/* ---- worker link (mvmd <-> mvm-vmm) ------------------------------------- */
+
+#define PROTO_LINK_MSGS(X) \
+	X(BOOTED,     "booted")     \
+	X(CONSOLE,    "console")    \
+	X(EXIT,       "exit")       \
+	X(CONSOLE_IN, "console-in") \
+	X(SHUTDOWN,   "shutdown")
+
+enum proto_link_type {
+#define PROTO_LINK_ENUM_(id, name) PROTO_LINK_##id,
+	PROTO_LINK_MSGS(PROTO_LINK_ENUM_)
+#undef PROTO_LINK_ENUM_
+	PROTO_LINK_COUNT_
+};
+
+/* Console chunks per message: keeps a link line well under PROTO_MAX_LINE. */
+#define PROTO_LINK_CONSOLE_MAX 16384
+
+struct proto_link_msg {
+	enum proto_link_type type;
+	int status;                     /* exit */
+	char reason[64];                /* exit; "" if none */
+	unsigned char *data;            /* console, console-in: malloc'd by decode */
+	size_t data_len;
+};
+
+const char *proto_link_name(enum proto_link_type t);
+/* 0, -EINVAL (malformed or unknown), -ENOMEM.  Free with proto_link_clear. */
+int proto_link_decode(const char *line, size_t len, struct proto_link_msg *ret);
+void proto_link_clear(struct proto_link_msg *msg);
+/* Serialise (data borrowed).  Same contract as proto_encode. */
+int proto_link_encode(const struct proto_link_msg *msg, char **ret_buf, size_t *ret_len);
+
+#endif

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef MVM_VMM_CONTROL_H
+#define MVM_VMM_CONTROL_H
+
+#include "vmm/vm.h"
+
+/*
+ * The worker's end of the daemon link (--control-fd N, docs/protocol.md):
+ * sends booted, console output and exit; takes console-in and shutdown.
+ * If the daemon goes away the link is dropped and the VM keeps running.
+ */
+struct control;
+
+/* Takes fd; registers the VM hooks.  Call between vm_create and vm_run. */
+int control_attach(struct vm *vm, int fd, struct control **ret);
+void control_free(struct control *c);
+
+#endif
