@@ -4,7 +4,9 @@
 
 /*
  * mvm-vmm exit statuses (documented in docs/architecture.md and --help).
- * The daemon maps them to exit reasons.
+ * The daemon maps them to exit reasons.  SIGINT, SIGTERM and SIGHUP stop the
+ * VM cleanly (vCPUs joined, terminal restored) and then end the process by
+ * that same signal; the exit observer sees 128 + the signal number.
  */
 enum vmm_exit_status {
 	VMM_EXIT_OK             = 0,  /* guest reset (i8042 0xFE) or ACPI poweroff */
