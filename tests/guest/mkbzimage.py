@@ -61,6 +61,7 @@ def main():
     if syms.get('startup_64') != LOAD_ADDR + 0x200:
         sys.exit('mkbzimage: startup_64 is not at payload offset 0x200')
     pm, init_size = payload(elf)
+    pm += bytes(-len(pm) % 16)      # whole paragraphs, as syssize counts them
     init_size = (init_size + 0xfff) & ~0xfff
     with open(sys.argv[2], 'wb') as f:
         f.write(setup(len(pm), init_size) + pm)

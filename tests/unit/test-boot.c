@@ -93,6 +93,12 @@ static void test_bz_parse(void)
 	make_bz(b); b[0x1f1] = 15;  /* exactly 8192: nothing left */
 	CHECK(bz_err(b, BZ_LEN, "no protected-mode kernel"));
 
+	/* syssize says how long the payload is: a shorter file is truncated. */
+	make_bz(b); w32(b + 0x1f4, (BZ_LEN - BZ_SETUP) / 16);
+	CHECK_EQ(bzimage_parse(b, BZ_LEN, &bi, &err), 0);
+	CHECK_EQ(bi.payload_size, BZ_LEN - BZ_SETUP);
+	CHECK(bz_err(b, BZ_LEN - 16, "truncated"));
+
 	/* setup_sects 0 means 4. */
 	make_bz(b); b[0x1f1] = 0; b[0x234] = 1;
 	CHECK_EQ(bzimage_parse(b, BZ_LEN, &bi, &err), 0);

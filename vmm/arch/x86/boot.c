@@ -18,6 +18,7 @@
 /* Setup header offsets, relative to the start of the image file (and of the
  * zero page, which embeds the same header at the same offset). */
 #define HDR_SETUP_SECTS      0x1f1
+#define HDR_SYSSIZE          0x1f4  /* payload size in 16-byte units */
 #define HDR_BOOT_FLAG        0x1fe
 #define HDR_JUMP             0x200
 #define HDR_MAGIC            0x202
@@ -145,6 +146,7 @@ int bzimage_parse(const void *img, size_t len, struct bzimage_info *ret, const c
 {
 	const uint8_t *p = img;
 	struct bzimage_info bi = { 0 };
+	uint64_t syssize;
 	unsigned sects;
 	int r;
 
@@ -165,6 +167,16 @@ int bzimage_parse(const void *img, size_t len, struct bzimage_info *ret, const c
 	bi.protocol = rd16(p + HDR_VERSION);
 	bi.payload_offset = bi.setup_size;
 	bi.payload_size = len - bi.setup_size;
+	/* The kernel build pads the payload to syssize paragraphs, so a file
+	 * shorter than that lost its tail; loading it would boot garbage.
+	 * 0 means the loader that made the image did not say. */
+	syssize = (uint64_t)rd32(p + HDR_SYSSIZE) * 16;
+	if (syssize > bi.payload_size)
+		return failf(ret_err, -EINVAL, "bzImage: truncated: the header says the kernel "
+		             "has %llu bytes after the setup code but the file has %llu",
+		             (unsigned long long)syssize, (unsigned long long)bi.payload_size);
+	if (syssize)
+		bi.payload_size = syssize;
 	bi.initrd_addr_max = rd32(p + HDR_INITRD_ADDR_MAX);
 	bi.cmdline_size = rd32(p + HDR_CMDLINE_SIZE);
 	bi.pref_address = rd64(p + HDR_PREF_ADDRESS);
