@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/* Host-wide commands: host (capacity and usage) and version. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "ctl/ctl.h"
+
+static int output_only(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ 0 }
+	};
+	int o;
+
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "o:", opts, NULL)) != -1)
+		if (o != 'o' || ctl_parse_output(optarg, c) < 0)
+			return ctl_usage_error(argv[0], "bad option or value '%s'", argv[optind - 1]);
+	if (optind != argc)
+		return ctl_usage_error(argv[0], "%s takes no arguments", argv[0]);
+	return 0;
+}
+
+int host_host(struct ctl *c, int argc, char **argv)
+{
+	json_t *res = NULL;
+	int r = output_only(c, argc, argv);
+
+	if (!r)
+		r = ctl_connect(c);
+	if (!r)
+		r = ctl_call(c, ctl_request(c, PROTO_OP_HOST_INFO), &res);
+	if (r)
+		return r;
+	if (c->json)
+		output_json(res);
+	else
+		output_kv(json_object_get(res, "host") ? json_object_get(res, "host") : res);
+	json_decref(res);
+	return CTL_EXIT_OK;
+}
+
+/* The client's version always prints; the daemon's when it answers. */
+int host_version(struct ctl *c, int argc, char **argv)
+{
+	json_t *res = NULL;
+	int r = output_only(c, argc, argv);
+
+	if (r)
+		return r;
+	if (!c->json)
+		printf("mvmctl   %s\n", MVM_VERSION);
+	r = ctl_connect(c);
+	if (!r)
+		r = ctl_call(c, ctl_request(c, PROTO_OP_VERSION), &res);
+	if (c->json) {
+		json_t *out = json_pack("{s:s, s:O?}", "client", MVM_VERSION, "daemon", res);
+
+		output_json(out);
+		json_decref(out);
+	} else if (!r) {
+		printf("server   %s\nprotocol %lld\n",
+		       json_string_value(json_object_get(res, "server")),
+		       (long long)json_integer_value(json_object_get(res, "version")));
+	}
+	json_decref(res);
+	return r;
+}

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Everything mvmctl prints on stdout: aligned tables with units for humans,
+ * and `-o json`, which is the daemon's result object with sorted keys so
+ * that scripts and diffs see a stable shape.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "ctl/ctl.h"
+
+struct table {
+	size_t ncols, nrows, cap;
+	char **cells; /* row-major, row 0 is the header */
+};
+
+struct table *table_new(size_t ncols, const char *const *headers)
+{
+	struct table *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->ncols = ncols;
+	table_add(t, headers);
+	return t;
+}
+
+void table_add(struct table *t, const char *const *cells)
+{
+	size_t need = (t->nrows + 1) * t->ncols;
+
+	if (need > t->cap) {
+		size_t cap = need * 2;
+		char **c = realloc(t->cells, cap * sizeof(*c));
+
+		if (!c)
+			abort(); /* out of memory while printing: nothing sane to do */
+		t->cells = c;
+		t->cap = cap;
+	}
+	for (size_t i = 0; i < t->ncols; i++) {
+		char *s = strdup(cells[i] ? cells[i] : "-");
+
+		if (!s)
+			abort();
+		t->cells[t->nrows * t->ncols + i] = s;
+	}
+	t->nrows++;
+}
+
+void table_print(struct table *t)
+{
+	size_t *w = calloc(t->ncols, sizeof(*w));
+
+	if (!w)
+		abort();
+	for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+		size_t l = strlen(t->cells[i]);
+
+		if (l > w[i % t->ncols])
+			w[i % t->ncols] = l;
+	}
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (size_t col = 0; col < t->ncols; col++) {
+			const char *s = t->cells[r * t->ncols + col];
+
+			/* no trailing blanks after the last column */
+			if (col + 1 == t->ncols)
+				printf("%s\n", s);
+			else
+				printf("%-*s  ", (int)w[col], s);
+		}
+	}
+	free(w);
+}
+
+void table_free(struct table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(t);
+}
+
+void output_json(const json_t *v)
+{
+	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	putchar('\n');
+}
+
+void output_size_mib(char *buf, size_t n, long long mib)
+{
+	if (mib >= 1024 && mib % 1024 == 0)
+		snprintf(buf, n, "%lld GiB", mib / 1024);
+	else if (mib >= 1024)
+		snprintf(buf, n, "%.1f GiB", (double)mib / 1024.0);
+	else
+		snprintf(buf, n, "%lld MiB", mib);
+}
+
+/* "45s", "3m12s", "2h05m", "4d03h": the two most significant units. */
+void output_duration(char *buf, size_t n, double seconds)
+{
+	long long s = seconds > 0 ? (long long)seconds : 0;
+
+	if (s < 60)
+		snprintf(buf, n, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, n, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, n, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, n, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
+
+void output_time(char *buf, size_t n, double epoch)
+{
+	time_t t = (time_t)epoch;
+	struct tm tm;
+
+	if (!localtime_r(&t, &tm) || !strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, n, "%.3f", epoch);
+}
+
+double output_now(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static bool is_live(const char *state)
+{
+	return state && (!strcmp(state, "running") || !strcmp(state, "starting") ||
+			 !strcmp(state, "stopping"));
+}
+
+static void fmt_uptime(char *buf, size_t n, const json_t *vm, double now)
+{
+	json_t *started = json_object_get(vm, "started_at");
+
+	if (is_live(str(vm, "state")) && json_is_number(started))
+		output_duration(buf, n, now - json_number_value(started));
+	else
+		snprintf(buf, n, "-");
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The keys of obj in sorted order (NULL-terminated), so output is stable. */
+static const char **sorted_keys(const json_t *obj, size_t *ret_n)
+{
+	const char **keys = calloc(json_object_size(obj) + 1, sizeof(*keys));
+	const char *key;
+	size_t n = 0;
+	json_t *v;
+
+	if (!keys)
+		abort();
+	json_object_foreach((json_t *)obj, key, v)
+		keys[n++] = key;
+	qsort(keys, n, sizeof(*keys), cmp_str);
+	*ret_n = n;
+	return keys;
+}
+
+/* "k=v,k2=v2" in key order */
+static void fmt_labels(char *buf, size_t n, const json_t *labels)
+{
+	size_t nk, off = 0;
+	const char **keys = sorted_keys(labels, &nk);
+
+	for (size_t i = 0; i < nk; i++) {
+		const char *v = json_string_value(json_object_get(labels, keys[i]));
+		int w = snprintf(buf + off, n - off, "%s%s=%s", off ? "," : "",
+				 keys[i], v ? v : "");
+
+		if (w < 0 || (size_t)w >= n - off)
+			break;
+		off += (size_t)w;
+	}
+	free(keys);
+	if (!off)
+		snprintf(buf, n, "-");
+}
+
+static void list_row(struct table *t, const json_t *vm, double now)
+{
+	char vcpus[16], mem[32], up[32], pid[16], owner[16], labels[512];
+	json_t *p = json_object_get(vm, "pid");
+
+	snprintf(vcpus, sizeof(vcpus), "%lld",
+		 (long long)json_integer_value(json_object_get(vm, "vcpus")));
+	output_size_mib(mem, sizeof(mem),
+			json_integer_value(json_object_get(vm, "mem_mib")));
+	fmt_uptime(up, sizeof(up), vm, now);
+	if (json_is_integer(p))
+		snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(p));
+	else
+		snprintf(pid, sizeof(pid), "-");
+	snprintf(owner, sizeof(owner), "%lld",
+		 (long long)json_integer_value(json_object_get(vm, "owner_uid")));
+	fmt_labels(labels, sizeof(labels), json_object_get(vm, "labels"));
+	table_add(t, (const char *[]){ str(vm, "name"), str(vm, "state"), vcpus,
+		  mem, up, pid, owner, labels });
+}
+
+void output_vm_list(const json_t *vms, bool quiet, double now)
+{
+	static const char *const hdr[] = { "NAME", "STATE", "VCPUS", "MEMORY",
+		"UPTIME", "PID", "OWNER", "LABELS" };
+	struct table *t;
+	size_t i;
+	json_t *vm;
+
+	if (quiet) {
+		json_array_foreach(vms, i, vm)
+			printf("%s\n", str(vm, "name") ? str(vm, "name") : "");
+		return;
+	}
+	t = table_new(8, hdr);
+	if (!t)
+		abort();
+	json_array_foreach(vms, i, vm)
+		list_row(t, vm, now);
+	table_print(t);
+	table_free(t);
+}
+
+static void show_files(const json_t *vm)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(json_object_get(vm, "disks"), i, d)
+		printf("%-12s %s%s\n", i ? "" : "Disks:", str(d, "path"),
+		       json_is_true(json_object_get(d, "readonly")) ? " (read-only)" : "");
+	json_array_foreach(json_object_get(vm, "nics"), i, d)
+		printf("%-12s tap=%s mac=%s\n", i ? "" : "NICs:", str(d, "tap"),
+		       str(d, "mac") ? str(d, "mac") : "auto");
+}
+
+static void show_events(const json_t *events)
+{
+	static const char *const hdr[] = { "TIME", "STATE", "REASON" };
+	struct table *t;
+	char when[64];
+	size_t i;
+	json_t *ev;
+
+	if (!json_array_size(events))
+		return;
+	printf("\nEvents:\n");
+	t = table_new(3, hdr);
+	if (!t)
+		abort();
+	json_array_foreach(events, i, ev) {
+		output_time(when, sizeof(when), json_number_value(json_object_get(ev, "time")));
+		table_add(t, (const char *[]){ when, str(ev, "state"), str(ev, "reason") });
+	}
+	table_print(t);
+	table_free(t);
+}
+
+void output_vm_show(const json_t *vm, const json_t *events, double now)
+{
+	char mem[32], up[32], when[64], labels[1024];
+	json_t *pid = json_object_get(vm, "pid");
+	json_t *status = json_object_get(vm, "exit_status");
+	const char *restart = str(vm, "restart");
+
+	output_size_mib(mem, sizeof(mem), json_integer_value(json_object_get(vm, "mem_mib")));
+	fmt_uptime(up, sizeof(up), vm, now);
+	output_time(when, sizeof(when), json_number_value(json_object_get(vm, "created_at")));
+	fmt_labels(labels, sizeof(labels), json_object_get(vm, "labels"));
+	printf("%-12s %s\n", "Name:", str(vm, "name"));
+	printf("%-12s %s\n", "State:", str(vm, "state"));
+	if (str(vm, "exit_reason"))
+		printf("%-12s %s\n", "Exit reason:", str(vm, "exit_reason"));
+	if (json_is_integer(status))
+		printf("%-12s %lld\n", "Exit status:", (long long)json_integer_value(status));
+	printf("%-12s %lld\n", "Owner uid:", (long long)json_integer_value(json_object_get(vm, "owner_uid")));
+	if (json_is_integer(pid))
+		printf("%-12s %lld\n", "PID:", (long long)json_integer_value(pid));
+	printf("%-12s %s\n", "Uptime:", up);
+	printf("%-12s %s\n", "Created:", when);
+	printf("%-12s %lld\n", "vCPUs:", (long long)json_integer_value(json_object_get(vm, "vcpus")));
+	printf("%-12s %s\n", "Memory:", mem);
+	printf("%-12s %s\n", "Kernel:", str(vm, "kernel"));
+	printf("%-12s %s\n", "Initrd:", str(vm, "initrd") ? str(vm, "initrd") : "-");
+	printf("%-12s %s\n", "Cmdline:", str(vm, "cmdline") ? str(vm, "cmdline") : "");
+	show_files(vm);
+	printf("%-12s %s\n", "Labels:", labels);
+	if (restart && !strcmp(restart, "on-failure"))
+		printf("%-12s on-failure (max %lld, 0 = unlimited)\n", "Restart:",
+		       (long long)json_integer_value(json_object_get(vm, "restart_max")));
+	else
+		printf("%-12s %s\n", "Restart:", restart ? restart : "no");
+	show_events(events);
+}
+
+/* One line per event for `mvmctl events`: time, VM, state, reason. */
+void output_event(const json_t *ev)
+{
+	const char *reason = str(ev, "reason");
+	const char *state = str(ev, "state") ? str(ev, "state") : "?";
+	char when[64];
+
+	output_time(when, sizeof(when), json_number_value(json_object_get(ev, "time")));
+	if (reason)
+		printf("%s  %-20s %-9s %s\n", when, str(ev, "vm") ? str(ev, "vm") : "?",
+		       state, reason);
+	else
+		printf("%s  %-20s %s\n", when, str(ev, "vm") ? str(ev, "vm") : "?", state);
+	fflush(stdout);
+}
+
+static void kv_value(const char *key, const json_t *v)
+{
+	char buf[64];
+
+	/* mem_mib, mem_mib_used, ...: sizes in MiB get their unit */
+	if (json_is_integer(v) && strstr(key, "_mib")) {
+		output_size_mib(buf, sizeof(buf), json_integer_value(v));
+		printf("%s\n", buf);
+	} else if (json_is_string(v)) {
+		printf("%s\n", json_string_value(v));
+	} else {
+		char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+
+		printf("%s\n", s ? s : "?");
+		free(s);
+	}
+}
+
+/* Generic "Key: value" listing (host info), with units for *_mib* keys. */
+void output_kv(const json_t *obj)
+{
+	size_t n, w = 0;
+	const char **keys = sorted_keys(obj, &n);
+
+	for (size_t i = 0; i < n; i++)
+		if (strlen(keys[i]) > w)
+			w = strlen(keys[i]);
+	for (size_t i = 0; i < n; i++) {
+		printf("%-*s  ", (int)w, keys[i]);
+		kv_value(keys[i], json_object_get(obj, keys[i]));
+	}
+	free(keys);
+}

@@ -1,0 +1,269 @@
+# SPDX-License-Identifier: MIT
+"""Shared pieces of the system tests and the control benchmark.
+
+A Daemon is a real mvmd in a fresh temporary state/run directory; Ctl runs
+mvmctl against it; Raw is a protocol client on a plain Unix socket.  Every
+wait here is bounded: a test that would hang fails instead.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+SKIP = 77
+SANITIZER_MARKS = ("Sanitizer", "runtime error:")
+NOBODY = 65534
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def env_path(var):
+    """A program or file named by the environment (meson sets them)."""
+    p = os.environ.get(var, "")
+    if not p or not os.path.exists(p):
+        raise TestFailure("%s is not set to an existing file (got %r); run "
+                          "through 'meson test' or set it" % (var, p))
+    return p
+
+
+def kvm_usable():
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def wait_for(fn, timeout, what, interval=0.05):
+    """Polls fn() until it returns something true; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TestFailure("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def drop_to(uid):
+    """preexec_fn that makes the child run as uid (and the same gid)."""
+    def fn():
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    return fn
+
+
+class Daemon:
+    def __init__(self, mvmd, vmm, root=None, extra_args=()):
+        self.mvmd = mvmd
+        self.vmm = vmm
+        self.owns_root = root is None
+        self.root = root or tempfile.mkdtemp(prefix="mvm-sys-")
+        self.state = os.path.join(self.root, "state")
+        self.run = os.path.join(self.root, "run")
+        self.sock = os.path.join(self.run, "mvmd.sock")
+        self.logpath = os.path.join(self.root, "mvmd.log")
+        self.extra = list(extra_args)
+        self.proc = None
+        self.starts = 0
+
+    def start(self, timeout=15):
+        os.makedirs(self.state, exist_ok=True)
+        os.makedirs(self.run, exist_ok=True)
+        log = open(self.logpath, "ab")
+        log.write(b"==== mvmd start %d ====\n" % self.starts)
+        log.flush()
+        self.starts += 1
+        self.proc = subprocess.Popen(
+            [self.mvmd, "--state-dir", self.state, "--run-dir", self.run,
+             "--socket", self.sock, "--vmm", self.vmm] + self.extra,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for(self._accepting, timeout, "mvmd to accept connections on " + self.sock)
+
+    def _accepting(self):
+        if self.proc.poll() is not None:
+            raise TestFailure("mvmd exited with status %d while starting; log:\n%s"
+                              % (self.proc.returncode, self.log()))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.sock)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=15):
+        """SIGTERM, then SIGKILL after timeout; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise TestFailure("mvmd did not exit within %ds of SIGTERM" % timeout)
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def log(self):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def check_sanitizers(self):
+        text = self.log()
+        for mark in SANITIZER_MARKS:
+            check(mark not in text, "mvmd log reports a sanitizer error:\n" + text[-4000:])
+
+    def cleanup(self):
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+        finally:
+            if self.owns_root:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Ctl:
+    """Runs mvmctl against a daemon's socket."""
+
+    def __init__(self, mvmctl, sock):
+        self.mvmctl = mvmctl
+        self.sock = sock
+
+    def run(self, *args, input=None, timeout=60, uid=None, env=None, cwd=None):
+        e = dict(os.environ)
+        e["MVM_SOCKET"] = self.sock
+        if env:
+            e.update(env)
+        try:
+            return subprocess.run(
+                [self.mvmctl] + [str(a) for a in args], input=input,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                env=e, cwd=cwd, preexec_fn=drop_to(uid) if uid is not None else None)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("mvmctl %s did not finish within %ds" % (" ".join(map(str, args)), timeout))
+
+    def ok(self, *args, **kw):
+        """Runs mvmctl and insists on exit status 0; returns stdout text."""
+        p = self.run(*args, **kw)
+        check(p.returncode == 0, "mvmctl %s: exit %d, stderr: %s" % (
+            " ".join(map(str, args)), p.returncode, p.stderr.decode(errors="replace")))
+        return p.stdout.decode(errors="replace")
+
+    def fails(self, code, *args, **kw):
+        """Runs mvmctl, insists on exit status code; returns stderr text."""
+        p = self.run(*args, **kw)
+        err = p.stderr.decode(errors="replace")
+        check(p.returncode == code, "mvmctl %s: expected exit %d, got %d; stdout: %s stderr: %s" % (
+            " ".join(map(str, args)), code, p.returncode, p.stdout.decode(errors="replace"), err))
+        check(err.startswith("mvmctl: "), "error does not start with 'mvmctl: ': %r" % err)
+        return err
+
+    def json(self, *args, **kw):
+        return json.loads(self.ok(*(list(args) + ["-o", "json"]), **kw))
+
+    def vm(self, name):
+        return self.json("show", name)["vm"]
+
+    def wait_state(self, name, states, timeout=30):
+        """Waits until the VM is in one of states; returns its object."""
+        states = (states,) if isinstance(states, str) else tuple(states)
+        last = {}
+
+        def poll():
+            last["vm"] = self.vm(name)
+            return last["vm"] if last["vm"]["state"] in states else None
+        try:
+            return wait_for(poll, timeout, "VM %s to reach %s" % (name, "/".join(states)), 0.1)
+        except TestFailure as e:
+            raise TestFailure("%s; last seen: %s" % (e, json.dumps(last.get("vm"))))
+
+
+class Raw:
+    """A protocol client on a plain socket, for what mvmctl cannot send."""
+
+    def __init__(self, path, timeout=15):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.buf = b""
+        self.next_id = 0
+        self.events = []
+
+    def close(self):
+        self.s.close()
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def read_line(self):
+        # chunks are searched once each: a multi-megabyte list stays linear
+        chunks = [self.buf]
+        while b"\n" not in chunks[-1]:
+            try:
+                chunk = self.s.recv(1 << 20)
+            except socket.timeout:
+                raise TestFailure("no line from mvmd within %.0fs" % self.s.gettimeout())
+            if not chunk:
+                raise TestFailure("mvmd closed the connection; pending bytes %r"
+                                  % b"".join(chunks)[:200])
+            chunks.append(chunk)
+        line, self.buf = b"".join(chunks).split(b"\n", 1)
+        return line
+
+    def read_msg(self):
+        line = self.read_line()
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            raise TestFailure("mvmd sent a line that is not JSON: %r" % line[:200])
+        check(isinstance(msg, dict), "mvmd sent a non-object: %r" % line[:200])
+        return msg
+
+    def response(self):
+        """The next response, setting aside events that arrive first."""
+        while True:
+            msg = self.read_msg()
+            if "id" in msg:
+                return msg
+            self.events.append(msg)
+
+    def call(self, op, args=None, rid=None):
+        if rid is None:
+            self.next_id += 1
+            rid = self.next_id
+        req = {"id": rid, "op": op}
+        if args is not None:
+            req["args"] = args
+        self.send(json.dumps(req).encode() + b"\n")
+        resp = self.response()
+        check(resp.get("id") == rid, "response id %r does not match request id %r: %r"
+              % (resp.get("id"), rid, resp))
+        return resp
+
+    def ok(self, op, args=None):
+        resp = self.call(op, args)
+        check(resp.get("ok") is True, "%s %r failed: %r" % (op, args, resp))
+        return resp["result"]

@@ -1,0 +1,502 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""System tests: a real mvmd in a temporary directory, driven only through
+mvmctl and raw protocol clients (docs/protocol.md).
+
+Usage: run.py CASE      run one case (meson registers one test per case)
+       run.py --list    print the case names, one per line
+
+Environment (meson sets it): MVMD, MVMCTL, MVM_VMM, MVM_BZIMAGE (the test
+guest, tests/guest/PROTOCOL.md).  Exit status: 0 pass, 1 fail, 77 skip
+(no usable /dev/kvm for a case that boots guests, or not root for the
+ownership case).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (NOBODY, SKIP, Ctl, Daemon, Raw, TestFailure, check,  # noqa: E402
+                     env_path, kvm_usable, wait_for)
+
+CASES = {}
+
+
+def case(kvm=False, root=False):
+    def reg(fn):
+        CASES[fn.__name__.replace("_", "-")] = (fn, kvm, root)
+        return fn
+    return reg
+
+
+class Env:
+    """One test's daemon, client and scratch files."""
+
+    def __init__(self):
+        self.daemon = Daemon(env_path("MVMD"), env_path("MVM_VMM"))
+        self.ctl = Ctl(env_path("MVMCTL"), self.daemon.sock)
+        self.root = self.daemon.root
+        # --no-start VMs need a readable kernel file, not a bootable one
+        self.kernel = os.path.join(self.root, "vmlinuz")
+        with open(self.kernel, "wb") as f:
+            f.write(b"not a kernel, never booted\n")
+        os.chmod(self.kernel, 0o644)
+
+    def guest(self):
+        return env_path("MVM_BZIMAGE")
+
+    def raw(self, timeout=15):
+        return Raw(self.daemon.sock, timeout)
+
+    def create_guest(self, name, scenario, *extra):
+        """Creates and boots a test-guest VM, waiting for its first byte."""
+        out = self.ctl.json("create", name, "--kernel", self.guest(),
+                            "--cmdline", "console=ttyS0 mvmtest=" + scenario,
+                            "--mem", "64", "--wait", *extra)
+        return out["vm"]
+
+
+def log_of(ctl, name):
+    return ctl.ok("logs", name)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is reaped by mvmd soon; /proc says whether it is one
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# ---- cases without KVM ------------------------------------------------------
+
+
+@case()
+def cli_basics(env):
+    ctl = env.ctl
+    out = ctl.ok("version")
+    check("mvmctl" in out and "server" in out and "protocol 1" in out, "version output: %r" % out)
+    v = ctl.json("version")
+    check(v["client"] and v["daemon"]["version"] == 1, "version -o json: %r" % v)
+    ctl.ok("host")
+    check(isinstance(ctl.json("host"), dict), "host -o json is not an object")
+    ctl.ok("help")
+
+    # usage errors: exit 2, nothing sent
+    ctl.fails(2, "frobnicate")
+    ctl.fails(2, "create", "a")
+    ctl.fails(2, "create", "a", "--kernel", env.kernel, "--mem", "lots")
+    ctl.fails(2, "create", "bad/name", "--kernel", env.kernel)
+    ctl.fails(2, "list", "--state", "sleepy")
+    ctl.fails(2, "kill", "a", "--signal", "SIGNOPE")
+    ctl.fails(2, "show")
+    ctl.fails(2, "rm", "a", "b")
+
+    # cannot connect: exit 3 and a message that says how to fix it
+    err = ctl.fails(3, "--socket", os.path.join(env.root, "nope.sock"), "list")
+    check("does not exist" in err and "--socket" in err, "connect error: %r" % err)
+
+    # daemon errors: exit 1, the daemon's message passed through
+    err = ctl.fails(1, "show", "ghost")
+    check("ghost" in err and "not_found" in err, "not_found message: %r" % err)
+
+    # relative paths become absolute; sizes and labels reach the daemon
+    os.makedirs(os.path.join(env.root, "img"))
+    shutil.copy(env.kernel, os.path.join(env.root, "img", "k"))
+    ctl.ok("create", "web1", "--kernel", "img/k", "--no-start", "--vcpus", "2",
+           "--mem", "1G", "--label", "tier=web", "--label", "env=test",
+           "--restart", "on-failure:3", cwd=env.root)
+    vm = ctl.vm("web1")
+    check(vm["kernel"] == os.path.join(env.root, "img", "k"), "kernel path not absolute: %r" % vm["kernel"])
+    check(vm["state"] == "created" and vm["vcpus"] == 2 and vm["mem_mib"] == 1024, "web1: %r" % vm)
+    check(vm["labels"] == {"tier": "web", "env": "test"}, "labels: %r" % vm["labels"])
+    check(vm["restart"] == "on-failure" and vm["restart_max"] == 3, "restart: %r" % vm)
+    err = ctl.fails(1, "create", "web1", "--kernel", env.kernel, "--no-start")
+    check("exists" in err, "duplicate create: %r" % err)
+    err = ctl.fails(1, "create", "web2", "--kernel", os.path.join(env.root, "missing"), "--no-start")
+    check("file_error" in err or "permission_denied" in err, "missing kernel: %r" % err)
+    ctl.ok("create", "db1", "--kernel", env.kernel, "--no-start", "--label", "tier=db")
+
+    # list: table, -q, filters, json
+    table = ctl.ok("list").splitlines()
+    check(table[0].split()[:2] == ["NAME", "STATE"], "list header: %r" % table[0])
+    check(any(line.startswith("web1 ") and "1 GiB" in line for line in table), "list table: %r" % table)
+    check(sorted(ctl.ok("list", "-q").split()) == ["db1", "web1"], "list -q")
+    check(ctl.ok("list", "-q", "--label", "tier=db").split() == ["db1"], "label filter")
+    check(ctl.ok("list", "-q", "--label", "tier=db", "--label", "env=test").split() == [],
+          "labels must all match")
+    check(sorted(ctl.ok("list", "-q", "--state", "created").split()) == ["db1", "web1"], "state filter")
+    check(ctl.ok("list", "-q", "--state", "running").split() == [], "state filter running")
+    names = sorted(v["name"] for v in ctl.json("list")["vms"])
+    check(names == ["db1", "web1"], "list -o json: %r" % names)
+
+    show = ctl.ok("show", "web1")
+    for want in ("Name:", "web1", "State:", "created", "1 GiB", "tier=web"):
+        check(want in show, "show lacks %r:\n%s" % (want, show))
+    events = ctl.json("show", "web1")["events"]
+    check(events and events[0]["state"] == "created", "show events: %r" % events)
+
+    ctl.ok("rm", "web1")
+    ctl.ok("rm", "db1")
+    check(ctl.ok("list", "-q").split() == [], "list after rm")
+    ctl.fails(1, "rm", "db1")
+
+
+def expect_error(raw, line, code, field=None, rid=None):
+    """Sends a raw line, expects an error code, then checks the connection."""
+    raw.send(line)
+    resp = raw.response()
+    check(resp.get("ok") is False, "line %r: expected an error, got %r" % (line[:80], resp))
+    err = resp.get("error", {})
+    check(err.get("code") == code, "line %r: expected %s, got %r" % (line[:80], code, resp))
+    check(isinstance(err.get("message"), str) and err["message"], "no message: %r" % resp)
+    if field is not None:
+        check(err.get("field") == field, "line %r: expected field %r, got %r" % (line[:80], field, resp))
+        check(field in err["message"], "message does not name %r: %r" % (field, err["message"]))
+    check(resp.get("id") == rid, "line %r: expected id %r, got %r" % (line[:80], rid, resp.get("id")))
+    # the same connection still answers
+    check(raw.ok("version")["version"] == 1, "connection unusable after %s" % code)
+
+
+@case()
+def malformed(env):
+    raw = env.raw()
+    check(raw.ok("hello", {"version": 1})["version"] == 1, "hello")
+    expect_error(raw, b"{not json\n", "bad_json")
+    expect_error(raw, b"[1,2,3]\n", "bad_json")
+    expect_error(raw, b"\"just a string\"\n", "bad_json")
+    expect_error(raw, b'{"id": 5, "op": "vm.list"' + b" " * 70000 + b"}\n", "too_large")
+    expect_error(raw, b'{"id": 6, "op": "vm.explode"}\n', "unknown_op", rid=6)
+    expect_error(raw, b'{"id": 7}\n', "bad_request", rid=7)
+    expect_error(raw, b'{"id": 8, "op": "vm.show", "args": {}}\n', "bad_request", "name", rid=8)
+    expect_error(raw, b'{"id": 9, "op": "vm.show", "args": {"name": 3}}\n', "bad_request", "name", rid=9)
+    expect_error(raw, b'{"id": 10, "op": "vm.create", "args": {"name": "a", "kernel": "/k", '
+                 b'"vcpus": "two"}}\n', "bad_request", "vcpus", rid=10)
+    expect_error(raw, b'{"id": 11, "op": "vm.list", "args": {"bogus": 1}}\n', "bad_request", "bogus", rid=11)
+    expect_error(raw, b'{"id": 12, "op": "vm.stop", "args": {"name": "a", "timeout_s": -4}}\n',
+                 "bad_request", "timeout_s", rid=12)
+    expect_error(raw, b'{"id": "s1", "op": "hello", "args": {"version": 99}}\n',
+                 "unsupported_version", rid="s1")
+    expect_error(raw, b'{"id": 13, "op": "vm.list", "args": []}\n', "bad_request", rid=13)
+    # a too-large line split over many writes is still one error, in order
+    raw.send(b'{"id": 14, "op": "vm.list", "args": {"state": "')
+    for _ in range(20):
+        raw.send(b"x" * 8192)
+    expect_error(raw, b'"}}\n', "too_large")
+    # string ids are echoed as given
+    check(raw.call("version", rid="abc")["id"] == "abc", "string id")
+    # several requests in one write are answered in order
+    raw.send(b'{"id": 21, "op": "version"}\n{"id": 22, "op": "nope"}\n{"id": 23, "op": "vm.list"}\n')
+    ids = [raw.response()["id"] for _ in range(3)]
+    check(ids == [21, 22, 23], "pipelined responses out of order: %r" % ids)
+    raw.close()
+    # a client that vanishes mid-line does not hurt the daemon
+    r2 = env.raw()
+    r2.send(b'{"id": 1, "op": "vm.li')
+    r2.close()
+    r3 = env.raw()
+    check(r3.ok("vm.list")["vms"] == [], "daemon after a half line")
+    r3.close()
+    check(env.daemon.alive(), "mvmd died")
+
+
+@case()
+def concurrent(env):
+    n = 100
+    barrier = threading.Barrier(n, timeout=30)
+    errors = []
+
+    def client(i):
+        try:
+            raw = env.raw(timeout=60)
+            barrier.wait()
+            check(raw.ok("hello", {"version": 1})["version"] == 1, "hello")
+            raw.ok("vm.list")
+            name = "c%03d" % i
+            vm = raw.ok("vm.create", {"name": name, "kernel": env.kernel, "start": False})["vm"]
+            check(vm["name"] == name and vm["state"] == "created", "create: %r" % vm)
+            check(raw.ok("vm.show", {"name": name})["vm"]["name"] == name, "show")
+            raw.ok("vm.rm", {"name": name})
+            raw.close()
+        except Exception as e:  # collected and reported below
+            errors.append("client %d: %s" % (i, e))
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(1, 120 - (time.monotonic() - t0)))
+    check(not any(t.is_alive() for t in threads), "clients still running after 120s")
+    check(not errors, "%d clients failed:\n%s" % (len(errors), "\n".join(errors[:10])))
+    check(env.ctl.ok("list", "-q").split() == [], "VMs left after concurrent create/rm")
+    print("100 clients done in %.2fs" % (time.monotonic() - t0))
+
+
+@case(root=True)
+def ownership(env):
+    ctl = env.ctl
+    # let uid 65534 reach the socket and read its own files
+    os.chmod(env.root, 0o755)
+    os.chmod(env.daemon.run, 0o755)
+    os.chmod(env.daemon.sock, 0o666)
+    mine = os.path.join(env.root, "nobody-kernel")
+    shutil.copy(env.kernel, mine)
+    os.chown(mine, NOBODY, NOBODY)
+    secret = os.path.join(env.root, "root-only")
+    shutil.copy(env.kernel, secret)
+    os.chmod(secret, 0o600)
+
+    ctl.ok("create", "rootvm", "--kernel", env.kernel, "--no-start")
+    ctl.ok("create", "nobodyvm", "--kernel", mine, "--no-start", uid=NOBODY)
+    check(ctl.vm("nobodyvm")["owner_uid"] == NOBODY, "owner not stamped")
+    check(ctl.vm("rootvm")["owner_uid"] == 0, "root's VM owner")
+    check(ctl.ok("list", "-q", uid=NOBODY).split() == ["nobodyvm"], "nobody sees only its VM")
+    check(sorted(ctl.ok("list", "-q").split()) == ["nobodyvm", "rootvm"], "root sees all")
+    for args in (["show", "rootvm"], ["rm", "rootvm"], ["start", "rootvm"],
+                 ["kill", "rootvm"], ["stop", "rootvm"], ["logs", "rootvm"]):
+        err = ctl.fails(1, *args, uid=NOBODY)
+        check("permission" in err or "not_found" in err, "%s as nobody: %r" % (args, err))
+    err = ctl.fails(1, "create", "stolen", "--kernel", secret, "--no-start", uid=NOBODY)
+    check("permission" in err or "file_error" in err, "unreadable kernel: %r" % err)
+    err = ctl.fails(1, "create", "stolen2", "--kernel", mine, "--disk", env.kernel,
+                    "--no-start", uid=NOBODY)
+    check("permission" in err or "file_error" in err, "disk nobody may not write: %r" % err)
+    check("rootvm" in ctl.ok("list", "-q"), "rootvm survived nobody's attempts")
+    ctl.ok("rm", "nobodyvm")  # root controls every VM
+    ctl.ok("rm", "rootvm")
+    # a socket the user may not open: exit 3 naming the fix
+    os.chmod(env.daemon.sock, 0o600)
+    err = ctl.fails(3, "list", uid=NOBODY)
+    check("permission denied" in err and "mvm" in err, "EACCES message: %r" % err)
+
+
+def snapshot(ctl):
+    """Definitions and events of every VM, for comparison across restarts."""
+    out = {}
+    for vm in ctl.json("list")["vms"]:
+        shown = ctl.json("show", vm["name"])
+        out[vm["name"]] = shown
+    return out
+
+
+@case()
+def restart(env):
+    ctl = env.ctl
+    disk = os.path.join(env.root, "disk.img")
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    ctl.ok("create", "keep1", "--kernel", env.kernel, "--no-start", "--vcpus", "3",
+           "--mem", "300", "--cmdline", "console=ttyS0 quiet", "--disk", disk + ",ro",
+           "--label", "a=b", "--restart", "always")
+    ctl.ok("create", "keep2", "--kernel", env.kernel, "--initrd", env.kernel, "--no-start",
+           "--disk", disk)
+    ctl.ok("create", "gone", "--kernel", env.kernel, "--no-start")
+    ctl.ok("rm", "gone")
+    if kvm_usable() and os.environ.get("MVM_BZIMAGE"):
+        env.create_guest("booted", "hello")
+        ctl.wait_state("booted", ("stopped", "crashed"))
+    before = snapshot(ctl)
+    check(sorted(before) == sorted(["keep1", "keep2"] + (["booted"] if "booted" in before else [])),
+          "before restart: %r" % sorted(before))
+    check(before["keep1"]["vm"]["disks"] == [{"path": disk, "readonly": True}], "disks: %r"
+          % before["keep1"]["vm"]["disks"])
+
+    rc = env.daemon.stop()
+    check(rc == 0, "mvmd exited with %r on SIGTERM" % rc)
+    env.daemon.start()
+    after = snapshot(ctl)
+    check(before == after, "state differs after restart:\nbefore %s\nafter  %s"
+          % (json.dumps(before, sort_keys=True), json.dumps(after, sort_keys=True)))
+    ctl.fails(1, "show", "gone")
+    if "booted" in after:
+        vm = after["booted"]["vm"]
+        check(vm["state"] == "stopped" and vm["exit_reason"] == "reset", "booted: %r" % vm)
+    # the restarted daemon still takes changes
+    ctl.ok("rm", "keep2")
+    check(sorted(ctl.ok("list", "-q").split()) == sorted(n for n in after if n != "keep2"), "after rm")
+
+
+# ---- cases that boot the test guest ------------------------------------------
+
+
+@case(kvm=True)
+def lifecycle(env):
+    ctl = env.ctl
+    vm = env.create_guest("idle1", "idle", "--label", "role=idle")
+    check(vm["state"] == "running", "create --wait returned %r" % vm["state"])
+    check(isinstance(vm["pid"], int) and pid_alive(vm["pid"]), "worker pid %r" % vm["pid"])
+    pid = vm["pid"]
+    table = ctl.ok("list")
+    check(any(line.split()[:2] == ["idle1", "running"] for line in table.splitlines()), table)
+    check(ctl.ok("list", "-q", "--state", "running").split() == ["idle1"], "state filter")
+    wait_for(lambda: "MVMTEST idle" in log_of(ctl, "idle1"), 20, "idle1's log")
+    check("MVMTEST boot" in ctl.ok("logs", "idle1", "--tail", "5"), "logs --tail")
+    err = ctl.fails(1, "start", "idle1")
+    check("invalid_state" in err, "start while running: %r" % err)
+    err = ctl.fails(1, "rm", "idle1")
+    check("invalid_state" in err, "rm while running: %r" % err)
+
+    # graceful stop: the idle guest ignores Ctrl-Alt-Del, so the timeout kills it
+    t0 = time.monotonic()
+    vm = ctl.json("stop", "idle1", "--timeout", "1", timeout=30)["vm"]
+    check(vm["state"] in ("stopped", "crashed"), "after stop: %r" % vm)
+    check(time.monotonic() - t0 < 15, "stop took %.1fs" % (time.monotonic() - t0))
+    wait_for(lambda: not pid_alive(pid), 10, "worker %d to go" % pid)
+
+    # start again, then kill
+    vm = ctl.json("start", "idle1")["vm"]
+    check(vm["state"] in ("starting", "running"), "start: %r" % vm)
+    vm = ctl.wait_state("idle1", "running")
+    pid = vm["pid"]
+    vm = ctl.json("kill", "idle1", "--signal", "KILL")["vm"]
+    vm = ctl.wait_state("idle1", "crashed")
+    check(vm["exit_reason"].startswith("killed"), "kill reason: %r" % vm)
+    wait_for(lambda: not pid_alive(pid), 10, "worker %d to go" % pid)
+    states = [e["state"] for e in ctl.json("show", "idle1")["events"]]
+    for s in ("created", "running", "stopped", "crashed"):
+        check(s in states or (s == "stopped" and "crashed" in states), "events lack %s: %r" % (s, states))
+
+    # rm -f of a running VM
+    vm = env.create_guest("idle2", "idle")
+    pid = vm["pid"]
+    ctl.ok("rm", "-f", "idle2")
+    ctl.fails(1, "show", "idle2")
+    wait_for(lambda: not pid_alive(pid), 10, "idle2's worker %d to go" % pid)
+    ctl.ok("rm", "idle1")
+    check(ctl.ok("list", "-q").split() == [], "VMs left")
+
+
+@case(kvm=True)
+def console_echo(env):
+    ctl = env.ctl
+    env.create_guest("echo1", "echo")
+    wait_for(lambda: "MVMTEST echo ready" in log_of(ctl, "echo1"), 20, "echo ready")
+    p = ctl.run("console", "echo1", "--idle", "5", input=b"hello-mvm-42\nquit\n", timeout=40)
+    out = p.stdout.decode(errors="replace")
+    check(p.returncode == 0, "console exit %d: %s" % (p.returncode, p.stderr.decode(errors="replace")))
+    check("hello-mvm-42" in out, "echo not seen on the console: %r" % out)
+    vm = ctl.wait_state("echo1", ("stopped", "crashed"))
+    check(vm["state"] == "stopped" and vm["exit_reason"] == "reset", "after quit: %r" % vm)
+    log = log_of(ctl, "echo1")
+    check("hello-mvm-42" in log and "MVMTEST echo done" in log, "log: %r" % log[-500:])
+    err = ctl.fails(1, "console", "echo1", input=b"")
+    check("invalid_state" in err or "not running" in err, "console of a stopped VM: %r" % err)
+    ctl.ok("rm", "echo1")
+
+
+@case(kvm=True)
+def exit_reasons(env):
+    ctl = env.ctl
+    env.create_guest("hello1", "hello")
+    vm = ctl.wait_state("hello1", ("stopped", "crashed"))
+    check(vm["state"] == "stopped" and vm["exit_reason"] == "reset", "hello: %r" % vm)
+    check("MVMTEST e820 done" in log_of(ctl, "hello1"), "hello's log")
+    env.create_guest("triple1", "triple")
+    vm = ctl.wait_state("triple1", ("stopped", "crashed"))
+    check(vm["state"] == "crashed" and vm["exit_reason"] == "triple-fault", "triple: %r" % vm)
+    events = ctl.json("show", "triple1")["events"]
+    check(events[-1]["state"] == "crashed" and events[-1]["reason"] == "triple-fault", "events %r" % events)
+    show = ctl.ok("show", "triple1")
+    check("triple-fault" in show, "show lacks the exit reason:\n" + show)
+    env.create_guest("off1", "poweroff")
+    vm = ctl.wait_state("off1", ("stopped", "crashed"))
+    check(vm["state"] == "stopped" and vm["exit_reason"] == "poweroff", "poweroff: %r" % vm)
+
+
+@case(kvm=True)
+def events(env):
+    ctl = env.ctl
+    ctl.ok("create", "ev1", "--kernel", env.guest(), "--cmdline",
+           "console=ttyS0 mvmtest=hello", "--no-start")
+    raw = env.raw()
+    raw.ok("events.subscribe", {"vm": "ev1"})
+    proc = subprocess.Popen([ctl.mvmctl, "events", "-o", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MVM_SOCKET=ctl.sock))
+    lines = []
+
+    def read_lines():
+        for line in proc.stdout:
+            lines.append(json.loads(line))
+    threading.Thread(target=read_lines, daemon=True).start()
+
+    # mvmctl has subscribed once it prints an event: poke until it does
+    def poke():
+        ctl.ok("create", "poke", "--kernel", env.kernel, "--no-start")
+        ctl.ok("rm", "poke")
+        return lines
+    try:
+        wait_for(poke, 15, "mvmctl events to print its first event", 0.2)
+        ctl.ok("start", "ev1")
+        ctl.wait_state("ev1", ("stopped", "crashed"))
+        seen = wait_for(lambda: [e for e in lines if e["vm"] == "ev1"] if any(
+            e["vm"] == "ev1" and e["state"] == "stopped" for e in lines) else None,
+            15, "the stopped event on mvmctl events")
+        states = [e["state"] for e in seen]
+        check("running" in states and states[-1] == "stopped", "mvmctl events: %r" % seen)
+        check(seen[-1]["reason"] == "reset", "stopped reason: %r" % seen[-1])
+        check(any(e["vm"] == "poke" and e["state"] == "deleted" for e in lines),
+              "unfiltered stream lacks the deleted event: %r" % lines)
+        # the filtered raw subscriber saw ev1 only, not the pokes
+        got = []
+        while not got or got[-1].get("state") != "stopped":
+            got.append(raw.read_msg())
+        check(all(e.get("event") == "vm" and e.get("vm") == "ev1" for e in got),
+              "filtered subscription leaked: %r" % got)
+        check("running" in [e["state"] for e in got], "raw subscriber saw %r" % got)
+        raw.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(5)
+
+
+def main():
+    if len(sys.argv) == 2 and sys.argv[1] == "--list":
+        print("\n".join(CASES))
+        return 0
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        print("usage: run.py CASE | --list; cases: %s" % ", ".join(CASES), file=sys.stderr)
+        return 2
+    fn, needs_kvm, needs_root = CASES[sys.argv[1]]
+    if needs_kvm and not kvm_usable():
+        print("SKIP: /dev/kvm is missing or not accessible; this case boots guests", file=sys.stderr)
+        return SKIP
+    if needs_kvm and not os.environ.get("MVM_BZIMAGE"):
+        print("SKIP: the test guest is not built (meson defines no guest_bzimage)", file=sys.stderr)
+        return SKIP
+    if needs_root and os.geteuid() != 0:
+        print("SKIP: switching uid needs root", file=sys.stderr)
+        return SKIP
+    env = Env()
+    try:
+        env.daemon.start()
+        fn(env)
+        check(env.daemon.alive(), "mvmd exited during the test")
+        env.daemon.stop()
+        env.daemon.check_sanitizers()
+        print("PASS", sys.argv[1])
+        return 0
+    except TestFailure as e:
+        print("FAIL %s: %s" % (sys.argv[1], e), file=sys.stderr)
+        print("---- mvmd log (tail) ----\n" + env.daemon.log()[-6000:], file=sys.stderr)
+        return 1
+    finally:
+        env.daemon.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
