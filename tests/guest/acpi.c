@@ -181,20 +181,66 @@ struct gas { uint8_t space, bit_width, bit_offset, access_size; uint64_t address
 #define FADT_X_DSDT     140
 #define FADT_SLEEP_CTL  244
 
+/* The DSDT hangs off the FADT, not the XSDT. */
+static const struct sdt_header *fadt_dsdt(const struct sdt_header *fadt)
+{
+	const uint8_t *f = (const uint8_t *)fadt;
+	uint64_t dsdt;
+
+	dsdt = fadt->length >= FADT_X_DSDT + 8 ? *(const uint64_t *)(f + FADT_X_DSDT) : 0;
+	if (!dsdt)
+		dsdt = *(const uint32_t *)(f + FADT_DSDT);
+	return check_table(dsdt);
+}
+
+const uint8_t *acpi_dsdt_aml(uint32_t *ret_len)
+{
+	const struct sdt_header *fadt = acpi_find("FACP"), *dsdt;
+
+	if (!fadt)
+		return NULL;
+	dsdt = fadt_dsdt(fadt);
+	*ret_len = dsdt->length - (uint32_t)sizeof(*dsdt);
+	return (const uint8_t *)(dsdt + 1);
+}
+
+/* MADT type 1: IOAPIC id, reserved, address (u32), GSI base (u32). */
+uint64_t acpi_ioapic_for_gsi(uint32_t gsi, uint32_t *ret_base_gsi)
+{
+	const struct sdt_header *madt = acpi_find("APIC");
+	const uint8_t *p, *end;
+	uint64_t best = 0;
+	uint32_t best_base = 0;
+
+	if (!madt)
+		return 0;
+	p = (const uint8_t *)madt + sizeof(*madt) + 8;
+	end = (const uint8_t *)madt + madt->length;
+	for (; p + 2 <= end && p[1] >= 2 && p + p[1] <= end; p += p[1]) {
+		uint32_t base;
+
+		if (p[0] != 1 || p[1] < 12)
+			continue;
+		base = *(const uint32_t *)(p + 8);
+		if (base <= gsi && (!best || base >= best_base)) {
+			best = *(const uint32_t *)(p + 4);
+			best_base = base;
+		}
+	}
+	*ret_base_gsi = best_base;
+	return best;
+}
+
 void acpi_poweroff(void)
 {
 	const struct sdt_header *fadt = acpi_find("FACP");
 	const uint8_t *f = (const uint8_t *)fadt;
 	const struct gas *ctl;
-	uint64_t dsdt;
 	int slp_typ;
 
 	if (!fadt)
 		fail("poweroff: no FADT");
-	dsdt = fadt->length >= FADT_X_DSDT + 8 ? *(const uint64_t *)(f + FADT_X_DSDT) : 0;
-	if (!dsdt)
-		dsdt = *(const uint32_t *)(f + FADT_DSDT);
-	slp_typ = dsdt_s5(check_table(dsdt));
+	slp_typ = dsdt_s5(fadt_dsdt(fadt));
 	if (slp_typ < 0)
 		fail("poweroff: no \\_S5 in the DSDT");
 	ctl = (const struct gas *)(f + FADT_SLEEP_CTL);

@@ -31,6 +31,7 @@ struct exc_frame {
 
 extern uint64_t gdt_tss[2];
 extern char isr_exceptions[], isr_ignore[], isr_serial[], isr_spurious[];
+extern char isr_virtio[], isr_timer[];
 extern char user_exit[];
 noreturn void user_return(uint64_t result);
 void exception_handler(struct exc_frame *f);
@@ -83,6 +84,8 @@ void cpu_init(void)
 	for (unsigned v = 32; v < 256; v++)
 		idt_set(v, isr_ignore, 0);
 	idt_set(VEC_SERIAL, isr_serial, 0);
+	idt_set(VEC_VIRTIO, isr_virtio, 0);
+	idt_set(VEC_TIMER, isr_timer, 0);
 	idt_set(VEC_SPURIOUS, isr_spurious, 0);
 	cpu_load_idt();
 	tss_init();

@@ -35,6 +35,7 @@
 
 /* Interrupt vectors. */
 #define VEC_SERIAL       0x24
+#define VEC_VIRTIO       0x28  /* every virtio-mmio device's GSI */
 #define VEC_TIMER        0x30
 #define VEC_SPURIOUS     0xff
 

@@ -60,6 +60,16 @@ isr_serial:
 	lock incl serial_irqs(%rip)
 	jmp isr_ignore
 
+	.globl isr_virtio
+isr_virtio:
+	lock incl virtio_irqs(%rip)
+	jmp isr_ignore
+
+	.globl isr_timer
+isr_timer:
+	lock incl timer_ticks(%rip)
+	jmp isr_ignore
+
 	.globl isr_spurious
 isr_spurious:
 	iretq
@@ -121,4 +131,10 @@ user_saved_rsp:
 	.quad 0
 	.globl serial_irqs
 serial_irqs:
+	.long 0
+	.globl virtio_irqs
+virtio_irqs:
+	.long 0
+	.globl timer_ticks
+timer_ticks:
 	.long 0

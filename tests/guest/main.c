@@ -4,6 +4,7 @@
 #include "boot.h"
 #include "smp.h"
 #include "user.h"
+#include "virtio.h"
 
 #define IOAPIC_BASE    0xfec00000UL
 #define COM1_GSI       4
@@ -177,6 +178,11 @@ static const struct scenario {
 	{ "touch", do_touch },
 	{ "kspeed", do_kspeed },
 	{ "uspeed", do_uspeed },
+	{ "virtio", virtio_list_run },
+	{ "blk", blk_run },
+	{ "rng", rng_run },
+	{ "net", net_run },
+	{ "hostile", hostile_run },
 };
 
 static bool starts_with(const char *s, const char *prefix)

@@ -59,6 +59,48 @@ void user_touch(uint64_t addr, uint64_t len)
 	user_run(u_touch, &s);
 }
 
+struct pattern { uint8_t *p; uint64_t len, base, mul, add; };
+
+/* Pattern byte for disk offset base + i: ((base + i) * mul + add) & 0xff. */
+static uint64_t u_pattern_fill(void *arg)
+{
+	const struct pattern *t = arg;
+
+	for (uint64_t i = 0; i < t->len; i++)
+		t->p[i] = (uint8_t)((t->base + i) * t->mul + t->add);
+	return 0;
+}
+
+static uint64_t u_pattern_check(void *arg)
+{
+	const struct pattern *t = arg;
+
+	for (uint64_t i = 0; i < t->len; i++)
+		if (t->p[i] != (uint8_t)((t->base + i) * t->mul + t->add))
+			return i;
+	return t->len;
+}
+
+void user_pattern_fill(void *p, uint64_t len, uint64_t base, uint64_t mul, uint64_t add)
+{
+	struct pattern t = { p, len, base, mul, add };
+
+	user_run(u_pattern_fill, &t);
+}
+
+uint64_t user_pattern_check(const void *p, uint64_t len, uint64_t base, uint64_t mul, uint64_t add)
+{
+	struct pattern t = { (uint8_t *)p, len, base, mul, add };
+
+	return user_run(u_pattern_check, &t);
+}
+
+/* mul = 0, add = c: a plain memset, at native speed. */
+void user_memset(void *p, uint8_t c, uint64_t len)
+{
+	user_pattern_fill(p, len, 0, 0, c);
+}
+
 /* The same two-instruction loop as kspeed, so the two can be compared. */
 static uint64_t u_loop(void *arg)
 {
