@@ -14,6 +14,7 @@
 /* Bounds that keep budget x ratio far from overflowing a double or u64. */
 #define CAP_MAX_MIB   (UINT64_C(1) << 40)
 #define CAP_MAX_RATIO 1000.0
+#define CAP_MAX_CPUS  (UINT64_C(1) << 20)
 #define NS_PER_S      UINT64_C(1000000000)
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -127,6 +128,12 @@ static int limits_check(const struct cap_limits *l, char *err, size_t errlen)
 	if (l->host_cpus < 1 || l->start_burst < 1) {
 		seterr(err, errlen, "host_cpus and start_burst must be at least 1");
 		return -EINVAL;
+	}
+	if (l->host_cpus > CAP_MAX_CPUS || l->host_mem_mib > CAP_MAX_MIB ||
+	    l->memory_budget_mib > CAP_MAX_MIB || l->memory_reserved_mib > CAP_MAX_MIB ||
+	    l->vmm_overhead_mib > CAP_MAX_MIB) {
+		seterr(err, errlen, "host_cpus or a memory size is out of range");
+		return -ERANGE;
 	}
 	if (l->npools > CAP_MAX_POOLS || l->nowners > CAP_MAX_OWNER_QUOTAS) {
 		seterr(err, errlen, "too many pools or owner quotas");
@@ -266,7 +273,7 @@ static const char *kind_expect(enum key_kind k)
 	case K_BUDGET:   return "'auto' or a size in MiB, or with a K/M/G/T suffix";
 	case K_RATIO:    return "a number greater than 0, at most 1000";
 	case K_RATE:     return "starts per second (0 or 'unlimited' for no limit)";
-	case K_POSITIVE: return "a whole number, at least 1";
+	case K_POSITIVE: return "a whole number from 1 to 1048576";
 	}
 	return "?";
 }
@@ -282,7 +289,7 @@ static int parse_value(enum key_kind k, const char *s, void *field)
 		return parse_count(s, true, u);
 	case K_POSITIVE:
 		r = parse_count(s, false, u);
-		return r < 0 ? r : (*u >= 1 ? 0 : -EINVAL);
+		return r < 0 ? r : (*u >= 1 && *u <= CAP_MAX_CPUS ? 0 : -EINVAL);
 	case K_SIZE:
 		return parse_size_mib(s, u);
 	case K_BUDGET:

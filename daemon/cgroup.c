@@ -1,0 +1,764 @@
+/* SPDX-License-Identifier: MIT */
+/* Per-VM cgroups on v2 or v1, detected per controller; see cgroup.h. */
+#include "daemon/cgroup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_ROOT "/sys/fs/cgroup"
+#define DEFAULT_PARENT "mvm"
+
+static const char *const ctrl_names[CGROUP_NCTRL] = { "memory", "cpu", "pids" };
+
+/* snprintf that truncates quietly; also writes error messages (err may
+ * be NULL). */
+static void bprintf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void bprintf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Append to a fixed buffer, truncating quietly. */
+static void append(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void append(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t n = strlen(buf);
+	va_list ap;
+
+	if (n + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + n, len - n, fmt, ap);
+	va_end(ap);
+}
+
+const char *cgroup_mode_name(enum cgroup_mode m)
+{
+	return m == CGROUP_V2 ? "v2" : m == CGROUP_V1 ? "v1" : "none";
+}
+
+const char *cgroup_ctrl_name(enum cgroup_ctrl c)
+{
+	return c < CGROUP_NCTRL ? ctrl_names[c] : "?";
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+static int write_file(const char *dir, const char *name, const char *value)
+{
+	char path[4096];
+	ssize_t n;
+	int fd, r = 0;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* cgroup files take one value per write(2) and report errors there. */
+	n = write(fd, value, strlen(value));
+	if (n < 0)
+		r = -errno;
+	else if ((size_t)n != strlen(value))
+		r = -EIO;
+	close(fd);
+	return r;
+}
+
+static int read_file(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0) {
+		n = -errno;
+		close(fd);
+		return (int)n;
+	}
+	close(fd);
+	buf[n] = '\0';
+	return (int)n;
+}
+
+static int read_in(const char *dir, const char *name, char *buf, size_t len)
+{
+	char path[4096];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+		return -ENAMETOOLONG;
+	return read_file(path, buf, len);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+	char path[4096];
+
+	bprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* "key N" line of a flat-keyed file (memory.events, memory.oom_control). */
+static int keyed_value(const char *text, const char *key, uint64_t *ret)
+{
+	size_t klen = strlen(key);
+	const char *p = text;
+
+	while (p && *p) {
+		if (!strncmp(p, key, klen) && p[klen] == ' ') {
+			*ret = strtoull(p + klen + 1, NULL, 10);
+			return 0;
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return -ENOENT;
+}
+
+/* ---- where we are: /proc/self/cgroup ---------------------------------------- */
+
+/* Our path in the v1 hierarchy holding ctrl, or in v2 when ctrl is "". */
+static int own_path(const char *ctrl, char *buf, size_t len)
+{
+	char line[4096], *ctrls, *path, *tok, *save;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	int r = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (r < 0 && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		ctrls = strchr(line, ':');
+		path = ctrls ? strchr(ctrls + 1, ':') : NULL;
+		if (!path)
+			continue;
+		*path++ = '\0';
+		*ctrls++ = '\0';
+		if (!*ctrl) {
+			if (!strncmp(line, "0", 2) && !*ctrls)
+				r = 0;
+		} else {
+			for (tok = strtok_r(ctrls, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+				if (!strcmp(tok, ctrl))
+					r = 0;
+		}
+		if (r == 0)
+			bprintf(buf, len, "%s", strcmp(path, "/") ? path : "");
+	}
+	fclose(f);
+	return r;
+}
+
+static bool word_listed(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+	const char *p = text;
+
+	while ((p = strstr(p, word))) {
+		if ((p == text || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || !p[n]))
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+/* ---- building the parent ---------------------------------------------------- */
+
+struct setup {
+	const struct cgroup_opts *opts;
+	enum cgroup_ctrl ctrl;
+	enum cgroup_mode mode;
+	char base[4096];        /* the hierarchy's mount */
+	char own[4096];         /* our cgroup in it, "" for the root */
+	char why[512];
+};
+
+static int v2_enable(struct setup *s, const char *dir);
+
+/*
+ * v2 forbids processes in a cgroup that hands controllers to children; if
+ * we sit in the cgroup we start from (a systemd service), move its
+ * processes into a "daemon" leaf first, as delegated managers do.
+ */
+static int v2_evacuate(struct setup *s, const char *dir)
+{
+	char leaf[4200], procs[8192], pid[32], *p, *end;
+	int r;
+
+	bprintf(leaf, sizeof(leaf), "%s/daemon", dir);
+	if (mkdir(leaf, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	r = read_in(dir, "cgroup.procs", procs, sizeof(procs));
+	if (r < 0)
+		return r;
+	for (p = procs; *p; p = end) {
+		strtol(p, &end, 10);
+		if (end == p)
+			break;
+		bprintf(pid, sizeof(pid), "%.*s", (int)(end - p), p);
+		r = write_file(leaf, "cgroup.procs", pid);
+		if (r < 0 && r != -ESRCH)
+			return r;
+		while (*end == '\n')
+			end++;
+	}
+	return 0;
+}
+
+static int v2_enable(struct setup *s, const char *dir)
+{
+	char val[32];
+	int r;
+
+	bprintf(val, sizeof(val), "+%s", ctrl_names[s->ctrl]);
+	r = write_file(dir, "cgroup.subtree_control", val);
+	if (r == -EBUSY && s->opts->move_to_leaf) {
+		r = v2_evacuate(s, dir);
+		if (r == 0)
+			r = write_file(dir, "cgroup.subtree_control", val);
+	}
+	if (r < 0)
+		bprintf(s->why, sizeof(s->why), "cannot enable it in %s/cgroup.subtree_control: %s",
+		         dir, strerror(-r));
+	return r;
+}
+
+/* mkdir -p from the starting cgroup down to the parent; on v2 enable the
+ * controller at each level so the VMs' cgroups get it. */
+static int build_parent(struct setup *s, const char *rel, struct cgroup *cg)
+{
+	char dir[4096], comp[4096], *tok, *save;
+	unsigned made = 0;
+	int r;
+
+	bprintf(dir, sizeof(dir), "%s%s", s->base, rel[0] == '/' ? "" : s->own);
+	bprintf(comp, sizeof(comp), "%s", rel);
+	for (tok = strtok_r(comp, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+		if (s->mode == CGROUP_V2 && (r = v2_enable(s, dir)) < 0)
+			return r;
+		append(dir, sizeof(dir), "/%s", tok);
+		if (mkdir(dir, 0755) == 0) {
+			made++;
+		} else if (errno != EEXIST) {
+			r = -errno;
+			bprintf(s->why, sizeof(s->why), "mkdir %s: %s", dir, strerror(errno));
+			return r;
+		}
+	}
+	if (s->mode == CGROUP_V2 && (r = v2_enable(s, dir)) < 0)
+		return r;
+	if (access(dir, W_OK) < 0) {
+		r = -errno;
+		bprintf(s->why, sizeof(s->why), "%s not writable: %s", dir, strerror(errno));
+		return r;
+	}
+	cg->parent[s->ctrl] = strdup(dir);
+	if (!cg->parent[s->ctrl])
+		return -ENOMEM;
+	cg->created[s->ctrl] = made;
+	cg->mode[s->ctrl] = s->mode;
+	return 0;
+}
+
+static int try_v2(struct setup *s, const char *rel, struct cgroup *cg)
+{
+	const char *root = s->opts->root ? s->opts->root : DEFAULT_ROOT;
+	char text[1024], start[4200];
+
+	bprintf(s->base, sizeof(s->base), "%s", root);
+	if (!exists(s->base, "cgroup.controllers"))
+		bprintf(s->base, sizeof(s->base), "%s/unified", root);
+	if (!exists(s->base, "cgroup.controllers")) {
+		bprintf(s->why, sizeof(s->why), "no cgroup v2 hierarchy");
+		return -ENOENT;
+	}
+	if (own_path("", s->own, sizeof(s->own)) < 0)
+		s->own[0] = '\0';
+	bprintf(start, sizeof(start), "%s%s", s->base, rel[0] == '/' ? "" : s->own);
+	if (read_in(start, "cgroup.controllers", text, sizeof(text)) < 0 ||
+	    !word_listed(text, ctrl_names[s->ctrl])) {
+		bprintf(s->why, sizeof(s->why), "%s not in %s/cgroup.controllers",
+		         ctrl_names[s->ctrl], start);
+		return -ENOENT;
+	}
+	s->mode = CGROUP_V2;
+	return build_parent(s, rel, cg);
+}
+
+static int try_v1(struct setup *s, const char *rel, struct cgroup *cg)
+{
+	const char *root = s->opts->root ? s->opts->root : DEFAULT_ROOT;
+
+	bprintf(s->base, sizeof(s->base), "%s/%s", root, ctrl_names[s->ctrl]);
+	if (!exists(s->base, "cgroup.procs") || exists(s->base, "cgroup.controllers")) {
+		bprintf(s->why, sizeof(s->why), "%s not mounted", s->base);
+		return -ENOENT;
+	}
+	if (own_path(ctrl_names[s->ctrl], s->own, sizeof(s->own)) < 0)
+		s->own[0] = '\0';
+	s->mode = CGROUP_V1;
+	return build_parent(s, rel, cg);
+}
+
+static bool parent_valid(const char *p)
+{
+	const char *c;
+
+	if (!*p || strstr(p, "//") || strspn(p, "/") == strlen(p))
+		return false;
+	for (c = p; *c; c++)
+		if (*c == '.' && (c == p || c[-1] == '/') && (c[1] == '/' || !c[1] ||
+		    (c[1] == '.' && (c[2] == '/' || !c[2]))))
+			return false;
+	return true;
+}
+
+int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts)
+{
+	static const struct cgroup_opts dflt = { 0 };
+	char v2why[512];
+	const char *rel;
+	struct setup s;
+	int i, r;
+
+	memset(cg, 0, sizeof(*cg));
+	opts = opts ? opts : &dflt;
+	rel = opts->parent ? opts->parent : DEFAULT_PARENT;
+	if (!parent_valid(rel))
+		return -EINVAL;
+	for (i = 0; i < CGROUP_NCTRL; i++) {
+		memset(&s, 0, sizeof(s));
+		s.opts = opts;
+		s.ctrl = (enum cgroup_ctrl)i;
+		if (opts->no_v2) {
+			r = -ENOENT;
+			bprintf(s.why, sizeof(s.why), "not wanted");
+		} else {
+			r = try_v2(&s, rel, cg);
+		}
+		bprintf(v2why, sizeof(v2why), "%s", s.why);
+		if (r < 0 && r != -ENOMEM)
+			r = try_v1(&s, rel, cg);
+		if (r == -ENOMEM) {
+			cgroup_free(cg);
+			return r;
+		}
+		if (r < 0)
+			append(cg->reason, sizeof(cg->reason), "%s%s: unusable (v2: %s; v1: %s)",
+			       i ? "; " : "", ctrl_names[i], v2why, s.why);
+		else
+			append(cg->reason, sizeof(cg->reason), "%s%s: %s at %s",
+			       i ? "; " : "", ctrl_names[i], cgroup_mode_name(cg->mode[i]),
+			       cg->parent[i]);
+	}
+	return 0;
+}
+
+void cgroup_free(struct cgroup *cg)
+{
+	int i;
+
+	for (i = 0; i < CGROUP_NCTRL; i++) {
+		free(cg->parent[i]);
+		cg->parent[i] = NULL;
+		cg->mode[i] = CGROUP_NONE;
+	}
+}
+
+bool cgroup_usable(const struct cgroup *cg)
+{
+	int i;
+
+	for (i = 0; i < CGROUP_NCTRL; i++)
+		if (cg->mode[i] != CGROUP_NONE)
+			return true;
+	return false;
+}
+
+const char *cgroup_reason(const struct cgroup *cg)
+{
+	return cg->reason;
+}
+
+int cgroup_parent_set_budget(const struct cgroup *cg, uint64_t mem_bytes,
+                             char *err, size_t errlen)
+{
+	const char *dir = cg->parent[CGROUP_MEMORY];
+	char val[32];
+	int r;
+
+	if (!dir)
+		return 0;
+	if (cg->mode[CGROUP_MEMORY] == CGROUP_V2) {
+		bprintf(val, sizeof(val), mem_bytes ? "%" PRIu64 : "max", mem_bytes);
+		r = write_file(dir, "memory.max", val);
+	} else {
+		bprintf(val, sizeof(val), "%" PRId64, mem_bytes ? (int64_t)mem_bytes : -1);
+		r = write_file(dir, "memory.limit_in_bytes", val);
+	}
+	if (r < 0)
+		bprintf(err, errlen, "memory budget %s in %s: %s", val, dir, strerror(-r));
+	return r;
+}
+
+int cgroup_parent_remove(struct cgroup *cg, char *err, size_t errlen)
+{
+	char dir[4096], *slash;
+	int i, first = 0;
+	unsigned k;
+
+	for (i = 0; i < CGROUP_NCTRL; i++) {
+		if (!cg->parent[i])
+			continue;
+		bprintf(dir, sizeof(dir), "%s", cg->parent[i]);
+		for (k = 0; k < cg->created[i]; k++) {
+			if (rmdir(dir) < 0 && errno != ENOENT && !first) {
+				first = -errno;
+				bprintf(err, errlen, "rmdir %s: %s", dir, strerror(errno));
+			}
+			slash = strrchr(dir, '/');
+			if (!slash)
+				break;
+			*slash = '\0';
+		}
+		cg->created[i] = 0;
+	}
+	return first;
+}
+
+/* ---- per-VM cgroups -------------------------------------------------------- */
+
+static bool vm_name_valid(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len < 1 || len > 63 || n[0] == '.' || n[0] == '-' || n[0] == '_')
+		return false;
+	return strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                 "0123456789_.-") == len;
+}
+
+static int vm_alloc(const struct cgroup *cg, const char *vm_name, struct cgroup_vm **ret,
+                    char *err, size_t errlen)
+{
+	struct cgroup_vm *v;
+	int i;
+
+	if (!vm_name_valid(vm_name)) {
+		bprintf(err, errlen, "cgroup: VM name '%s' is not a safe directory name", vm_name);
+		return -EINVAL;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < CGROUP_NCTRL; i++) {
+		if (cg->mode[i] == CGROUP_NONE)
+			continue;
+		if (asprintf(&v->dir[i], "%s/%s", cg->parent[i], vm_name) < 0) {
+			v->dir[i] = NULL;
+			cgroup_vm_destroy(v, NULL, 0);
+			return -ENOMEM;
+		}
+		v->mode[i] = cg->mode[i];
+	}
+	*ret = v;
+	return 0;
+}
+
+static int set_memory(struct cgroup_vm *v, uint64_t bytes, char *err, size_t errlen)
+{
+	const char *dir = v->dir[CGROUP_MEMORY];
+	bool v2 = v->mode[CGROUP_MEMORY] == CGROUP_V2;
+	char val[32];
+	const char *file = v2 ? "memory.max" : "memory.limit_in_bytes";
+	const char *swap = v2 ? "memory.swap.max" : "memory.memsw.limit_in_bytes";
+	int r;
+
+	bprintf(val, sizeof(val), "%" PRIu64, bytes);
+	/* v1 wants memsw >= limit at every step: lift a reused cgroup's memsw
+	 * first so a larger new limit is accepted. */
+	if (!v2)
+		write_file(dir, swap, "-1");
+	r = write_file(dir, file, val);
+	if (r == 0) {
+		/* v2 counts swap apart (0 = none); v1 counts memory+swap (= the
+		 * memory limit).  Without swap accounting there is no such file. */
+		file = swap;
+		r = write_file(dir, swap, v2 ? "0" : val);
+		if (r == -ENOENT) {
+			bprintf(v->note, sizeof(v->note), "%s missing (swap accounting off): "
+			         "swap not limited", swap);
+			r = 0;
+		}
+	}
+	if (r < 0)
+		bprintf(err, errlen, "memory (%s): writing %s to %s/%s: %s",
+		       cgroup_mode_name(v->mode[CGROUP_MEMORY]), val, dir, file, strerror(-r));
+	v->mem_bytes = bytes;
+	return r;
+}
+
+int cgroup_vm_set_cpu(const struct cgroup_vm *v, uint64_t millicpus, char *err, size_t errlen)
+{
+	const char *dir = v->dir[CGROUP_CPU];
+	uint64_t quota = millicpus * CGROUP_CPU_PERIOD_US / 1000;
+	char val[64];
+	const char *file;
+	int r;
+
+	if (!dir)
+		return 0;
+	if (v->mode[CGROUP_CPU] == CGROUP_V2) {
+		file = "cpu.max";
+		if (millicpus)
+			bprintf(val, sizeof(val), "%" PRIu64 " %d", quota, CGROUP_CPU_PERIOD_US);
+		else
+			bprintf(val, sizeof(val), "max %d", CGROUP_CPU_PERIOD_US);
+		r = write_file(dir, file, val);
+	} else {
+		file = "cpu.cfs_period_us";
+		bprintf(val, sizeof(val), "%d", CGROUP_CPU_PERIOD_US);
+		r = write_file(dir, file, val);
+		if (r == 0) {
+			file = "cpu.cfs_quota_us";
+			bprintf(val, sizeof(val), "%" PRId64, millicpus ? (int64_t)quota : -1);
+			r = write_file(dir, file, val);
+		}
+	}
+	if (r < 0)
+		bprintf(err, errlen, "cpu (%s): writing %s to %s/%s: %s",
+		       cgroup_mode_name(v->mode[CGROUP_CPU]), val, dir, file, strerror(-r));
+	return r;
+}
+
+static int set_cpu(const struct cgroup_vm *v, unsigned vcpus, char *err, size_t errlen)
+{
+	bool v2 = v->mode[CGROUP_CPU] == CGROUP_V2;
+	const char *file = v2 ? "cpu.weight" : "cpu.shares";
+	uint64_t weight = v2 ? 100 * (uint64_t)vcpus : 1024 * (uint64_t)vcpus;
+	char val[32];
+	int r;
+
+	r = cgroup_vm_set_cpu(v, (uint64_t)vcpus * 1000, err, errlen);
+	if (r < 0)
+		return r;
+	/* Weights proportional to vCPUs, within each version's range. */
+	if (v2 && weight > 10000)
+		weight = 10000;
+	if (!v2 && weight > 262144)
+		weight = 262144;
+	bprintf(val, sizeof(val), "%" PRIu64, weight);
+	r = write_file(v->dir[CGROUP_CPU], file, val);
+	if (r < 0)
+		bprintf(err, errlen, "cpu (%s): writing %s to %s/%s: %s",
+		       cgroup_mode_name(v->mode[CGROUP_CPU]), val, v->dir[CGROUP_CPU], file,
+		       strerror(-r));
+	return r;
+}
+
+static int set_pids(const struct cgroup_vm *v, uint64_t pids_max, char *err, size_t errlen)
+{
+	char val[32];
+	int r;
+
+	bprintf(val, sizeof(val), "%" PRIu64, pids_max ? pids_max : CGROUP_DEFAULT_PIDS_MAX);
+	r = write_file(v->dir[CGROUP_PIDS], "pids.max", val);
+	if (r < 0)
+		bprintf(err, errlen, "pids (%s): writing %s to %s/pids.max: %s",
+		       cgroup_mode_name(v->mode[CGROUP_PIDS]), val, v->dir[CGROUP_PIDS],
+		       strerror(-r));
+	return r;
+}
+
+int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_bytes,
+                     unsigned vcpus, uint64_t pids_max, struct cgroup_vm **ret,
+                     char *err, size_t errlen)
+{
+	struct cgroup_vm *v;
+	int i, r;
+
+	if (!vcpus || !mem_bytes) {
+		bprintf(err, errlen, "cgroup: vcpus and memory must be at least 1");
+		return -EINVAL;
+	}
+	r = vm_alloc(cg, vm_name, &v, err, errlen);
+	if (r < 0)
+		return r;
+	/* A leftover directory from a crashed daemon is reused: rewritten below. */
+	for (i = 0; i < CGROUP_NCTRL; i++)
+		if (v->dir[i] && mkdir(v->dir[i], 0755) < 0 && errno != EEXIST) {
+			r = -errno;
+			bprintf(err, errlen, "mkdir %s: %s", v->dir[i], strerror(errno));
+			goto fail;
+		}
+	r = v->dir[CGROUP_MEMORY] ? set_memory(v, mem_bytes, err, errlen) : 0;
+	if (r == 0 && v->dir[CGROUP_CPU])
+		r = set_cpu(v, vcpus, err, errlen);
+	if (r == 0 && v->dir[CGROUP_PIDS])
+		r = set_pids(v, pids_max, err, errlen);
+	if (r < 0)
+		goto fail;
+	*ret = v;
+	return 0;
+fail:
+	cgroup_vm_destroy(v, NULL, 0);
+	return r;
+}
+
+int cgroup_vm_open(const struct cgroup *cg, const char *vm_name, struct cgroup_vm **ret,
+                   char *err, size_t errlen)
+{
+	struct cgroup_vm *v;
+	int i, r;
+
+	r = vm_alloc(cg, vm_name, &v, err, errlen);
+	if (r < 0)
+		return r;
+	for (i = 0; i < CGROUP_NCTRL; i++)
+		if (v->dir[i] && access(v->dir[i], F_OK) < 0) {
+			r = -errno;
+			bprintf(err, errlen, "%s: %s", v->dir[i], strerror(errno));
+			cgroup_vm_close(v);
+			return r;
+		}
+	*ret = v;
+	return 0;
+}
+
+int cgroup_vm_attach(const struct cgroup_vm *v, pid_t pid, char *err, size_t errlen)
+{
+	char val[32];
+	int i, r;
+
+	bprintf(val, sizeof(val), "%d", (int)pid);
+	for (i = 0; i < CGROUP_NCTRL; i++) {
+		if (!v->dir[i])
+			continue;
+		/* cgroup.procs moves the whole process, on v1 as on v2. */
+		r = write_file(v->dir[i], "cgroup.procs", val);
+		if (r < 0) {
+			bprintf(err, errlen, "attaching pid %s to %s: %s", val, v->dir[i], strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+int cgroup_vm_oom_killed(const struct cgroup_vm *v)
+{
+	const char *dir = v->dir[CGROUP_MEMORY];
+	char text[1024];
+	uint64_t n;
+	int r;
+
+	if (!dir)
+		return -EOPNOTSUPP;
+	r = read_in(dir, v->mode[CGROUP_MEMORY] == CGROUP_V2 ? "memory.events"
+	                                                     : "memory.oom_control",
+	            text, sizeof(text));
+	if (r < 0)
+		return r;
+	if (keyed_value(text, "oom_kill", &n) == 0)
+		return n > 0;
+	/* Kernels before 4.13 lack the v1 counter: the limit was hit at least. */
+	r = read_in(dir, "memory.failcnt", text, sizeof(text));
+	if (r < 0)
+		return r;
+	return strtoull(text, NULL, 10) > 0;
+}
+
+const char *cgroup_vm_dir(const struct cgroup_vm *v, enum cgroup_ctrl c)
+{
+	return c < CGROUP_NCTRL ? v->dir[c] : NULL;
+}
+
+/* Kill what is left in a cgroup so it can be removed. */
+static void kill_leftovers(const char *dir, enum cgroup_mode mode)
+{
+	char procs[8192], *p, *end;
+	long pid;
+
+	if (mode == CGROUP_V2 && write_file(dir, "cgroup.kill", "1") == 0)
+		return;
+	if (read_in(dir, "cgroup.procs", procs, sizeof(procs)) < 0)
+		return;
+	for (p = procs; *p; p = end) {
+		pid = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		if (pid > 0)
+			kill((pid_t)pid, SIGKILL);
+		while (*end == '\n')
+			end++;
+	}
+}
+
+static int remove_dir(const char *dir, enum cgroup_mode mode)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	int tries;
+
+	for (tries = 0; tries < 100; tries++) {
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return 0;
+		if (errno != EBUSY)
+			return -errno;
+		kill_leftovers(dir, mode);
+		nanosleep(&ts, NULL);
+	}
+	return -EBUSY;
+}
+
+int cgroup_vm_destroy(struct cgroup_vm *v, char *err, size_t errlen)
+{
+	int i, r, first = 0;
+
+	if (!v)
+		return 0;
+	for (i = CGROUP_NCTRL - 1; i >= 0; i--) {
+		if (!v->dir[i])
+			continue;
+		r = remove_dir(v->dir[i], v->mode[i]);
+		if (r < 0 && !first) {
+			first = r;
+			bprintf(err, errlen, "removing %s: %s", v->dir[i], strerror(-r));
+		}
+		free(v->dir[i]);
+	}
+	free(v);
+	return first;
+}
+
+void cgroup_vm_close(struct cgroup_vm *v)
+{
+	int i;
+
+	if (!v)
+		return;
+	for (i = 0; i < CGROUP_NCTRL; i++)
+		free(v->dir[i]);
+	free(v);
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-VM cgroups: memory (guest memory + VMM overhead, no swap), CPU
+ * (quota = vCPUs x period, weight proportional to vCPUs) and pids, under
+ * one daemon-owned parent that caps the host budget.  Each controller is
+ * detected on its own, as Firecracker's jailer does: cgroup v2 (unified at
+ * <root> or <root>/unified in the hybrid layout, controller listed in
+ * cgroup.controllers and enabled through cgroup.subtree_control) is
+ * preferred, else v1 (<root>/<controller> mounted and writable).  Where no
+ * controller is usable, cgroup_init still succeeds: cgroup_usable() is
+ * false, cgroup_reason() says why, and every other call is a no-op.
+ * Errors are negative errno plus a message in err; nothing is printed.
+ *
+ * Integration guide (mvmd):
+ *
+ *  main.c    At start: cgroup_init(&cg, &opts) with opts.parent from the
+ *            config (NULL: "mvm" beneath mvmd's own cgroup) and
+ *            opts.move_to_leaf = true; log
+ *            cgroup_reason() once (info when usable, warning when not) and
+ *            show it in host.info.  cgroup_parent_set_budget(&cg, budget)
+ *            with the capacity module's memory budget in bytes (again on
+ *            SIGHUP or `host set`).  At exit: cgroup_free(&cg) (the parent
+ *            directory stays for the next start).
+ *  supervisor  Before spawning a worker: cgroup_vm_create(&cg, name,
+ *            (mem_mib + vmm_overhead_mib) << 20, vcpus, pids_max, &vmcg,
+ *            err, n); on failure refuse the start with the message.  Right
+ *            after uv_spawn returns: cgroup_vm_attach(vmcg, pid) (the worker
+ *            creates its vCPU threads later, so they inherit the cgroup);
+ *            on failure kill the worker.  On worker exit by SIGKILL: if
+ *            cgroup_vm_oom_killed(vmcg) > 0 record the exit reason as
+ *            "killed by the kernel: out of memory (cgroup limit N MiB)".
+ *            Then cgroup_vm_destroy(vmcg, err, n) (logs its error if any).
+ *            At daemon exit with workers left running: cgroup_vm_close().
+ *  re-adopt  A worker found running at start: cgroup_vm_open() for it,
+ *            destroyed on its exit like above.
+ */
+#ifndef MVM_CGROUP_H
+#define MVM_CGROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum cgroup_ctrl { CGROUP_MEMORY, CGROUP_CPU, CGROUP_PIDS, CGROUP_NCTRL };
+enum cgroup_mode { CGROUP_NONE, CGROUP_V1, CGROUP_V2 };
+
+#define CGROUP_CPU_PERIOD_US 100000
+#define CGROUP_DEFAULT_PIDS_MAX 64
+
+struct cgroup_opts {
+	const char *root;       /* cgroup mounts; NULL: /sys/fs/cgroup */
+	/* NULL: "mvm".  Relative: beneath mvmd's own cgroup, per hierarchy.
+	 * Absolute: from the hierarchy's root. */
+	const char *parent;
+	bool no_v2;             /* use v1 even where v2 is usable (tests) */
+	/* v2 only: where the cgroup we start from holds processes (a systemd
+	 * service with Delegate=yes), move them into its "daemon" child so
+	 * it may hand controllers down.  The daemon sets this; tests don't. */
+	bool move_to_leaf;
+};
+
+struct cgroup {
+	enum cgroup_mode mode[CGROUP_NCTRL];
+	char *parent[CGROUP_NCTRL];     /* absolute directory, NULL if none */
+	unsigned created[CGROUP_NCTRL]; /* trailing levels of it we made */
+	char reason[1024];
+};
+
+struct cgroup_vm {
+	enum cgroup_mode mode[CGROUP_NCTRL];
+	char *dir[CGROUP_NCTRL];
+	uint64_t mem_bytes;
+	char note[256];                 /* a limit that could not be set */
+};
+
+/* 0 whether or not any controller is usable; -ENOMEM or -EINVAL (bad
+ * opts.parent) otherwise. */
+int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts);
+void cgroup_free(struct cgroup *cg);
+bool cgroup_usable(const struct cgroup *cg);
+/* Which hierarchy each controller uses and where, or why none is usable. */
+const char *cgroup_reason(const struct cgroup *cg);
+const char *cgroup_mode_name(enum cgroup_mode m);
+const char *cgroup_ctrl_name(enum cgroup_ctrl c);
+/* Cap the parent's memory (all VMs together); 0 = no cap. */
+int cgroup_parent_set_budget(const struct cgroup *cg, uint64_t mem_bytes,
+                             char *err, size_t errlen);
+/* Remove the parent directories this cgroup_init created (they must be
+ * empty); for tests and uninstall. */
+int cgroup_parent_remove(struct cgroup *cg, char *err, size_t errlen);
+
+/* mem_bytes: guest memory + VMM overhead; pids_max 0: the default.
+ * With no usable controller, *ret is an empty handle (all no-ops). */
+int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_bytes,
+                     unsigned vcpus, uint64_t pids_max, struct cgroup_vm **ret,
+                     char *err, size_t errlen);
+/* The handle of an existing per-VM cgroup (re-adoption), values untouched. */
+int cgroup_vm_open(const struct cgroup *cg, const char *vm_name, struct cgroup_vm **ret,
+                   char *err, size_t errlen);
+/* CPU quota in thousandths of a CPU (1000 = one core); 0 = no quota. */
+int cgroup_vm_set_cpu(const struct cgroup_vm *v, uint64_t millicpus, char *err, size_t errlen);
+int cgroup_vm_attach(const struct cgroup_vm *v, pid_t pid, char *err, size_t errlen);
+/* 1 if the kernel OOM-killed a task in it, 0 if not, -EOPNOTSUPP when
+ * memory is not controlled, other negative errno on failure. */
+int cgroup_vm_oom_killed(const struct cgroup_vm *v);
+/* Directory of one controller's cgroup, NULL when not controlled. */
+const char *cgroup_vm_dir(const struct cgroup_vm *v, enum cgroup_ctrl c);
+/*
+ * Remove every directory; tasks still inside are killed first (cgroup.kill
+ * on v2, SIGKILL to each listed pid on v1) and the removal retried for up
+ * to a second.  Frees v in all cases; returns the first failure.
+ */
+int cgroup_vm_destroy(struct cgroup_vm *v, char *err, size_t errlen);
+/* Free the handle and leave the cgroup as it is (daemon exit while the
+ * worker keeps running, for re-adoption). */
+void cgroup_vm_close(struct cgroup_vm *v);
+
+#endif
