@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,11 @@
 #include <unistd.h>
 
 #include "vmm/control.h"
+#include "vmm/sandbox.h"
 #include "vmm/vm.h"
 #include "vmm/vmm.h"
 #include "vmm/arch/x86/layout.h"
+#include "vmm/devices/virtio/net.h"
 
 #define PROG "mvm-vmm"
 
@@ -40,9 +43,23 @@ static void usage(FILE *f)
 "      --serial-log FILE     also append COM1 output to FILE\n"
 "      --serial-log-max SIZE keep the log at most SIZE bytes (default 1M); when full,\n"
 "                            the oldest half is dropped\n"
+"      --disk PATH[,ro][,id=ID]\n"
+"                            virtio-blk disk backed by the raw image PATH (repeatable);\n"
+"                            ro: read-only; ID: drive id, up to 20 printable bytes.\n"
+"                            /proc/self/fd/N uses the already-open fd N as is\n"
+"      --net tap=NAME[,mac=MAC]\n"
+"      --net fd=N[,mac=MAC]  virtio-net NIC on TAP interface NAME, or on the open TAP\n"
+"                            fd N (IFF_TAP|IFF_NO_PI); default MAC 52:54:00:xx:xx:xx\n"
+"                            derived from NAME (or N) and the NIC's index (repeatable)\n"
+"      --rng                 virtio-rng entropy device (host getrandom)\n"
+"      --vsock cid=N,uds=PATH\n"
+"                            virtio-vsock with guest CID N (3 or more); host side is\n"
+"                            the Unix socket PATH (CONNECT <port>), guest connections\n"
+"                            to port P reach PATH_P\n"
 "      --control-fd N        talk to mvmd over the socket on fd N (docs/protocol.md)\n"
 "      --dump-acpi DIR       write the ACPI tables as DIR/<SIG>.dat and exit; needs\n"
 "                            no KVM (--kernel is optional here)\n"
+SANDBOX_USAGE
 "  -h, --help                show this help\n"
 "  -V, --version             show the version\n"
 "\n"
@@ -54,13 +71,17 @@ static void usage(FILE *f)
 "  4  KVM internal error (the message gives suberror and rip)\n"
 "  5  failed VM entry, unhandled exit or emulation failure\n"
 "  SIGINT, SIGTERM, SIGHUP stop the VM and end " PROG " by that signal.\n"
-"Set MVM_DEBUG=1 to log (some) guest accesses to absent devices.\n");
+"Set MVM_DEBUG=1 to log (some) guest accesses to absent devices, and\n"
+"MVM_VIRTIO_STATS=1 to print per-device virtio counters at exit.\n"
+"Virtio devices take slots in the order disks, NICs, rng, vsock (at most %d).\n",
+	        VIRTIO_MMIO_MAX);
 }
 
 struct options {
 	struct vm_config cfg;
 	const char *dump_dir;
 	int control_fd;  /* daemon link (vmm/control.c); -1: none */
+	struct sandbox_config sandbox;
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -133,8 +154,140 @@ static int check_mem(const char *arg, uint64_t mem)
 	return 0;
 }
 
+/* Splits "a,b,c" in place: returns the next field and advances *s. */
+static char *next_field(char **s)
+{
+	char *f = *s, *comma = strchr(f, ',');
+
+	if (comma) {
+		*comma = '\0';
+		*s = comma + 1;
+	} else {
+		*s = f + strlen(f);
+	}
+	return f;
+}
+
+/* A virtio-blk id is at most 20 bytes; printable ASCII keeps it sane in
+ * the guest's /sys/block/X/serial and in our logs. */
+static bool valid_blk_id(const char *id)
+{
+	size_t len = strlen(id);
+
+	if (len == 0 || len > VIRTIO_DEVS_BLK_ID_MAX)
+		return false;
+	for (; *id; id++)
+		if (*id <= ' ' || *id >= 0x7f)
+			return false;
+	return true;
+}
+
+/* PATH[,ro][,id=ID]; arg is a copy we may cut up (it lives until exit). */
+static int parse_disk(char *arg, struct options *o)
+{
+	struct vm_disk *d = &o->cfg.virtio.disks[o->cfg.virtio.ndisks];
+	char *rest = arg, *f;
+
+	if (virtio_devs_count(&o->cfg.virtio) >= VIRTIO_MMIO_MAX)
+		return usage_error("too many virtio devices; use at most %d", VIRTIO_MMIO_MAX);
+	d->path = next_field(&rest);
+	if (!*d->path)
+		return usage_error("--disk needs a path; use --disk PATH[,ro][,id=ID]");
+	while (*rest) {
+		f = next_field(&rest);
+		if (!strcmp(f, "ro"))
+			d->read_only = true;
+		else if (!strncmp(f, "id=", 3) && valid_blk_id(f + 3))
+			d->id = f + 3;
+		else if (!strncmp(f, "id=", 3))
+			return usage_error("invalid --disk id '%s'; use 1 to %d printable bytes, "
+			                   "no spaces or commas", f + 3, VIRTIO_DEVS_BLK_ID_MAX);
+		else
+			return usage_error("unknown --disk option '%s'; use PATH[,ro][,id=ID]", f);
+	}
+	o->cfg.virtio.ndisks++;
+	return -1;
+}
+
+static int parse_net_field(char *f, struct vm_nic *n)
+{
+	unsigned fd;
+
+	if (!strncmp(f, "tap=", 4) && f[4] && !n->tap && n->fd < 0) {
+		if (strlen(f + 4) >= 16)
+			return usage_error("TAP name '%s' is too long; use at most 15 bytes", f + 4);
+		n->tap = f + 4;
+	} else if (!strncmp(f, "fd=", 3) && !n->tap && n->fd < 0) {
+		if (parse_uint(f + 3, 65535, &fd) < 0 || fd <= 2)
+			return usage_error("invalid --net fd '%s'; pass an open TAP fd above 2", f + 3);
+		n->fd = (int)fd;
+	} else if (!strncmp(f, "mac=", 4)) {
+		if (virtio_net_parse_mac(f + 4, n->mac) < 0 || (n->mac[0] & 1))
+			return usage_error("invalid --net mac '%s'; use a unicast MAC like "
+			                   "52:54:00:12:34:56", f + 4);
+		n->has_mac = true;
+	} else {
+		return usage_error("invalid --net option '%s'; use tap=NAME[,mac=MAC] or "
+		                   "fd=N[,mac=MAC]", f);
+	}
+	return -1;
+}
+
+/* tap=NAME[,mac=MAC] or fd=N[,mac=MAC] */
+static int parse_net(char *arg, struct options *o)
+{
+	struct vm_nic *n = &o->cfg.virtio.nics[o->cfg.virtio.nnics];
+	char *rest = arg;
+	int r;
+
+	if (virtio_devs_count(&o->cfg.virtio) >= VIRTIO_MMIO_MAX)
+		return usage_error("too many virtio devices; use at most %d", VIRTIO_MMIO_MAX);
+	n->fd = -1;
+	while (*rest)
+		if ((r = parse_net_field(next_field(&rest), n)) >= 0)
+			return r;
+	if (!n->tap && n->fd < 0)
+		return usage_error("--net needs tap=NAME or fd=N; see " PROG " --help");
+	o->cfg.virtio.nnics++;
+	return -1;
+}
+
+/* cid=N,uds=PATH */
+static int parse_vsock(char *arg, struct options *o)
+{
+	struct virtio_devs_config *v = &o->cfg.virtio;
+	unsigned long long cid;
+	char *rest = arg, *f, *end;
+
+	if (v->vsock_cid)
+		return usage_error("--vsock given twice; a VM has one vsock device");
+	while (*rest) {
+		f = next_field(&rest);
+		if (!strncmp(f, "cid=", 4)) {
+			errno = 0;
+			cid = strtoull(f + 4, &end, 10);
+			/* 0-2 are reserved (hypervisor, local, host); ~0U is "any". */
+			if (errno || *end || f[4] < '0' || f[4] > '9' || cid < 3 || cid >= 0xffffffffULL)
+				return usage_error("invalid --vsock cid '%s'; use 3 to 4294967294", f + 4);
+			v->vsock_cid = cid;
+		} else if (!strncmp(f, "uds=", 4) && f[4]) {
+			v->vsock_uds = f + 4;
+		} else {
+			return usage_error("invalid --vsock option '%s'; use cid=N,uds=PATH", f);
+		}
+	}
+	if (!v->vsock_cid || !v->vsock_uds) {
+		v->vsock_cid = 0;
+		return usage_error("--vsock needs cid=N and uds=PATH");
+	}
+	if (virtio_devs_count(v) > VIRTIO_MMIO_MAX)
+		return usage_error("too many virtio devices; use at most %d", VIRTIO_MMIO_MAX);
+	return -1;
+}
+
 enum {
 	OPT_SERIAL = 256, OPT_SERIAL_LOG, OPT_SERIAL_LOG_MAX, OPT_DUMP_ACPI, OPT_CONTROL_FD,
+	OPT_DISK, OPT_NET, OPT_RNG, OPT_VSOCK,
 };
 
 static const struct option long_opts[] = {
@@ -148,15 +301,29 @@ static const struct option long_opts[] = {
 	{ "serial-log-max", required_argument, NULL, OPT_SERIAL_LOG_MAX },
 	{ "dump-acpi", required_argument, NULL, OPT_DUMP_ACPI },
 	{ "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "rng", no_argument, NULL, OPT_RNG },
+	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
+	SANDBOX_LONG_OPTIONS
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Handles one option; returns -1 to go on, else the exit status. */
-static int parse_one(int c, const char *arg, struct options *o)
+/* Handles one option; returns -1 to go on, else the exit status.  arg
+ * points into argv, which lives until exit: device options cut it up. */
+static int parse_one(int c, char *arg, struct options *o)
 {
 	switch (c) {
+	case OPT_DISK: return parse_disk(arg, o);
+	case OPT_NET: return parse_net(arg, o);
+	case OPT_VSOCK: return parse_vsock(arg, o);
+	case OPT_RNG:
+		if (!o->cfg.virtio.rng && virtio_devs_count(&o->cfg.virtio) >= VIRTIO_MMIO_MAX)
+			return usage_error("too many virtio devices; use at most %d", VIRTIO_MMIO_MAX);
+		o->cfg.virtio.rng = true;
+		return -1;
 	case 'k': o->cfg.kernel_path = arg; return -1;
 	case 'i': o->cfg.initrd_path = arg; return -1;
 	case 'c': o->cfg.cmdline = arg; return -1;
@@ -183,7 +350,14 @@ static int parse_one(int c, const char *arg, struct options *o)
 		return -1;
 	case 'h': usage(stdout); return VMM_EXIT_OK;
 	case 'V': printf(PROG " %s\n", MVM_VERSION); return VMM_EXIT_OK;
-	default: return VMM_EXIT_USAGE;
+	default: {
+		const char *why = "";
+		int r = sandbox_parse_option(&o->sandbox, c, arg, &why);
+
+		if (r < 0)
+			return usage_error("%s", why);
+		return r ? -1 : VMM_EXIT_USAGE;
+	}
 	}
 }
 
@@ -306,6 +480,7 @@ int main(int argc, char **argv)
 	struct vm_error err = { 0 };
 	struct control *ctl = NULL;
 	struct vm *vm;
+	const char *step = "";
 	sigset_t set;
 	int status, signo = 0;
 
@@ -322,7 +497,11 @@ int main(int argc, char **argv)
 		vm_destroy(vm);
 		return usage_error("cannot use --control-fd %d: %s", o.control_fd, strerror(errno));
 	}
-	if (o.dump_dir)
+	if (!o.dump_dir && (status = sandbox_enter(&o.sandbox, &o.cfg, o.control_fd, &step)) < 0) {
+		fprintf(stderr, PROG ": sandbox step '%s' failed: %s; the guest was not started\n",
+		        step, strerror(-status));
+		status = VMM_EXIT_ERROR;
+	} else if (o.dump_dir)
 		status = dump_acpi(vm, o.dump_dir);
 	else
 		status = run(vm, &set, &signo);

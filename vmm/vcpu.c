@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/sandbox.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 #include "vmm/vmm.h"
@@ -311,7 +312,12 @@ static bool handle_exit(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
+	int r = sandbox_enter_vcpu();
 
+	if (r < 0) {
+		vm_stop(v->vm, VMM_EXIT_ERROR, "cannot sandbox vcpu %u: %s", v->id, strerror(-r));
+		return NULL;
+	}
 	while (!vm_stopping(v->vm)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			/* EINTR: kicked.  EAGAIN: an AP just left wait-for-SIPI. */

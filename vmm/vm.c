@@ -46,6 +46,8 @@ struct vm {
 	struct i8042 *i8042;
 	struct console *console;
 	struct loop *loop;
+	struct virtio_devs *virtio;
+	char *cmdline;           /* cfg.cmdline plus the virtio announcements */
 	unsigned ndevices;       /* vm_devices[] entries set up */
 	struct vcpu *vcpus[VCPUS_MAX];
 	unsigned nvcpus;
@@ -131,19 +133,43 @@ static int load_file(const char *path, const char *what, uint64_t mem_size,
 	return r;
 }
 
+/* The kernel command line gains one virtio_mmio.device= per device, the
+ * DSDT one LNRO0005 device: the two ways a guest may find them. */
+static int announce_virtio(struct vm *vm, struct acpi_mmio_dev *devs, unsigned *ret_n,
+                           struct vm_error *err)
+{
+	int r;
+
+	vm->cmdline = calloc(1, CMDLINE_MAX_SIZE);
+	if (!vm->cmdline)
+		return fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
+	if (vm->cfg.cmdline)
+		snprintf(vm->cmdline, CMDLINE_MAX_SIZE, "%s", vm->cfg.cmdline);
+	r = virtio_devs_announce(&vm->cfg.virtio, vm->cmdline, CMDLINE_MAX_SIZE, devs, ret_n);
+	if (r < 0)
+		return fail(err, VMM_EXIT_USAGE, r, "--cmdline and the virtio device entries do not "
+		            "fit in %llu bytes; shorten --cmdline", CMDLINE_MAX_SIZE - 1);
+	return 0;
+}
+
 /* Firmware tables, then the kernel: the zero page points at the RSDP. */
 static int build_guest(struct vm *vm, struct vm_error *err)
 {
 	struct loaded_file kernel = { 0 }, initrd = { 0 };
-	struct boot_params_in in = { .cmdline = vm->cfg.cmdline };
+	struct boot_params_in in = { 0 };
+	struct acpi_mmio_dev devs[VIRTIO_MMIO_MAX];
 	const char *why = "unknown error";
+	unsigned ndevs = 0;
 	int r;
 
+	if ((r = announce_virtio(vm, devs, &ndevs, err)) < 0)
+		return r;
+	in.cmdline = vm->cmdline;
 	r = mptable_build(&vm->mem, vm->nvcpus);
 	if (r < 0)
 		return fail(err, VMM_EXIT_ERROR, r, "cannot build the MP table: %s; this is a bug",
 		            strerror(-r));
-	r = acpi_build(&vm->mem, vm->nvcpus, NULL, 0, &vm->rsdp);
+	r = acpi_build(&vm->mem, vm->nvcpus, devs, ndevs, &vm->rsdp);
 	if (r < 0)
 		return fail(err, VMM_EXIT_ERROR, r, "cannot build ACPI tables: %s; this is a bug",
 		            strerror(-r));
@@ -452,6 +478,10 @@ int vm_create(const struct vm_config *cfg, struct vm **ret, struct vm_error *err
 		     (unsigned long long)cfg->mem_size, strerror(-r));
 		goto fail;
 	}
+	/* Backends first: fds passed by number are still the caller's only
+	 * while the VM has opened nothing of its own. */
+	if (!cfg->dump_acpi && (r = virtio_devs_create(&cfg->virtio, &vm->mem, &vm->virtio, err)) < 0)
+		goto fail;
 	if ((r = build_guest(vm, err)) < 0)
 		goto fail;
 	if (cfg->dump_acpi) {
@@ -460,6 +490,7 @@ int vm_create(const struct vm_config *cfg, struct vm **ret, struct vm_error *err
 	}
 	if ((r = console_setup(vm, err)) < 0 || (r = loop_setup(vm, err)) < 0 ||
 	    (r = kvm_setup(vm, err)) < 0 || (r = devices_setup(vm, err)) < 0 ||
+	    (r = virtio_devs_attach(vm->virtio, vm->vm_fd, &vm->mmio, vm->loop, err)) < 0 ||
 	    (r = vcpus_setup(vm, err)) < 0)
 		goto fail;
 	*ret = vm;
@@ -554,6 +585,8 @@ int vm_run(struct vm *vm)
 		vcpu_kick(vm->vcpus[i]);
 	for (i = 0; i < vm->nvcpus; i++)
 		vcpu_join(vm->vcpus[i]);
+	if (getenv("MVM_VIRTIO_STATS"))
+		virtio_devs_print_stats(vm->virtio);
 	if (vm->exit_cb)
 		vm->exit_cb(vm->exit_opaque, vm->status, vm->reason);
 	return vm->status;
@@ -572,6 +605,7 @@ void vm_destroy(struct vm *vm)
 		return;
 	for (i = vm->nvcpus; i-- > 0;)
 		vcpu_destroy(vm->vcpus[i]);
+	virtio_devs_destroy(vm->virtio);
 	devices_teardown(vm);
 	free(vm->cpuid);
 	if (vm->vm_fd >= 0)
@@ -583,6 +617,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->stop_efd);
 	console_free(vm->console);
 	guest_mem_free(&vm->mem);
+	free(vm->cmdline);
 	free(vm);
 }
 

@@ -9,6 +9,7 @@
 #include "vmm/io.h"
 #include "vmm/loop.h"
 #include "vmm/memory.h"
+#include "vmm/virtio_devs.h"
 
 /*
  * One microVM: guest memory, the KVM VM, legacy devices, vCPU threads and
@@ -29,6 +30,7 @@ struct vm_config {
 	const char *serial_log_path;
 	uint64_t serial_log_max;
 	bool dump_acpi;            /* build memory and tables only; no KVM */
+	struct virtio_devs_config virtio;  /* disks, NICs, rng, vsock */
 };
 
 /* Why vm_create() failed: a vmm_exit_status and a one-line message of the

@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker's lockdown (docs/security.md, "Worker sandbox").  By the time
+ * sandbox_enter() runs, the VM is built: /dev/kvm, the VM and vCPU fds, the
+ * kvm_run mappings, guest memory, the console and log, disks and TAPs are
+ * all open (step 2 of the issue is the VMM's own setup).  What is left is to
+ * throw away everything else the process could reach, in an order where
+ * each step still has the privilege it needs and no longer needs what the
+ * steps before it removed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#include "vmm/sandbox.h"
+#include "vmm/seccomp_policy.h"
+
+/* Inherited fds are those open when the process started; mvm-vmm's own
+ * are all opened later.  Numbers past this are closed wholesale. */
+#define FD_SCAN_MAX 1024
+#define NOFILE_MARGIN 16        /* fds still opened after lockdown (signalfd) */
+#define FSIZE_MARGIN (1u << 20) /* stderr may still grow a little */
+#define BPF_MAX_INSNS 4096      /* the kernel's BPF_MAXINSNS */
+
+/* What the steps need besides the options. */
+struct lockdown {
+	const struct sandbox_config *cfg;
+	const struct vm_config *vm;
+	int control_fd;
+	unsigned nvcpus;        /* threads vm_run() still starts */
+	uint64_t log_max;       /* the serial log never grows past this */
+};
+
+static unsigned char inherited[FD_SCAN_MAX / 8];
+static int report_fd = -1;
+static struct sock_filter vcpu_insns[BPF_MAX_INSNS];
+static struct sock_fprog vcpu_prog;
+
+/* Runs before main(): the only moment the inherited fds can be told apart
+ * from the ones the VMM opens. */
+__attribute__((constructor)) static void note_inherited_fds(void)
+{
+	int fd;
+
+	for (fd = 3; fd < FD_SCAN_MAX; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			inherited[fd / 8] |= (unsigned char)(1u << (fd % 8));
+}
+
+static int parse_id(const char *arg, unsigned *ret)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (*arg < '0' || *arg > '9' || *end || errno || v == 0 || v >= 0xffffffffUL)
+		return -EINVAL;
+	*ret = (unsigned)v;
+	return 0;
+}
+
+int sandbox_parse_option(struct sandbox_config *cfg, int c, const char *arg, const char **ret_why)
+{
+	unsigned id;
+
+	switch (c) {
+	case SANDBOX_OPT_ENABLE: cfg->enabled = true; return 1;
+	case SANDBOX_OPT_DIR: cfg->dir = arg; return 1;
+	case SANDBOX_OPT_UID:
+	case SANDBOX_OPT_GID:
+		if (parse_id(arg, &id) < 0) {
+			*ret_why = "--sandbox-uid and --sandbox-gid take a non-zero id";
+			return -EINVAL;
+		}
+		if (c == SANDBOX_OPT_UID)
+			cfg->uid = id, cfg->have_uid = true;
+		else
+			cfg->gid = id, cfg->have_gid = true;
+		return 1;
+	case SANDBOX_OPT_CGROUP:
+		if (cfg->ncgroups == SANDBOX_CGROUPS_MAX) {
+			*ret_why = "too many --cgroup-procs";
+			return -EINVAL;
+		}
+		cfg->cgroup_procs[cfg->ncgroups++] = arg;
+		return 1;
+	case SANDBOX_OPT_TEST_FORBIDDEN: cfg->test_forbidden_syscall = true; return 1;
+	default: return 0;
+	}
+}
+
+/* "/proc/self/fd/N" names inherited fd N (how mvmd passes files). */
+static int proc_fd_number(const char *path)
+{
+	const char *prefix = "/proc/self/fd/";
+	char *end;
+	long v;
+
+	if (!path || strncmp(path, prefix, strlen(prefix)))
+		return -1;
+	v = strtol(path + strlen(prefix), &end, 10);
+	return *end || v < 0 || v > 65535 ? -1 : (int)v;
+}
+
+/* The inherited fds the running VM still uses: the daemon link, TAPs and
+ * disks handed over by number (virtio_devs takes those fds over). */
+static bool is_kept(const struct lockdown *l, int fd)
+{
+	const struct virtio_devs_config *v = &l->vm->virtio;
+	unsigned i;
+
+	if (fd == l->control_fd)
+		return true;
+	for (i = 0; i < l->cfg->nkeep; i++)
+		if (l->cfg->keep_fds[i] == fd)
+			return true;
+	for (i = 0; i < v->nnics; i++)
+		if (v->nics[i].fd == fd)
+			return true;
+	for (i = 0; i < v->ndisks; i++)
+		if (proc_fd_number(v->disks[i].path) == fd)
+			return true;
+	return false;
+}
+
+/* Step 1.  Safe now: everything mvm-vmm needs was opened by number above
+ * the inherited ones, and the kernel and initrd passed as /proc/self/fd/N
+ * were read into guest memory already.  The environment goes too: nothing
+ * after this point reads it (MVM_DEBUG is read, if at all, as empty). */
+static int close_inherited(const struct lockdown *l)
+{
+	int fd;
+
+	for (fd = 3; fd < FD_SCAN_MAX; fd++)
+		if ((inherited[fd / 8] & (1u << (fd % 8))) && !is_kept(l, fd))
+			close(fd);
+	if (close_range(FD_SCAN_MAX, ~0u, 0) < 0 && errno != ENOSYS)
+		return -errno;
+	return clearenv() ? -ENOMEM : 0;
+}
+
+static int write_str(const char *path, const char *s)
+{
+	ssize_t len = (ssize_t)strlen(s), n;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, (size_t)len);
+	if (n != len) {
+		int r = n < 0 ? -errno : -EIO;
+
+		close(fd);
+		return r;
+	}
+	return close(fd) < 0 ? -errno : 0;
+}
+
+/* Step 5, done before step 3: the cgroup.procs paths live on the host
+ * filesystem, which the worker can no longer see once it pivots. */
+static int join_cgroups(const struct lockdown *l)
+{
+	const struct sandbox_config *cfg = l->cfg;
+	char pid[16];
+	unsigned i;
+	int r;
+
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	for (i = 0; i < cfg->ncgroups; i++)
+		if ((r = write_str(cfg->cgroup_procs[i], pid)) < 0)
+			return r;
+	return 0;
+}
+
+/*
+ * Step 3.  No CLONE_NEWPID: a new PID namespace only applies to children,
+ * and once pid_for_children differs from the caller's own namespace the
+ * kernel refuses CLONE_THREAD (copy_process), so vm_run() could not start
+ * the vCPU threads.  Forking into the namespace is no way out either: KVM
+ * binds a VM to the mm that created it.  The worker has no children to
+ * hide, cannot create any (seccomp allows clone with CLONE_THREAD only) and
+ * may only signal itself, which is what a PID namespace would give it.
+ *
+ * CLONE_NEWNET even with a TAP: the TAP fd stays bound to its device in the
+ * host namespace, and reads and writes on an open fd never look the
+ * namespace up again.  The new namespace only takes away opening new
+ * sockets or devices on the host's network.
+ */
+static int enter_namespaces(const struct lockdown *l)
+{
+	const char *dir = l->cfg->dir ? l->cfg->dir : SANDBOX_DIR_DEFAULT;
+
+	if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET |
+	            CLONE_NEWCGROUP) < 0)
+		return -errno;
+	/* Nothing mounted from here on may propagate back to the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -errno;
+	/* An empty read-only tmpfs as the new root; being in this private
+	 * namespace only, it leaves nothing behind on the host to clean up. */
+	if (mount("mvm-sandbox", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+	          "size=4k,nr_inodes=2,mode=0555") < 0)
+		return -errno;
+	if (chdir(dir) < 0)
+		return -errno;
+	/* pivot_root(".", ".") stacks the old root on top of the new one;
+	 * detaching it leaves only the empty tmpfs reachable. */
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		return -errno;
+	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		return -errno;
+	return 0;
+}
+
+/* Ambient and bounding sets first: dropping them needs CAP_SETPCAP, which
+ * the uid change below takes away. */
+static int drop_capability_sets(void)
+{
+	int cap;
+
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -errno;
+	for (cap = 0; cap < 64; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+			if (errno == EINVAL)
+				break;  /* past the kernel's last capability */
+			return -errno;
+		}
+	return 0;
+}
+
+static int clear_capabilities(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+
+	memset(data, 0, sizeof(data));
+	return syscall(SYS_capset, &hdr, data) < 0 ? -errno : 0;
+}
+
+/* Step 4a.  After the mounts: mount and pivot_root needed CAP_SYS_ADMIN. */
+static int drop_privileges(const struct lockdown *l)
+{
+	const struct sandbox_config *cfg = l->cfg;
+	unsigned id = SANDBOX_ID_BASE + (unsigned)getpid() % SANDBOX_ID_SPAN;
+	uid_t uid = cfg->have_uid ? cfg->uid : id;
+	gid_t gid = cfg->have_gid ? cfg->gid : id;
+	int r;
+
+	if ((r = drop_capability_sets()) < 0)
+		return r;
+	if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+		return -errno;
+	/* setresuid() cleared the permitted and effective sets; inheritable
+	 * survives a uid change, so clear all three explicitly. */
+	if ((r = clear_capabilities()) < 0)
+		return r;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+static int set_limit(int resource, rlim_t v)
+{
+	struct rlimit rl = { v, v };
+
+	return setrlimit(resource, &rl) < 0 ? -errno : 0;
+}
+
+/* The highest open fd and the largest writable regular file (disks, the
+ * serial log, a log on stderr). */
+static void scan_fds(int *ret_max_fd, uint64_t *ret_max_size)
+{
+	struct stat st;
+	int fd, fl;
+
+	*ret_max_fd = 2;
+	*ret_max_size = 0;
+	for (fd = 0; fd < FD_SCAN_MAX; fd++) {
+		fl = fcntl(fd, F_GETFL);
+		if (fl < 0)
+			continue;
+		*ret_max_fd = fd;
+		if ((fl & O_ACCMODE) != O_RDONLY && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (uint64_t)st.st_size > *ret_max_size)
+			*ret_max_size = (uint64_t)st.st_size;
+	}
+}
+
+/* Step 4b.  NPROC counts threads of the uid: room for the vCPU threads
+ * vm_run() still starts.  A write past FSIZE fails with EFBIG instead of
+ * killing the VM with SIGXFSZ. */
+static int set_rlimits(const struct lockdown *l)
+{
+	uint64_t fsize;
+	int max_fd, r;
+
+	scan_fds(&max_fd, &fsize);
+	if (l->log_max > fsize)
+		fsize = l->log_max;
+	signal(SIGXFSZ, SIG_IGN);
+	if ((r = set_limit(RLIMIT_NOFILE, (rlim_t)max_fd + 1 + NOFILE_MARGIN)) < 0 ||
+	    (r = set_limit(RLIMIT_NPROC, (rlim_t)l->nvcpus + 2)) < 0 ||
+	    (r = set_limit(RLIMIT_FSIZE, (rlim_t)(fsize + FSIZE_MARGIN))) < 0 ||
+	    (r = set_limit(RLIMIT_CORE, 0)) < 0 ||
+	    (r = set_limit(RLIMIT_MEMLOCK, 0)) < 0)
+		return r;
+	return 0;
+}
+
+/* Async-signal-safe decimal formatting for the SIGSYS report. */
+static size_t put_uint(char *p, unsigned v)
+{
+	char tmp[12];
+	size_t n = 0, i;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	for (i = 0; i < n; i++)
+		p[i] = tmp[n - 1 - i];
+	return n;
+}
+
+static size_t put_str(char *p, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(p, s, n);
+	return n;
+}
+
+/*
+ * A call outside the allowlist traps here (SECCOMP_RET_TRAP) instead of
+ * killing outright, so the daemon learns which call it was: one link line
+ * {"msg":"seccomp","nr":N} and one stderr line, then death by SIGSYS.
+ * SA_RESETHAND made SIGSYS default again; it is blocked while we run, so
+ * the tgkill lands as we return and the process dies before running
+ * anything else.  The syscall itself never ran.
+ */
+static void sigsys_handler(int sig, siginfo_t *si, void *uc)
+{
+	char msg[96];
+	size_t n = 0;
+	unsigned nr = (unsigned)si->si_syscall;
+
+	n += put_str(msg + n, "{\"msg\":\"seccomp\",\"nr\":");
+	n += put_uint(msg + n, nr);
+	n += put_str(msg + n, "}\n");
+	if (report_fd >= 0 && write(report_fd, msg, n) < 0) {
+		/* The link is gone or full: stderr still has it. */
+	}
+	n = put_str(msg, "mvm-vmm: seccomp violation (syscall ");
+	n += put_uint(msg + n, nr);
+	n += put_str(msg + n, "): killed\n");
+	if (write(STDERR_FILENO, msg, n) < 0) {
+		/* Nothing else to tell it to. */
+	}
+	syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSYS);
+}
+
+/* The vCPU program is compiled now, while libseccomp may still allocate and
+ * use pipes, and loaded by each vCPU thread with one seccomp() call. */
+static int compile_vcpu_filter(pid_t self)
+{
+	scmp_filter_ctx ctx;
+	ssize_t n;
+	int p[2], r;
+
+	r = seccomp_policy_build(SECCOMP_CLASS_VCPU, SCMP_ACT_TRAP, self, &ctx);
+	if (r < 0)
+		return r;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		seccomp_release(ctx);
+		return -errno;
+	}
+	r = seccomp_export_bpf(ctx, p[1]);
+	seccomp_release(ctx);
+	close(p[1]);
+	n = r < 0 ? -1 : read(p[0], vcpu_insns, sizeof(vcpu_insns));
+	if (r == 0 && n < 0)
+		r = -errno;
+	close(p[0]);
+	if (r < 0)
+		return r;
+	if (n <= 0 || n % (ssize_t)sizeof(vcpu_insns[0]) || n == (ssize_t)sizeof(vcpu_insns))
+		return -E2BIG;
+	vcpu_prog.len = (unsigned short)(n / (ssize_t)sizeof(vcpu_insns[0]));
+	vcpu_prog.filter = vcpu_insns;
+	return 0;
+}
+
+/* Step 6.  Last: every step before needed calls the filter forbids. */
+static int install_filters(const struct lockdown *l)
+{
+	struct sigaction sa = { .sa_sigaction = sigsys_handler,
+	                        .sa_flags = SA_SIGINFO | SA_RESETHAND };
+	scmp_filter_ctx ctx;
+	pid_t self = getpid();
+	int r;
+
+	report_fd = l->control_fd;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0)
+		return -errno;
+	if ((r = compile_vcpu_filter(self)) < 0)
+		return r;
+	r = seccomp_policy_build(SECCOMP_CLASS_MAIN, SCMP_ACT_TRAP, self, &ctx);
+	if (r < 0)
+		return r;
+	/* TSYNC: any thread that exists (none should) gets the filter too. */
+	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (r == 0)
+		r = seccomp_load(ctx);
+	seccomp_release(ctx);
+	return r;
+}
+
+int sandbox_enter(const struct sandbox_config *cfg, const struct vm_config *vm,
+                  int control_fd, const char **ret_step)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(const struct lockdown *l);
+	} steps[] = {
+		{ "close inherited fds", close_inherited },
+		{ "join cgroups", join_cgroups },
+		{ "enter namespaces and empty root", enter_namespaces },
+		{ "drop uid, gid and capabilities", drop_privileges },
+		{ "set resource limits", set_rlimits },
+		{ "install seccomp filters", install_filters },
+	};
+	struct lockdown l = {
+		.cfg = cfg, .vm = vm, .control_fd = control_fd, .nvcpus = vm->nvcpus,
+		.log_max = vm->serial_log_max ? vm->serial_log_max : VM_SERIAL_LOG_MAX_DEFAULT,
+	};
+	unsigned i;
+	int r;
+
+	if (!cfg->enabled)
+		return 0;
+#if defined(__SANITIZE_ADDRESS__)
+	/* LeakSanitizer's exit check needs /proc and ptrace, both gone after
+	 * the lockdown: run it now (it covers setup) and skip it at exit. */
+	__lsan_do_leak_check();
+#endif
+	for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		r = steps[i].fn(&l);
+		if (r < 0) {
+			*ret_step = steps[i].name;
+			return r;
+		}
+	}
+	if (cfg->test_forbidden_syscall) {
+		/* Test hook: must die here by SIGSYS, reporting socket. */
+		syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+		*ret_step = "test: a forbidden syscall survived";
+		return -EPERM;
+	}
+	return 0;
+}
+
+int sandbox_enter_vcpu(void)
+{
+	if (!vcpu_prog.len)
+		return 0;
+	return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &vcpu_prog) < 0 ? -errno : 0;
+}

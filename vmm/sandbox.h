@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef MVM_SANDBOX_H
+#define MVM_SANDBOX_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vmm/vm.h"
+
+/*
+ * The worker's lockdown (docs/security.md, "Worker sandbox").  main.c calls
+ * sandbox_enter() once the VM is built and every file it needs is open, and
+ * before any vCPU thread exists; each vCPU thread calls sandbox_enter_vcpu()
+ * before its first KVM_RUN.
+ */
+
+#define SANDBOX_CGROUPS_MAX 8
+#define SANDBOX_KEEP_FDS_MAX 8
+/* Default per-VM ids when run by hand: SANDBOX_ID_BASE + pid % SANDBOX_ID_SPAN. */
+#define SANDBOX_ID_BASE 100000u
+#define SANDBOX_ID_SPAN 60000u
+#define SANDBOX_DIR_DEFAULT "/tmp"
+
+struct sandbox_config {
+	bool enabled;
+	const char *dir;             /* mount point for the empty root; NULL: default */
+	bool have_uid, have_gid;
+	uid_t uid;
+	gid_t gid;
+	const char *cgroup_procs[SANDBOX_CGROUPS_MAX];
+	unsigned ncgroups;
+	/* Inherited fds that stay open besides 0-2, the control link and the
+	 * TAP and disk fds named in the vm_config. */
+	int keep_fds[SANDBOX_KEEP_FDS_MAX];
+	unsigned nkeep;
+	bool test_forbidden_syscall; /* only with -Dtest_hooks=true */
+};
+
+/* getopt_long entries and their --help text, for main.c's tables. */
+enum {
+	SANDBOX_OPT_ENABLE = 1000, SANDBOX_OPT_DIR, SANDBOX_OPT_UID, SANDBOX_OPT_GID,
+	SANDBOX_OPT_CGROUP, SANDBOX_OPT_TEST_FORBIDDEN,
+};
+
+#ifdef MVM_TEST_HOOKS
+#define SANDBOX_TEST_OPTIONS \
+	{ "test-forbidden-syscall", no_argument, NULL, SANDBOX_OPT_TEST_FORBIDDEN },
+#else
+#define SANDBOX_TEST_OPTIONS
+#endif
+
+#define SANDBOX_LONG_OPTIONS \
+	{ "sandbox", no_argument, NULL, SANDBOX_OPT_ENABLE }, \
+	{ "sandbox-dir", required_argument, NULL, SANDBOX_OPT_DIR }, \
+	{ "sandbox-uid", required_argument, NULL, SANDBOX_OPT_UID }, \
+	{ "sandbox-gid", required_argument, NULL, SANDBOX_OPT_GID }, \
+	{ "cgroup-procs", required_argument, NULL, SANDBOX_OPT_CGROUP }, \
+	SANDBOX_TEST_OPTIONS
+
+#define SANDBOX_USAGE \
+"      --sandbox             lock the worker down before the guest runs: empty root,\n" \
+"                            own namespaces, uid and gid, no capabilities, seccomp\n" \
+"      --sandbox-dir DIR     where the empty root is mounted (default " SANDBOX_DIR_DEFAULT ")\n" \
+"      --sandbox-uid N, --sandbox-gid N\n" \
+"                            ids to run as (default 100000 + pid %% 60000)\n" \
+"      --cgroup-procs FILE   join a cgroup by writing to its cgroup.procs (repeatable)\n"
+
+/* Returns 1 if c was a sandbox option (taken), 0 if not one, -EINVAL for a
+ * bad value (*ret_why says what is wrong). */
+int sandbox_parse_option(struct sandbox_config *cfg, int c, const char *arg, const char **ret_why);
+
+/* Steps 1 to 6 of the lockdown; on failure *ret_step names the step that
+ * failed and the worker must not run the guest.  `vm` sizes the limits;
+ * control_fd (-1: none) stays open and receives the seccomp report. */
+int sandbox_enter(const struct sandbox_config *cfg, const struct vm_config *vm,
+                  int control_fd, const char **ret_step);
+
+/* The vCPU filter, in the calling thread; a no-op without --sandbox. */
+int sandbox_enter_vcpu(void);
+
+#endif

@@ -1,0 +1,590 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+
+#include "vmm/virtio_devs.h"
+#include "vmm/vm.h"
+#include "vmm/vmm.h"
+#include "vmm/devices/virtio/mmio.h"
+#include "vmm/devices/virtio/blk.h"
+#include "vmm/devices/virtio/net.h"
+#include "vmm/devices/virtio/rng.h"
+#include "vmm/devices/virtio/vsock.h"
+
+/* Guest-triggered messages: a burst, then at most one per second, with a
+ * count of what was dropped, so a hostile guest cannot flood the log. */
+#define LOG_BURST 20
+
+/* What differs between device kinds, as seen from the VMM. */
+struct vdev_kind {
+	const char *name;
+	struct virtio_dev *(*dev)(void *model);
+	void (*destroy)(void *model);
+	int (*fd)(const void *model);      /* backend fd for the loop, or NULL */
+	uint32_t fd_events;
+	void (*ready)(void *model);        /* backend fd fired (transport locked) */
+};
+
+struct vdev_slot;
+
+struct vdev_notify {
+	struct vdev_slot *slot;
+	uint32_t queue;
+	int fd;
+};
+
+struct vdev_slot {
+	const struct vdev_kind *kind;
+	void *model;
+	struct virtio_mmio t;
+	uint64_t base;
+	uint32_t gsi;
+	int irqfd;
+	struct vdev_notify notify[VIRTIO_MAX_QUEUES];
+	unsigned nnotify;
+	struct loop *loop;                 /* set once fds are registered */
+	bool backend_watched;
+	atomic_ulong mmio_exits, notifies, irqs;
+};
+
+struct virtio_devs {
+	struct vdev_slot slot[VIRTIO_MMIO_MAX];
+	unsigned n;
+};
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned log_budget = LOG_BURST;
+static unsigned long log_dropped;
+static time_t log_refill;
+
+static void guest_log(const struct vdev_slot *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void guest_log(const struct vdev_slot *s, const char *fmt, ...)
+{
+	time_t now = time(NULL);
+	va_list ap;
+
+	pthread_mutex_lock(&log_lock);
+	if (now != log_refill && log_budget == 0) {
+		log_budget = 1;
+		log_refill = now;
+	}
+	if (log_budget == 0) {
+		log_dropped++;
+		pthread_mutex_unlock(&log_lock);
+		return;
+	}
+	log_budget--;
+	if (log_dropped)
+		fprintf(stderr, "mvm-vmm: virtio: %lu more guest errors not logged\n", log_dropped);
+	log_dropped = 0;
+	fprintf(stderr, "mvm-vmm: virtio-%s: ", s->kind->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	pthread_mutex_unlock(&log_lock);
+}
+
+static int devs_fail(struct vm_error *err, int status, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int devs_fail(struct vm_error *err, int status, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->status = status;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return r < 0 ? r : -EINVAL;
+}
+
+/* ---- kinds ---------------------------------------------------------------- */
+
+static struct virtio_dev *blk_dev(void *m) { return virtio_blk_dev(m); }
+static void blk_destroy(void *m) { virtio_blk_destroy(m); }
+static struct virtio_dev *net_dev(void *m) { return virtio_net_dev(m); }
+static void net_destroy(void *m) { virtio_net_destroy(m); }
+static int net_fd(const void *m) { return virtio_net_fd(m); }
+static void net_ready(void *m) { virtio_net_rx_ready(m); }
+static struct virtio_dev *rng_dev(void *m) { return virtio_rng_dev(m); }
+static void rng_destroy(void *m) { virtio_rng_destroy(m); }
+
+static const struct vdev_kind kind_blk = { "blk", blk_dev, blk_destroy, NULL, 0, NULL };
+/* Edge-triggered: the model reads until EAGAIN, or keeps the frame and
+ * resumes on the guest's next RX notify when it has no buffers. */
+static const struct vdev_kind kind_net = {
+	"net", net_dev, net_destroy, net_fd, EPOLLIN | EPOLLET, net_ready,
+};
+static const struct vdev_kind kind_rng = { "rng", rng_dev, rng_destroy, NULL, 0, NULL };
+
+static struct virtio_dev *vsock_dev(void *m) { return virtio_vsock_dev(m); }
+static void vsock_destroy(void *m) { virtio_vsock_destroy(m); }
+static int vsock_fd(const void *m) { return virtio_vsock_fd(m); }
+static void vsock_ready(void *m) { virtio_vsock_ready(m); }
+static const struct vdev_kind kind_vsock = {
+	"vsock", vsock_dev, vsock_destroy, vsock_fd, EPOLLIN, vsock_ready,
+};
+
+unsigned virtio_devs_count(const struct virtio_devs_config *c)
+{
+	return c->ndisks + c->nnics + (c->rng ? 1 : 0) + (c->vsock_cid ? 1 : 0);
+}
+
+int virtio_devs_announce(const struct virtio_devs_config *c, char *cmdline, size_t size,
+                         struct acpi_mmio_dev *devs, unsigned *ret_n)
+{
+	unsigned i, n = virtio_devs_count(c);
+	uint64_t base;
+	uint32_t gsi;
+	int r;
+
+	if (n > VIRTIO_MMIO_MAX)
+		return -ENOSPC;
+	for (i = 0; i < n; i++) {
+		if ((r = virtio_mmio_slot(i, &base, &gsi)) < 0 ||
+		    (r = virtio_mmio_cmdline_append(cmdline, size, base, gsi)) < 0)
+			return r;
+		devs[i] = (struct acpi_mmio_dev){ .base = base, .size = VIRTIO_MMIO_SIZE, .gsi = gsi };
+	}
+	*ret_n = n;
+	return 0;
+}
+
+/* ---- backends --------------------------------------------------------------- */
+
+/* "/proc/self/fd/N" names a file mvmd opened with its client's rights:
+ * use that very fd rather than reopening it with ours.  Returns N, or -1
+ * for an ordinary path. */
+static int passed_fd(const char *path)
+{
+	static const char prefix[] = "/proc/self/fd/";
+	unsigned long v;
+	char *end;
+
+	if (strncmp(path, prefix, sizeof(prefix) - 1) || !path[sizeof(prefix) - 1])
+		return -1;
+	errno = 0;
+	v = strtoul(path + sizeof(prefix) - 1, &end, 10);
+	if (errno || *end || v > 65535)
+		return -1;
+	return (int)v;
+}
+
+/* Takes fd n over (close-on-exec from now on); -errno if it isn't open or
+ * lacks the access mode the disk needs. */
+static int adopt_fd(int n, bool need_write)
+{
+	int fl = fcntl(n, F_GETFL);
+
+	if (fl < 0)
+		return -errno;
+	if (need_write && (fl & O_ACCMODE) != O_RDWR)
+		return -EACCES;
+	if (fcntl(n, F_SETFD, FD_CLOEXEC) < 0)
+		return -errno;
+	return n;
+}
+
+static int disk_open(const struct vm_disk *d, struct vm_error *err)
+{
+	int fd, flags = (d->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	int n = passed_fd(d->path);
+
+	fd = n >= 0 ? adopt_fd(n, !d->read_only) : open(d->path, flags);
+	if (fd < 0 && n < 0)
+		fd = -errno;
+	if (fd >= 0)
+		return fd;
+	if (!d->read_only && (fd == -EACCES || fd == -EROFS || fd == -EPERM))
+		return devs_fail(err, VMM_EXIT_USAGE, fd, "cannot open disk '%s' for writing: %s; "
+		                 "fix its permissions or add ,ro", d->path, strerror(-fd));
+	return devs_fail(err, VMM_EXIT_USAGE, fd, "cannot open disk '%s': %s; check the path",
+	                 d->path, strerror(-fd));
+}
+
+static int blk_make(const struct vm_disk *d, const struct guest_mem *m, void **ret,
+                    struct vm_error *err)
+{
+	struct virtio_blk *b;
+	struct stat st;
+	int fd = disk_open(d, err), r;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < VIRTIO_BLK_SECTOR_SIZE) {
+		close(fd);
+		return devs_fail(err, VMM_EXIT_USAGE, -EINVAL, "disk '%s' is not a raw image of at "
+		                 "least %d bytes; pass a regular file", d->path, VIRTIO_BLK_SECTOR_SIZE);
+	}
+	r = virtio_blk_create(fd, d->read_only, d->id, m, &b);
+	if (r < 0)
+		return devs_fail(err, VMM_EXIT_ERROR, r, "cannot set up disk '%s': %s; free some memory",
+		                 d->path, strerror(-r));
+	*ret = b;
+	return 0;
+}
+
+/* 52:54:00 (the usual locally-administered KVM prefix) and three bytes of
+ * FNV-1a over the TAP name (or fd number) and the NIC's index: stable
+ * across restarts, different for each NIC of a VM. */
+static void nic_default_mac(const struct vm_nic *n, unsigned index, uint8_t mac[6])
+{
+	char key[64];
+	uint32_t h = 2166136261u;
+
+	if (n->tap)
+		snprintf(key, sizeof(key), "tap=%s/%u", n->tap, index);
+	else
+		snprintf(key, sizeof(key), "fd=%d/%u", n->fd, index);
+	for (const char *p = key; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	mac[0] = 0x52; mac[1] = 0x54; mac[2] = 0x00;
+	mac[3] = (uint8_t)(h >> 16); mac[4] = (uint8_t)(h >> 8); mac[5] = (uint8_t)h;
+}
+
+static int nic_fd(const struct vm_nic *n, struct vm_error *err)
+{
+	int fd, r;
+
+	if (!n->tap) {
+		fd = fcntl(n->fd, F_GETFD) < 0 ? -errno : n->fd;
+		if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+			fd = -errno;
+		if (fd < 0)
+			return devs_fail(err, VMM_EXIT_USAGE, fd, "cannot use --net fd=%d: %s; "
+			                 "pass an open TAP fd", n->fd, strerror(-fd));
+		return fd;
+	}
+	r = virtio_net_tap_open(n->tap, &fd);
+	if (r < 0)
+		return devs_fail(err, VMM_EXIT_USAGE, r, "cannot open TAP '%s': %s; create it "
+		                 "first or run with CAP_NET_ADMIN", n->tap, strerror(-r));
+	return fd;
+}
+
+static int net_make(const struct vm_nic *n, unsigned index, const struct guest_mem *m,
+                     void **ret, struct vm_error *err)
+{
+	struct virtio_net *dev;
+	uint8_t mac[6];
+	int fd = nic_fd(n, err), r;
+
+	if (fd < 0)
+		return fd;
+	if (n->has_mac)
+		memcpy(mac, n->mac, sizeof(mac));
+	else
+		nic_default_mac(n, index, mac);
+	r = virtio_net_create(fd, mac, m, &dev);
+	if (r < 0)
+		return devs_fail(err, VMM_EXIT_ERROR, r, "cannot set up NIC %u: %s; free some memory",
+		                 index, strerror(-r));
+	*ret = dev;
+	return 0;
+}
+
+static int rng_make(const struct guest_mem *m, void **ret, struct vm_error *err)
+{
+	struct virtio_rng *dev;
+	int r = virtio_rng_create(m, &dev);
+
+	if (r < 0)
+		return devs_fail(err, VMM_EXIT_ERROR, r, "cannot set up virtio-rng: %s; "
+		                 "free some memory", strerror(-r));
+	*ret = dev;
+	return 0;
+}
+
+static int vsock_make(const struct virtio_devs_config *c, const struct guest_mem *m,
+                      void **ret, struct vm_error *err)
+{
+	struct virtio_vsock *dev;
+	int r = virtio_vsock_create(c->vsock_cid, c->vsock_uds, m, &dev);
+
+	if (r < 0)
+		return devs_fail(err, VMM_EXIT_USAGE, r, "cannot listen on vsock socket '%s': %s; "
+		                 "check the path and its directory", c->vsock_uds, strerror(-r));
+	*ret = dev;
+	return 0;
+}
+
+/* ---- transport glue ------------------------------------------------------- */
+
+static void irq_raise_cb(void *opaque)
+{
+	struct vdev_slot *s = opaque;
+	uint64_t one = 1;
+
+	atomic_fetch_add(&s->irqs, 1);
+	/* An eventfd write only fails when the counter is saturated, and then
+	 * the interrupt is pending anyway. */
+	if (write(s->irqfd, &one, sizeof(one)) < 0) {
+	}
+}
+
+static void error_cb(void *opaque, const char *reason)
+{
+	guest_log(opaque, "%s", reason);
+}
+
+static void mmio_read_cb(void *opaque, uint64_t off, uint8_t *data, uint32_t len)
+{
+	struct vdev_slot *s = opaque;
+
+	atomic_fetch_add(&s->mmio_exits, 1);
+	if (virtio_mmio_read(&s->t, off, data, len) < 0)
+		guest_log(s, "rejected %u-byte read at offset 0x%" PRIx64, len, off);
+}
+
+static void mmio_write_cb(void *opaque, uint64_t off, const uint8_t *data, uint32_t len)
+{
+	struct vdev_slot *s = opaque;
+
+	atomic_fetch_add(&s->mmio_exits, 1);
+	if (virtio_mmio_write(&s->t, off, data, len) < 0)
+		guest_log(s, "rejected %u-byte write at offset 0x%" PRIx64, len, off);
+}
+
+static const struct io_ops mmio_ops = { .read = mmio_read_cb, .write = mmio_write_cb };
+
+static void notify_cb(void *opaque, uint32_t events)
+{
+	struct vdev_notify *n = opaque;
+	uint64_t v;
+
+	if (read(n->fd, &v, sizeof(v)) != sizeof(v))
+		return;  /* EAGAIN: nothing new */
+	atomic_fetch_add(&n->slot->notifies, 1);
+	virtio_mmio_notify(&n->slot->t, n->queue);
+}
+
+static void backend_cb(void *opaque, uint32_t events)
+{
+	struct vdev_slot *s = opaque;
+
+	virtio_mmio_lock(&s->t);
+	s->kind->ready(s->model);
+	virtio_mmio_unlock(&s->t);
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+static void slot_init(struct vdev_slot *s, const struct vdev_kind *kind, void *model,
+                      unsigned index)
+{
+	struct virtio_mmio_callbacks cb = {
+		.irq_raise = irq_raise_cb, .error = error_cb, .opaque = s,
+	};
+
+	s->kind = kind;
+	s->model = model;
+	s->irqfd = -1;
+	virtio_mmio_slot(index, &s->base, &s->gsi);  /* index < VIRTIO_MMIO_MAX: checked */
+	virtio_mmio_init(&s->t, kind->dev(model), &cb);
+}
+
+static void slot_teardown(struct vdev_slot *s)
+{
+	unsigned q;
+
+	if (s->backend_watched)
+		loop_del_fd(s->loop, s->kind->fd(s->model));
+	for (q = 0; q < s->nnotify; q++) {
+		if (s->loop)
+			loop_del_fd(s->loop, s->notify[q].fd);
+		close(s->notify[q].fd);
+	}
+	if (s->irqfd >= 0)
+		close(s->irqfd);
+	virtio_mmio_destroy(&s->t);
+	s->kind->destroy(s->model);
+}
+
+/* Builds device i of the fixed order (disks, NICs, rng, vsock). */
+static int make_one(const struct virtio_devs_config *c, unsigned i, const struct guest_mem *m,
+                    const struct vdev_kind **ret_kind, void **ret_model, struct vm_error *err)
+{
+	if (i < c->ndisks) {
+		*ret_kind = &kind_blk;
+		return blk_make(&c->disks[i], m, ret_model, err);
+	}
+	i -= c->ndisks;
+	if (i < c->nnics) {
+		*ret_kind = &kind_net;
+		return net_make(&c->nics[i], i, m, ret_model, err);
+	}
+	i -= c->nnics;
+	if (c->rng && i-- == 0) {
+		*ret_kind = &kind_rng;
+		return rng_make(m, ret_model, err);
+	}
+	*ret_kind = &kind_vsock;
+	return vsock_make(c, m, ret_model, err);
+}
+
+/* fds passed by number that no device took yet (from `from` on, the failed
+ * one included): the caller gave them to us, so a failed start must not
+ * leak them.  Runs before the VM opens anything else, so the numbers are
+ * still the caller's; closing one twice only gives EBADF. */
+static void close_passed_fds(const struct virtio_devs_config *c, unsigned from)
+{
+	unsigned i;
+	int n;
+
+	for (i = from; i < c->ndisks + c->nnics; i++) {
+		if (i < c->ndisks)
+			n = passed_fd(c->disks[i].path);
+		else
+			n = c->nics[i - c->ndisks].tap ? -1 : c->nics[i - c->ndisks].fd;
+		if (n > 2)
+			close(n);
+	}
+}
+
+int virtio_devs_create(const struct virtio_devs_config *c, const struct guest_mem *m,
+                       struct virtio_devs **ret, struct vm_error *err)
+{
+	unsigned total = virtio_devs_count(c);
+	struct virtio_devs *d;
+	const struct vdev_kind *kind = NULL;
+	void *model = NULL;
+	int r;
+
+	if (total > VIRTIO_MMIO_MAX)
+		return devs_fail(err, VMM_EXIT_USAGE, -ENOSPC, "%u virtio devices asked for; "
+		                 "use at most %d", total, VIRTIO_MMIO_MAX);
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		close_passed_fds(c, 0);
+		return devs_fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
+	}
+	for (d->n = 0; d->n < total; d->n++) {
+		r = make_one(c, d->n, m, &kind, &model, err);
+		if (r < 0) {
+			close_passed_fds(c, d->n);
+			virtio_devs_destroy(d);
+			return r;
+		}
+		slot_init(&d->slot[d->n], kind, model, d->n);
+	}
+	*ret = d;
+	return 0;
+}
+
+static int kvm_irqfd(int vm_fd, struct vdev_slot *s)
+{
+	struct kvm_irqfd irqfd = { .gsi = s->gsi };
+
+	s->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->irqfd < 0)
+		return -errno;
+	irqfd.fd = (uint32_t)s->irqfd;
+	return ioctl(vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
+}
+
+/* One eventfd per queue, matched on the queue index written to QueueNotify:
+ * KVM completes the guest's store itself, the main loop does the work. */
+static int kvm_ioeventfds(int vm_fd, struct vdev_slot *s)
+{
+	struct kvm_ioeventfd io = {
+		.addr = s->base + VIRTIO_MMIO_QUEUE_NOTIFY, .len = 4,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
+	unsigned q, nq = s->t.vd->ops->num_queues;
+
+	for (q = 0; q < nq && q < VIRTIO_MAX_QUEUES; q++) {
+		struct vdev_notify *n = &s->notify[q];
+
+		n->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (n->fd < 0)
+			return -errno;
+		n->slot = s;
+		n->queue = q;
+		s->nnotify++;
+		io.datamatch = q;
+		io.fd = n->fd;
+		if (ioctl(vm_fd, KVM_IOEVENTFD, &io) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static int slot_watch(struct vdev_slot *s, struct loop *loop)
+{
+	unsigned q;
+	int r;
+
+	s->loop = loop;
+	for (q = 0; q < s->nnotify; q++)
+		if ((r = loop_add_fd(loop, s->notify[q].fd, EPOLLIN, notify_cb, &s->notify[q])) < 0)
+			return r;
+	if (!s->kind->fd)
+		return 0;
+	r = loop_add_fd(loop, s->kind->fd(s->model), s->kind->fd_events, backend_cb, s);
+	s->backend_watched = r == 0;
+	return r;
+}
+
+int virtio_devs_attach(struct virtio_devs *d, int vm_fd, struct io_bus *mmio,
+                       struct loop *loop, struct vm_error *err)
+{
+	unsigned i;
+	int r;
+
+	for (i = 0; i < d->n; i++) {
+		struct vdev_slot *s = &d->slot[i];
+
+		if ((r = kvm_irqfd(vm_fd, s)) < 0 || (r = kvm_ioeventfds(vm_fd, s)) < 0)
+			return devs_fail(err, VMM_EXIT_ERROR, r, "cannot wire virtio-%s to KVM: %s; "
+			                 "check the host's KVM", s->kind->name, strerror(-r));
+		if ((r = io_bus_register(mmio, s->base, VIRTIO_MMIO_SIZE, &mmio_ops, s)) < 0 ||
+		    (r = slot_watch(s, loop)) < 0)
+			return devs_fail(err, VMM_EXIT_ERROR, r, "cannot attach virtio-%s: %s; "
+			                 "raise the open file limit", s->kind->name, strerror(-r));
+	}
+	return 0;
+}
+
+void virtio_devs_destroy(struct virtio_devs *d)
+{
+	if (!d)
+		return;
+	while (d->n > 0)
+		slot_teardown(&d->slot[--d->n]);
+	free(d);
+}
+
+void virtio_devs_print_stats(const struct virtio_devs *d)
+{
+	unsigned i;
+
+	for (i = 0; d && i < d->n; i++) {
+		const struct vdev_slot *s = &d->slot[i];
+
+		fprintf(stderr, "mvm-vmm: stats virtio-%s slot=%u mmio_exits=%lu notifies=%lu irqs=%lu",
+		        s->kind->name, i, atomic_load(&s->mmio_exits), atomic_load(&s->notifies),
+		        atomic_load(&s->irqs));
+		if (s->kind == &kind_blk) {
+			const struct virtio_blk_stats *b = virtio_blk_stats(s->model);
+
+			fprintf(stderr, " reads=%" PRIu64 " writes=%" PRIu64 " flushes=%" PRIu64
+			        " errors=%" PRIu64, b->reads, b->writes, b->flushes, b->errors);
+		}
+		fputc('\n', stderr);
+	}
+}
