@@ -31,7 +31,7 @@ static void make_devs(struct acpi_mmio_dev *d, unsigned n)
 	for (unsigned i = 0; i < n; i++)
 		d[i] = (struct acpi_mmio_dev){ .base = VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE,
 		                               .size = VIRTIO_MMIO_SIZE,
-		                               .gsi = VIRTIO_IRQ_BASE + i };
+		                               .gsi = virtio_slot_gsi(i) };
 }
 
 /* ---- a minimal AML decoder, only for what the DSDT should contain ---- */

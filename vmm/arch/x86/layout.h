@@ -65,7 +65,18 @@
 #define VIRTIO_MMIO_START    0xd0000000ULL
 #define VIRTIO_MMIO_SIZE     0x1000ULL   /* one window per device */
 #define VIRTIO_MMIO_MAX      16
-#define VIRTIO_IRQ_BASE      5           /* GSIs 5..(5+VIRTIO_MMIO_MAX-1), skipping none */
+/* Virtio GSIs: 5, 6, 7, then 10..22.  8 (RTC) and 9 (the ACPI SCI, level
+ * triggered in the MADT) are left alone, so every virtio line is a plain
+ * edge-triggered IOAPIC pin that irqfd can drive. */
+#define VIRTIO_IRQ_BASE      5
+#define VIRTIO_IRQ_SKIP_FROM 8           /* first GSI skipped */
+#define VIRTIO_IRQ_RESUME    10          /* first GSI after the skip */
+static inline unsigned virtio_slot_gsi(unsigned slot)
+{
+	unsigned gsi = VIRTIO_IRQ_BASE + slot;
+
+	return gsi < VIRTIO_IRQ_SKIP_FROM ? gsi : gsi + (VIRTIO_IRQ_RESUME - VIRTIO_IRQ_SKIP_FROM);
+}
 #define IOAPIC_START         0xfec00000ULL
 #define LAPIC_START          0xfee00000ULL
 

@@ -343,7 +343,7 @@ int virtio_mmio_slot(unsigned index, uint64_t *ret_base, uint32_t *ret_gsi)
 	if (index >= VIRTIO_MMIO_MAX)
 		return -ENOSPC;
 	*ret_base = VIRTIO_MMIO_START + (uint64_t)index * VIRTIO_MMIO_SIZE;
-	*ret_gsi = VIRTIO_IRQ_BASE + index;
+	*ret_gsi = virtio_slot_gsi(index);
 	return 0;
 }
 
