@@ -183,6 +183,7 @@ static const struct scenario {
 	{ "rng", rng_run },
 	{ "net", net_run },
 	{ "hostile", hostile_run },
+	{ "vsock", vsock_run },
 };
 
 static bool starts_with(const char *s, const char *prefix)
