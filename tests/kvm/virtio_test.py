@@ -373,6 +373,20 @@ def case_bad_options(tmp):
               % (r.returncode, r.stderr))
 
 
+def case_vsock(tmp, fmt="bz"):
+    """Both directions through the Unix-socket host side, played by the
+    guest's own vsock-host.py (PROTOCOL.md)."""
+    uds = os.path.join(tmp, "v.sock")
+    host = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "guest", "vsock-host.py")
+    cmd = [sys.executable, host, uds, "--timeout", "60", "--", os.environ["MVM_VMM"]] + boot_args(
+        fmt, "vsock", extra=["--vsock", "cid=7,uds=" + uds])
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=90)
+    out = r.stdout.decode(errors="replace")
+    check(r.returncode == 0, "vsock-host.py exited %d:\n%s" % (r.returncode, out[-2000:]))
+    check("MVMTEST vsock cid=7" in out, "guest did not report cid 7:\n%s" % out[-2000:])
+    check(not os.path.exists(uds), "the VMM left its vsock socket %s behind" % uds)
+
+
 CASES = {
     "virtio-blk": case_blk,
     "virtio-blk-elf": lambda tmp: case_blk(tmp, "elf"),
@@ -383,6 +397,8 @@ CASES = {
     "virtio-net-tap": lambda tmp: case_net(tmp, "tap"),
     "virtio-net-fd": lambda tmp: case_net(tmp, "fd"),
     "virtio-bad-options": case_bad_options,
+    "virtio-vsock": case_vsock,
+    "virtio-vsock-elf": lambda tmp: case_vsock(tmp, "elf"),
 }
 
 
