@@ -180,6 +180,7 @@ static const struct scenario {
 	{ "uspeed", do_uspeed },
 	{ "virtio", virtio_list_run },
 	{ "blk", blk_run },
+	{ "blkbench", blkbench_run },
 	{ "rng", rng_run },
 	{ "net", net_run },
 	{ "hostile", hostile_run },

@@ -101,6 +101,49 @@ void user_memset(void *p, uint8_t c, uint64_t len)
 	user_pattern_fill(p, len, 0, 0, c);
 }
 
+struct words { uint64_t *p; uint64_t len, seed; };
+
+/* Fibonacci hashing plus a fold of the high bits into the low ones. */
+static uint64_t word_at(uint64_t off, uint64_t seed)
+{
+	uint64_t v = (off + seed) * 0x9e3779b97f4a7c15UL;
+
+	return v ^ (v >> 29);
+}
+
+static uint64_t u_fill64(void *arg)
+{
+	const struct words *w = arg;
+
+	for (uint64_t i = 0; i < w->len / 8; i++)
+		w->p[i] = word_at(i * 8, w->seed);
+	return 0;
+}
+
+static uint64_t u_check64(void *arg)
+{
+	const struct words *w = arg;
+
+	for (uint64_t i = 0; i < w->len / 8; i++)
+		if (w->p[i] != word_at(i * 8, w->seed))
+			return i * 8;
+	return w->len;
+}
+
+void user_fill64(void *p, uint64_t len, uint64_t seed)
+{
+	struct words w = { p, len, seed };
+
+	user_run(u_fill64, &w);
+}
+
+uint64_t user_check64(const void *p, uint64_t len, uint64_t seed)
+{
+	struct words w = { (uint64_t *)p, len, seed };
+
+	return user_run(u_check64, &w);
+}
+
 /* The same two-instruction loop as kspeed, so the two can be compared. */
 static uint64_t u_loop(void *arg)
 {

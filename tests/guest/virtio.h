@@ -102,9 +102,10 @@ bool vq_wait(struct vq *q, unsigned ticks, struct vring_used_elem *ret);
 extern volatile uint32_t virtio_irqs, timer_ticks;
 void virtio_irqs_report(void);
 
-/* Scenarios (blk.c, net.c, rng.c, virtio.c, vsock.c). */
+/* Scenarios (blk.c, blkbench.c, net.c, rng.c, virtio.c, vsock.c). */
 void virtio_list_run(const char *arg);
 void blk_run(const char *arg);
+void blkbench_run(const char *arg);
 void hostile_run(const char *arg);
 void net_run(const char *arg);
 void rng_run(const char *arg);
