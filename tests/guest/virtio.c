@@ -394,14 +394,17 @@ static void vdev_sleep(const struct vdev *d)
 }
 
 /* A completion seen by polling left its interrupt pending: acknowledge it
- * and let it in, so irqs= counts what the device raised. */
+ * and let it in, so irqs= counts what the device raised.  hlt rather than a
+ * one-instruction sti window: where KVM emulates guest kernel code the
+ * pending interrupt may not be injected inside that window, while hlt
+ * returns as soon as it is (or at the next tick if it was already taken). */
 static void vdev_take_irq(const struct vdev *d)
 {
 	uint32_t isr = rd(d, VM_INT_STATUS);
 
 	if (isr) {
 		wr(d, VM_INT_ACK, isr);
-		__asm__ volatile("sti; nop; cli" ::: "memory");
+		__asm__ volatile("sti; hlt; cli" ::: "memory");
 	}
 }
 
