@@ -99,20 +99,6 @@ static void guest_log(const struct vdev_slot *s, const char *fmt, ...)
 	pthread_mutex_unlock(&log_lock);
 }
 
-static int devs_fail(struct vm_error *err, int status, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int devs_fail(struct vm_error *err, int status, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	err->status = status;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return r < 0 ? r : -EINVAL;
-}
-
 /* ---- kinds ---------------------------------------------------------------- */
 
 static struct virtio_dev *blk_dev(void *m) { return virtio_blk_dev(m); }
@@ -211,9 +197,9 @@ static int disk_open(const struct vm_disk *d, struct vm_error *err)
 	if (fd >= 0)
 		return fd;
 	if (!d->read_only && (fd == -EACCES || fd == -EROFS || fd == -EPERM))
-		return devs_fail(err, VMM_EXIT_USAGE, fd, "cannot open disk '%s' for writing: %s; "
+		return vm_fail(err, VMM_EXIT_USAGE, fd, "cannot open disk '%s' for writing: %s; "
 		                 "fix its permissions or add ,ro", d->path, strerror(-fd));
-	return devs_fail(err, VMM_EXIT_USAGE, fd, "cannot open disk '%s': %s; check the path",
+	return vm_fail(err, VMM_EXIT_USAGE, fd, "cannot open disk '%s': %s; check the path",
 	                 d->path, strerror(-fd));
 }
 
@@ -228,12 +214,12 @@ static int blk_make(const struct vm_disk *d, const struct guest_mem *m, void **r
 		return fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < VIRTIO_BLK_SECTOR_SIZE) {
 		close(fd);
-		return devs_fail(err, VMM_EXIT_USAGE, -EINVAL, "disk '%s' is not a raw image of at "
+		return vm_fail(err, VMM_EXIT_USAGE, -EINVAL, "disk '%s' is not a raw image of at "
 		                 "least %d bytes; pass a regular file", d->path, VIRTIO_BLK_SECTOR_SIZE);
 	}
 	r = virtio_blk_create(fd, d->read_only, d->id, m, &b);
 	if (r < 0)
-		return devs_fail(err, VMM_EXIT_ERROR, r, "cannot set up disk '%s': %s; free some memory",
+		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set up disk '%s': %s; free some memory",
 		                 d->path, strerror(-r));
 	*ret = b;
 	return 0;
@@ -266,13 +252,13 @@ static int nic_fd(const struct vm_nic *n, struct vm_error *err)
 		if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
 			fd = -errno;
 		if (fd < 0)
-			return devs_fail(err, VMM_EXIT_USAGE, fd, "cannot use --net fd=%d: %s; "
+			return vm_fail(err, VMM_EXIT_USAGE, fd, "cannot use --net fd=%d: %s; "
 			                 "pass an open TAP fd", n->fd, strerror(-fd));
 		return fd;
 	}
 	r = virtio_net_tap_open(n->tap, &fd);
 	if (r < 0)
-		return devs_fail(err, VMM_EXIT_USAGE, r, "cannot open TAP '%s': %s; create it "
+		return vm_fail(err, VMM_EXIT_USAGE, r, "cannot open TAP '%s': %s; create it "
 		                 "first or run with CAP_NET_ADMIN", n->tap, strerror(-r));
 	return fd;
 }
@@ -292,7 +278,7 @@ static int net_make(const struct vm_nic *n, unsigned index, const struct guest_m
 		nic_default_mac(n, index, mac);
 	r = virtio_net_create(fd, mac, m, &dev);
 	if (r < 0)
-		return devs_fail(err, VMM_EXIT_ERROR, r, "cannot set up NIC %u: %s; free some memory",
+		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set up NIC %u: %s; free some memory",
 		                 index, strerror(-r));
 	*ret = dev;
 	return 0;
@@ -304,7 +290,7 @@ static int rng_make(const struct guest_mem *m, void **ret, struct vm_error *err)
 	int r = virtio_rng_create(m, &dev);
 
 	if (r < 0)
-		return devs_fail(err, VMM_EXIT_ERROR, r, "cannot set up virtio-rng: %s; "
+		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set up virtio-rng: %s; "
 		                 "free some memory", strerror(-r));
 	*ret = dev;
 	return 0;
@@ -317,7 +303,7 @@ static int vsock_make(const struct virtio_devs_config *c, const struct guest_mem
 	int r = virtio_vsock_create(c->vsock_cid, c->vsock_uds, m, &dev);
 
 	if (r < 0)
-		return devs_fail(err, VMM_EXIT_USAGE, r, "cannot listen on vsock socket '%s': %s; "
+		return vm_fail(err, VMM_EXIT_USAGE, r, "cannot listen on vsock socket '%s': %s; "
 		                 "check the path and its directory", c->vsock_uds, strerror(-r));
 	*ret = dev;
 	return 0;
@@ -466,12 +452,12 @@ int virtio_devs_create(const struct virtio_devs_config *c, const struct guest_me
 	int r;
 
 	if (total > VIRTIO_MMIO_MAX)
-		return devs_fail(err, VMM_EXIT_USAGE, -ENOSPC, "%u virtio devices asked for; "
+		return vm_fail(err, VMM_EXIT_USAGE, -ENOSPC, "%u virtio devices asked for; "
 		                 "use at most %d", total, VIRTIO_MMIO_MAX);
 	d = calloc(1, sizeof(*d));
 	if (!d) {
 		close_passed_fds(c, 0);
-		return devs_fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
+		return vm_fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
 	}
 	for (d->n = 0; d->n < total; d->n++) {
 		r = make_one(c, d->n, m, &kind, &model, err);
@@ -550,11 +536,11 @@ int virtio_devs_attach(struct virtio_devs *d, int vm_fd, struct io_bus *mmio,
 		struct vdev_slot *s = &d->slot[i];
 
 		if ((r = kvm_irqfd(vm_fd, s)) < 0 || (r = kvm_ioeventfds(vm_fd, s)) < 0)
-			return devs_fail(err, VMM_EXIT_ERROR, r, "cannot wire virtio-%s to KVM: %s; "
+			return vm_fail(err, VMM_EXIT_ERROR, r, "cannot wire virtio-%s to KVM: %s; "
 			                 "check the host's KVM", s->kind->name, strerror(-r));
 		if ((r = io_bus_register(mmio, s->base, VIRTIO_MMIO_SIZE, &mmio_ops, s)) < 0 ||
 		    (r = slot_watch(s, loop)) < 0)
-			return devs_fail(err, VMM_EXIT_ERROR, r, "cannot attach virtio-%s: %s; "
+			return vm_fail(err, VMM_EXIT_ERROR, r, "cannot attach virtio-%s: %s; "
 			                 "raise the open file limit", s->kind->name, strerror(-r));
 	}
 	return 0;

@@ -65,10 +65,7 @@ struct loaded_file {
 	size_t len;
 };
 
-static int fail(struct vm_error *err, int status, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(struct vm_error *err, int status, int r, const char *fmt, ...)
+int vm_fail(struct vm_error *err, int status, int r, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -111,21 +108,21 @@ static int load_file(const char *path, const char *what, uint64_t mem_size,
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, VMM_EXIT_USAGE, -errno, "cannot open %s '%s': %s; check the path",
+		return vm_fail(err, VMM_EXIT_USAGE, -errno, "cannot open %s '%s': %s; check the path",
 		            what, path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		r = fail(err, VMM_EXIT_USAGE, -EINVAL, "%s '%s' is not a regular file; pass an image file",
+		r = vm_fail(err, VMM_EXIT_USAGE, -EINVAL, "%s '%s' is not a regular file; pass an image file",
 		         what, path);
 	} else if (st.st_size == 0) {
-		r = fail(err, VMM_EXIT_USAGE, -EINVAL, "%s '%s' is empty; pass a valid image", what, path);
+		r = vm_fail(err, VMM_EXIT_USAGE, -EINVAL, "%s '%s' is empty; pass a valid image", what, path);
 	} else if ((uint64_t)st.st_size > mem_size) {
-		r = fail(err, VMM_EXIT_USAGE, -E2BIG,
+		r = vm_fail(err, VMM_EXIT_USAGE, -E2BIG,
 		         "%s '%s' (%lld bytes) is bigger than guest memory (%llu bytes); raise --mem",
 		         what, path, (long long)st.st_size, (unsigned long long)mem_size);
 	} else {
 		r = read_fd(fd, f, (size_t)st.st_size);
 		if (r < 0)
-			fail(err, r == -ENOMEM ? VMM_EXIT_ERROR : VMM_EXIT_USAGE, r,
+			vm_fail(err, r == -ENOMEM ? VMM_EXIT_ERROR : VMM_EXIT_USAGE, r,
 			     "cannot read %s '%s': %s; check the file", what, path,
 			     r == -ENODATA ? "file shrank while reading" : strerror(-r));
 	}
@@ -142,12 +139,12 @@ static int announce_virtio(struct vm *vm, struct acpi_mmio_dev *devs, unsigned *
 
 	vm->cmdline = calloc(1, CMDLINE_MAX_SIZE);
 	if (!vm->cmdline)
-		return fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
+		return vm_fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
 	if (vm->cfg.cmdline)
 		snprintf(vm->cmdline, CMDLINE_MAX_SIZE, "%s", vm->cfg.cmdline);
 	r = virtio_devs_announce(&vm->cfg.virtio, vm->cmdline, CMDLINE_MAX_SIZE, devs, ret_n);
 	if (r < 0)
-		return fail(err, VMM_EXIT_USAGE, r, "--cmdline and the virtio device entries do not "
+		return vm_fail(err, VMM_EXIT_USAGE, r, "--cmdline and the virtio device entries do not "
 		            "fit in %llu bytes; shorten --cmdline", CMDLINE_MAX_SIZE - 1);
 	return 0;
 }
@@ -167,11 +164,11 @@ static int build_guest(struct vm *vm, struct vm_error *err)
 	in.cmdline = vm->cmdline;
 	r = mptable_build(&vm->mem, vm->nvcpus);
 	if (r < 0)
-		return fail(err, VMM_EXIT_ERROR, r, "cannot build the MP table: %s; this is a bug",
+		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot build the MP table: %s; this is a bug",
 		            strerror(-r));
 	r = acpi_build(&vm->mem, vm->nvcpus, devs, ndevs, &vm->rsdp);
 	if (r < 0)
-		return fail(err, VMM_EXIT_ERROR, r, "cannot build ACPI tables: %s; this is a bug",
+		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot build ACPI tables: %s; this is a bug",
 		            strerror(-r));
 	if (!vm->cfg.kernel_path)
 		return 0;
@@ -183,7 +180,7 @@ static int build_guest(struct vm *vm, struct vm_error *err)
 		if (r < 0)
 			goto out;
 		if (kernel.len + initrd.len > vm->cfg.mem_size) {
-			r = fail(err, VMM_EXIT_USAGE, -E2BIG, "kernel and initrd (%zu bytes together) "
+			r = vm_fail(err, VMM_EXIT_USAGE, -E2BIG, "kernel and initrd (%zu bytes together) "
 			         "do not fit in guest memory (%llu bytes); raise --mem",
 			         kernel.len + initrd.len, (unsigned long long)vm->cfg.mem_size);
 			goto out;
@@ -196,7 +193,7 @@ static int build_guest(struct vm *vm, struct vm_error *err)
 	in.rsdp_addr = vm->rsdp;
 	r = boot_load(&vm->mem, &in, &vm->boot, &why);
 	if (r < 0)
-		fail(err, VMM_EXIT_USAGE, r, "cannot load '%s': %s; check --kernel, --initrd, "
+		vm_fail(err, VMM_EXIT_USAGE, r, "cannot load '%s': %s; check --kernel, --initrd, "
 		     "--cmdline and --mem", vm->cfg.kernel_path, why ? why : strerror(-r));
 out:
 	free(kernel.buf);
@@ -216,11 +213,11 @@ static int kvm_check(int kvm_fd, struct vm_error *err)
 	int v = ioctl(kvm_fd, KVM_GET_API_VERSION, 0);
 
 	if (v != KVM_API_VERSION)
-		return fail(err, VMM_EXIT_ERROR, -ENOTSUP, "KVM API version %d is not %d; "
+		return vm_fail(err, VMM_EXIT_ERROR, -ENOTSUP, "KVM API version %d is not %d; "
 		            "use a Linux kernel with a standard KVM", v, KVM_API_VERSION);
 	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
 		if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0)
-			return fail(err, VMM_EXIT_ERROR, -ENOTSUP, "KVM lacks KVM_CAP_%s; "
+			return vm_fail(err, VMM_EXIT_ERROR, -ENOTSUP, "KVM lacks KVM_CAP_%s; "
 			            "use a newer host kernel", caps[i].name);
 	return 0;
 }
@@ -236,7 +233,7 @@ static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size
 }
 
 #define KVM_FAIL(what) \
-	fail(err, VMM_EXIT_ERROR, -errno, "%s failed: %s; check the host's KVM", what, strerror(errno))
+	vm_fail(err, VMM_EXIT_ERROR, -errno, "%s failed: %s; check the host's KVM", what, strerror(errno))
 
 /* The VM, in the order KVM needs: TSS and identity map before the
  * irqchip, irqchip before the PIT and the vCPUs. */
@@ -248,7 +245,7 @@ static int kvm_setup(struct vm *vm, struct vm_error *err)
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
-		return fail(err, VMM_EXIT_ERROR, -errno, "cannot open /dev/kvm: %s; "
+		return vm_fail(err, VMM_EXIT_ERROR, -errno, "cannot open /dev/kvm: %s; "
 		            "check that KVM is loaded and you may use it", strerror(errno));
 	if ((r = kvm_check(vm->kvm_fd, err)) < 0)
 		return r;
@@ -274,7 +271,7 @@ static int kvm_setup(struct vm *vm, struct vm_error *err)
 		return KVM_FAIL("KVM_SET_USER_MEMORY_REGION (high RAM)");
 	r = cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
 	if (r < 0)
-		return fail(err, VMM_EXIT_ERROR, r, "KVM_GET_SUPPORTED_CPUID failed: %s; "
+		return vm_fail(err, VMM_EXIT_ERROR, r, "KVM_GET_SUPPORTED_CPUID failed: %s; "
 		            "check the host's KVM", strerror(-r));
 	return 0;
 }
@@ -396,7 +393,7 @@ static int devices_setup(struct vm *vm, struct vm_error *err)
 		r = d->setup(vm);
 		if (r < 0) {
 			vm->ndevices++;  /* tear down the half-made one too */
-			return fail(err, VMM_EXIT_ERROR, r, "cannot set up the %s: %s; "
+			return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set up the %s: %s; "
 			            "free some memory", d->name, strerror(-r));
 		}
 	}
@@ -421,12 +418,12 @@ static int vcpus_setup(struct vm *vm, struct vm_error *err)
 	for (i = 0; i < vm->nvcpus; i++) {
 		r = vcpu_create(vm, i, vm->run_size, vm->cpuid, &vm->vcpus[i]);
 		if (r < 0)
-			return fail(err, VMM_EXIT_ERROR, r, "cannot set up vcpu %u: %s; "
+			return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set up vcpu %u: %s; "
 			            "check the host's KVM", i, strerror(-r));
 	}
 	r = vcpu_setup_boot(vm->vcpus[0], &vm->mem, &vm->boot);
 	if (r < 0)
-		return fail(err, VMM_EXIT_ERROR, r, "cannot set boot registers: %s; "
+		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set boot registers: %s; "
 		            "check the kernel image and the host's KVM", strerror(-r));
 	return 0;
 }
@@ -443,7 +440,7 @@ static int console_setup(struct vm *vm, struct vm_error *err)
 	int r = console_new(&cc, &vm->console, &what);
 
 	if (r < 0)
-		return fail(err, VMM_EXIT_USAGE, r, "cannot open '%s': %s; check --serial and --serial-log",
+		return vm_fail(err, VMM_EXIT_USAGE, r, "cannot open '%s': %s; check --serial and --serial-log",
 		            what ? what : "console", strerror(-r));
 	return 0;
 }
@@ -453,11 +450,11 @@ static int loop_setup(struct vm *vm, struct vm_error *err)
 	int r = loop_new(&vm->loop);
 
 	if (r < 0)
-		return fail(err, VMM_EXIT_ERROR, r, "cannot create the event loop: %s; "
+		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot create the event loop: %s; "
 		            "raise the open file limit", strerror(-r));
 	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_efd < 0)
-		return fail(err, VMM_EXIT_ERROR, -errno, "cannot create an eventfd: %s; "
+		return vm_fail(err, VMM_EXIT_ERROR, -errno, "cannot create an eventfd: %s; "
 		            "raise the open file limit", strerror(errno));
 	return 0;
 }
@@ -468,13 +465,13 @@ int vm_create(const struct vm_config *cfg, struct vm **ret, struct vm_error *err
 	int r;
 
 	if (!vm)
-		return fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
+		return vm_fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
 	vm->cfg = *cfg;
 	vm->nvcpus = cfg->nvcpus;
 	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
 	r = guest_mem_alloc(&vm->mem, cfg->mem_size);
 	if (r < 0) {
-		fail(err, VMM_EXIT_ERROR, r, "cannot map %llu bytes of guest memory: %s; lower --mem",
+		vm_fail(err, VMM_EXIT_ERROR, r, "cannot map %llu bytes of guest memory: %s; lower --mem",
 		     (unsigned long long)cfg->mem_size, strerror(-r));
 		goto fail;
 	}
@@ -505,7 +502,7 @@ int vm_dump_acpi(struct vm *vm, const char *dir, struct vm_error *err)
 	int r = acpi_dump(&vm->mem, vm->rsdp, dir);
 
 	if (r < 0)
-		return fail(err, VMM_EXIT_USAGE, r, "cannot write ACPI tables to '%s': %s; "
+		return vm_fail(err, VMM_EXIT_USAGE, r, "cannot write ACPI tables to '%s': %s; "
 		            "pass an existing writable directory", dir, strerror(-r));
 	return 0;
 }

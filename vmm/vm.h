@@ -42,6 +42,11 @@ struct vm_error {
 
 struct vm;
 
+/* Fills *err (status + formatted message) and returns r if negative, else
+ * -EINVAL: the one way VM set-up code reports a failure. */
+int vm_fail(struct vm_error *err, int status, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 int vm_create(const struct vm_config *cfg, struct vm **ret, struct vm_error *err);
 /* Runs the guest until it stops; returns its vmm_exit_status (or 128+signo
  * when stopped by vm_stop() for a signal).  Call once. */
