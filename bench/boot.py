@@ -9,6 +9,11 @@ prints, per configuration, median/min/max of
   - peak RSS of the VMM process,
 then the mvm/QEMU ratios and the VMM's memory overhead.
 
+The first byte is the 'M' that every entry point of the test guest sends
+before any set-up (tests/guest/guest.h), so it marks when guest code first
+ran: the VMM's start-up cost, not the guest's.  Times on a loaded host are
+noisy; the table states the load average before and after the runs.
+
 Memory is measured in MEM_RUNS extra, untimed runs per configuration, since
 sampling /proc would perturb the timings:
   - peak RSS is the process's VmHWM from /proc/PID/status, sampled every
@@ -152,9 +157,15 @@ def summary(runs, mem_runs):
     }
 
 
-def print_table(results, n):
+def load_average():
+    return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def print_table(results, n, load_before):
     print("\nmvmtest=hello, --mem %dM; times: %d boots per row, in ms; memory: %d "
-          "sampled boots per row, in MiB\n" % (MEM_MIB, n, MEM_RUNS))
+          "sampled boots per row, in MiB" % (MEM_MIB, n, MEM_RUNS))
+    print("host: %d CPUs, load average (1/5/15 min) %s before, %s after\n" %
+          (os.cpu_count(), load_before, load_average()))
     hdr = "%-20s | %-24s | %-24s | %-24s | %8s %9s"
     print(hdr % ("", "exec->first serial byte", "exec->exit", "peak RSS (VmHWM)",
                  "guest", "VMM"))
@@ -209,12 +220,13 @@ def main():
     else:
         print("qemu-system-x86_64 not found: QEMU rows skipped", file=sys.stderr)
     results = {}
+    load_before = load_average()
     for name, argv, ok in configs:
         print("running %s x%d: %s" % (name, a.n, " ".join(argv)), file=sys.stderr)
         r = bench(name, argv, a.n, ok)
         if r:
             results[name] = r
-    print_table(results, a.n)
+    print_table(results, a.n, load_before)
     return 0 if len(results) == len(configs) else 1
 
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/kvm.h>
@@ -76,26 +77,39 @@ int vm_fail(struct vm_error *err, int status, int r, const char *fmt, ...)
 	return r < 0 ? r : -EINVAL;
 }
 
+/* Images live only until the loader has copied them into guest RAM.  An
+ * anonymous mapping gives the pages back when unmapped; a free()d heap
+ * block of that size stayed resident and cost the VMM ~0.1 MiB of RSS. */
+static void unload_file(struct loaded_file *f)
+{
+	if (f->buf)
+		munmap(f->buf, f->len);
+	f->buf = NULL;
+}
+
 static int read_fd(int fd, struct loaded_file *f, size_t len)
 {
 	size_t done = 0;
 
-	f->buf = malloc(len);
-	if (!f->buf)
+	f->buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (f->buf == MAP_FAILED) {
+		f->buf = NULL;
 		return -ENOMEM;
+	}
+	f->len = len;
 	while (done < len) {
 		ssize_t n = read(fd, (uint8_t *)f->buf + done, len - done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			free(f->buf);
-			f->buf = NULL;
-			return n < 0 ? -errno : -ENODATA;  /* shrank under us */
+			int r = n < 0 ? -errno : -ENODATA;  /* ENODATA: shrank under us */
+
+			unload_file(f);
+			return r;
 		}
 		done += (size_t)n;
 	}
-	f->len = len;
 	return 0;
 }
 
@@ -196,8 +210,8 @@ static int build_guest(struct vm *vm, struct vm_error *err)
 		vm_fail(err, VMM_EXIT_USAGE, r, "cannot load '%s': %s; check --kernel, --initrd, "
 		     "--cmdline and --mem", vm->cfg.kernel_path, why ? why : strerror(-r));
 out:
-	free(kernel.buf);
-	free(initrd.buf);
+	unload_file(&kernel);
+	unload_file(&initrd);
 	return r;
 }
 
@@ -236,7 +250,10 @@ static int set_memslot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size
 	vm_fail(err, VMM_EXIT_ERROR, -errno, "%s failed: %s; check the host's KVM", what, strerror(errno))
 
 /* The VM, in the order KVM needs: TSS and identity map before the
- * irqchip, irqchip before the PIT and the vCPUs. */
+ * irqchip, irqchip before the PIT and the vCPUs.  RAM goes in first: on a
+ * VM that already has an irqchip, KVM_SET_USER_MEMORY_REGION took a median
+ * 7 ms on the 6.18 host (an SRCU grace period, it seems) against 0.1-0.4 ms
+ * without one; that was half of mvm-vmm's exec-to-first-guest-byte time. */
 static int kvm_setup(struct vm *vm, struct vm_error *err)
 {
 	struct kvm_pit_config pit = { .flags = 0 };
@@ -259,16 +276,16 @@ static int kvm_setup(struct vm *vm, struct vm_error *err)
 		return KVM_FAIL("KVM_SET_TSS_ADDR");
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0)
 		return KVM_FAIL("KVM_SET_IDENTITY_MAP_ADDR");
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-		return KVM_FAIL("KVM_CREATE_IRQCHIP");
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
-		return KVM_FAIL("KVM_CREATE_PIT2");
 	if (set_memslot(vm, 0, 0, vm->mem.low_size, vm->mem.host) < 0)
 		return KVM_FAIL("KVM_SET_USER_MEMORY_REGION (low RAM)");
 	if (vm->mem.size > vm->mem.low_size &&
 	    set_memslot(vm, 1, HIGH_RAM_START, vm->mem.size - vm->mem.low_size,
 	                vm->mem.host + vm->mem.low_size) < 0)
 		return KVM_FAIL("KVM_SET_USER_MEMORY_REGION (high RAM)");
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return KVM_FAIL("KVM_CREATE_IRQCHIP");
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return KVM_FAIL("KVM_CREATE_PIT2");
 	r = cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
 	if (r < 0)
 		return vm_fail(err, VMM_EXIT_ERROR, r, "KVM_GET_SUPPORTED_CPUID failed: %s; "

@@ -134,7 +134,9 @@ noreturn void fail(const char *fmt, ...)
 	va_list ap;
 
 	serial_lock();
-	for (const char *p = "MVMTEST FAIL "; *p; p++)
+	for (const char *p = serial_tag(); *p; p++)
+		serial_putc(*p);
+	for (const char *p = " FAIL "; *p; p++)
 		serial_putc(*p);
 	va_start(ap, fmt);
 	kvprintf(fmt, ap);

@@ -23,12 +23,14 @@ startup_32:
 	.globl startup_64
 startup_64:
 	/* Long mode, identity mapped, interrupts off, %rsi = zero page. */
+	early_putc_m
 	mov $ENTRY_LINUX64, %edi
 	jmp common64
 
 	.text
 	.globl elf64_entry
 elf64_entry:
+	early_putc_m
 	mov $ENTRY_ELF64, %edi
 	jmp common64
 

@@ -57,6 +57,7 @@ void delay(unsigned loops);
 
 /* serial.c */
 void serial_init(void);
+const char *serial_tag(void);
 void serial_putc(char c);
 bool serial_getc(char *ret);
 void serial_enable_irq(void);

@@ -229,7 +229,8 @@ void kmain(int entry, uint64_t info)
 	serial_init();
 	boot_parse(entry, info);
 	cpu_init();
-	kprintf("MVMTEST boot entry=%s cmdline=%s\n", boot_entry_name(entry), boot.cmdline);
+	kprintf("%s boot entry=%s cmdline=%s\n", serial_tag(), boot_entry_name(entry),
+	        boot.cmdline);
 	find_scenario(buf, sizeof(buf), &name, &arg);
 	for (unsigned i = 0; i < ARRAY_SIZE(scenarios); i++) {
 		if (!strcmp(name, scenarios[i].name)) {

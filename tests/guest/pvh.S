@@ -20,6 +20,7 @@
 	.code32
 	.globl pvh_entry
 pvh_entry:
+	early_putc_m
 	cli
 	cld
 	mov %ebx, %esi
