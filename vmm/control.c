@@ -5,14 +5,26 @@
  * through an eventfd.  The main loop encodes link messages and writes them
  * without blocking, so a slow daemon never stalls a vCPU.  Console output
  * that does not fit is dropped from the link only: the serial log keeps it.
+ *
+ * Re-adoption (--adopt-socket PATH): the worker also listens on a Unix
+ * socket created before the sandbox locks it down (after pivot_root the
+ * path is unreachable, but the listening fd still accepts).  When a daemon
+ * connects, and SO_PEERCRED says it runs as the uid that started this
+ * worker, that connection becomes the link (replacing any old one) and the
+ * worker greets it with a hello: pid, process start time, VM name and boot
+ * state, which the daemon checks against its records.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "proto/proto.h"
@@ -36,6 +48,11 @@ struct control {
 	char *out;                      /* encoded lines not yet written */
 	size_t out_len, out_cap;
 	struct proto_linebuf in;
+	int listen_fd;                  /* adoption socket; -1: none */
+	char *listen_path;
+	uid_t daemon_uid;               /* only this uid may adopt the worker */
+	uint64_t start_time;            /* our /proc/self/stat starttime */
+	char name[64];
 };
 
 /* ---- output ------------------------------------------------------------- */
@@ -82,6 +99,10 @@ static void control_drop(struct control *c)
 	close(c->fd);
 	c->fd = -1;
 	c->out_len = 0;
+	c->want_out = false;
+	/* a half line from this link must not prefix the next link's first */
+	proto_linebuf_free(&c->in);
+	proto_linebuf_init(&c->in);
 }
 
 static void control_io_cb(void *opaque, uint32_t events);
@@ -177,6 +198,16 @@ static void wake_cb(void *opaque, uint32_t events)
 
 /* ---- input -------------------------------------------------------------- */
 
+/* Health check: answered from the main loop, so a pong proves the loop
+ * (which serves the link, the devices and the exit path) still turns. */
+static void send_pong(struct control *c, int64_t seq)
+{
+	struct proto_link_msg m = { .type = PROTO_LINK_PONG, .seq = seq };
+
+	if (out_msg(c, &m) == 0)
+		out_flush(c);
+}
+
 static void handle_line(struct control *c, const char *line, size_t len)
 {
 	struct proto_link_msg m;
@@ -188,6 +219,8 @@ static void handle_line(struct control *c, const char *line, size_t len)
 		vm_console_input(c->vm, m.data, m.data_len);
 	else if (m.type == PROTO_LINK_SHUTDOWN)
 		vm_request_ctrl_alt_del(c->vm);
+	else if (m.type == PROTO_LINK_PING)
+		send_pong(c, m.seq);
 	proto_link_clear(&m);
 }
 
@@ -205,7 +238,8 @@ static void read_input(struct control *c)
 		control_drop(c);
 		return;
 	}
-	while ((r = proto_linebuf_next(&c->in, &line, &len)) != 0)
+	/* c->fd may change under handle_line (never today), so stop at a drop */
+	while (c->fd >= 0 && (r = proto_linebuf_next(&c->in, &line, &len)) != 0)
 		if (r > 0)
 			handle_line(c, line, len);
 }
@@ -218,6 +252,149 @@ static void control_io_cb(void *opaque, uint32_t events)
 		read_input(c);
 	if (c->fd >= 0 && (events & EPOLLOUT))
 		out_flush(c);
+}
+
+/* ---- adoption ----------------------------------------------------------- */
+
+static void send_hello(struct control *c)
+{
+	struct proto_link_msg m = { .type = PROTO_LINK_HELLO, .pid = getpid(),
+	                            .start_time = c->start_time };
+
+	pthread_mutex_lock(&c->lock);
+	m.booted = c->booted_sent;
+	pthread_mutex_unlock(&c->lock);
+	snprintf(m.name, sizeof(m.name), "%s", c->name);
+	if (out_msg(c, &m) == 0)
+		out_flush(c);
+}
+
+static bool peer_is_daemon(const struct control *c, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	return cred.uid == c->daemon_uid;
+}
+
+/* A daemon (re)connects: it becomes the link, replacing any old one, since
+ * a new mvmd only connects when it does not hold the old link. */
+static void accept_cb(void *opaque, uint32_t events)
+{
+	struct control *c = opaque;
+	int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;                 /* EAGAIN, or the peer gave up already */
+	if (!peer_is_daemon(c, fd)) {
+		close(fd);
+		return;
+	}
+	control_drop(c);
+	if (loop_add_fd(c->loop, fd, EPOLLIN, control_io_cb, c) < 0) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	send_hello(c);
+}
+
+/* Field 22 of /proc/self/stat: with the pid it names this process across
+ * pid reuse.  Read before lockdown; /proc is gone afterwards. */
+static int read_start_time(uint64_t *ret)
+{
+	char buf[1024], *p;
+	unsigned long long v;
+	ssize_t n;
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
+	if (!p)
+		return -EIO;
+	for (int i = 0; i < 20; i++) {    /* the space before field i + 3 */
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -EIO;
+	}
+	if (sscanf(p + 1, "%llu", &v) != 1)
+		return -EIO;
+	*ret = v;
+	return 0;
+}
+
+/* The VM's name is the socket's file name without ".sock". */
+static void name_from_path(struct control *c, const char *path)
+{
+	const char *b = strrchr(path, '/');
+	size_t n;
+
+	b = b ? b + 1 : path;
+	n = strlen(b);
+	if (n > 5 && !strcmp(b + n - 5, ".sock"))
+		n -= 5;
+	snprintf(c->name, sizeof(c->name), "%.*s", (int)n, b);
+}
+
+static int listen_socket(const char *path, int *ret_fd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/* a socket file left by a dead worker of this VM: mvmd only starts one
+	 * worker per VM, so whatever is there is stale */
+	if (unlink(path) < 0 && errno != ENOENT)
+		goto fail;
+	/* owner-only from the start: the peer check is the second lock */
+	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(fd, 8) < 0)
+		goto fail;
+	*ret_fd = fd;
+	return 0;
+fail:
+	r = -errno;
+	close(fd);
+	return r;
+}
+
+int control_listen(struct control *c, const char *path)
+{
+	int r;
+
+	if (c->listen_fd >= 0)
+		return -EBUSY;
+	c->daemon_uid = getuid();       /* mvmd spawned us: its uid is ours now */
+	name_from_path(c, path);
+	r = read_start_time(&c->start_time);
+	if (r < 0)
+		return r;
+	c->listen_path = strdup(path);
+	if (!c->listen_path)
+		return -ENOMEM;
+	r = listen_socket(path, &c->listen_fd);
+	if (r < 0)
+		return r;
+	r = loop_add_fd(c->loop, c->listen_fd, EPOLLIN, accept_cb, c);
+	if (r < 0) {
+		close(c->listen_fd);
+		c->listen_fd = -1;
+		unlink(path);
+	}
+	return r;
 }
 
 /* ---- exit --------------------------------------------------------------- */
@@ -276,6 +453,7 @@ int control_attach(struct vm *vm, int fd, struct control **ret)
 	c->vm = vm;
 	c->loop = vm_loop(vm);
 	c->fd = fd;
+	c->listen_fd = -1;
 	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	c->raw = malloc(RAW_MAX);
 	pthread_mutex_init(&c->lock, NULL);
@@ -311,6 +489,12 @@ void control_free(struct control *c)
 		close(c->fd);
 	if (c->efd >= 0)
 		close(c->efd);
+	if (c->listen_fd >= 0) {
+		close(c->listen_fd);
+		/* fails harmlessly in the sandbox's empty root; mvmd removes it */
+		unlink(c->listen_path);
+	}
+	free(c->listen_path);
 	pthread_mutex_destroy(&c->lock);
 	proto_linebuf_free(&c->in);
 	free(c->raw);

@@ -13,6 +13,11 @@ struct control;
 
 /* Takes fd; registers the VM hooks.  Call between vm_create and vm_run. */
 int control_attach(struct vm *vm, int fd, struct control **ret);
+/* Listen on the Unix socket path for a daemon that re-adopts this worker
+ * (--adopt-socket; docs/protocol.md "Re-adoption").  Call before the
+ * sandbox: it needs the filesystem and /proc.  Only the uid that started
+ * the worker may connect. */
+int control_listen(struct control *c, const char *path);
 void control_free(struct control *c);
 
 #endif

@@ -57,6 +57,8 @@ static void usage(FILE *f)
 "                            the Unix socket PATH (CONNECT <port>), guest connections\n"
 "                            to port P reach PATH_P\n"
 "      --control-fd N        talk to mvmd over the socket on fd N (docs/protocol.md)\n"
+"      --adopt-socket PATH   with --control-fd: also listen on the Unix socket PATH so\n"
+"                            a restarted mvmd (same uid) can take over the link\n"
 "      --dump-acpi DIR       write the ACPI tables as DIR/<SIG>.dat and exit; needs\n"
 "                            no KVM (--kernel is optional here)\n"
 SANDBOX_USAGE
@@ -81,6 +83,7 @@ struct options {
 	struct vm_config cfg;
 	const char *dump_dir;
 	int control_fd;  /* daemon link (vmm/control.c); -1: none */
+	const char *adopt_path;  /* re-adoption socket; NULL: none */
 	struct sandbox_config sandbox;
 };
 
@@ -287,7 +290,7 @@ static int parse_vsock(char *arg, struct options *o)
 
 enum {
 	OPT_SERIAL = 256, OPT_SERIAL_LOG, OPT_SERIAL_LOG_MAX, OPT_DUMP_ACPI, OPT_CONTROL_FD,
-	OPT_DISK, OPT_NET, OPT_RNG, OPT_VSOCK,
+	OPT_DISK, OPT_NET, OPT_RNG, OPT_VSOCK, OPT_ADOPT_SOCKET,
 };
 
 static const struct option long_opts[] = {
@@ -301,6 +304,7 @@ static const struct option long_opts[] = {
 	{ "serial-log-max", required_argument, NULL, OPT_SERIAL_LOG_MAX },
 	{ "dump-acpi", required_argument, NULL, OPT_DUMP_ACPI },
 	{ "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+	{ "adopt-socket", required_argument, NULL, OPT_ADOPT_SOCKET },
 	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "rng", no_argument, NULL, OPT_RNG },
@@ -348,6 +352,7 @@ static int parse_one(int c, char *arg, struct options *o)
 		if (parse_uint(arg, 65535, (unsigned *)&o->control_fd) < 0)
 			return usage_error("invalid --control-fd '%s'; pass an open fd number", arg);
 		return -1;
+	case OPT_ADOPT_SOCKET: o->adopt_path = arg; return -1;
 	case 'h': usage(stdout); return VMM_EXIT_OK;
 	case 'V': printf(PROG " %s\n", MVM_VERSION); return VMM_EXIT_OK;
 	default: {
@@ -383,6 +388,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'; see " PROG " --help", argv[optind]);
+	if (o->adopt_path && o->control_fd < 0)
+		return usage_error("--adopt-socket needs --control-fd");
 	if (!o->cfg.kernel_path && !o->dump_dir)
 		return usage_error("no kernel given; pass --kernel IMG");
 	if (o->cfg.cmdline && strlen(o->cfg.cmdline) >= CMDLINE_MAX_SIZE)
@@ -496,6 +503,12 @@ int main(int argc, char **argv)
 	if (o.control_fd >= 0 && !o.dump_dir && control_attach(vm, o.control_fd, &ctl) < 0) {
 		vm_destroy(vm);
 		return usage_error("cannot use --control-fd %d: %s", o.control_fd, strerror(errno));
+	}
+	if (ctl && o.adopt_path && (status = control_listen(ctl, o.adopt_path)) < 0) {
+		control_free(ctl);
+		vm_destroy(vm);
+		return usage_error("cannot listen on --adopt-socket %s: %s", o.adopt_path,
+		                   strerror(-status));
 	}
 	if (!o.dump_dir && (status = sandbox_enter(&o.sandbox, &o.cfg, o.control_fd, &step)) < 0) {
 		fprintf(stderr, PROG ": sandbox step '%s' failed: %s; the guest was not started\n",

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -80,13 +81,42 @@ static int parse_id(const char *arg, unsigned *ret)
 	return 0;
 }
 
+/*
+ * --sandbox-dir DIR must be spelled as the paths under it are (a vsock
+ * uds=DIR/vsock.sock): absolute, no "." or ".." or empty components,
+ * no trailing slash, so mirroring it below the new root keeps every such
+ * path valid inside.
+ */
+static int check_dir(const char *dir)
+{
+	const char *p;
+
+	if (dir[0] != '/' || !dir[1] || strlen(dir) >= PATH_MAX / 2)
+		return -EINVAL;
+	for (p = dir; *p; p++) {
+		if (*p != '/')
+			continue;
+		if (p[1] == '/' || p[1] == '\0' || (p[1] == '.' && (p[2] == '/' || !p[2])) ||
+		    (p[1] == '.' && p[2] == '.' && (p[3] == '/' || !p[3])))
+			return -EINVAL;
+	}
+	return 0;
+}
+
 int sandbox_parse_option(struct sandbox_config *cfg, int c, const char *arg, const char **ret_why)
 {
 	unsigned id;
 
 	switch (c) {
 	case SANDBOX_OPT_ENABLE: cfg->enabled = true; return 1;
-	case SANDBOX_OPT_DIR: cfg->dir = arg; return 1;
+	case SANDBOX_OPT_DIR:
+		if (check_dir(arg) < 0) {
+			*ret_why = "--sandbox-dir takes an absolute path without '.', '..', '//' "
+			           "or a trailing '/'";
+			return -EINVAL;
+		}
+		cfg->dir = arg;
+		return 1;
 	case SANDBOX_OPT_UID:
 	case SANDBOX_OPT_GID:
 		if (parse_id(arg, &id) < 0) {
@@ -144,10 +174,31 @@ static bool is_kept(const struct lockdown *l, int fd)
 	return false;
 }
 
+/* All of the environment goes but the VMM's own debug switches (vcpu.c
+ * and vm.c read them later): flags, never secrets. */
+static int clear_environment(void)
+{
+	static const char *const keep[] = { "MVM_DEBUG", "MVM_VIRTIO_STATS" };
+	char *val[sizeof(keep) / sizeof(keep[0])] = { NULL };
+	unsigned i;
+	int r = 0;
+
+	for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+		if (getenv(keep[i]) && !(val[i] = strdup(getenv(keep[i]))))
+			r = -ENOMEM;
+	if (r == 0 && clearenv())
+		r = -ENOMEM;
+	for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		if (r == 0 && val[i] && setenv(keep[i], val[i], 1) < 0)
+			r = -errno;
+		free(val[i]);
+	}
+	return r;
+}
+
 /* Step 1.  Safe now: everything mvm-vmm needs was opened by number above
  * the inherited ones, and the kernel and initrd passed as /proc/self/fd/N
- * were read into guest memory already.  The environment goes too: nothing
- * after this point reads it (MVM_DEBUG is read, if at all, as empty). */
+ * were read into guest memory already. */
 static int close_inherited(const struct lockdown *l)
 {
 	int fd;
@@ -157,7 +208,7 @@ static int close_inherited(const struct lockdown *l)
 			close(fd);
 	if (close_range(FD_SCAN_MAX, ~0u, 0) < 0 && errno != ENOSYS)
 		return -errno;
-	return clearenv() ? -ENOMEM : 0;
+	return clear_environment();
 }
 
 static int write_str(const char *path, const char *s)
@@ -193,6 +244,76 @@ static int join_cgroups(const struct lockdown *l)
 	return 0;
 }
 
+/* An empty tmpfs on dir (in this private namespace only, so nothing is
+ * left behind on the host); nr_inodes bounds what it can ever hold. */
+static int mount_empty(const char *dir, unsigned inodes)
+{
+	char opts[64];
+
+	snprintf(opts, sizeof(opts), "size=4k,nr_inodes=%u,mode=0555", inodes);
+	if (mount("mvm-sandbox", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+		return -errno;
+	return 0;
+}
+
+static int remount_ro(const char *path)
+{
+	return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV |
+	             MS_NOEXEC, NULL) < 0 ? -errno : 0;
+}
+
+/*
+ * The per-VM directory, read-only, at its own host path inside the empty
+ * tmpfs that becomes the root: DIR/x before the lockdown is DIR/x after
+ * it, so the vsock device dials its `<uds>_PORT` host listeners with the
+ * path it was given, and nothing else of the host is reachable.  (A root
+ * that is DIR itself would need every path rewritten in the devices that
+ * stored them.)  dir_fd is DIR, opened before the tmpfs covered it.
+ */
+static int mirror_dir(const char *dir, int dir_fd)
+{
+	char path[PATH_MAX], src[32];
+	size_t n = strlen(dir), i;
+	int r;
+
+	memcpy(path, dir, n);
+	for (i = 1; i <= n; i++) {
+		if (i < n && dir[i] != '/')
+			continue;
+		memcpy(path + n, dir, i);
+		path[n + i] = '\0';
+		if (mkdir(path, 0555) < 0)
+			return -errno;
+	}
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", dir_fd);
+	if (mount(src, path, NULL, MS_BIND, NULL) < 0)
+		return -errno;
+	r = remount_ro(path);
+	return r < 0 ? r : remount_ro(dir);
+}
+
+/* The new root on dir: empty, or (keep) holding dir itself as above. */
+static int make_root(const char *dir, bool keep)
+{
+	unsigned depth = 0;
+	int fd, r;
+
+	if (!keep) {
+		r = mount_empty(dir, 2);
+		return r < 0 ? r : remount_ro(dir);
+	}
+	for (const char *p = dir; *p; p++)
+		depth += *p == '/';
+	fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = mount_empty(dir, depth + 2);
+	if (r == 0)
+		r = mirror_dir(dir, fd);
+	close(fd);
+	return r;
+}
+
 /*
  * Step 3.  No CLONE_NEWPID: a new PID namespace only applies to children,
  * and once pid_for_children differs from the caller's own namespace the
@@ -210,6 +331,7 @@ static int join_cgroups(const struct lockdown *l)
 static int enter_namespaces(const struct lockdown *l)
 {
 	const char *dir = l->cfg->dir ? l->cfg->dir : SANDBOX_DIR_DEFAULT;
+	int r;
 
 	if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET |
 	            CLONE_NEWCGROUP) < 0)
@@ -217,15 +339,12 @@ static int enter_namespaces(const struct lockdown *l)
 	/* Nothing mounted from here on may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return -errno;
-	/* An empty read-only tmpfs as the new root; being in this private
-	 * namespace only, it leaves nothing behind on the host to clean up. */
-	if (mount("mvm-sandbox", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
-	          "size=4k,nr_inodes=2,mode=0555") < 0)
-		return -errno;
+	if ((r = make_root(dir, l->cfg->dir != NULL)) < 0)
+		return r;
 	if (chdir(dir) < 0)
 		return -errno;
 	/* pivot_root(".", ".") stacks the old root on top of the new one;
-	 * detaching it leaves only the empty tmpfs reachable. */
+	 * detaching it leaves only the new root (and what it holds). */
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		return -errno;
 	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
@@ -481,8 +600,14 @@ int sandbox_enter(const struct sandbox_config *cfg, const struct vm_config *vm,
 	return 0;
 }
 
-int sandbox_enter_vcpu(void)
+int sandbox_enter_vcpu(unsigned id)
 {
+	char name[16];
+
+	/* The thread names itself: naming it from outside opens
+	 * /proc/self/task/N/comm, which the sandbox's root does not have. */
+	snprintf(name, sizeof(name), "vcpu%u", id);
+	prctl(PR_SET_NAME, name, 0, 0, 0);
 	if (!vcpu_prog.len)
 		return 0;
 	return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &vcpu_prog) < 0 ? -errno : 0;

@@ -25,7 +25,10 @@
 
 struct sandbox_config {
 	bool enabled;
-	const char *dir;             /* mount point for the empty root; NULL: default */
+	/* NULL: the root is an empty tmpfs mounted on SANDBOX_DIR_DEFAULT.
+	 * Else the per-VM directory (absolute, normalised), which the root
+	 * holds read-only at its own path and nothing else. */
+	const char *dir;
 	bool have_uid, have_gid;
 	uid_t uid;
 	gid_t gid;
@@ -62,7 +65,9 @@ enum {
 #define SANDBOX_USAGE \
 "      --sandbox             lock the worker down before the guest runs: empty root,\n" \
 "                            own namespaces, uid and gid, no capabilities, seccomp\n" \
-"      --sandbox-dir DIR     where the empty root is mounted (default " SANDBOX_DIR_DEFAULT ")\n" \
+"      --sandbox-dir DIR     the root holds only the per-VM directory DIR (absolute),\n" \
+"                            read-only at its own path: put --vsock uds=DIR/NAME\n" \
+"                            and its NAME_PORT listeners there (default: an empty root)\n" \
 "      --sandbox-uid N, --sandbox-gid N\n" \
 "                            ids to run as (default 100000 + pid %% 60000)\n" \
 "      --cgroup-procs FILE   join a cgroup by writing to its cgroup.procs (repeatable)\n"
@@ -77,7 +82,8 @@ int sandbox_parse_option(struct sandbox_config *cfg, int c, const char *arg, con
 int sandbox_enter(const struct sandbox_config *cfg, const struct vm_config *vm,
                   int control_fd, const char **ret_step);
 
-/* The vCPU filter, in the calling thread; a no-op without --sandbox. */
-int sandbox_enter_vcpu(void);
+/* Names the calling vCPU thread "vcpuN" and loads the vCPU filter in it
+ * (no filter without --sandbox). */
+int sandbox_enter_vcpu(unsigned id);
 
 #endif

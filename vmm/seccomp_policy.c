@@ -19,8 +19,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <termios.h>
+
+/* The type bits of socket()'s second argument, without the flags. */
+#define SOCK_TYPE_MASK 0xf
 
 #include "vmm/seccomp_policy.h"
 
@@ -76,10 +80,15 @@ static const struct seccomp_rule main_rules[] = {
 	IOCTL(KVM_IRQ_LINE),              /* serial interrupts raised by console input */
 	IOCTL(TCGETS),                    /* console: is stdin a terminal */
 	IOCTL(TCSETSF),                   /* console: raw mode on, restored at exit */
-	/* virtio-vsock: host connections in, guest connections out, Unix only
-	 * (and the empty root leaves no path to connect to; see security.md). */
-	ALLOW("accept4"),
-	ALLOW_IF("socket", 0, SCMP_CMP_EQ, AF_UNIX, 0),
+	/* virtio-vsock: host connections in, guest connections out.  Only
+	 * Unix stream sockets can be made, and connect() can only reach the
+	 * sockets in the per-VM directory, the one host path the sandbox's
+	 * root holds (--sandbox-dir; see security.md). */
+	ALLOW("accept4"),                 /* also control.c: a daemon re-adopts the worker */
+	/* control.c: the adopting daemon's uid (SO_PEERCRED), nothing else */
+	ALLOW_IF2("getsockopt", 1, SCMP_CMP_EQ, SOL_SOCKET, 0, 2, SCMP_CMP_EQ, SO_PEERCRED, 0),
+	ALLOW_IF2("socket", 0, SCMP_CMP_EQ, AF_UNIX, 0, 1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK,
+	          SOCK_STREAM),
 	ALLOW("connect"),
 	ALLOW("recvfrom"),
 	ALLOW("sendmsg"),
@@ -113,6 +122,8 @@ static const struct seccomp_rule main_rules[] = {
 	ALLOW_IF("tgkill", 0, SCMP_CMP_EQ, SELF_PID, 0), /* vcpu_kick(), raise(): own threads */
 	/* vCPU threads add their own filter; a filter can only narrow. */
 	ALLOW_IF("seccomp", 0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0),
+	/* A vCPU thread names itself before loading its own filter. */
+	ALLOW_IF("prctl", 0, SCMP_CMP_EQ, PR_SET_NAME, 0),
 	ALLOW("exit"),                    /* a thread ends */
 	ALLOW("exit_group"),
 	END,
@@ -128,6 +139,10 @@ static const struct seccomp_rule vcpu_rules[] = {
 	IOCTL(KVM_RUN),
 	IOCTL(KVM_IRQ_LINE),              /* serial and i8042 interrupts */
 	IOCTL(KVM_GET_REGS),              /* rip for a fatal exit's message */
+	IOCTL(KVM_SET_REGS),              /* int3 the host's emulator cannot run */
+	IOCTL(KVM_TRANSLATE),
+	IOCTL(KVM_GET_VCPU_EVENTS),
+	IOCTL(KVM_SET_VCPU_EVENTS),
 	ALLOW("write"),                   /* console output, eventfd wake-ups, stderr */
 	ALLOW("read"),                    /* eventfd counters */
 	ALLOW("pread64"),                 /* serial log shrink */

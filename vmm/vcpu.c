@@ -38,6 +38,9 @@
 #define MSR_KERNEL_GS_BASE      0xc0000102
 #define MISC_ENABLE_FAST_STRING 0x1ULL
 
+#define INT3_OPCODE      0xcc
+#define BP_VECTOR        3
+
 #define APIC_LVT_LINT0   0x350
 #define APIC_LVT_LINT1   0x360
 #define APIC_MODE_NMI    0x4
@@ -258,6 +261,41 @@ static void handle_system_event(struct vcpu *v)
 }
 
 /*
+ * Where the host has no hardware virtualization, KVM emulates guest kernel
+ * code, and its emulator cannot execute int3 outside real mode: it reports
+ * an emulation failure instead.  Linux runs int3 on purpose (the
+ * alternatives self-test, text_poke_bp), so deliver the breakpoint as the
+ * CPU would: #BP is a trap, raised with rip past the one-byte instruction.
+ * Returns false, touching nothing, for any other failure.
+ */
+static bool emulate_int3(struct vcpu *v)
+{
+	struct kvm_translation tr = { 0 };
+	struct kvm_vcpu_events ev;
+	struct kvm_regs regs;
+	const uint8_t *insn;
+
+	if (v->run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION ||
+	    ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+		return false;
+	tr.linear_address = regs.rip;
+	if (ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+		return false;
+	insn = guest_mem_ptr(vm_guest_mem(v->vm), tr.physical_address, 1);
+	if (!insn || *insn != INT3_OPCODE || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return false;
+	if (ev.exception.injected || ev.exception.pending)
+		return false;  /* a fault while delivering one: not ours to fix */
+	ev.exception.injected = 1;
+	ev.exception.nr = BP_VECTOR;
+	ev.exception.has_error_code = 0;
+	ev.flags = 0;
+	regs.rip++;
+	return ioctl(v->fd, KVM_SET_REGS, &regs) == 0 &&
+	       ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) == 0;
+}
+
+/*
  * One switch over every KVM exit reason, kept together so the mapping from
  * exit to VMM exit status (vmm.h) reads in one place.  Returns false when
  * the thread must stop.
@@ -282,6 +320,8 @@ static bool handle_exit(struct vcpu *v)
 		handle_system_event(v);
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
+		if (emulate_int3(v))
+			return true;
 		vm_stop(v->vm, VMM_EXIT_INTERNAL_ERROR,
 		        "KVM internal error, suberror %u (vcpu %u, rip 0x%llx)",
 		        run->internal.suberror, v->id, vcpu_rip(v));
@@ -312,7 +352,7 @@ static bool handle_exit(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
-	int r = sandbox_enter_vcpu();
+	int r = sandbox_enter_vcpu(v->id);
 
 	if (r < 0) {
 		vm_stop(v->vm, VMM_EXIT_ERROR, "cannot sandbox vcpu %u: %s", v->id, strerror(-r));
