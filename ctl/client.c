@@ -68,6 +68,7 @@ int ctl_connect(struct ctl *c)
 		return connect_error(c->socket_path, err);
 	}
 	c->fd = fd;
+	proto_linebuf_init_max(&c->lb, CTL_MAX_RESPONSE);
 	return CTL_EXIT_OK;
 }
 
@@ -76,9 +77,7 @@ void ctl_disconnect(struct ctl *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	free(c->rbuf);
-	c->rbuf = NULL;
-	c->rlen = c->rcap = 0;
+	proto_linebuf_free(&c->lb);
 }
 
 int ctl_write_all(int fd, const void *buf, size_t len)
@@ -100,36 +99,14 @@ int ctl_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* Makes room for at least one more read; -EMSGSIZE past the bound. */
-static int reserve(struct ctl *c, size_t want)
-{
-	size_t cap = c->rcap ? c->rcap : 16384;
-	char *b;
-
-	if (c->rcap - c->rlen >= want)
-		return 0;
-	while (cap - c->rlen < want)
-		cap *= 2;
-	if (cap > CTL_MAX_RESPONSE + want)
-		return -EMSGSIZE;
-	b = realloc(c->rbuf, cap);
-	if (!b)
-		return -ENOMEM;
-	c->rbuf = b;
-	c->rcap = cap;
-	return 0;
-}
-
-/* Reads more bytes into the buffer; 1, 0 on EOF, or -ETIMEDOUT etc. */
+/* Reads more bytes into the line buffer; 1, 0 on EOF, or -ETIMEDOUT etc. */
 static int fill(struct ctl *c, int timeout_ms)
 {
+	static char chunk[1 << 20];     /* big reads: a list is megabytes */
 	struct pollfd p = { .fd = c->fd, .events = POLLIN };
 	ssize_t n;
 	int r;
 
-	r = reserve(c, 65536);
-	if (r < 0)
-		return r == -EMSGSIZE ? -EFBIG : r;
 	do
 		r = poll(&p, 1, timeout_ms);
 	while (r < 0 && errno == EINTR);
@@ -138,49 +115,52 @@ static int fill(struct ctl *c, int timeout_ms)
 	if (r == 0)
 		return -ETIMEDOUT;
 	do
-		n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		n = read(c->fd, chunk, sizeof(chunk));
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	c->rlen += (size_t)n;
-	return n > 0;
+	r = proto_linebuf_feed(&c->lb, chunk, (size_t)n);
+	return r < 0 ? r : n > 0;
 }
 
-/*
- * Reads the next message (response or event). 0 and *ret on success;
- * -EPIPE when mvmd closed the connection; -ETIMEDOUT; -EBADMSG for a line
- * that is not a response or event (a daemon bug, or not mvmd at all).
- */
-int ctl_read_message(struct ctl *c, int timeout_ms, struct proto_response *ret)
+/* The next line, valid until the next read; errors as ctl_read_message. */
+static int read_line(struct ctl *c, int timeout_ms, char **ret_line, size_t *ret_len)
 {
-	size_t scanned = 0, len;
-	char *nl;
 	int r;
 
-	for (;;) {
-		nl = c->rlen > scanned ? memchr(c->rbuf + scanned, '\n', c->rlen - scanned) : NULL;
-		if (nl)
-			break;
-		scanned = c->rlen;
+	while ((r = proto_linebuf_next(&c->lb, ret_line, ret_len)) == 0) {
 		r = fill(c, timeout_ms);
 		if (r < 0)
 			return r;
 		if (r == 0)
 			return -EPIPE;
 	}
-	len = (size_t)(nl - c->rbuf);
-	r = proto_response_parse(c->rbuf, len, ret);
-	memmove(c->rbuf, nl + 1, c->rlen - len - 1);
-	c->rlen -= len + 1;
+	return r < 0 ? (r == -EMSGSIZE ? -EFBIG : r) : 0;
+}
+
+/*
+ * Reads the next message (response or event). 0 and *ret on success;
+ * -EPIPE when mvmd closed the connection; -ETIMEDOUT; -EBADMSG for a line
+ * that is not a response or event (a daemon bug, or not mvmd at all);
+ * -EFBIG for a line longer than CTL_MAX_RESPONSE.
+ */
+int ctl_read_message(struct ctl *c, int timeout_ms, struct proto_response *ret)
+{
+	size_t len;
+	char *line;
+	int r = read_line(c, timeout_ms, &line, &len);
+
+	if (r < 0)
+		return r;
+	r = proto_response_parse(line, len, ret);
 	return r == -EINVAL ? -EBADMSG : r;
 }
 
-/* Hands out bytes that arrived after the last JSON line (console mode). */
+/* Hands out bytes that arrived after the last JSON line (console mode);
+ * valid until the next read. */
 void ctl_take_buffered(struct ctl *c, const char **ret_data, size_t *ret_len)
 {
-	*ret_data = c->rbuf;
-	*ret_len = c->rlen;
-	c->rlen = 0;
+	proto_linebuf_take_rest(&c->lb, ret_data, ret_len);
 }
 
 static int daemon_error(const struct proto_response *resp)
@@ -263,4 +243,67 @@ int ctl_call(struct ctl *c, json_t *req, json_t **ret_result)
 		*ret_result = json_incref(resp.result);
 	proto_response_done(&resp);
 	return CTL_EXIT_OK;
+}
+
+/* The id of a checked message line (none: an event) and, when it says
+ * ok, its result.  -EBADMSG for a line that is no message. */
+static int scan_message(const char *line, size_t len, bool *ret_has_id, long long *ret_id,
+                        bool *ret_ok, struct proto_span *ret_result)
+{
+	struct proto_span msg, k, v;
+	size_t pos = 0;
+	int r;
+
+	if (proto_scan_check(line, len, &msg) < 0 || msg.p[0] != '{')
+		return -EBADMSG;
+	*ret_has_id = *ret_ok = false;
+	*ret_id = 0;
+	ret_result->p = NULL;
+	while ((r = proto_scan_next(msg, &pos, &k, &v)) == 1) {
+		if (proto_scan_key_is(k, "id"))
+			*ret_has_id = true, proto_scan_int(v, ret_id);
+		else if (proto_scan_key_is(k, "ok"))
+			*ret_ok = v.n == 4 && !memcmp(v.p, "true", 4);
+		else if (proto_scan_key_is(k, "result") && v.p[0] == '{')
+			*ret_result = v;
+	}
+	return r < 0 ? -EBADMSG : 0;
+}
+
+/*
+ * ctl_call for large results (vm.list): the result is read in place from
+ * the response line instead of being loaded as a JSON tree.  On success
+ * *ret_result spans the result object, valid until the next read on c.
+ */
+int ctl_call_span(struct ctl *c, json_t *req, struct proto_span *ret_result)
+{
+	long long want = json_integer_value(json_object_get(req, "id")), id;
+	struct proto_response resp;
+	struct proto_span result;
+	bool has_id = false, ok = false;
+	size_t len;
+	char *line;
+	int r;
+
+	r = send_request(c, req);
+	json_decref(req);
+	while (r == 0) {
+		r = read_line(c, -1, &line, &len);
+		if (r == 0)
+			r = scan_message(line, len, &has_id, &id, &ok, &result);
+		if (r == 0 && has_id && id == want)
+			break;
+	}
+	if (r < 0)
+		return lost_connection(r);
+	if (ok && result.p) {
+		*ret_result = result;
+		return CTL_EXIT_OK;
+	}
+	/* an error answer is small: read it the usual way */
+	if (proto_response_parse(line, len, &resp) < 0)
+		return lost_connection(-EBADMSG);
+	r = resp.ok ? lost_connection(-EBADMSG) : daemon_error(&resp);
+	proto_response_done(&resp);
+	return r;
 }

@@ -22,15 +22,14 @@ enum ctl_exit {
 #define CTL_DEFAULT_SOCKET "/run/mvm/mvmd.sock"
 /*
  * Responses may exceed PROTO_MAX_LINE (a list of 10,000 VMs is megabytes),
- * so mvmctl frames them itself, up to this bound on one line.
+ * so mvmctl's line buffer takes lines up to this bound.
  */
 #define CTL_MAX_RESPONSE (256u << 20)
 
 struct ctl {
 	const char *socket_path;
 	int fd;              /* connection to mvmd, -1 until ctl_connect */
-	char *rbuf;          /* bytes read but not yet consumed as lines */
-	size_t rlen, rcap;
+	struct proto_linebuf lb; /* bytes read but not yet consumed as lines */
 	json_int_t next_id;
 	bool json;           /* -o json */
 };
@@ -52,6 +51,7 @@ int ctl_connect(struct ctl *c);
 void ctl_disconnect(struct ctl *c);
 json_t *ctl_request(struct ctl *c, enum proto_op op);
 int ctl_call(struct ctl *c, json_t *req, json_t **ret_result);
+int ctl_call_span(struct ctl *c, json_t *req, struct proto_span *ret_result);
 int ctl_read_message(struct ctl *c, int timeout_ms, struct proto_response *ret);
 void ctl_take_buffered(struct ctl *c, const char **ret_data, size_t *ret_len);
 int ctl_write_all(int fd, const void *buf, size_t len);
@@ -63,10 +63,11 @@ void table_add(struct table *t, const char *const *cells);
 void table_print(struct table *t);
 void table_free(struct table *t);
 void output_json(const json_t *v);
+void output_json_span(struct proto_span v);
 void output_size_mib(char *buf, size_t n, long long mib);
 void output_duration(char *buf, size_t n, double seconds);
 void output_time(char *buf, size_t n, double epoch);
-void output_vm_list(const json_t *vms, bool quiet, double now);
+void output_vm_list(struct proto_span vms, bool quiet, double now);
 void output_vm_show(const json_t *vm, const json_t *events, double now);
 void output_event(const json_t *ev);
 void output_kv(const json_t *obj);

@@ -4,6 +4,7 @@
  * and `-o json`, which is the daemon's result object with sorted keys so
  * that scripts and diffs see a stable shape.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,19 @@ void output_json(const json_t *v)
 {
 	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 	putchar('\n');
+}
+
+/* The same bytes as output_json, for a result read in place. */
+void output_json_span(struct proto_span v)
+{
+	size_t len;
+	char *s;
+
+	if (proto_scan_pretty(v, &s, &len) < 0)
+		abort(); /* out of memory while printing */
+	fwrite(s, 1, len, stdout);
+	putchar('\n');
+	free(s);
 }
 
 void output_size_mib(char *buf, size_t n, long long mib)
@@ -198,44 +212,126 @@ static void fmt_labels(char *buf, size_t n, const json_t *labels)
 		snprintf(buf, n, "-");
 }
 
-static void list_row(struct table *t, const json_t *vm, double now)
-{
-	char vcpus[16], mem[32], up[32], pid[16], owner[16], labels[512];
-	json_t *p = json_object_get(vm, "pid");
+/* The members of one VM the list shows, read in place (vm.list results
+ * are megabytes; see proto_scan_check). */
+struct list_fields {
+	struct proto_span name, state, vcpus, mem_mib, started_at, pid, owner_uid, labels;
+};
 
-	snprintf(vcpus, sizeof(vcpus), "%lld",
-		 (long long)json_integer_value(json_object_get(vm, "vcpus")));
-	output_size_mib(mem, sizeof(mem),
-			json_integer_value(json_object_get(vm, "mem_mib")));
-	fmt_uptime(up, sizeof(up), vm, now);
-	if (json_is_integer(p))
-		snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(p));
+static void list_fields(struct proto_span vm, struct list_fields *f)
+{
+#define LIST_KEY(k) { "\"" #k "\"", sizeof(#k) + 1, offsetof(struct list_fields, k) }
+	static const struct { const char *quoted; size_t n, off; } keys[] = {
+		LIST_KEY(name), LIST_KEY(state), LIST_KEY(vcpus), LIST_KEY(mem_mib),
+		LIST_KEY(started_at), LIST_KEY(pid), LIST_KEY(owner_uid), LIST_KEY(labels),
+	};
+#undef LIST_KEY
+	struct proto_span k, v;
+	size_t pos = 0;
+
+	memset(f, 0, sizeof(*f));
+	while (proto_scan_next(vm, &pos, &k, &v) == 1)
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (k.n == keys[i].n && !memcmp(k.p, keys[i].quoted, k.n))
+				*(struct proto_span *)((char *)f + keys[i].off) = v;
+}
+
+/* A string member, or NULL (absent or not a string). */
+static const char *span_str(struct proto_span v, char *buf, size_t n)
+{
+	return v.p && proto_scan_str(v, buf, n) >= 0 ? buf : NULL;
+}
+
+static long long span_int(struct proto_span v)
+{
+	long long x = 0;
+
+	return v.p && proto_scan_int(v, &x) ? x : 0;
+}
+
+struct label {
+	char key[64], value[256];
+};
+
+static int cmp_label(const void *a, const void *b)
+{
+	return strcmp(((const struct label *)a)->key, ((const struct label *)b)->key);
+}
+
+/* "k=v,k2=v2" in key order, like fmt_labels */
+static void fmt_labels_span(char *buf, size_t n, struct proto_span labels)
+{
+	struct label l[64];
+	struct proto_span k, v;
+	size_t nl = 0, pos = 0, off = 0;
+
+	while (labels.p && nl < 64 && proto_scan_next(labels, &pos, &k, &v) == 1) {
+		proto_scan_str(k, l[nl].key, sizeof(l[nl].key));
+		if (!span_str(v, l[nl].value, sizeof(l[nl].value)))
+			l[nl].value[0] = '\0';
+		nl++;
+	}
+	qsort(l, nl, sizeof(l[0]), cmp_label);
+	for (size_t i = 0; i < nl; i++) {
+		int w = snprintf(buf + off, n - off, "%s%s=%s", off ? "," : "",
+				 l[i].key, l[i].value);
+
+		if (w < 0 || (size_t)w >= n - off)
+			break;
+		off += (size_t)w;
+	}
+	if (!off)
+		snprintf(buf, n, "-");
+}
+
+static void list_row(struct table *t, struct proto_span vm, double now)
+{
+	char name[256], state[32], vcpus[24], mem[32], up[32], pid[24], owner[24], labels[512];
+	const char *st;
+	struct list_fields f;
+	double started;
+	long long x;
+
+	list_fields(vm, &f);
+	st = span_str(f.state, state, sizeof(state));
+	snprintf(vcpus, sizeof(vcpus), "%lld", span_int(f.vcpus));
+	output_size_mib(mem, sizeof(mem), span_int(f.mem_mib));
+	if (is_live(st) && f.started_at.p && proto_scan_num(f.started_at, &started))
+		output_duration(up, sizeof(up), now - started);
+	else
+		snprintf(up, sizeof(up), "-");
+	if (f.pid.p && proto_scan_int(f.pid, &x))
+		snprintf(pid, sizeof(pid), "%lld", x);
 	else
 		snprintf(pid, sizeof(pid), "-");
-	snprintf(owner, sizeof(owner), "%lld",
-		 (long long)json_integer_value(json_object_get(vm, "owner_uid")));
-	fmt_labels(labels, sizeof(labels), json_object_get(vm, "labels"));
-	table_add(t, (const char *[]){ str(vm, "name"), str(vm, "state"), vcpus,
+	snprintf(owner, sizeof(owner), "%lld", span_int(f.owner_uid));
+	fmt_labels_span(labels, sizeof(labels), f.labels);
+	table_add(t, (const char *[]){ span_str(f.name, name, sizeof(name)), st, vcpus,
 		  mem, up, pid, owner, labels });
 }
 
-void output_vm_list(const json_t *vms, bool quiet, double now)
+/* vms: the span of the result's "vms" array. */
+void output_vm_list(struct proto_span vms, bool quiet, double now)
 {
 	static const char *const hdr[] = { "NAME", "STATE", "VCPUS", "MEMORY",
 		"UPTIME", "PID", "OWNER", "LABELS" };
+	struct proto_span vm;
+	struct list_fields f;
 	struct table *t;
-	size_t i;
-	json_t *vm;
+	char name[256];
+	size_t pos = 0;
 
 	if (quiet) {
-		json_array_foreach(vms, i, vm)
-			printf("%s\n", str(vm, "name") ? str(vm, "name") : "");
+		while (vms.p && proto_scan_next(vms, &pos, NULL, &vm) == 1) {
+			list_fields(vm, &f);
+			printf("%s\n", span_str(f.name, name, sizeof(name)) ? name : "");
+		}
 		return;
 	}
 	t = table_new(8, hdr);
 	if (!t)
 		abort();
-	json_array_foreach(vms, i, vm)
+	while (vms.p && proto_scan_next(vms, &pos, NULL, &vm) == 1)
 		list_row(t, vm, now);
 	table_print(t);
 	table_free(t);
