@@ -2,6 +2,7 @@
 /* Host-wide commands: host (capacity and usage) and version. */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "ctl/ctl.h"
 
@@ -22,11 +23,74 @@ static int output_only(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/* The host's own figures, then its capacity: limits, usage, whether it is
+ * over a limit (a lowered one, until it drains), and its cgroups. */
+static void print_host(json_t *host)
+{
+	json_t *cap = json_incref(json_object_get(host, "capacity"));
+	const char *over;
+
+	json_object_del(host, "capacity");
+	output_kv(host);
+	if (!cap)
+		return;
+	printf("\nlimits\n");
+	output_kv(json_object_get(cap, "limits"));
+	printf("\nusage\n");
+	output_kv(json_object_get(cap, "usage"));
+	over = json_string_value(json_object_get(cap, "over_limit_reason"));
+	printf("\nover limit  %s\n", over ? over : "no");
+	printf("cgroups     %s\n",
+	       json_string_value(json_object_get(json_object_get(cap, "cgroup"), "status")));
+	json_decref(cap);
+}
+
+/* host set KEY=VALUE: one limit, in force at once (docs/protocol.md). */
+static int host_set(struct ctl *c, int argc, char **argv)
+{
+	const char *kv = NULL, *eq;
+	json_t *req, *res = NULL;
+	char key[128];
+	int r;
+
+	for (int i = 2; i < argc; i++) {
+		if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
+			if (ctl_parse_output(argv[++i], c) < 0)
+				return ctl_usage_error("host", "-o wants json or table, not '%s'", argv[i]);
+		} else if (!kv && argv[i][0] != '-') {
+			kv = argv[i];
+		} else {
+			return ctl_usage_error("host", "unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!kv || !(eq = strchr(kv, '=')) || eq == kv || (size_t)(eq - kv) >= sizeof(key))
+		return ctl_usage_error("host", "host set wants one KEY=VALUE");
+	snprintf(key, sizeof(key), "%.*s", (int)(eq - kv), kv);
+	r = ctl_connect(c);
+	if (r)
+		return r;
+	req = ctl_request(c, PROTO_OP_HOST_SET);
+	proto_request_set_str(req, "key", key);
+	proto_request_set_str(req, "value", eq + 1);
+	r = ctl_call(c, req, &res);
+	if (r)
+		return r;
+	if (c->json)
+		output_json(res);
+	else
+		print_host(json_object_get(res, "host"));
+	json_decref(res);
+	return CTL_EXIT_OK;
+}
+
 int host_host(struct ctl *c, int argc, char **argv)
 {
 	json_t *res = NULL;
-	int r = output_only(c, argc, argv);
+	int r;
 
+	if (argc > 1 && !strcmp(argv[1], "set"))
+		return host_set(c, argc, argv);
+	r = output_only(c, argc, argv);
 	if (!r)
 		r = ctl_connect(c);
 	if (!r)
@@ -35,8 +99,10 @@ int host_host(struct ctl *c, int argc, char **argv)
 		return r;
 	if (c->json)
 		output_json(res);
+	else if (json_object_get(res, "host"))
+		print_host(json_object_get(res, "host"));
 	else
-		output_kv(json_object_get(res, "host") ? json_object_get(res, "host") : res);
+		output_kv(res);
 	json_decref(res);
 	return CTL_EXIT_OK;
 }

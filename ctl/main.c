@@ -19,8 +19,10 @@ static const struct ctl_command commands[] = {
 	  "create NAME --kernel PATH [--initrd PATH] [--cmdline S] [--vcpus N]\n"
 	  "       [--mem SIZE] [--disk PATH[,ro]]... [--net tap=IF[,mac=M]]...\n"
 	  "       [--label K=V]... [--restart no|on-failure[:N]|always]\n"
-	  "       [--no-start] [--wait] [-o json]",
-	  "define a VM and start it (SIZE: 256, 256M, 1G; MiB by default)" },
+	  "       [--pool NAME]... [--no-start] [--no-queue] [--autostart] [--wait]\n"
+	  "       [-o json]",
+	  "define a VM and start it (SIZE: 256, 256M, 1G; MiB by default); it counts\n"
+	  "       in each --pool; --no-queue fails instead of waiting for a start slot" },
 	{ "start", vm_start, "start NAME [-o json]", "start a created or stopped VM" },
 	{ "stop", vm_stop, "stop NAME [--timeout S] [-o json]",
 	  "Ctrl-Alt-Del, then kill after S seconds (default 10)" },
@@ -36,7 +38,8 @@ static const struct ctl_command commands[] = {
 	  "print the console log (-f: keep following)" },
 	{ "events", console_events, "events [--vm NAME] [-o json]",
 	  "stream lifecycle events until interrupted" },
-	{ "host", host_host, "host [-o json]", "host capacity and usage" },
+	{ "host", host_host, "host [-o json] | host set KEY=VALUE [-o json]",
+	  "host capacity, limits and usage; set changes a limit until restart or SIGHUP" },
 	{ "version", host_version, "version [-o json]", "mvmctl, mvmd and protocol versions" },
 	{ "help", cmd_help, "help [COMMAND]", "this text" },
 };

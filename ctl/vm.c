@@ -188,11 +188,12 @@ static int call_and_print(struct ctl *c, json_t *req)
 }
 
 enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_VCPUS, O_MEM, O_DISK, O_NET,
-       O_LABEL, O_RESTART, O_NOSTART, O_WAIT, O_TIMEOUT, O_SIGNAL };
+       O_LABEL, O_RESTART, O_NOSTART, O_WAIT, O_TIMEOUT, O_SIGNAL, O_POOL, O_NOQUEUE,
+       O_AUTOSTART };
 
 /* The repeatable create options, collected before they go into the request. */
 struct create_lists {
-	json_t *disks, *nics, *labels;
+	json_t *disks, *nics, *labels, *pools;
 };
 
 /* One create option into req or lists; a usage error code or 0. */
@@ -245,6 +246,16 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 	case O_WAIT:
 		proto_request_set_bool(req, "wait", true);
 		return 0;
+	case O_POOL:
+		/* mvmd checks the name against its pools */
+		json_array_append_new(l->pools, json_string(arg));
+		return 0;
+	case O_NOQUEUE:
+		proto_request_set_bool(req, "no_queue", true);
+		return 0;
+	case O_AUTOSTART:
+		proto_request_set_bool(req, "autostart", true);
+		return 0;
 	case 'o':
 		if (ctl_parse_output(arg, c) < 0)
 			return ctl_usage_error("create", "-o wants json or table, not '%s'", arg);
@@ -269,10 +280,13 @@ int vm_create(struct ctl *c, int argc, char **argv)
 		{ "restart", required_argument, NULL, O_RESTART },
 		{ "no-start", no_argument, NULL, O_NOSTART },
 		{ "wait", no_argument, NULL, O_WAIT },
+		{ "pool", required_argument, NULL, O_POOL },
+		{ "no-queue", no_argument, NULL, O_NOQUEUE },
+		{ "autostart", no_argument, NULL, O_AUTOSTART },
 		{ "output", required_argument, NULL, 'o' },
 		{ 0 }
 	};
-	struct create_lists l = { json_array(), json_array(), json_object() };
+	struct create_lists l = { json_array(), json_array(), json_object(), json_array() };
 	json_t *req = ctl_request(c, PROTO_OP_VM_CREATE);
 	int o, r = 0;
 
@@ -292,6 +306,7 @@ int vm_create(struct ctl *c, int argc, char **argv)
 		json_decref(l.disks);
 		json_decref(l.nics);
 		json_decref(l.labels);
+		json_decref(l.pools);
 		json_decref(req);
 		return r;
 	}
@@ -299,6 +314,7 @@ int vm_create(struct ctl *c, int argc, char **argv)
 	proto_request_set_json(req, "disks", l.disks);
 	proto_request_set_json(req, "nics", l.nics);
 	proto_request_set_json(req, "labels", l.labels);
+	proto_request_set_json(req, "pools", l.pools);
 	return call_and_print(c, req);
 }
 

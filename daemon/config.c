@@ -52,6 +52,14 @@ int config_defaults(struct config *cfg, const char *argv0)
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = LOG_INFO;
+	cfg->health_interval = 5;
+	cfg->health_timeout = 15;
+	cfg->sandbox = -1;
+	cfg->sandbox_uid_base = 100000;
+	cfg->sandbox_uid_count = 65536;
+	cap_limits_init(&cfg->limits);
+	/* without /proc/meminfo the memory limit is 0 until configured */
+	cap_host_defaults(&cfg->limits);
 	r = set_str(&cfg->state_dir, "/var/lib/mvm");
 	r = r ?: set_str(&cfg->run_dir, "/run/mvm");
 	r = r ?: default_vmm(cfg, argv0);
@@ -68,6 +76,46 @@ int log_level_parse(const char *s)
 	return -EINVAL;
 }
 
+/* Worker health timing (adopt.c): seconds, fractions allowed, 0 to a day. */
+static int set_seconds(double *ret, const char *value)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(value, &end);
+	if (errno || end == value || *end || !(v >= 0 && v <= 86400))
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+static int set_bool(int *ret, const char *value)
+{
+	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1"))
+		*ret = 1;
+	else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0"))
+		*ret = 0;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Sandbox uids: never 0 (root) and never the overflow id 2^32 - 1. */
+static int set_uid_range(uint32_t *ret, const char *value, bool is_base)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(value, &end, 10);
+	if (errno || end == value || *end || *value == '-' || v == 0 || v >= 0xffffffffULL ||
+	    (is_base && v < 1000))
+		return -EINVAL;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
 int config_set(struct config *cfg, const char *key, const char *value)
 {
 	int lvl;
@@ -80,6 +128,18 @@ int config_set(struct config *cfg, const char *key, const char *value)
 		return set_str(&cfg->socket_path, value);
 	if (!strcmp(key, "vmm"))
 		return set_str(&cfg->vmm_path, value);
+	if (!strcmp(key, "cgroup_parent"))
+		return set_str(&cfg->cgroup_parent, value);
+	if (!strcmp(key, "health_interval"))
+		return set_seconds(&cfg->health_interval, value);
+	if (!strcmp(key, "health_timeout"))
+		return set_seconds(&cfg->health_timeout, value);
+	if (!strcmp(key, "sandbox"))
+		return set_bool(&cfg->sandbox, value);
+	if (!strcmp(key, "sandbox_uid_base"))
+		return set_uid_range(&cfg->sandbox_uid_base, value, true);
+	if (!strcmp(key, "sandbox_uid_count"))
+		return set_uid_range(&cfg->sandbox_uid_count, value, false);
 	if (!strcmp(key, "log_level")) {
 		lvl = log_level_parse(value);
 		if (lvl < 0)
@@ -102,12 +162,18 @@ static char *trim(char *s)
 	return s;
 }
 
+/* Capacity keys first (capacity.c knows them and says what is wrong with
+ * a value), then mvmd's own. */
 static int config_line(struct config *cfg, char *line)
 {
 	char *eq, *key = trim(line);
+	int r;
 
 	if (*key == '\0' || *key == '#')
 		return 0;
+	r = cap_limits_parse_line(&cfg->limits, key, cfg->error, sizeof(cfg->error));
+	if (r <= 0)
+		return r;
 	eq = strchr(key, '=');
 	if (!eq)
 		return -EINVAL;
@@ -123,6 +189,11 @@ int config_load(struct config *cfg, const char *path, int *ret_line)
 
 	if (!f)
 		return -errno;
+	cfg->error[0] = '\0';
+	if (set_str(&cfg->path, path) < 0) {
+		fclose(f);
+		return -ENOMEM;
+	}
 	while (r == 0 && fgets(line, sizeof(line), f)) {
 		n++;
 		r = config_line(cfg, line);
@@ -139,5 +210,7 @@ void config_free(struct config *cfg)
 	free(cfg->run_dir);
 	free(cfg->socket_path);
 	free(cfg->vmm_path);
+	free(cfg->path);
+	free(cfg->cgroup_parent);
 	memset(cfg, 0, sizeof(*cfg));
 }

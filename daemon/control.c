@@ -151,6 +151,11 @@ void conn_send(struct conn *c, json_t *msg)
 	conn_write(c, buf, len);
 }
 
+void conn_send_line(struct conn *c, char *buf, size_t len)
+{
+	conn_write(c, buf, len);
+}
+
 void conn_send_raw(struct conn *c, const void *data, size_t len)
 {
 	char *buf = malloc(len ? len : 1);

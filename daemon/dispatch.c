@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "daemon/tap.h"
 
 #define LOG_READ_MAX (4 * 1024 * 1024)
 
@@ -38,12 +39,36 @@ static void reply_err(struct conn *c, struct proto_request *req, enum proto_err 
 	conn_reply_error(c, req->id, &err);
 }
 
+void dispatch_storage_error(const struct mvmd *d, int r, struct proto_error *err)
+{
+	const char *dir = d->cfg.state_dir;
+
+	if (r == -EBUSY)
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state database in %s is "
+		                "locked by another process (held past %d ms; an sqlite3 shell?); "
+		                "nothing changed; close it and retry", dir, DB_BUSY_TIMEOUT_MS);
+	else if (r == -EROFS)
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state dir %s is read-only "
+		                "(%s); nothing changed; remount it read-write", dir, strerror(-r));
+	else if (r == -ENOSPC || r == -EDQUOT)
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state dir %s is full (%s); "
+		                "nothing changed; free disk space there", dir, strerror(-r));
+	else if (r == -EACCES || r == -EPERM)
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "mvmd may not write to its state "
+		                "dir %s (%s); nothing changed; fix its permissions", dir, strerror(-r));
+	else
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state database could not "
+		                "commit the change (%s); nothing changed; check space and "
+		                "permissions of the state dir %s", strerror(-r), dir);
+}
+
 static void reply_storage(struct conn *c, struct proto_request *req, int r)
 {
-	log_error("database: %s", strerror(-r));
-	reply_err(c, req, PROTO_ERR_STORAGE_ERROR, NULL,
-	          "the state database could not commit the change (%s); nothing changed; check space and permissions of the state dir",
-	          strerror(-r));
+	struct proto_error err;
+
+	dispatch_storage_error(c->d, r, &err);
+	log_error("database: %s", err.message);
+	conn_reply_error(c, req->id, &err);
 }
 
 static json_t *vm_result(const struct proto_vm *vm)
@@ -152,7 +177,7 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		return;
 	}
 	sysinfo(&si);
-	conn_reply_ok(c, req->id, json_pack("{s:{s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:i}}",
+	conn_reply_ok(c, req->id, json_pack("{s:{s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:i, s:o}}",
 		"host",
 		"cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
 		"mem_mib", (json_int_t)((uint64_t)si.totalram * si.mem_unit >> 20),
@@ -160,18 +185,20 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		"vms_active", (json_int_t)t.active,
 		"vcpus_used", (json_int_t)t.active_vcpus,
 		"mem_mib_used", (json_int_t)t.active_mem_mib,
-		"server", PROTO_SERVER, "version", PROTO_VERSION));
+		"server", PROTO_SERVER, "version", PROTO_VERSION,
+		"capacity", admit_host_json(c->d)));
 }
 
 /* ---- files -------------------------------------------------------------- */
 
-/* Open kernel, initrd and disks as the caller; answers errors itself. */
+/* Open kernel, initrd and disks as the caller, and attach its TAPs (as
+ * the caller too, tap.c); answers errors itself. */
 static int open_vm_files(struct conn *c, struct proto_request *req,
                          const struct proto_vm *vm, struct vm_files *f)
 {
 	struct proto_error err;
 	size_t i;
-	json_t *disk;
+	json_t *disk, *nic;
 	int r;
 
 	vm_files_init(f);
@@ -188,6 +215,14 @@ static int open_vm_files(struct conn *c, struct proto_request *req,
 		if (r == 0)
 			f->ndisks++;
 	}
+	json_array_foreach(vm->nics, i, nic) {
+		if (r < 0 || f->nnics >= 8)
+			break;
+		r = tap_open(c->d, &c->cred, json_string_value(json_object_get(nic, "tap")),
+		             &f->nic_fds[f->nnics], &err);
+		if (r == 0)
+			f->nnics++;
+	}
 	if (r < 0) {
 		vm_files_close(f);
 		conn_reply_error(c, req->id, &err);
@@ -195,40 +230,23 @@ static int open_vm_files(struct conn *c, struct proto_request *req,
 	return r;
 }
 
-/* The worker cannot attach disks or NICs yet; refuse rather than boot a VM
- * without the devices its definition names. */
-static int check_devices(struct conn *c, struct proto_request *req,
-                         const struct proto_vm *vm)
-{
-	const char *what = json_array_size(vm->disks) ? "disks" :
-	                   json_array_size(vm->nics) ? "nics" : NULL;
-
-	if (!what)
-		return 0;
-	reply_err(c, req, PROTO_ERR_BAD_REQUEST, what,
-	          "this mvm-vmm cannot attach %s yet; define the VM without them", what);
-	return -ENOTSUP;
-}
-
-/* Start vm for the caller; with wait, answer once the guest is running. */
+/* Admit vm and start or queue it (admit.c); with wait, answer once the
+ * guest is running. */
 static void start_vm(struct conn *c, struct proto_request *req,
                      const struct proto_vm *vm, bool wait)
 {
 	struct proto_error err;
 	struct vm_files files;
-	struct worker *w;
+	struct vm_slot *s;
 
-	if (check_devices(c, req, vm) < 0 || open_vm_files(c, req, vm, &files) < 0)
+	if (open_vm_files(c, req, vm, &files) < 0)
 		return;
-	if (supervisor_start(c->d, vm, &files, &w, &err) < 0) {
-		log_error("VM %s: %s", vm->name, err.message);
+	if (admit_reserve(c->d, vm, false, &s, &err) < 0) {
+		vm_files_close(&files);
 		conn_reply_error(c, req->id, &err);
 		return;
 	}
-	if (wait && w->vm.state == PROTO_VM_STARTING)
-		supervisor_add_waiter(w, c, req->id, WAIT_RUNNING, false);
-	else
-		conn_reply_ok(c, req->id, vm_result(&w->vm));
+	admit_launch(c, req, s, vm, &files, wait);
 }
 
 /* ---- create ------------------------------------------------------------- */
@@ -251,22 +269,27 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 	vm->vcpus = proto_arg_int(req, "vcpus", 1);
 	vm->mem_mib = proto_arg_int(req, "mem_mib", 128);
 	vm->restart_max = proto_arg_int(req, "restart_max", 0);
+	vm->autostart = proto_arg_bool(req, "autostart", false);
 	vm->created_at = mvmd_now();
 	vm->disks = json_deep_copy(proto_arg_json(req, "disks"));
 	vm->nics = json_deep_copy(proto_arg_json(req, "nics"));
 	vm->labels = json_deep_copy(proto_arg_json(req, "labels"));
+	vm->pools = json_deep_copy(proto_arg_json(req, "pools"));
 	r = dup_arg(req, "name", &vm->name);
 	r = r ?: dup_arg(req, "kernel", &vm->kernel);
 	r = r ?: dup_arg(req, "initrd", &vm->initrd);
 	r = r ?: dup_arg(req, "cmdline", &vm->cmdline);
 	r = r ?: dup_arg(req, "restart", &vm->restart);
-	if (r == 0 && (!vm->disks || !vm->nics || !vm->labels))
+	if (r == 0 && (!vm->disks || !vm->nics || !vm->labels || !vm->pools))
 		r = -ENOMEM;
 	return r;
 }
 
 static void op_vm_create(struct conn *c, struct proto_request *req)
 {
+	bool start = proto_arg_bool(req, "start", true);
+	struct vm_slot *s = NULL;
+	struct proto_error err;
 	struct vm_files files;
 	struct proto_vm vm;
 	int r;
@@ -278,8 +301,20 @@ static void op_vm_create(struct conn *c, struct proto_request *req)
 	/* check the files now, so a VM that can never start is not stored */
 	if (open_vm_files(c, req, &vm, &files) < 0)
 		goto out;
-	vm_files_close(&files);
+	if (!start)
+		vm_files_close(&files);
+	/* admitted before its row exists: a refused create stores nothing */
+	if (start && admit_reserve(c->d, &vm, proto_arg_bool(req, "no_queue", false),
+	                           &s, &err) < 0) {
+		vm_files_close(&files);
+		conn_reply_error(c, req->id, &err);
+		goto out;
+	}
 	r = db_vm_insert(c->d->db, &vm);
+	if (r < 0 && s) {
+		admit_abandon(s);
+		vm_files_close(&files);
+	}
 	if (r == -EEXIST) {
 		reply_err(c, req, PROTO_ERR_EXISTS, "name",
 		          "a VM named '%s' exists; pick another name or remove it with 'mvmctl rm'",
@@ -291,8 +326,8 @@ static void op_vm_create(struct conn *c, struct proto_request *req)
 		goto out;
 	}
 	dispatch_event(c->d, &vm, NULL, vm.created_at);
-	if (proto_arg_bool(req, "start", true))
-		start_vm(c, req, &vm, proto_arg_bool(req, "wait", false));
+	if (s)
+		admit_launch(c, req, s, &vm, &files, proto_arg_bool(req, "wait", false));
 	else
 		conn_reply_ok(c, req->id, vm_result(&vm));
 out:
@@ -307,7 +342,8 @@ static void op_vm_start(struct conn *c, struct proto_request *req)
 
 	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
 		return;
-	if (vm_worker(c, &vm) || vm.state == PROTO_VM_STARTING || vm.state == PROTO_VM_RUNNING)
+	if (vm_worker(c, &vm) || vm.state == PROTO_VM_STARTING || vm.state == PROTO_VM_RUNNING ||
+	    vm.state == PROTO_VM_QUEUED)
 		reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
 		          "VM '%s' is %s; stop it first", vm.name, proto_vm_state_name(vm.state));
 	else
@@ -327,6 +363,23 @@ static struct worker *running_worker(struct conn *c, struct proto_request *req,
 	return w && !w->finished ? w : NULL;
 }
 
+/* vm.stop and vm.kill of a queued VM: it leaves the queue, stopped, and
+ * gives its capacity back.  False if vm is not queued. */
+static bool stop_queued(struct conn *c, struct proto_request *req, struct proto_vm *vm,
+                        const char *reason)
+{
+	int r;
+
+	if (vm->state != PROTO_VM_QUEUED)
+		return false;
+	r = admit_cancel(c->d, vm, reason);
+	if (r < 0 && r != -ENOENT)
+		reply_storage(c, req, r);
+	else
+		conn_reply_ok(c, req->id, vm_result(vm));
+	return true;
+}
+
 static void op_vm_stop(struct conn *c, struct proto_request *req)
 {
 	struct proto_vm vm;
@@ -335,6 +388,8 @@ static void op_vm_stop(struct conn *c, struct proto_request *req)
 
 	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
 		return;
+	if (stop_queued(c, req, &vm, "stopped while queued"))
+		goto out;
 	w = running_worker(c, req, &vm);
 	if (w) {
 		r = supervisor_stop(w, proto_arg_int(req, "timeout_s", 10));
@@ -343,6 +398,7 @@ static void op_vm_stop(struct conn *c, struct proto_request *req)
 		else
 			supervisor_add_waiter(w, c, req->id, WAIT_EXIT, false);
 	}
+out:
 	proto_vm_clear(&vm);
 }
 
@@ -362,6 +418,8 @@ static void op_vm_kill(struct conn *c, struct proto_request *req)
 
 	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
 		return;
+	if (stop_queued(c, req, &vm, "killed while queued"))
+		goto out;
 	w = running_worker(c, req, &vm);
 	if (!w)
 		goto out;
@@ -386,18 +444,22 @@ static void op_vm_rm(struct conn *c, struct proto_request *req)
 	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
 		return;
 	w = vm_worker(c, &vm);
-	if (w && !proto_arg_bool(req, "force", false)) {
+	if ((w || vm.state == PROTO_VM_QUEUED) && !proto_arg_bool(req, "force", false)) {
 		reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
 		          "VM '%s' is %s; stop it first or remove it with force (mvmctl rm -f)",
-		          vm.name, proto_vm_state_name(w->vm.state));
+		          vm.name, proto_vm_state_name(w ? w->vm.state : vm.state));
 	} else if (w) {
 		supervisor_kill(w, SIGKILL);
 		supervisor_add_waiter(w, c, req->id, WAIT_EXIT, true);
-	} else if ((r = db_vm_delete(c->d->db, &vm, mvmd_now())) < 0) {
-		reply_storage(c, req, r);
 	} else {
-		dispatch_deleted(c->d, &vm);
-		conn_reply_ok(c, req->id, NULL);
+		admit_cancel(c->d, &vm, NULL);         /* a queued VM leaves the queue */
+		r = db_vm_delete(c->d->db, &vm, mvmd_now());
+		if (r < 0) {
+			reply_storage(c, req, r);
+		} else {
+			dispatch_deleted(c->d, &vm);
+			conn_reply_ok(c, req->id, NULL);
+		}
 	}
 	proto_vm_clear(&vm);
 }
@@ -418,27 +480,42 @@ static bool labels_match(json_t *want, json_t *have)
 	return true;
 }
 
+static bool list_match(struct conn *c, const struct proto_vm *vm, int state,
+                       json_t *want)
+{
+	return (state < 0 || (int)vm->state == state) && conn_may_access(c, vm->owner_uid) &&
+	       (!want || labels_match(want, vm->labels));
+}
+
+/* Straight from db's in-memory rows and their cached encodings into one
+ * buffer: no SQL, no JSON tree, one write (10,000 VMs are megabytes). */
 static void op_vm_list(struct conn *c, struct proto_request *req)
 {
-	json_t *want = proto_arg_json(req, "labels"), *arr = json_array();
-	struct proto_vm *vms;
-	size_t n;
-	int r = db_vm_list(c->d->db, proto_arg_str(req, "state"), &vms, &n);
+	const char *state = proto_arg_str(req, "state");
+	int want_state = state ? proto_vm_state_from_name(state) : -1;
+	json_t *want = proto_arg_json(req, "labels");
+	struct db *db = c->d->db;
+	struct proto_listbuf out;
+	const char *wire;
+	size_t n = db_vm_count(db), len;
+	char *buf;
+	int r;
 
-	if (r < 0) {
-		json_decref(arr);
-		reply_storage(c, req, r);
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (!conn_may_access(c, vms[i].owner_uid))
+	r = proto_listbuf_begin(&out, req->id, "vms", 65536);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (!list_match(c, db_vm_at(db, i), want_state, want))
 			continue;
-		if (want && !labels_match(want, vms[i].labels))
-			continue;
-		json_array_append_new(arr, proto_vm_to_json(&vms[i]));
+		r = db_vm_wire(db, i, &wire, &len);
+		if (r == 0)
+			proto_listbuf_add(&out, wire, len);
 	}
-	db_vm_list_free(vms, n);
-	conn_reply_ok(c, req->id, json_pack("{s:o}", "vms", arr));
+	if (r < 0)
+		out.error = r;
+	r = proto_listbuf_finish(&out, &buf, &len);
+	if (r < 0)
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory listing VMs");
+	else
+		conn_send_line(c, buf, len);
 }
 
 static void op_vm_show(struct conn *c, struct proto_request *req)
@@ -572,40 +649,30 @@ static const handler_fn handlers[PROTO_OP_COUNT_] = {
 	[PROTO_OP_VM_CONSOLE] = op_vm_console,
 	[PROTO_OP_EVENTS_SUBSCRIBE] = op_events_subscribe,
 	[PROTO_OP_HOST_INFO] = op_host_info,
+	[PROTO_OP_HOST_SET] = admit_host_set,
 };
 
 void dispatch_request(struct conn *c, struct proto_request *req)
 {
 	log_debug("uid %u: %s", (unsigned)c->cred.uid, proto_op_name(req->op));
+	/* an op the decoder knows but this mvmd does not serve yet */
+	if (!handlers[req->op]) {
+		reply_err(c, req, PROTO_ERR_UNKNOWN_OP, "op", "this mvmd does not implement %s",
+		          proto_op_name(req->op));
+		return;
+	}
 	handlers[req->op](c, req);
 }
 
 /* ---- recovery ----------------------------------------------------------- */
 
-/* The worker of an earlier mvmd, if pid still is one: its command line
- * names this VM's console log, which no other process does. */
-static bool stale_worker(struct mvmd *d, const struct proto_vm *vm)
+static int recover_queued(struct mvmd *d, struct proto_vm *vm)
 {
-	char path[64], want[4096], buf[16384];
-	ssize_t n;
-	int fd;
-
-	if (vm->pid <= 0 || mvmd_vm_dir(d, vm->name, "console.log", want, sizeof(want)) < 0)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%lld/cmdline", (long long)vm->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	for (ssize_t i = 0; i < n; i += strlen(buf + i) + 1) {
-		buf[n] = '\0';
-		if (!strcmp(buf + i, want))
-			return true;
-	}
-	return false;
+	vm->state = PROTO_VM_STOPPED;
+	free(vm->exit_reason);
+	vm->exit_reason = strdup("daemon restarted while queued");
+	log_info("VM %s: was queued; marked stopped (daemon restarted)", vm->name);
+	return db_vm_transition(d->db, vm, "daemon restarted while queued", mvmd_now());
 }
 
 int dispatch_recover(struct mvmd *d)
@@ -619,19 +686,16 @@ int dispatch_recover(struct mvmd *d)
 	for (size_t i = 0; i < n && r == 0; i++) {
 		struct proto_vm *vm = &vms[i];
 
+		if (vm->state == PROTO_VM_QUEUED) {
+			/* its files and client went with the earlier mvmd */
+			r = recover_queued(d, vm);
+			continue;
+		}
 		if (vm->state != PROTO_VM_STARTING && vm->state != PROTO_VM_RUNNING &&
 		    vm->state != PROTO_VM_STOPPING)
 			continue;
-		/* Re-adoption is later work: end the orphan so it does not run
-		 * unsupervised, and record why. */
-		if (stale_worker(d, vm))
-			kill((pid_t)vm->pid, SIGKILL);
-		vm->state = PROTO_VM_CRASHED;
-		vm->pid = 0;
-		free(vm->exit_reason);
-		vm->exit_reason = strdup("daemon restarted");
-		r = db_vm_transition(d->db, vm, "daemon restarted", mvmd_now());
-		log_info("VM %s: marked crashed (daemon restarted)", vm->name);
+		/* take the worker over, or record why it is gone (adopt.c) */
+		r = adopt_vm(d, vm);
 	}
 	db_vm_list_free(vms, n);
 	return r;

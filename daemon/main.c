@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* mvmd: options and config, directories, the database, the event loop. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,7 +53,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mvmd [OPTIONS]\n"
-		"  --config FILE      key = value settings (state_dir, run_dir, socket, log_level, vmm)\n"
+		"  --config FILE      key = value settings (state_dir, run_dir, socket, log_level, vmm,\n"
+		"                     cgroup_parent, capacity limits: docs/architecture.md); SIGHUP\n"
+		"                     reloads the capacity limits and log_level\n"
 		"  --state-dir DIR    database and VM logs (default /var/lib/mvm)\n"
 		"  --run-dir DIR      sockets and per-VM runtime files (default /run/mvm)\n"
 		"  --socket PATH      control socket (default <run-dir>/mvmd.sock)\n"
@@ -92,6 +97,7 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 				if (r < 0) {
 					fprintf(stderr, "mvmd: config %s%s%d: %s; fix the file or drop --config\n",
 					        optarg, line ? " line " : "", line,
+					        cfg->error[0] ? cfg->error :
 					        r == -ENOENT && line ? "unknown key" : strerror(-r));
 					return r;
 				}
@@ -130,6 +136,13 @@ static int mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+static void log_readonly(const struct mvmd *d)
+{
+	log_error("state dir %s is on a read-only file system; remount it read-write "
+	          "(running VMs keep running; mvmd re-adopts them once it starts)",
+	          d->cfg.state_dir);
+}
+
 static int setup_dirs(struct mvmd *d)
 {
 	char path[4096];
@@ -139,6 +152,12 @@ static int setup_dirs(struct mvmd *d)
 	if (r == 0) {
 		snprintf(path, sizeof(path), "%s/vms", d->cfg.state_dir);
 		r = mkdir_p(path, 0750);
+	}
+	if (r == 0 && access(d->cfg.state_dir, W_OK) < 0)
+		r = -errno;
+	if (r == -EROFS) {
+		log_readonly(d);
+		return r;
 	}
 	if (r < 0) {
 		log_error("cannot create state dir %s: %s; pass --state-dir DIR you can write",
@@ -152,17 +171,90 @@ static int setup_dirs(struct mvmd *d)
 	return r;
 }
 
+/* The pid a holder of the lock wrote into it, or 0. */
+static long lock_holder(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* One mvmd per state dir: an exclusive flock on <state-dir>/mvmd.lock,
+ * held until exit (the kernel drops it when mvmd dies, kill -9 too).
+ * O_CLOEXEC matters: a worker that inherited it would hold it forever. */
+static int lock_state_dir(struct mvmd *d)
+{
+	char path[4096], pid[32];
+	long holder;
+	int fd, n, r;
+
+	snprintf(path, sizeof(path), "%s/mvmd.lock", d->cfg.state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -EROFS)
+			log_readonly(d);
+		else
+			log_error("cannot open lock file %s: %s; the state dir must be writable",
+			          path, strerror(-r));
+		return r;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		holder = r == -EBUSY ? lock_holder(fd) : 0;
+		if (r == -EBUSY && holder > 0)
+			log_error("another mvmd (pid %ld) uses state dir %s; stop it first, or give "
+			          "this one its own --state-dir", holder, d->cfg.state_dir);
+		else
+			log_error("cannot lock %s: %s; is another mvmd using state dir %s?", path,
+			          strerror(-r), d->cfg.state_dir);
+		close(fd);
+		return r;
+	}
+	/* for the message above, in the next mvmd that finds it locked */
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("cannot write pid to %s: %s", path, strerror(errno));
+	d->lock_fd = fd;
+	return 0;
+}
+
+static void log_db_error(const char *path, int r, const char *why)
+{
+	static const char recover[] = "stop mvmd, move the file aside and restore it from a "
+		"backup (running VMs keep running; mvmd re-adopts them once it starts with a "
+		"good database)";
+
+	if (r == -EBADMSG)
+		log_error("state database %s is corrupt (%s); %s", path, why, recover);
+	else if (r == -EMEDIUMTYPE)
+		log_error("state database %s is not a SQLite database (%s); %s", path, why, recover);
+	else if (r == -EPROTO)
+		log_error("state database %s was written by a newer mvmd (%s); upgrade mvmd",
+		          path, why);
+	else if (r == -EBUSY)
+		log_error("state database %s is locked by another process (%s); close it "
+		          "(an sqlite3 shell?) and start mvmd again", path, why);
+	else if (r == -EROFS)
+		log_error("cannot open state database %s: it is on a read-only file system; "
+		          "remount it read-write", path);
+	else
+		log_error("cannot open state database %s: %s (%s)", path, strerror(-r), why);
+}
+
 static int open_db(struct mvmd *d)
 {
-	char path[4096];
+	char path[4096], why[512];
 	int r;
 
 	snprintf(path, sizeof(path), "%s/mvmd.db", d->cfg.state_dir);
-	r = db_open(path, &d->db);
-	if (r == -EPROTO)
-		log_error("%s was written by a newer mvmd; run that version", path);
-	else if (r < 0)
-		log_error("cannot open database %s: %s", path, strerror(-r));
+	r = db_open_diag(path, &d->db, why, sizeof(why));
+	if (r < 0)
+		log_db_error(path, r, why);
 	return r;
 }
 
@@ -178,6 +270,15 @@ static void signal_cb(uv_signal_t *h, int signum)
 	supervisor_detach_all(d);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	admit_free(d);
+	adopt_free(d);
+}
+
+static void sighup_cb(uv_signal_t *h, int signum)
+{
+	(void)signum;
+	admit_reload(h->data);
 }
 
 static int setup_signals(struct mvmd *d)
@@ -187,12 +288,15 @@ static int setup_signals(struct mvmd *d)
 	signal(SIGPIPE, SIG_IGN);
 	uv_signal_init(d->loop, &d->sig_term);
 	uv_signal_init(d->loop, &d->sig_int);
-	d->sig_term.data = d->sig_int.data = d;
+	uv_signal_init(d->loop, &d->sig_hup);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
 	r = uv_signal_start(&d->sig_term, signal_cb, SIGTERM);
 	if (r == 0)
 		r = uv_signal_start(&d->sig_int, signal_cb, SIGINT);
+	if (r == 0)
+		r = uv_signal_start(&d->sig_hup, sighup_cb, SIGHUP);
 	if (r < 0)
-		log_error("cannot watch SIGTERM/SIGINT: %s", uv_strerror(r));
+		log_error("cannot watch SIGTERM/SIGINT/SIGHUP: %s", uv_strerror(r));
 	return r;
 }
 
@@ -207,19 +311,39 @@ static int finish_config(struct mvmd *d)
 	return config_set(&d->cfg, "socket", path);
 }
 
+/* Queued VMs hold their files open until they start: allow as many fds
+ * as the hard limit does. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int run(struct mvmd *d)
 {
 	int r;
 
+	raise_nofile();
 	r = setup_dirs(d);
+	if (r < 0)
+		return r;
+	r = lock_state_dir(d);
 	if (r < 0)
 		return r;
 	r = open_db(d);
 	if (r < 0)
 		return r;
+	r = admit_init(d);
+	if (r < 0)
+		return r;
 	r = dispatch_recover(d);
 	if (r < 0)
 		log_warn("could not mark VMs of an earlier mvmd as crashed: %s", strerror(-r));
+	adopt_finish(d);
 	r = control_listen(d);
 	if (r < 0)
 		return r;
@@ -236,7 +360,7 @@ static int run(struct mvmd *d)
 
 int main(int argc, char **argv)
 {
-	struct mvmd d = { .uid = getuid() };
+	struct mvmd d = { .uid = getuid(), .lock_fd = -1 };
 	int r;
 
 	if (config_defaults(&d.cfg, argv[0]) < 0 || parse_args(&d.cfg, argc, argv) < 0 ||
@@ -249,9 +373,13 @@ int main(int argc, char **argv)
 	if (d.listening)
 		control_close_all(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	admit_free(&d);
+	uv_run(d.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(d.loop) != 0)
 		log_debug("handles left open at exit");
 	db_close(d.db);
+	if (d.lock_fd >= 0)
+		close(d.lock_fd);       /* after the database: the lock guards it */
 	config_free(&d.cfg);
 	return r < 0 ? 1 : 0;
 }

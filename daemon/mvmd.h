@@ -13,6 +13,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "daemon/capacity.h"
+#include "daemon/cgroup.h"
 #include "db/db.h"
 #include "proto/proto.h"
 
@@ -26,12 +28,24 @@ struct config {
 	char *socket_path;
 	char *vmm_path;
 	enum log_level log_level;
+	char *path;                     /* the config file, for SIGHUP; NULL: none */
+	char *cgroup_parent;            /* NULL: "mvm" beneath mvmd's own cgroup */
+	struct cap_limits limits;       /* capacity keys, parsed by capacity.c */
+	double health_interval;         /* seconds between pings to a worker; 0: off */
+	double health_timeout;          /* no pong for this long: hung, killed */
+	/* worker sandbox (supervisor.c): -1 unset, on when mvmd runs as root */
+	int sandbox;
+	uint32_t sandbox_uid_base;      /* workers run as base + slot (uid and gid) */
+	uint32_t sandbox_uid_count;     /* slots: at most this many sandboxed workers */
+	char error[256];                /* why config_load failed, if it says */
 };
 
 /* Built-in defaults; argv0 locates a build-tree mvm-vmm. */
 int config_defaults(struct config *cfg, const char *argv0);
-/* `key = value` lines (state_dir, run_dir, socket, log_level, vmm); '#'
- * comments.  On error *ret_line says where. */
+/* `key = value` lines (state_dir, run_dir, socket, log_level, vmm,
+ * cgroup_parent, sandbox, sandbox_uid_base, sandbox_uid_count, and the capacity keys of capacity.h including `pool NAME
+ * max N`); '#' comments.  On error *ret_line says where and cfg->error,
+ * when set, why. */
 int config_load(struct config *cfg, const char *path, int *ret_line);
 int config_set(struct config *cfg, const char *key, const char *value);
 void config_free(struct config *cfg);
@@ -59,8 +73,16 @@ struct mvmd {
 	bool listening;
 	struct conn *conns;             /* all connections */
 	struct worker *workers;         /* one per VM with a live worker */
-	uv_signal_t sig_term, sig_int;
+	uv_signal_t sig_term, sig_int, sig_hup;
 	bool shutting_down;
+	/* capacity (admit.c) */
+	struct cap cap;
+	struct cgroup cg;
+	struct vm_slot *slots;          /* VMs holding a reservation */
+	uv_timer_t start_timer;         /* the start rate's next token */
+	bool admit_ready;
+	struct adopt_state *adopt;      /* health checks, restart backoff (adopt.c) */
+	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
 };
 
 double mvmd_now(void);
@@ -103,6 +125,8 @@ void control_close_all(struct mvmd *d);
  * connection that cannot take it is closed. */
 void conn_send(struct conn *c, json_t *msg);
 void conn_send_raw(struct conn *c, const void *data, size_t len);
+/* Send an encoded message line (buf taken over, freed after writing). */
+void conn_send_line(struct conn *c, char *buf, size_t len);
 void conn_reply_ok(struct conn *c, json_t *id, json_t *result);
 void conn_reply_error(struct conn *c, json_t *id, const struct proto_error *err);
 /* A busy request finished: go on with the next buffered line. */
@@ -126,6 +150,9 @@ void dispatch_event(struct mvmd *d, const struct proto_vm *vm, const char *reaso
 void dispatch_deleted(struct mvmd *d, const struct proto_vm *vm);
 /* Mark rows left starting/running/stopping by an earlier mvmd as crashed. */
 int dispatch_recover(struct mvmd *d);
+/* A storage_error for a commit that failed with r: says what is wrong
+ * with the state dir (locked by another process, read-only, full). */
+void dispatch_storage_error(const struct mvmd *d, int r, struct proto_error *err);
 
 /* ---- workers (supervisor.c) --------------------------------------------- */
 
@@ -157,6 +184,22 @@ struct worker {
 	char link_reason[64];           /* from the worker's exit message */
 	bool has_link_status;
 	int link_status;
+	/* re-adopted from an earlier mvmd (adopt.c): not our child, so no
+	 * uv_process; its exit shows as its pidfd turning readable */
+	bool adopted;
+	int pidfd;                      /* -1: none */
+	uv_poll_t pidfd_poll;
+	/* health (adopt.c): pings over the link, answered by pongs */
+	double last_pong;               /* mvmd_now() of the last pong or start */
+	double ping_since;              /* the oldest unanswered ping; 0: none */
+	int64_t ping_seq;
+	bool hung;                      /* killed for not answering */
+	/* sandbox (supervisor.c): uid and gid sandbox_uid_base + slot */
+	bool has_slot;
+	uint32_t slot;
+	int slot_fd;                    /* its host-wide claim on the uid; -1: none */
+	bool has_seccomp_nr;            /* its SIGSYS handler reported a syscall */
+	int64_t seccomp_nr;
 };
 
 /* Files opened with the caller's credentials and handed to the worker. */
@@ -164,7 +207,13 @@ struct vm_files {
 	int kernel_fd, initrd_fd;
 	int disk_fds[16];
 	int ndisks;
+	int nic_fds[8];                 /* TAPs opened by tap_open() */
+	int nnics;
 };
+
+/* Remove <run-dir>/vms/<name>/, a worker's sandbox directory, and all in it
+ * (the VM ended, or its worker is gone). */
+void supervisor_sandbox_remove(struct mvmd *d, const char *name);
 
 void vm_files_init(struct vm_files *f);
 void vm_files_close(struct vm_files *f);
@@ -188,6 +237,91 @@ void supervisor_detach_all(struct mvmd *d);
 /* Commit a state change of w's VM, then tell subscribers. */
 int supervisor_transition(struct worker *w, enum proto_vm_state state,
                           const char *reason);
+/* Take over a live worker of an earlier mvmd (adopt.c): link_fd is the
+ * connected adoption socket (its hello already read), pidfd the worker's
+ * pidfd; both are taken over on success and failure. */
+int supervisor_adopt(struct mvmd *d, const struct proto_vm *vm, int link_fd, int pidfd,
+                     bool booted, struct worker **ret_w);
+/* Health: send a ping; kill a worker that stopped answering as hung. */
+int supervisor_ping(struct worker *w);
+void supervisor_hung(struct worker *w);
+
+/* ---- reliability (adopt.c) ---------------------------------------------- */
+
+/* <run-dir>/vms/<name>.sock, the worker's adoption socket. */
+int adopt_socket_path(const struct mvmd *d, const char *name, char *buf, size_t size);
+/* After spawning: record pid and process start time beside the VM's logs,
+ * which re-adoption checks so a recycled pid is never taken over. */
+void adopt_record_spawn(struct mvmd *d, const char *name, pid_t pid);
+/* Daemon start, for a row left starting/running/stopping: re-adopt its
+ * worker or record why it is gone.  0 or -errno (storage). */
+int adopt_vm(struct mvmd *d, struct proto_vm *vm);
+/* Daemon start, after every row: kill workers that have no row (or whose
+ * row says they should not run), remove stale sockets, start health
+ * checks and the VMs that should run (restart always, autostart). */
+int adopt_finish(struct mvmd *d);
+/* A worker ended (supervisor.c): remove its socket, apply the restart
+ * policy.  requested: the user stopped or killed it. */
+void adopt_worker_ended(struct mvmd *d, const struct proto_vm *vm, bool requested,
+                        double ran_s);
+void adopt_free(struct mvmd *d);
+
+/* ---- capacity: admission, start queue, cgroups (admit.c) ---------------- */
+
+/*
+ * One admitted VM: its reservation from admission until it ends, its place
+ * in the start queue and the files its start needs while queued, and its
+ * cgroup once started.  Only VMs that hold a reservation (queued, starting,
+ * running, stopping) have one.
+ */
+struct vm_slot {
+	struct vm_slot *next, **pprev;
+	struct mvmd *d;
+	int64_t vm_id;
+	struct cap_resv resv;
+	struct cap_qnode qnode;
+	bool starting;                  /* counted by cap_start_try */
+	bool attach_failed;             /* its worker could not join the cgroup */
+	struct proto_vm vm;             /* queued: the row to start */
+	struct vm_files files;          /* queued: opened for the client */
+	struct conn *wait_conn;         /* queued create --wait: who waits */
+	json_t *wait_id;
+	struct cgroup_vm *cg;
+};
+
+int admit_init(struct mvmd *d);
+void admit_free(struct mvmd *d);
+/* Admission of vm (its definition and owner) against every limit, and
+ * whether it may start now or must queue: 0 and *ret holding the
+ * reservation, or an error (limit_exceeded naming the limit, not_found
+ * for an undefined pool; --no-queue: limit_exceeded when it would wait).
+ * Nothing is stored: a refused vm.create leaves no row. */
+int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
+                  struct vm_slot **ret, struct proto_error *err);
+/* The row could not be stored after admit_reserve: give it all back. */
+void admit_abandon(struct vm_slot *s);
+/* Start the admitted vm (stored, vm->id set) now or commit "queued";
+ * answers the request (with wait: once running).  Takes files over. */
+void admit_launch(struct conn *c, struct proto_request *req, struct vm_slot *s,
+                  const struct proto_vm *vm, struct vm_files *files, bool wait);
+/* A queued VM stopped (reason: stored as its exit reason, state stopped)
+ * or removed (reason NULL): leave the queue and give capacity back.
+ * -ENOENT if vm is not queued. */
+int admit_cancel(struct mvmd *d, struct proto_vm *vm, const char *reason);
+/* Worker hooks (supervisor.c). */
+void admit_spawned(struct mvmd *d, int64_t vm_id, pid_t pid);
+void admit_booted(struct mvmd *d, int64_t vm_id);
+/* Rewrite an exit reason when the kernel OOM-killed the worker. */
+void admit_exit_reason(struct mvmd *d, int64_t vm_id, int term_signal, char *reason,
+                       size_t size);
+void admit_ended(struct mvmd *d, int64_t vm_id);
+void admit_forget_conn(struct mvmd *d, struct conn *c);
+/* host.info's capacity part, host.set, and SIGHUP. */
+json_t *admit_host_json(struct mvmd *d);
+void admit_host_set(struct conn *c, struct proto_request *req);
+void admit_reload(struct mvmd *d);
+/* Daemon start: remove the cgroup an earlier mvmd left for a VM. */
+void admit_cleanup_stale(struct mvmd *d, const char *name);
 
 /* ---- file access (access.c) --------------------------------------------- */
 
@@ -201,5 +335,7 @@ int access_open(const struct mvmd *d, const struct cred *cred, const char *field
 /* ---- sd_notify (notify.c) ----------------------------------------------- */
 
 int notify_ready(void);
+/* Any state line ("WATCHDOG=1"); 0 when not started by systemd. */
+int notify_send(const char *msg);
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* sd_notify(READY=1) without libsystemd: one datagram to $NOTIFY_SOCKET. */
+/* sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -12,9 +12,13 @@
 
 int notify_ready(void)
 {
+	return notify_send("READY=1");
+}
+
+int notify_send(const char *msg)
+{
 	const char *path = getenv("NOTIFY_SOCKET");
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	static const char msg[] = "READY=1";
 	size_t n;
 	int fd, r = 0;
 
@@ -29,7 +33,7 @@ int notify_ready(void)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (sendto(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
 	           offsetof(struct sockaddr_un, sun_path) + n) < 0)
 		r = -errno;
 	close(fd);

@@ -7,8 +7,12 @@
  * reached EOF (whichever comes last), so the exit message is never lost to
  * the race between SIGCHLD and the last read.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <seccomp.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +20,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
@@ -24,11 +30,13 @@
 #define EXIT_SETTLE_MS 1000
 
 static void worker_finish(struct worker *w);
+static void slot_release(struct worker *w);
 
 void vm_files_init(struct vm_files *f)
 {
 	f->kernel_fd = f->initrd_fd = -1;
 	f->ndisks = 0;
+	f->nnics = 0;
 }
 
 void vm_files_close(struct vm_files *f)
@@ -39,6 +47,8 @@ void vm_files_close(struct vm_files *f)
 		close(f->initrd_fd);
 	for (int i = 0; i < f->ndisks; i++)
 		close(f->disk_fds[i]);
+	for (int i = 0; i < f->nnics; i++)
+		close(f->nic_fds[i]);
 	vm_files_init(f);
 }
 
@@ -54,6 +64,10 @@ struct worker *supervisor_find(struct mvmd *d, int64_t vm_id)
 
 static void worker_free(struct worker *w)
 {
+	if (w->pidfd >= 0)
+		close(w->pidfd);
+	if (w->slot_fd >= 0)
+		close(w->slot_fd);
 	proto_linebuf_free(&w->lb);
 	proto_vm_clear(&w->vm);
 	free(w);
@@ -159,6 +173,7 @@ void supervisor_add_waiter(struct worker *w, struct conn *c, json_t *id,
 
 void supervisor_forget_conn(struct mvmd *d, struct conn *c)
 {
+	admit_forget_conn(d, c);
 	for (struct worker *w = d->workers; w; w = w->next) {
 		struct waiter **pp = &w->waiters, *wt;
 
@@ -250,6 +265,7 @@ static void worker_booted(struct worker *w)
 	if (w->vm.state == PROTO_VM_STARTING)
 		supervisor_transition(w, PROTO_VM_RUNNING, NULL);
 	worker_answer(w, WAIT_RUNNING, false);
+	admit_booted(w->d, w->vm.id);   /* its first byte ends the starting phase */
 }
 
 static void link_message(struct worker *w, const char *line, size_t len)
@@ -272,6 +288,19 @@ static void link_message(struct worker *w, const char *line, size_t len)
 		w->has_link_status = true;
 		w->link_status = m.status;
 		snprintf(w->link_reason, sizeof(w->link_reason), "%s", m.reason);
+		break;
+	case PROTO_LINK_PONG:
+		w->last_pong = mvmd_now();
+		w->ping_since = 0;
+		break;
+	case PROTO_LINK_HELLO:
+		break;                  /* adopt.c read the one that counts */
+	case PROTO_LINK_SECCOMP:
+		/* its SIGSYS handler, just before it dies: keep the first */
+		if (!w->has_seccomp_nr) {
+			w->has_seccomp_nr = true;
+			w->seccomp_nr = m.nr;
+		}
 		break;
 	default:
 		log_warn("VM %s: unexpected '%s' from its worker", w->vm.name,
@@ -325,11 +354,49 @@ static const char *status_reason(int status)
 	}
 }
 
+/* "killed: seccomp violation (syscall NAME)", NAME from the worker's own
+ * report (libseccomp knows the names of the native ABI's numbers). */
+static void seccomp_reason(const struct worker *w, char *reason, size_t size)
+{
+	char *name = NULL, num[24] = "unknown";
+
+	if (w->has_seccomp_nr) {
+		name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, (int)w->seccomp_nr);
+		snprintf(num, sizeof(num), "%lld", (long long)w->seccomp_nr);
+	}
+	snprintf(reason, size, "killed: seccomp violation (syscall %s)", name ? name : num);
+	free(name);
+}
+
+/* Death by SIGSYS is the seccomp filter's doing unless a user sent it; an
+ * adopted worker's status is unknown, so there the report alone counts. */
+static bool seccomp_killed(const struct worker *w)
+{
+	if (w->kill_requested)
+		return false;
+	if (w->term_signal == SIGSYS)
+		return true;
+	return w->adopted && w->has_seccomp_nr && !w->has_link_status;
+}
+
 /* Decide the final state and reason from how the process ended. */
 static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t size)
 {
 	const char *r;
 
+	if (w->hung) {
+		snprintf(reason, size, "hung");
+		return PROTO_VM_CRASHED;
+	}
+	if (seccomp_killed(w)) {
+		seccomp_reason(w, reason, size);
+		return PROTO_VM_CRASHED;
+	}
+	/* not our child: only its exit message tells how it ended */
+	if (w->adopted && !w->has_link_status && !w->kill_requested && !w->stop_requested) {
+		snprintf(reason, size, "unknown (worker not a child of this mvmd)");
+		return PROTO_VM_CRASHED;
+	}
 	if (w->term_signal) {
 		if (w->kill_requested) {
 			snprintf(reason, size, "killed");
@@ -367,6 +434,21 @@ static void worker_close_clients(struct worker *w)
 	}
 }
 
+/* A child's uv_process, or an adopted worker's pidfd watch. */
+static uv_handle_t *worker_proc_handle(struct worker *w)
+{
+	return w->adopted ? (uv_handle_t *)&w->pidfd_poll : (uv_handle_t *)&w->proc;
+}
+
+/* pidfd_send_signal for adopted workers: the pidfd names this process
+ * even if its pid were reused. */
+static int worker_signal(struct worker *w, int sig)
+{
+	if (!w->adopted)
+		return uv_process_kill(&w->proc, sig);
+	return syscall(SYS_pidfd_send_signal, w->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
 static void worker_finish(struct worker *w)
 {
 	char reason[64];
@@ -377,6 +459,8 @@ static void worker_finish(struct worker *w)
 	w->finished = true;
 	uv_timer_stop(&w->timer);
 	st = exit_outcome(w, reason, sizeof(reason));
+	if (w->term_signal == SIGKILL && !w->kill_requested && !w->stop_requested)
+		admit_exit_reason(w->d, w->vm.id, w->term_signal, reason, sizeof(reason));
 	free(w->vm.exit_reason);
 	w->vm.exit_reason = strdup(reason);
 	w->vm.has_exit_status = true;
@@ -389,7 +473,13 @@ static void worker_finish(struct worker *w)
 	worker_close_clients(w);
 	worker_close_handle(w, (uv_handle_t *)&w->timer);
 	worker_close_handle(w, (uv_handle_t *)&w->link);
-	worker_close_handle(w, (uv_handle_t *)&w->proc);
+	worker_close_handle(w, worker_proc_handle(w));
+	/* capacity back, cgroup gone, the next queued VM may start */
+	admit_ended(w->d, w->vm.id);
+	supervisor_sandbox_remove(w->d, w->vm.name);
+	slot_release(w);
+	adopt_worker_ended(w->d, &w->vm, w->stop_requested || w->kill_requested,
+	                   mvmd_now() - w->vm.started_at);
 }
 
 static void settle_cb(uv_timer_t *t)
@@ -419,7 +509,7 @@ static void stop_timeout_cb(uv_timer_t *t)
 	struct worker *w = t->data;
 
 	if (!w->exited)
-		uv_process_kill(&w->proc, SIGKILL);
+		worker_signal(w, SIGKILL);
 }
 
 int supervisor_stop(struct worker *w, int64_t timeout_s)
@@ -446,7 +536,7 @@ int supervisor_kill(struct worker *w, int sig)
 	if (w->exited)
 		return -ESRCH;
 	w->kill_requested = true;
-	return uv_process_kill(&w->proc, sig);
+	return worker_signal(w, sig);
 }
 
 void supervisor_detach_all(struct mvmd *d)
@@ -467,18 +557,256 @@ void supervisor_detach_all(struct mvmd *d)
 		}
 		worker_close_handle(w, (uv_handle_t *)&w->timer);
 		worker_close_handle(w, (uv_handle_t *)&w->link);
-		worker_close_handle(w, (uv_handle_t *)&w->proc);
+		worker_close_handle(w, worker_proc_handle(w));
 	}
+}
+
+/* ---- sandbox ------------------------------------------------------------ */
+
+/* Sandboxing needs root: only root can give the worker its own uid.  Said
+ * once, at the first start, when workers run without it. */
+static bool sandbox_enabled(const struct mvmd *d)
+{
+	static bool told;
+	bool root = geteuid() == 0;
+	bool on = root && d->cfg.sandbox != 0;
+
+	if (!on && !told) {
+		told = true;
+		if (root)
+			log_warn("workers run without their sandbox: config says sandbox = false");
+		else
+			log_warn("workers run without their sandbox%s: mvmd is not root, so it cannot "
+			         "give a worker its own uid", d->cfg.sandbox > 0 ? " (sandbox = true ignored)" : "");
+	}
+	return on;
+}
+
+/* <run-dir>/vms/<name>: the worker's sandbox directory, its whole root. */
+static int sandbox_dir(const struct mvmd *d, const char *name, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%s/vms/%s", d->cfg.run_dir, name);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Removes what dfd holds (taking dfd); bounded depth: the directory holds
+ * sockets, at most a host application's own subdirectory. */
+static void remove_below(int dfd, int depth)
+{
+	DIR *dp = fdopendir(dfd);
+	struct dirent *e;
+	int sub;
+
+	if (!dp) {
+		close(dfd);
+		return;
+	}
+	while ((e = readdir(dp))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(dp), e->d_name, 0) == 0 || errno != EISDIR)
+			continue;
+		sub = openat(dirfd(dp), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0 && depth > 0)
+			remove_below(sub, depth - 1);
+		else if (sub >= 0)
+			close(sub);
+		unlinkat(dirfd(dp), e->d_name, AT_REMOVEDIR);
+	}
+	closedir(dp);
+}
+
+void supervisor_sandbox_remove(struct mvmd *d, const char *name)
+{
+	char path[4096];
+	int fd;
+
+	if (!name[0] || sandbox_dir(d, name, path, sizeof(path)) < 0)
+		return;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	remove_below(fd, 4);
+	if (rmdir(path) < 0 && errno != ENOENT)
+		log_warn("VM %s: cannot remove its sandbox directory %s: %s", name, path,
+		         strerror(errno));
+}
+
+/* The real uid of process `name` (a /proc entry), or -1. */
+static long long proc_uid(int proc_fd, const char *name)
+{
+	char path[NAME_MAX + 16], buf[1024], *p;
+	unsigned long uid;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/status", name);
+	fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, "\nUid:");
+	return p && sscanf(p + 5, "%lu", &uid) == 1 ? (long long)uid : -1;
+}
+
+/* Marks the slots whose uid some process on the host runs as: another
+ * mvmd's worker (a test daemon beside a real one) or anything else that
+ * uses the range.  RLIMIT_NPROC counts every task of a uid, and a shared
+ * uid would let two VMs' workers signal each other. */
+static void slots_in_use_on_host(const struct config *c, uint64_t n, unsigned char *used)
+{
+	DIR *dp = opendir("/proc");
+	struct dirent *e;
+	long long uid;
+
+	if (!dp)
+		return;
+	while ((e = readdir(dp)))
+		if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
+		    (uid = proc_uid(dirfd(dp), e->d_name)) >= c->sandbox_uid_base &&
+		    (uint64_t)uid - c->sandbox_uid_base < n) {
+			uid -= c->sandbox_uid_base;
+			used[uid / 8] |= (unsigned char)(1u << (uid % 8));
+		}
+	closedir(dp);
+}
+
+/*
+ * A host-wide claim on a uid: the abstract Unix socket "mvm-uid-N" can be
+ * bound only once per network namespace, so two mvmds (a test daemon
+ * beside another) never hand out the same uid in the moment between
+ * choosing it and the worker switching to it.  Held until the worker ends.
+ */
+static int slot_claim(uint32_t uid)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), n;
+
+	if (fd < 0)
+		return -errno;
+	n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "mvm-uid-%u", uid);
+	if (bind(fd, (struct sockaddr *)&sa,
+	         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0) {
+		n = -errno;
+		close(fd);
+		return n;
+	}
+	return fd;
+}
+
+static void slot_release(struct worker *w)
+{
+	if (w->slot_fd >= 0)
+		close(w->slot_fd);
+	w->slot_fd = -1;
+	w->has_slot = false;
+}
+
+/* The lowest slot that no live worker holds, no process uses and no other
+ * mvmd claimed: uid and gid base + slot, unique per live worker. */
+static int slot_alloc(const struct mvmd *d, uint32_t *ret, int *ret_fd)
+{
+	uint64_t n = d->cfg.sandbox_uid_count, slot;
+	unsigned char *used;
+	int fd = -EUSERS;
+
+	if (d->cfg.sandbox_uid_base + n > 0xffffffffULL)
+		n = 0xffffffffULL - d->cfg.sandbox_uid_base;
+	used = calloc(n / 8 + 1, 1);
+	if (!used)
+		return -ENOMEM;
+	/* our own first: a worker just spawned still runs as root */
+	for (const struct worker *w = d->workers; w; w = w->next)
+		if (w->has_slot && w->slot < n)
+			used[w->slot / 8] |= (unsigned char)(1u << (w->slot % 8));
+	slots_in_use_on_host(&d->cfg, n, used);
+	for (slot = 0; slot < n; slot++) {
+		if (used[slot / 8] & (1u << (slot % 8)))
+			continue;
+		fd = slot_claim(d->cfg.sandbox_uid_base + (uint32_t)slot);
+		if (fd >= 0 || fd != -EADDRINUSE)
+			break;
+	}
+	free(used);
+	if (slot == n)
+		return -EUSERS;
+	if (fd < 0)
+		return fd;
+	*ret = (uint32_t)slot;
+	*ret_fd = fd;
+	return 0;
+}
+
+/* A slot and a fresh, empty sandbox directory that only its uid may enter
+ * (and root, for the host ends of vsock sockets). */
+static int sandbox_prepare(struct worker *w, char *dir, size_t size)
+{
+	struct mvmd *d = w->d;
+	uid_t id;
+	int r;
+
+	r = slot_alloc(d, &w->slot, &w->slot_fd);
+	if (r < 0)
+		return r;
+	w->has_slot = true;
+	id = d->cfg.sandbox_uid_base + w->slot;
+	/* what a worker of this VM that died unseen left behind */
+	supervisor_sandbox_remove(d, w->vm.name);
+	r = sandbox_dir(d, "", dir, size);      /* <run-dir>/vms/ first */
+	if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
+		r = -errno;
+	if (r == 0)
+		r = sandbox_dir(d, w->vm.name, dir, size);
+	if (r == 0 && mkdir(dir, 0700) < 0)
+		r = -errno;
+	else if (r == 0 && (chown(dir, id, id) < 0 || chmod(dir, 0700) < 0)) {
+		r = -errno;
+		rmdir(dir);
+	}
+	if (r < 0)
+		slot_release(w);
+	return r;
+}
+
+/* An adopted worker keeps its slot: its uid says which (0 before its
+ * lockdown or unsandboxed: none). */
+static void slot_of_adopted(struct worker *w)
+{
+	const struct config *c = &w->d->cfg;
+	char path[64], line[256];
+	unsigned long uid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%lld/status", (long long)w->vm.pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %lu", &uid) == 1) {
+			if (uid >= c->sandbox_uid_base && uid - c->sandbox_uid_base < c->sandbox_uid_count) {
+				w->has_slot = true;
+				w->slot = (uint32_t)(uid - c->sandbox_uid_base);
+				w->slot_fd = slot_claim((uint32_t)uid);
+			}
+			break;
+		}
+	fclose(f);
 }
 
 /* ---- spawning ----------------------------------------------------------- */
 
-#define ARGV_MAX 32
+#define ARGV_MAX 96
+#define ARG_BUFS 32                     /* 6 + a disk or NIC value each */
 
 struct spawn_args {
 	char *argv[ARGV_MAX];
 	int argc;
-	char bufs[6][4200];             /* formatted argument values */
+	char bufs[ARG_BUFS][4200];      /* formatted argument values */
 	int nbufs;
 };
 
@@ -496,7 +824,7 @@ static void arg_addf(struct spawn_args *a, const char *fmt, ...)
 	va_list ap;
 	char *b;
 
-	if (a->nbufs >= 6)
+	if (a->nbufs >= ARG_BUFS)
 		return;
 	b = a->bufs[a->nbufs++];
 	va_start(ap, fmt);
@@ -505,8 +833,60 @@ static void arg_addf(struct spawn_args *a, const char *fmt, ...)
 	arg_add(a, b);
 }
 
-/* Worker fds: 3 the link, 4 the kernel, 5 the initrd.  The worker opens
- * /proc/self/fd/N, the very files that were checked for the client. */
+/* The worker's fd for disk i and NIC i: after the link (3), the kernel
+ * (4) and the initrd (5, if any), in that order; worker_spawn() maps them. */
+static int disk_fd_no(const struct vm_files *f, int i)
+{
+	return (f->initrd_fd >= 0 ? 6 : 5) + i;
+}
+
+static int nic_fd_no(const struct vm_files *f, int i)
+{
+	return disk_fd_no(f, f->ndisks) + i;
+}
+
+/* A NIC without a MAC in its definition gets 52:54:00 and three bytes of
+ * FNV-1a over the VM's name and the NIC's index: stable across restarts,
+ * different between VMs (the worker's own default only sees fd numbers). */
+static void nic_default_mac(const char *vm_name, int index, char *buf, size_t size)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = vm_name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ (uint8_t)index) * 16777619u;
+	snprintf(buf, size, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+}
+
+/* --disk /proc/self/fd/N[,ro] and --net fd=N[,mac=MAC]: the worker uses
+ * the very fds that were opened for the client (docs/security.md). */
+static void build_device_argv(const struct proto_vm *vm, const struct vm_files *f,
+                              struct spawn_args *a)
+{
+	char def_mac[18];
+	json_t *o, *mac;
+
+	for (int i = 0; i < f->ndisks; i++) {
+		o = json_array_get(vm->disks, (size_t)i);
+		arg_add(a, "--disk");
+		arg_addf(a, "/proc/self/fd/%d%s", disk_fd_no(f, i),
+		         json_is_true(json_object_get(o, "readonly")) ? ",ro" : "");
+	}
+	for (int i = 0; i < f->nnics; i++) {
+		mac = json_object_get(json_array_get(vm->nics, (size_t)i), "mac");
+		arg_add(a, "--net");
+		if (json_is_string(mac))
+			snprintf(def_mac, sizeof(def_mac), "%s", json_string_value(mac));
+		else
+			nic_default_mac(vm->name, i, def_mac, sizeof(def_mac));
+		arg_addf(a, "fd=%d,mac=%s", nic_fd_no(f, i), def_mac);
+	}
+}
+
+/* Worker fds: 3 the link, 4 the kernel, 5 the initrd, then disks and
+ * NICs.  The worker opens /proc/self/fd/N for the kernel and initrd and
+ * takes disk and TAP fds over as they are: the very files that were
+ * checked for the client. */
 static void build_argv(struct mvmd *d, const struct proto_vm *vm,
                        const struct vm_files *files, const char *log_path,
                        struct spawn_args *a)
@@ -530,8 +910,38 @@ static void build_argv(struct mvmd *d, const struct proto_vm *vm,
 	arg_add(a, log_path);
 	arg_add(a, "--serial-log-max");
 	arg_add(a, "1M");
+	build_device_argv(vm, files, a);
 	arg_add(a, "--control-fd");
 	arg_add(a, "3");
+	if (a->nbufs < ARG_BUFS &&
+	    adopt_socket_path(d, vm->name, a->bufs[a->nbufs], sizeof(a->bufs[0])) == 0) {
+		arg_add(a, "--adopt-socket");
+		arg_add(a, a->bufs[a->nbufs++]);
+	}
+	a->argv[a->argc] = NULL;
+}
+
+/* docs/security.md "Worker sandbox": its own uid and gid, and the per-VM
+ * directory as its whole root. */
+static void build_sandbox_argv(const struct worker *w, const char *dir, struct spawn_args *a)
+{
+	uint32_t id = w->d->cfg.sandbox_uid_base + w->slot;
+
+	arg_add(a, "--sandbox");
+	arg_add(a, "--sandbox-uid");
+	arg_addf(a, "%u", id);
+	arg_add(a, "--sandbox-gid");
+	arg_addf(a, "%u", id);
+	arg_add(a, "--sandbox-dir");
+	arg_add(a, dir);
+#ifdef MVM_TEST_HOOKS
+	/* Test builds only: MVM_TEST_FORBIDDEN_SYSCALL=<VM name> in mvmd's
+	 * environment makes that VM's worker break its filter on purpose. */
+	const char *t = getenv("MVM_TEST_FORBIDDEN_SYSCALL");
+
+	if (t && !strcmp(t, w->vm.name))
+		arg_add(a, "--test-forbidden-syscall");
+#endif
 	a->argv[a->argc] = NULL;
 }
 
@@ -558,18 +968,22 @@ static int worker_spawn(struct worker *w, const struct vm_files *files, int link
                         int log_fd)
 {
 	struct mvmd *d = w->d;
-	uv_stdio_container_t stdio[6];
+	uv_stdio_container_t stdio[6 + 16 + 8];
 	uv_process_options_t opt = { 0 };
 	struct spawn_args *a = calloc(1, sizeof(*a));
-	char console_log[4096];
+	char console_log[4096], sandbox[4096];
 	int r, n = 0;
 
 	if (!a)
 		return -ENOMEM;
 	r = mvmd_vm_dir(d, w->vm.name, "console.log", console_log, sizeof(console_log));
+	if (r == 0 && w->has_slot)
+		r = sandbox_dir(d, w->vm.name, sandbox, sizeof(sandbox));
 	if (r < 0)
 		goto out;
 	build_argv(d, &w->vm, files, console_log, a);
+	if (w->has_slot)
+		build_sandbox_argv(w, sandbox, a);
 	stdio[n++] = (uv_stdio_container_t){ .flags = UV_IGNORE };
 	stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = log_fd };
 	stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = log_fd };
@@ -577,6 +991,10 @@ static int worker_spawn(struct worker *w, const struct vm_files *files, int link
 	stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = files->kernel_fd };
 	if (files->initrd_fd >= 0)
 		stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = files->initrd_fd };
+	for (int i = 0; i < files->ndisks; i++)
+		stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = files->disk_fds[i] };
+	for (int i = 0; i < files->nnics; i++)
+		stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = files->nic_fds[i] };
 	opt.file = d->cfg.vmm_path;
 	opt.args = a->argv;
 	opt.exit_cb = exit_cb;
@@ -586,6 +1004,10 @@ static int worker_spawn(struct worker *w, const struct vm_files *files, int link
 	opt.flags = UV_PROCESS_DETACHED;
 	w->proc.data = w;
 	r = uv_spawn(d->loop, &w->proc, &opt);
+	if (r == 0) {
+		admit_spawned(d, w->vm.id, w->proc.pid);
+		adopt_record_spawn(d, w->vm.name, w->proc.pid);
+	}
 out:
 	free(a);
 	return r;
@@ -599,6 +1021,9 @@ static struct worker *worker_new(struct mvmd *d, const struct proto_vm *vm)
 	if (!w)
 		return NULL;
 	w->d = d;
+	w->pidfd = -1;
+	w->slot_fd = -1;
+	w->last_pong = mvmd_now();
 	proto_linebuf_init(&w->lb);
 	/* a private copy of the row, kept in step with the db */
 	j = proto_vm_to_json(vm);
@@ -641,7 +1066,38 @@ static int start_fail(struct proto_error *err, int r, const char *what)
 	return r;
 }
 
-/* The process runs: watch its link and commit "starting". */
+/* Crash ordering (docs/architecture.md): "starting" is committed before
+ * the spawn, as the intent to spawn, and the pid after it.  A crash in
+ * between leaves a row "starting" whose worker, if any, the next mvmd
+ * finds through the record adopt_record_spawn() wrote. */
+static int commit_starting(struct worker *w, struct proto_error *err)
+{
+	int r;
+
+	w->vm.pid = 0;
+	w->vm.started_at = mvmd_now();
+	w->vm.has_exit_status = false;
+	free(w->vm.exit_reason);
+	w->vm.exit_reason = NULL;
+	r = supervisor_transition(w, PROTO_VM_STARTING, NULL);
+	if (r < 0)
+		dispatch_storage_error(w->d, r, err);
+	return r;
+}
+
+/* The spawn failed after "starting" was stored: the row says why. */
+static void commit_start_failed(struct worker *w, const struct proto_error *err)
+{
+	char why[600];
+
+	snprintf(why, sizeof(why), "start failed: %s", err->message);
+	free(w->vm.exit_reason);
+	w->vm.exit_reason = strdup(why);
+	w->vm.pid = 0;
+	supervisor_transition(w, PROTO_VM_CRASHED, why);
+}
+
+/* The process runs: watch its link and store its pid. */
 static int supervisor_started(struct worker *w, int link_fd, struct worker **ret_w,
                               struct proto_error *err)
 {
@@ -654,18 +1110,13 @@ static int supervisor_started(struct worker *w, int link_fd, struct worker **ret
 		return start_fail(err, r, "link");
 	}
 	w->vm.pid = w->proc.pid;
-	w->vm.started_at = mvmd_now();
-	w->vm.has_exit_status = false;
-	free(w->vm.exit_reason);
-	w->vm.exit_reason = NULL;
-	r = supervisor_transition(w, PROTO_VM_STARTING, NULL);
+	r = db_vm_store(w->d->db, &w->vm);
 	if (r < 0) {
 		/* the client must not hear of a start that is not stored */
+		log_error("VM %s: cannot store its worker's pid: %s", w->vm.name, strerror(-r));
 		w->kill_requested = true;
 		uv_process_kill(&w->proc, SIGKILL);
-		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL,
-		                "cannot store the VM's new state: %s; free disk space in the state dir",
-		                strerror(-r));
+		dispatch_storage_error(w->d, r, err);
 		return r;
 	}
 	*ret_w = w;
@@ -677,7 +1128,7 @@ int supervisor_start(struct mvmd *d, const struct proto_vm *vm,
                      struct proto_error *err)
 {
 	struct worker *w = worker_new(d, vm);
-	char console_log[4096];
+	char console_log[4096], sandbox[4096];
 	int sp[2] = { -1, -1 }, log_fd, r;
 
 	if (!w) {
@@ -689,13 +1140,22 @@ int supervisor_start(struct mvmd *d, const struct proto_vm *vm,
 		r = start_fail(err, log_fd, "VM directory");
 		goto fail;
 	}
+	if (sandbox_enabled(d) && (r = sandbox_prepare(w, sandbox, sizeof(sandbox))) < 0) {
+		start_fail(err, r, r == -EUSERS ? "sandbox: every uid of sandbox_uid_count is in use"
+		                                 : "sandbox directory");
+		goto fail_log;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
 		r = start_fail(err, -errno, "socketpair");
 		goto fail_log;
 	}
+	r = commit_starting(w, err);
+	if (r < 0)
+		goto fail_pair;
 	r = worker_spawn(w, files, sp[1], log_fd);
 	if (r < 0) {
 		start_fail(err, r, d->cfg.vmm_path);
+		commit_start_failed(w, err);
 		goto fail_sp;
 	}
 	close(sp[1]);
@@ -708,14 +1168,130 @@ fail_sp:
 	close(sp[1]);
 	close(log_fd);
 	vm_files_close(files);
+	if (w->has_slot)
+		supervisor_sandbox_remove(d, vm->name);
+	slot_release(w);
 	/* a failed uv_spawn still initialised the handle: close it */
 	w->handles = 1;
 	worker_close_handle(w, (uv_handle_t *)&w->proc);
 	return r;
+fail_pair:
+	close(sp[0]);
+	close(sp[1]);
 fail_log:
 	close(log_fd);
+	if (w->has_slot)
+		supervisor_sandbox_remove(d, vm->name);
+	slot_release(w);
 fail:
 	vm_files_close(files);
 	worker_free(w);
 	return r;
+}
+
+/* ---- re-adoption and health (the policy lives in adopt.c) --------------- */
+
+/* An adopted worker's pidfd is readable once it exited; its status went
+ * to its real parent, so only the link's exit message can tell more. */
+static void pidfd_cb(uv_poll_t *p, int status, int events)
+{
+	struct worker *w = p->data;
+
+	if (w->exited)
+		return;
+	uv_poll_stop(p);
+	w->exited = true;
+	if (w->has_link_status) {
+		w->exit_status = w->link_status > 128 ? 0 : w->link_status;
+		w->term_signal = w->link_status > 128 ? w->link_status - 128 : 0;
+	}
+	if (w->link_eof) {
+		worker_finish(w);
+		return;
+	}
+	uv_timer_stop(&w->timer);
+	uv_timer_start(&w->timer, settle_cb, EXIT_SETTLE_MS, 0);
+}
+
+/* The link pipe owns link_fd once opened (*ret_opened); before that the
+ * caller still closes it. */
+static int adopted_handles(struct worker *w, int link_fd, bool *ret_opened)
+{
+	int r;
+
+	uv_pipe_init(w->d->loop, &w->link, 0);
+	uv_timer_init(w->d->loop, &w->timer);
+	w->link.data = w->timer.data = w->pidfd_poll.data = w;
+	w->handles = 2;
+	r = uv_poll_init(w->d->loop, &w->pidfd_poll, w->pidfd);
+	if (r < 0)
+		return r;
+	w->handles = 3;
+	r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb);
+	if (r == 0)
+		r = uv_pipe_open(&w->link, link_fd);
+	*ret_opened = r == 0;
+	if (r == 0)
+		r = uv_read_start((uv_stream_t *)&w->link, link_alloc_cb, link_read_cb);
+	return r;
+}
+
+static void adopt_fail(struct worker *w)
+{
+	w->finished = true;
+	w->link_eof = true;
+	worker_close_handle(w, (uv_handle_t *)&w->timer);
+	worker_close_handle(w, (uv_handle_t *)&w->link);
+	if (w->handles == 3)
+		worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
+}
+
+int supervisor_adopt(struct mvmd *d, const struct proto_vm *vm, int link_fd, int pidfd,
+                     bool booted, struct worker **ret_w)
+{
+	struct worker *w = worker_new(d, vm);
+	bool opened = false;
+	int r;
+
+	if (!w) {
+		close(link_fd);
+		close(pidfd);
+		return -ENOMEM;
+	}
+	w->adopted = true;
+	w->pidfd = pidfd;
+	w->vm.pid = vm->pid;
+	slot_of_adopted(w);
+	r = adopted_handles(w, link_fd, &opened);
+	if (r < 0) {
+		if (!opened)
+			close(link_fd);
+		adopt_fail(w);
+		return r;
+	}
+	worker_link(d, w);
+	/* hello said booted: the first byte of output may be long past */
+	if (booted)
+		worker_booted(w);
+	*ret_w = w;
+	return 0;
+}
+
+int supervisor_ping(struct worker *w)
+{
+	struct proto_link_msg m = { .type = PROTO_LINK_PING, .seq = ++w->ping_seq };
+
+	if (w->ping_since == 0)
+		w->ping_since = mvmd_now();
+	return link_send(w, &m);
+}
+
+void supervisor_hung(struct worker *w)
+{
+	if (w->exited || w->hung)
+		return;
+	log_error("VM %s: worker pid %lld did not answer pings; killing it as hung",
+	          w->vm.name, (long long)w->vm.pid);
+	w->hung = true;
+	worker_signal(w, SIGKILL);
 }

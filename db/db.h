@@ -16,14 +16,27 @@
 
 struct db;
 
-/* Open or create the database and run pending migrations. */
+/* A commit waits this long for a lock someone else holds, then -EBUSY. */
+#define DB_BUSY_TIMEOUT_MS 2000
+
+/* Open or create the database, check it (PRAGMA integrity_check) and run
+ * pending migrations.  Besides the errors above: -EBADMSG (corrupt),
+ * -EMEDIUMTYPE (not a SQLite database), -EPROTO (written by a newer
+ * mvmd: its schema is newer than every migration here). */
 int db_open(const char *path, struct db **ret_db);
+/* db_open, and on failure a one-line reason in why ("integrity_check: ...",
+ * "schema 9 > 4", "file is not a database"). */
+int db_open_diag(const char *path, struct db **ret_db, char *why, size_t why_size);
 void db_close(struct db *db);
 /* Schema version after migrations (PRAGMA user_version). */
 int db_schema_version(struct db *db);
 
 /* Insert a new VM and its "created" event in one transaction; sets vm->id. */
 int db_vm_insert(struct db *db, struct proto_vm *vm);
+/* Reads below come from an in-memory copy of the committed rows, which
+ * db.c updates after each commit: mvmd must be the database's only writer,
+ * and every write must go through these functions. */
+
 /* Look up by name into *ret_vm (clear with proto_vm_clear). */
 int db_vm_get(struct db *db, const char *name, struct proto_vm *ret_vm);
 /* All VMs (optionally only those in state), ordered by name.  *ret_vms is
@@ -31,11 +44,26 @@ int db_vm_get(struct db *db, const char *name, struct proto_vm *ret_vm);
 int db_vm_list(struct db *db, const char *state, struct proto_vm **ret_vms,
                size_t *ret_n);
 void db_vm_list_free(struct proto_vm *vms, size_t n);
+/* The same rows without copying, for hot paths (vm.list): row i of
+ * db_vm_count(), ordered by name.  Valid until the next write. */
+size_t db_vm_count(const struct db *db);
+const struct proto_vm *db_vm_at(const struct db *db, size_t i);
+/* Row i's wire object as compact JSON (proto_vm_encode), cached until the
+ * row changes.  0 or -ENOMEM/-ENOENT; *ret valid until the next write. */
+int db_vm_wire(struct db *db, size_t i, const char **ret, size_t *ret_len);
 /* Store vm's runtime columns (state, pid, started_at, exit_status,
  * exit_reason) and append an event {state, reason, time} atomically.
  * reason may be NULL. */
 int db_vm_transition(struct db *db, const struct proto_vm *vm,
                      const char *reason, double time);
+/* Store vm's runtime columns like db_vm_transition, without an event: a
+ * detail of the current state (the pid once a worker was spawned). */
+int db_vm_store(struct db *db, const struct proto_vm *vm);
+/* Restart-policy failures in a row of vm (by name and id), kept in its row
+ * so a crash loop is still counted after an mvmd restart.  >= 0 or
+ * -ENOENT; set: 0 or -errno. */
+int db_vm_failures(struct db *db, const struct proto_vm *vm);
+int db_vm_set_failures(struct db *db, const struct proto_vm *vm, int failures);
 /* Delete the VM and append its "deleted" event atomically. */
 int db_vm_delete(struct db *db, const struct proto_vm *vm, double time);
 /* The events of one VM, oldest first, as a JSON array of

@@ -17,6 +17,7 @@ enum field_type {
 	FT_LABELS,                      /* object of string -> string */
 	FT_DISKS,                       /* array of {path, readonly} */
 	FT_NICS,                        /* array of {tap, mac} */
+	FT_POOLS,                       /* array of quota pool names */
 };
 
 typedef int (*field_check_fn)(const char *key, const char *value,
@@ -42,6 +43,8 @@ struct field {
 #define LABEL_KEY_MAX  63
 #define LABEL_VAL_MAX  255
 #define IFNAME_MAX     15
+#define POOLS_MAX      8               /* CAP_REQ_MAX_POOLS */
+#define POOL_NAME_MAX  32
 
 static int check_name(const char *key, const char *v, struct proto_error *err)
 {
@@ -73,7 +76,7 @@ static int check_state(const char *key, const char *v, struct proto_error *err)
 	if (proto_vm_state_from_name(v) >= 0)
 		return 0;
 	return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
-	                       "unknown state '%.32s'; states: created, starting, running, stopping, stopped, crashed",
+	                       "unknown state '%.32s'; states: created, queued, starting, running, stopping, stopped, crashed",
 	                       v);
 }
 
@@ -108,8 +111,16 @@ static const struct field f_create[] = {
 	F_TYPE("labels", FT_LABELS),
 	F_STR("restart", false, 16, check_restart, "no"),
 	F_INTD("restart_max", 0, 1000000, 0),
+	F_BOOL("autostart", 0),
 	F_BOOL("start", 1),
 	F_BOOL("wait", 0),
+	F_TYPE("pools", FT_POOLS),
+	F_BOOL("no_queue", 0),
+	F_END
+};
+static const struct field f_host_set[] = {
+	F_STR("key", true, 64, NULL, NULL),
+	F_STR("value", true, 64, NULL, NULL),
 	F_END
 };
 static const struct field f_stop[] = { F_NAME, F_INTD("timeout_s", 0, 86400, 10), F_END };
@@ -141,6 +152,7 @@ static const struct field *const op_fields[PROTO_OP_COUNT_] = {
 	[PROTO_OP_VM_CONSOLE] = f_name,
 	[PROTO_OP_EVENTS_SUBSCRIBE] = f_subscribe,
 	[PROTO_OP_HOST_INFO] = f_none,
+	[PROTO_OP_HOST_SET] = f_host_set,
 };
 
 static const char *type_name(enum field_type t)
@@ -152,6 +164,7 @@ static const char *type_name(enum field_type t)
 	case FT_LABELS: return "an object of strings";
 	case FT_DISKS: return "an array of {path, readonly} objects";
 	case FT_NICS: return "an array of {tap, mac} objects";
+	case FT_POOLS: return "an array of pool names";
 	}
 	return "?";
 }
@@ -310,6 +323,33 @@ static int check_nic(json_t *n, struct proto_error *err)
 	return 0;
 }
 
+/* Pool names as the capacity module spells them: [a-z0-9_-]{1,32}, at
+ * most POOLS_MAX, no repeats (a VM counts once in each pool). */
+static int check_pools(const char *key, json_t *v, struct proto_error *err)
+{
+	size_t i, j;
+	json_t *e;
+
+	if (!json_is_array(v))
+		return bad_type(key, FT_POOLS, err);
+	if (json_array_size(v) > POOLS_MAX)
+		return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
+		                       "at most %d pools", POOLS_MAX);
+	json_array_foreach(v, i, e) {
+		const char *s = json_string_value(e);
+
+		if (!s || strlen(s) < 1 || strlen(s) > POOL_NAME_MAX ||
+		    strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(s))
+			return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
+			                       "pool names are 1-%d of a-z 0-9 _ -", POOL_NAME_MAX);
+		for (j = 0; j < i; j++)
+			if (!strcmp(s, json_string_value(json_array_get(v, j))))
+				return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
+				                       "pool '%s' named twice", s);
+	}
+	return 0;
+}
+
 static int check_array(const char *key, json_t *v, enum field_type t,
                        struct proto_error *err)
 {
@@ -350,6 +390,8 @@ static int check_present(const struct field *f, json_t *v, struct proto_error *e
 	case FT_DISKS:
 	case FT_NICS:
 		return check_array(f->key, v, f->type, err);
+	case FT_POOLS:
+		return check_pools(f->key, v, err);
 	}
 	return -EINVAL;
 }
@@ -361,7 +403,8 @@ static json_t *field_default(const struct field *f)
 	case FT_INT: return f->has_def_int ? json_integer(f->def_int) : NULL;
 	case FT_BOOL: return f->def_bool >= 0 ? json_boolean(f->def_bool) : NULL;
 	case FT_DISKS:
-	case FT_NICS: return json_array();
+	case FT_NICS:
+	case FT_POOLS: return json_array();
 	case FT_LABELS: return NULL;   /* absent labels: no filter (list) / {} (create) */
 	}
 	return NULL;

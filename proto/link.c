@@ -2,6 +2,7 @@
 /* Worker link messages (mvmd <-> mvm-vmm), same framing as the client
  * protocol with "msg" naming the message. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,51 @@ static int link_decode_exit(json_t *root, struct proto_link_msg *m)
 	return 0;
 }
 
+static int link_decode_hello(json_t *root, struct proto_link_msg *m)
+{
+	json_t *pid = json_object_get(root, "pid");
+	json_t *st = json_object_get(root, "start_time");
+	json_t *booted = json_object_get(root, "booted");
+	json_t *name = json_object_get(root, "name");
+
+	if (!json_is_integer(pid) || json_integer_value(pid) <= 0 ||
+	    json_integer_value(pid) > INT32_MAX || !json_is_integer(st) ||
+	    json_integer_value(st) < 0 || !json_is_boolean(booted) ||
+	    (name && !json_is_string(name)))
+		return -EINVAL;
+	if (name && json_string_length(name) >= sizeof(m->name))
+		return -EINVAL;
+	m->pid = json_integer_value(pid);
+	m->start_time = (uint64_t)json_integer_value(st);
+	m->booted = json_is_true(booted);
+	if (name)
+		snprintf(m->name, sizeof(m->name), "%s", json_string_value(name));
+	return 0;
+}
+
+static int link_decode_seq(json_t *root, struct proto_link_msg *m)
+{
+	json_t *seq = json_object_get(root, "seq");
+
+	if (!json_is_integer(seq) || json_integer_value(seq) < 0)
+		return -EINVAL;
+	m->seq = json_integer_value(seq);
+	return 0;
+}
+
+/* The worker's SIGSYS handler writes this line itself (vmm/sandbox.c);
+ * the number is checked here, its name resolved by mvmd. */
+static int link_decode_seccomp(json_t *root, struct proto_link_msg *m)
+{
+	json_t *nr = json_object_get(root, "nr");
+
+	if (!json_is_integer(nr) || json_integer_value(nr) < 0 ||
+	    json_integer_value(nr) > INT32_MAX)
+		return -EINVAL;
+	m->nr = json_integer_value(nr);
+	return 0;
+}
+
 int proto_link_decode(const char *line, size_t len, struct proto_link_msg *ret)
 {
 	struct proto_link_msg m = { 0 };
@@ -86,6 +132,12 @@ int proto_link_decode(const char *line, size_t len, struct proto_link_msg *ret)
 		r = link_decode_data(root, &m);
 	else if (m.type == PROTO_LINK_EXIT)
 		r = link_decode_exit(root, &m);
+	else if (m.type == PROTO_LINK_HELLO)
+		r = link_decode_hello(root, &m);
+	else if (m.type == PROTO_LINK_PING || m.type == PROTO_LINK_PONG)
+		r = link_decode_seq(root, &m);
+	else if (m.type == PROTO_LINK_SECCOMP)
+		r = link_decode_seccomp(root, &m);
 	if (r == 0)
 		*ret = m;
 out:
@@ -110,6 +162,18 @@ static json_t *link_to_json(const struct proto_link_msg *m)
 	if (m->type == PROTO_LINK_EXIT) {
 		if (json_object_set_new(o, "status", json_integer(m->status)) < 0 ||
 		    (m->reason[0] && json_object_set_new(o, "reason", json_string(m->reason)) < 0))
+			goto fail;
+	} else if (m->type == PROTO_LINK_HELLO) {
+		if (json_object_set_new(o, "pid", json_integer(m->pid)) < 0 ||
+		    json_object_set_new(o, "start_time", json_integer((json_int_t)m->start_time)) < 0 ||
+		    json_object_set_new(o, "booted", json_boolean(m->booted)) < 0 ||
+		    json_object_set_new(o, "name", json_string(m->name)) < 0)
+			goto fail;
+	} else if (m->type == PROTO_LINK_PING || m->type == PROTO_LINK_PONG) {
+		if (json_object_set_new(o, "seq", json_integer(m->seq)) < 0)
+			goto fail;
+	} else if (m->type == PROTO_LINK_SECCOMP) {
+		if (json_object_set_new(o, "nr", json_integer(m->nr)) < 0)
 			goto fail;
 	} else if (m->type == PROTO_LINK_CONSOLE || m->type == PROTO_LINK_CONSOLE_IN) {
 		b64 = malloc(PROTO_BASE64_ENC_LEN(m->data_len) + 1);

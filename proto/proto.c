@@ -344,6 +344,92 @@ void proto_response_done(struct proto_response *resp)
 	memset(resp, 0, sizeof(*resp));
 }
 
+/* ---- list responses from pre-encoded elements ---------------------------- */
+
+static void listbuf_put(struct proto_listbuf *lb, const char *s, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (lb->error)
+		return;
+	if (lb->len + n > lb->cap) {
+		cap = lb->cap ? lb->cap : 4096;
+		while (cap < lb->len + n)
+			cap *= 2;
+		p = realloc(lb->buf, cap);
+		if (!p) {
+			lb->error = -ENOMEM;
+			return;
+		}
+		lb->buf = p;
+		lb->cap = cap;
+	}
+	memcpy(lb->buf + lb->len, s, n);
+	lb->len += n;
+}
+
+static void listbuf_puts(struct proto_listbuf *lb, const char *s)
+{
+	listbuf_put(lb, s, strlen(s));
+}
+
+static void listbuf_put_json(struct proto_listbuf *lb, const json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	if (!s) {
+		lb->error = lb->error ?: -ENOMEM;
+		return;
+	}
+	listbuf_put(lb, s, strlen(s));
+	free(s);
+}
+
+int proto_listbuf_begin(struct proto_listbuf *lb, const json_t *id, const char *key,
+                        size_t size_hint)
+{
+	json_t *k = json_string(key);
+
+	memset(lb, 0, sizeof(*lb));
+	lb->buf = malloc(size_hint + 64);
+	lb->cap = lb->buf ? size_hint + 64 : 0;
+	/* the key order of proto_response_ok: id, ok, result */
+	listbuf_puts(lb, "{\"id\":");
+	listbuf_put_json(lb, id ? id : json_null());
+	listbuf_puts(lb, ",\"ok\":true,\"result\":{");
+	if (k)
+		listbuf_put_json(lb, k);
+	else
+		lb->error = -ENOMEM;
+	json_decref(k);
+	listbuf_puts(lb, ":[");
+	return lb->error;
+}
+
+void proto_listbuf_add(struct proto_listbuf *lb, const char *elem, size_t len)
+{
+	if (lb->count++ > 0)
+		listbuf_put(lb, ",", 1);
+	listbuf_put(lb, elem, len);
+}
+
+int proto_listbuf_finish(struct proto_listbuf *lb, char **ret_buf, size_t *ret_len)
+{
+	int r;
+
+	listbuf_puts(lb, "]}}\n");
+	r = lb->error;
+	if (r < 0) {
+		free(lb->buf);
+	} else {
+		*ret_buf = lb->buf;
+		*ret_len = lb->len;
+	}
+	memset(lb, 0, sizeof(*lb));
+	return r;
+}
+
 int proto_encode(const json_t *msg, char **ret_buf, size_t *ret_len)
 {
 	char *s = json_dumps(msg, JSON_COMPACT);

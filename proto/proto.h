@@ -37,7 +37,8 @@
 	X(VM_LOGS,          "vm.logs")          \
 	X(VM_CONSOLE,       "vm.console")       \
 	X(EVENTS_SUBSCRIBE, "events.subscribe") \
-	X(HOST_INFO,        "host.info")
+	X(HOST_INFO,        "host.info")        \
+	X(HOST_SET,         "host.set")
 
 enum proto_op {
 #define PROTO_OP_ENUM_(id, name) PROTO_OP_##id,
@@ -94,6 +95,7 @@ int proto_error_set(struct proto_error *err, enum proto_err code,
 
 #define PROTO_VM_STATES(X) \
 	X(CREATED,  "created")  \
+	X(QUEUED,   "queued")   \
 	X(STARTING, "starting") \
 	X(RUNNING,  "running")  \
 	X(STOPPING, "stopping") \
@@ -126,8 +128,10 @@ struct proto_vm {
 	json_t *disks;                  /* array of {path, readonly} */
 	json_t *nics;                   /* array of {tap, mac} */
 	json_t *labels;                 /* object of strings */
+	json_t *pools;                  /* array of quota pool names */
 	char *restart;                  /* "no", "on-failure", "always" */
 	int restart_max;
+	bool autostart;                 /* start when mvmd starts after a host boot */
 	int64_t pid;                    /* 0: no worker */
 	double created_at;
 	double started_at;              /* 0: never started */
@@ -137,8 +141,13 @@ struct proto_vm {
 };
 
 void proto_vm_clear(struct proto_vm *vm);
+/* Deep copy into *ret_vm.  0 or -ENOMEM (then *ret_vm is untouched). */
+int proto_vm_copy(const struct proto_vm *vm, struct proto_vm *ret_vm);
 /* New JSON object for the wire; NULL on allocation failure. */
 json_t *proto_vm_to_json(const struct proto_vm *vm);
+/* The wire object as compact JSON text, exactly as proto_encode writes it
+ * inside a message (no newline).  *ret_buf is malloc'd.  0 or -ENOMEM. */
+int proto_vm_encode(const struct proto_vm *vm, char **ret_buf, size_t *ret_len);
 /* Parse a VM object (as a client receives it).  0 or -EINVAL/-ENOMEM. */
 int proto_vm_from_json(const json_t *obj, struct proto_vm *ret_vm);
 
@@ -155,22 +164,30 @@ bool proto_vm_name_valid(const char *name);
 
 /*
  * Collects bytes from a stream and hands out complete lines.  A line longer
- * than PROTO_MAX_LINE is dropped up to its newline and reported once, in
- * order, as -EMSGSIZE.  A buffer that holds no complete line never grows
- * beyond PROTO_MAX_LINE + 1 bytes; complete lines wait until the caller
+ * than the buffer's maximum (PROTO_MAX_LINE unless set with
+ * proto_linebuf_init_max) is dropped up to its newline and reported once,
+ * in order, as -EMSGSIZE.  A buffer that holds no complete line never grows
+ * beyond about twice the maximum; complete lines wait until the caller
  * takes them (a busy caller stops feeding when proto_linebuf_pending() is
- * large).
+ * large).  Each byte is searched for a newline once, so a line of
+ * megabytes fed in small pieces costs linear time.
  */
 struct proto_linebuf {
 	char *buf;
 	size_t head;                    /* first unconsumed byte */
 	size_t len;                     /* bytes in buf */
 	size_t cap;
+	size_t scanned;                 /* bytes after head known to hold no newline */
+	size_t max;                     /* longest line, newline excluded */
 	bool discarding;                /* dropping the rest of a too-long line */
 	bool overflow_pending;          /* a too_large not yet reported */
 };
 
+/* Requests: lines up to PROTO_MAX_LINE. */
 void proto_linebuf_init(struct proto_linebuf *lb);
+/* Lines up to max bytes: clients reading responses, which may be far
+ * longer than requests (vm.list of thousands of VMs). */
+void proto_linebuf_init_max(struct proto_linebuf *lb, size_t max);
 void proto_linebuf_free(struct proto_linebuf *lb);
 /* Append bytes.  0 or -ENOMEM. */
 int proto_linebuf_feed(struct proto_linebuf *lb, const void *data, size_t n);
@@ -256,10 +273,64 @@ struct proto_response {
 int proto_response_parse(const char *line, size_t len, struct proto_response *ret);
 void proto_response_done(struct proto_response *resp);
 
+/*
+ * A response `{"id":ID,"ok":true,"result":{"KEY":[E1,...]}}` + '\n' built
+ * from elements already encoded as compact JSON (proto_vm_encode), byte for
+ * byte what proto_encode(proto_response_ok(id, {KEY: [...]})) writes, but
+ * without building a JSON tree: vm.list of 10,000 VMs is then one memcpy
+ * per VM.  Errors are sticky: add after a failure does nothing and
+ * proto_listbuf_finish reports it.
+ */
+struct proto_listbuf {
+	char *buf;
+	size_t len, cap;
+	size_t count;                   /* elements added */
+	int error;                      /* first error, 0 if none */
+};
+
+/* id NULL means json null; key must be a plain ASCII key.  0 or -ENOMEM. */
+int proto_listbuf_begin(struct proto_listbuf *lb, const json_t *id, const char *key,
+                        size_t size_hint);
+void proto_listbuf_add(struct proto_listbuf *lb, const char *elem, size_t len);
+/* Close the message; 0 with *ret_buf (malloc'd, the caller owns it) and
+ * *ret_len, or the first error with everything freed. */
+int proto_listbuf_finish(struct proto_listbuf *lb, char **ret_buf, size_t *ret_len);
+
 /* Serialise one message as a compact line ending in '\n'.  *ret_buf is
  * malloc'd.  0, -ENOMEM, -EMSGSIZE (longer than PROTO_MAX_LINE for
  * requests; responses may be longer). */
 int proto_encode(const json_t *msg, char **ret_buf, size_t *ret_len);
+
+/* ---- reading large responses in place (scan.c) -------------------------- */
+
+/* The text of one JSON value inside a checked line. */
+struct proto_span {
+	const char *p;
+	size_t n;
+};
+
+/* Check that s[0..len) is one well-formed JSON value (whitespace around
+ * it allowed) and return its span.  0 or -EINVAL.  No allocation. */
+int proto_scan_check(const char *s, size_t len, struct proto_span *ret_value);
+/* Walk an object or array from a checked line (unchecked text gives
+ * unspecified spans, never reads outside c): *pos starts at 0.  1 with the
+ * next member (ret_key: the quoted key, objects only; may be NULL), 0
+ * after the last, -EINVAL if c is not a container. */
+int proto_scan_next(struct proto_span c, size_t *pos, struct proto_span *ret_key,
+                    struct proto_span *ret_val);
+/* The quoted key span equals name (plain keys without escapes). */
+bool proto_scan_key_is(struct proto_span key, const char *name);
+/* Decode a checked string value into buf (NUL-terminated, cut to size).
+ * Its length, or -EINVAL if v is not a string. */
+int proto_scan_str(struct proto_span v, char *buf, size_t size);
+/* An integer / any number; false if v is not one. */
+bool proto_scan_int(struct proto_span v, long long *ret);
+bool proto_scan_num(struct proto_span v, double *ret);
+/* v indented by two spaces with sorted keys, byte for byte what jansson's
+ * json_dumps(JSON_INDENT(2) | JSON_SORT_KEYS) writes for text that jansson
+ * encoded (scalars are copied as they are).  *ret_buf malloc'd and
+ * NUL-terminated.  0 or -ENOMEM. */
+int proto_scan_pretty(struct proto_span v, char **ret_buf, size_t *ret_len);
 
 /* ---- base64 (RFC 4648, with padding) ------------------------------------ */
 
@@ -278,7 +349,11 @@ int proto_base64_decode(const char *in, size_t len, void *out, size_t *ret_len);
 	X(CONSOLE,    "console")    \
 	X(EXIT,       "exit")       \
 	X(CONSOLE_IN, "console-in") \
-	X(SHUTDOWN,   "shutdown")
+	X(SHUTDOWN,   "shutdown")   \
+	X(HELLO,      "hello")      \
+	X(PING,       "ping")       \
+	X(PONG,       "pong")       \
+	X(SECCOMP,    "seccomp")
 
 enum proto_link_type {
 #define PROTO_LINK_ENUM_(id, name) PROTO_LINK_##id,
@@ -296,6 +371,14 @@ struct proto_link_msg {
 	char reason[64];                /* exit; "" if none */
 	unsigned char *data;            /* console, console-in: malloc'd by decode */
 	size_t data_len;
+	/* hello: a worker greets a daemon that connected to its adoption
+	 * socket (docs/protocol.md "Re-adoption") */
+	int64_t pid;
+	uint64_t start_time;            /* /proc/PID/stat field 22, clock ticks */
+	bool booted;
+	char name[64];                  /* the VM; "" if unknown */
+	int64_t seq;                    /* ping, pong: echoed back */
+	int64_t nr;                     /* seccomp: the forbidden syscall's number */
 };
 
 const char *proto_link_name(enum proto_link_type t);

@@ -130,6 +130,7 @@ void proto_vm_clear(struct proto_vm *vm)
 	json_decref(vm->disks);
 	json_decref(vm->nics);
 	json_decref(vm->labels);
+	json_decref(vm->pools);
 	memset(vm, 0, sizeof(*vm));
 }
 
@@ -158,11 +159,63 @@ json_t *proto_vm_to_json(const struct proto_vm *vm)
 	                         vm->has_exit_status ? json_integer(vm->exit_status) : json_null());
 	r |= json_object_set_new(o, "exit_reason",
 	                         vm->exit_reason ? json_string(vm->exit_reason) : json_null());
+	r |= json_object_set_new(o, "pools", vm->pools ? json_incref(vm->pools) : json_array());
+	r |= json_object_set_new(o, "autostart", json_boolean(vm->autostart));
 	if (r) {
 		json_decref(o);
 		return NULL;
 	}
 	return o;
+}
+
+int proto_vm_encode(const struct proto_vm *vm, char **ret_buf, size_t *ret_len)
+{
+	json_t *o = proto_vm_to_json(vm);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (!s)
+		return -ENOMEM;
+	*ret_buf = s;
+	*ret_len = strlen(s);
+	return 0;
+}
+
+static int copy_str(const char *s, char **ret)
+{
+	*ret = s ? strdup(s) : NULL;
+	return (s && !*ret) ? -ENOMEM : 0;
+}
+
+static int copy_json(json_t *j, json_t **ret)
+{
+	*ret = j ? json_deep_copy(j) : NULL;
+	return (j && !*ret) ? -ENOMEM : 0;
+}
+
+int proto_vm_copy(const struct proto_vm *vm, struct proto_vm *ret_vm)
+{
+	struct proto_vm c = *vm;
+	int r;
+
+	c.name = c.kernel = c.initrd = c.cmdline = c.restart = c.exit_reason = NULL;
+	c.disks = c.nics = c.labels = c.pools = NULL;
+	r = copy_str(vm->name, &c.name);
+	r = r ?: copy_str(vm->kernel, &c.kernel);
+	r = r ?: copy_str(vm->initrd, &c.initrd);
+	r = r ?: copy_str(vm->cmdline, &c.cmdline);
+	r = r ?: copy_str(vm->restart, &c.restart);
+	r = r ?: copy_str(vm->exit_reason, &c.exit_reason);
+	r = r ?: copy_json(vm->disks, &c.disks);
+	r = r ?: copy_json(vm->nics, &c.nics);
+	r = r ?: copy_json(vm->labels, &c.labels);
+	r = r ?: copy_json(vm->pools, &c.pools);
+	if (r < 0) {
+		proto_vm_clear(&c);
+		return r;
+	}
+	*ret_vm = c;
+	return 0;
 }
 
 static int dup_str(json_t *o, const char *key, bool nullable, char **ret)
@@ -216,6 +269,7 @@ int proto_vm_from_json(const json_t *cobj, struct proto_vm *ret_vm)
 	vm.vcpus = get_int(o, "vcpus");
 	vm.mem_mib = get_int(o, "mem_mib");
 	vm.restart_max = get_int(o, "restart_max");
+	vm.autostart = json_is_true(json_object_get(o, "autostart"));
 	vm.pid = get_int(o, "pid");
 	vm.created_at = get_real(o, "created_at");
 	vm.started_at = get_real(o, "started_at");
@@ -224,6 +278,7 @@ int proto_vm_from_json(const json_t *cobj, struct proto_vm *ret_vm)
 	vm.disks = json_incref(json_object_get(o, "disks"));
 	vm.nics = json_incref(json_object_get(o, "nics"));
 	vm.labels = json_incref(json_object_get(o, "labels"));
+	vm.pools = json_incref(json_object_get(o, "pools"));
 	*ret_vm = vm;
 	return 0;
 }

@@ -3,7 +3,8 @@
  * Fuzz the protocol decoders: the input is a byte stream as a client or a
  * worker would send it.  It goes through the line framing in chunks whose
  * sizes come from the input, and every line is decoded as a request (and
- * the error response encoded), as a server response and as a link message.
+ * the error response encoded), as a server response (also read in place,
+ * as mvmctl reads vm.list) and as a link message.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +13,28 @@
 #include "proto/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The in-place reader: check, pretty-print, decode every member. */
+static void fuzz_scan(const char *line, size_t len)
+{
+	struct proto_span v, k, m;
+	size_t pos = 0, n;
+	char buf[64], *out;
+	long long x;
+	double d;
+
+	if (proto_scan_check(line, len, &v) < 0)
+		return;
+	if (proto_scan_pretty(v, &out, &n) == 0)
+		free(out);
+	while (proto_scan_next(v, &pos, &k, &m) == 1) {
+		if (v.p[0] == '{')
+			proto_scan_str(k, buf, sizeof(buf));
+		proto_scan_str(m, buf, sizeof(buf));
+		proto_scan_int(m, &x);
+		proto_scan_num(m, &d);
+	}
+}
 
 static void fuzz_line(const char *line, size_t len)
 {
@@ -33,6 +56,7 @@ static void fuzz_line(const char *line, size_t len)
 	proto_request_done(&req);
 	if (proto_response_parse(line, len, &resp) == 0)
 		proto_response_done(&resp);
+	fuzz_scan(line, len);
 	if (proto_link_decode(line, len, &link) == 0) {
 		if (proto_link_encode(&link, &out, &out_len) == 0)
 			free(out);

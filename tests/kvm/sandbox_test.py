@@ -105,10 +105,10 @@ def check_creds(pid):
 
 
 def check_threads(pid, vcpus):
-    """Every thread is filtered; vCPU threads carry a second, narrower
-    filter on top of the main one.  (They go unnamed: naming a thread from
-    outside needs /proc, which the empty root lacks.)"""
-    per_thread = {}
+    """Every thread is filtered; vCPU threads, which name themselves
+    "vcpuN" (from outside that would need /proc), carry a second, narrower
+    filter on top of the main one."""
+    per_thread, names = {}, {}
     for tid in sorted(int(t) for t in os.listdir("/proc/%d/task" % pid)):
         with open("/proc/%d/task/%d/comm" % (pid, tid)) as f:
             comm = f.read().strip()
@@ -118,7 +118,11 @@ def check_threads(pid, vcpus):
         check(st["Seccomp"] == "2", "thread %d: Seccomp %s" % (tid, st["Seccomp"]))
         check(int(st["CapEff"], 16) == 0, "thread %d: CapEff %s" % (tid, st["CapEff"]))
         per_thread[tid] = st.get("Seccomp_filters")
-    print("seccomp filters per thread: %s" % per_thread)
+        names[tid] = comm
+    print("seccomp filters per thread: %s, names %s" % (per_thread, names))
+    vcpu_names = sorted(n for t, n in names.items() if t != pid)
+    check(vcpu_names == sorted("vcpu%d" % i for i in range(vcpus)),
+          "vCPU threads are named %s" % vcpu_names)
     if per_thread[pid] is None:
         return  # kernel without Seccomp_filters in status
     check(per_thread[pid] == "1", "main thread has %s filters, expected 1" % per_thread[pid])
@@ -139,6 +143,7 @@ def check_namespaces(pid):
 
 
 def check_root_and_fds(pid):
+    """Without --sandbox-dir the root is empty."""
     root = os.listdir("/proc/%d/root/" % pid)
     check(root == [], "the worker's root holds %s, expected nothing" % root)
     fds = {int(f): os.readlink("/proc/%d/fd/%s" % (pid, f)) for f in os.listdir("/proc/%d/fd" % pid)}
@@ -261,6 +266,65 @@ def case_forbidden(tmp):
     check(("syscall %d" % nr).encode() in err, "stderr does not name syscall %d" % nr)
 
 
+SANDBOX_UID = 260000 + os.getpid() % 10000
+
+
+def make_jail(tmp):
+    """A per-VM directory as mvmd makes one: 0700, owned by the worker's id."""
+    jail = os.path.join(tmp, "vms", "jail")
+    os.makedirs(jail, 0o700)
+    os.chown(jail, SANDBOX_UID, SANDBOX_UID)
+    return jail
+
+
+def id_args():
+    return ["--sandbox-uid", str(SANDBOX_UID), "--sandbox-gid", str(SANDBOX_UID)]
+
+
+def case_dir_root(tmp):
+    """--sandbox-dir: the root holds that directory, read-only, at its own
+    path, and nothing else of the host."""
+    jail = make_jail(tmp)
+    with open(os.path.join(jail, "marker"), "w") as f:
+        f.write("in the jail\n")
+    vmm = start_idle(extra=["--sandbox-dir", jail] + id_args())
+    try:
+        pid = vmm.proc.pid
+        root = "/proc/%d/root" % pid
+        top = jail.split("/")[1]
+        check(os.listdir(root) == [top], "root holds %s, expected [%r]" % (os.listdir(root), top))
+        # every level down to the jail holds only the next one
+        parts = jail.strip("/").split("/")
+        for i in range(1, len(parts)):
+            here = os.path.join(root, *parts[:i])
+            check(os.listdir(here) == [parts[i]], "%s holds %s" % (here, os.listdir(here)))
+        check(os.path.samefile(root + jail, jail), "the worker's %s is not the host's" % jail)
+        check(sorted(os.listdir(root + jail)) == ["marker"], "jail holds %s" %
+              os.listdir(root + jail))
+        mounts = open("/proc/%d/mounts" % pid).read().splitlines()
+        print("worker mounts:\n  " + "\n  ".join(mounts))
+        check(len(mounts) == 2, "expected the root tmpfs and the jail, got %d mounts" % len(mounts))
+        for m in mounts:
+            opts = m.split()[3].split(",")
+            check("ro" in opts and "nosuid" in opts and "nodev" in opts and "noexec" in opts,
+                  "mount not ro,nosuid,nodev,noexec: %s" % m)
+        check(status_fields(pid)["Uid"].split()[0] == str(SANDBOX_UID), "uid not --sandbox-uid")
+        stop(vmm)
+    finally:
+        vmm.kill()
+
+
+def case_bad_dir_spelling(tmp):
+    """A --sandbox-dir the worker cannot mirror exactly is a usage error."""
+    jail = make_jail(tmp)
+    for bad in (jail + "/", jail + "/.", os.path.relpath(jail), jail.replace("/vms/", "//vms/")):
+        vmm = Vmm(sandboxed_boot_args("bz", "hello", extra=["--sandbox-dir", bad]))
+        vmm.wait()
+        check(vmm.status == 1, "--sandbox-dir %r: exit status %d, expected 1" % (bad, vmm.status))
+        check("--sandbox-dir takes an absolute path" in vmm.err.text(), "no usage message")
+        check("MVMTEST" not in vmm.out.text(), "the guest ran with --sandbox-dir %r" % bad)
+
+
 def case_bad_dir(tmp):
     """A failed step names itself and the guest never runs."""
     args = sandboxed_boot_args("bz", "hello", extra=["--sandbox-dir", os.path.join(tmp, "nope")])
@@ -277,6 +341,8 @@ CASES = {
     "sandbox-cgroup": case_cgroup,
     "sandbox-forbidden-syscall": case_forbidden,
     "sandbox-bad-dir": case_bad_dir,
+    "sandbox-dir-root": case_dir_root,
+    "sandbox-dir-spelling": case_bad_dir_spelling,
     # The earlier scenarios, unchanged but for --sandbox.
     "sandbox-bz-hello": lambda tmp: kvmtest.case_hello("bz"),
     "sandbox-elf-hello": lambda tmp: kvmtest.case_hello("elf"),

@@ -26,7 +26,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvmtest  # noqa: E402  (shares the VMM runner and the checks)
-from kvmtest import TestFailure, check, run_vmm, boot_args  # noqa: E402
+from kvmtest import TestFailure, check, run_vmm  # noqa: E402
 
 SKIP = 77
 MIB = 1 << 20
@@ -55,6 +55,37 @@ TAP = "mvmtap0"
 
 class Skip(Exception):
     pass
+
+
+# The virtio-sandbox-* variants run the cases under mvm-vmm --sandbox, as
+# mvmd runs workers: an id of their own and a per-VM directory as the root.
+# The environment carries the choice into the network-namespace child.
+SANDBOX_UID = 250000 + os.getpid() % 10000
+
+
+def sandbox_args():
+    uid = os.environ.get("MVM_TEST_SANDBOX_UID")
+    if not uid:
+        return []
+    return ["--sandbox", "--sandbox-uid", uid, "--sandbox-gid", uid,
+            "--sandbox-dir", os.environ["MVM_TEST_SANDBOX_DIR"]]
+
+
+def boot_args(fmt, scenario, mem="64M", vcpus=1, extra=()):
+    return kvmtest.boot_args(fmt, scenario, mem, vcpus, list(extra) + sandbox_args())
+
+
+def sandboxed(case):
+    def run(tmp):
+        if os.geteuid() != 0:
+            raise Skip("the sandbox needs root: it switches uid and mounts")
+        jail = os.path.join(tmp, "jail")
+        os.mkdir(jail, 0o700)
+        os.chown(jail, SANDBOX_UID, SANDBOX_UID)
+        os.environ["MVM_TEST_SANDBOX_UID"] = str(SANDBOX_UID)
+        os.environ["MVM_TEST_SANDBOX_DIR"] = jail
+        case(tmp)
+    return run
 
 
 class Vmm(kvmtest.Vmm):
@@ -375,16 +406,24 @@ def case_bad_options(tmp):
 
 def case_vsock(tmp, fmt="bz"):
     """Both directions through the Unix-socket host side, played by the
-    guest's own vsock-host.py (PROTOCOL.md)."""
-    uds = os.path.join(tmp, "v.sock")
+    guest's own vsock-host.py (PROTOCOL.md).  Sandboxed, the socket and its
+    uds_PORT listeners live in the per-VM directory, connectable by the
+    worker's uid (umask 0 inside the 0700 directory)."""
+    jail = os.environ.get("MVM_TEST_SANDBOX_DIR")
+    uds = os.path.join(jail or tmp, "v.sock")
     host = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "guest", "vsock-host.py")
     cmd = [sys.executable, host, uds, "--timeout", "60", "--", os.environ["MVM_VMM"]] + boot_args(
         fmt, "vsock", extra=["--vsock", "cid=7,uds=" + uds])
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=90)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=90,
+                       preexec_fn=(lambda: os.umask(0)) if jail else None)
     out = r.stdout.decode(errors="replace")
     check(r.returncode == 0, "vsock-host.py exited %d:\n%s" % (r.returncode, out[-2000:]))
     check("MVMTEST vsock cid=7" in out, "guest did not report cid 7:\n%s" % out[-2000:])
-    check(not os.path.exists(uds), "the VMM left its vsock socket %s behind" % uds)
+    for mark in kvmtest.SANITIZER_MARKS:
+        check(mark not in out, "sanitizer report:\n%s" % out[-4000:])
+    # Sandboxed, its root is read-only: whoever owns the directory (mvmd)
+    # removes the socket with it.
+    check(jail or not os.path.exists(uds), "the VMM left its vsock socket %s behind" % uds)
 
 
 CASES = {
@@ -399,6 +438,16 @@ CASES = {
     "virtio-bad-options": case_bad_options,
     "virtio-vsock": case_vsock,
     "virtio-vsock-elf": lambda tmp: case_vsock(tmp, "elf"),
+    # The same under mvm-vmm --sandbox (docs/security.md "Worker sandbox").
+    "virtio-sandbox-blk": sandboxed(case_blk),
+    "virtio-sandbox-blk-fd": sandboxed(case_blk_fd),
+    "virtio-sandbox-rng": sandboxed(case_rng),
+    "virtio-sandbox-all": sandboxed(case_virtio_all),
+    "virtio-sandbox-hostile": sandboxed(case_hostile),
+    "virtio-sandbox-net-tap": sandboxed(lambda tmp: case_net(tmp, "tap")),
+    "virtio-sandbox-net-fd": sandboxed(lambda tmp: case_net(tmp, "fd")),
+    "virtio-sandbox-vsock": sandboxed(case_vsock),
+    "virtio-sandbox-vsock-elf": sandboxed(lambda tmp: case_vsock(tmp, "elf")),
 }
 
 

@@ -63,8 +63,54 @@ def drop_to(uid):
     return fn
 
 
+def cgroup_dirs(name):
+    """Where mvmd puts a cgroup_parent of this relative name, per hierarchy:
+    beneath the cgroup this process (and so its mvmd) is in."""
+    out = []
+    try:
+        lines = open("/proc/self/cgroup").read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(",") if ctrls else [""]:
+            if c.startswith("name="):
+                continue
+            if c:
+                base = "/sys/fs/cgroup/" + c
+            elif os.path.isdir("/sys/fs/cgroup/unified"):
+                base = "/sys/fs/cgroup/unified"
+            else:
+                base = "/sys/fs/cgroup"
+            d = os.path.join(base, path.lstrip("/"), name)
+            if d not in out:
+                out.append(d)
+    return out
+
+
+def remove_cgroups(name):
+    """Removes the cgroup tree a test daemon left, bottom up, first killing
+    workers it left running there (a test that stopped mvmd with VMs up)."""
+    for top in cgroup_dirs(name):
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            for _ in range(50):
+                try:
+                    pids = open(os.path.join(dirpath, "cgroup.procs")).read().split()
+                    for pid in pids:
+                        os.kill(int(pid), signal.SIGKILL)
+                    os.rmdir(dirpath)
+                    break
+                except (OSError, ValueError):
+                    time.sleep(0.02)
+
+
 class Daemon:
-    def __init__(self, mvmd, vmm, root=None, extra_args=()):
+    """config: extra lines for mvmd's config file.  Each daemon gets its own
+    cgroup_parent, so parallel tests never share per-VM cgroups."""
+
+    def __init__(self, mvmd, vmm, root=None, extra_args=(), config=()):
         self.mvmd = mvmd
         self.vmm = vmm
         self.owns_root = root is None
@@ -73,9 +119,24 @@ class Daemon:
         self.run = os.path.join(self.root, "run")
         self.sock = os.path.join(self.run, "mvmd.sock")
         self.logpath = os.path.join(self.root, "mvmd.log")
+        self.confpath = os.path.join(self.root, "mvmd.conf")
+        self.cgroup_parent = "mvm-test-" + os.path.basename(self.root)
         self.extra = list(extra_args)
         self.proc = None
         self.starts = 0
+        self.write_config(config)
+
+    def write_config(self, lines):
+        with open(self.confpath + ".new", "w") as f:
+            f.write("cgroup_parent = %s\n" % self.cgroup_parent)
+            for line in lines:
+                f.write(line + "\n")
+        os.rename(self.confpath + ".new", self.confpath)
+
+    def reload(self, lines):
+        """New config lines, then SIGHUP: mvmd rereads its limits."""
+        self.write_config(lines)
+        self.proc.send_signal(signal.SIGHUP)
 
     def start(self, timeout=15):
         os.makedirs(self.state, exist_ok=True)
@@ -85,8 +146,8 @@ class Daemon:
         log.flush()
         self.starts += 1
         self.proc = subprocess.Popen(
-            [self.mvmd, "--state-dir", self.state, "--run-dir", self.run,
-             "--socket", self.sock, "--vmm", self.vmm] + self.extra,
+            [self.mvmd, "--config", self.confpath, "--state-dir", self.state,
+             "--run-dir", self.run, "--socket", self.sock, "--vmm", self.vmm] + self.extra,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for(self._accepting, timeout, "mvmd to accept connections on " + self.sock)
@@ -141,6 +202,7 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(5)
         finally:
+            remove_cgroups(self.cgroup_parent)
             if self.owns_root:
                 shutil.rmtree(self.root, ignore_errors=True)
 

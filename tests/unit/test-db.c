@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* db/: migrations, VM rows, transitions with events, deletes, reopen. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -114,9 +115,67 @@ static void test_list_delete(struct db *db)
 	proto_vm_clear(&vm);
 }
 
-/* A database from a newer mvmd is refused rather than misread. */
+/* Rows written with fields left to their defaults, in an order that is
+ * not the name order, and a change after insert. */
+static void fill_mirror(struct db *db)
+{
+	static const char *const names[] = { "m-3", "m-1", "M-0", "m-2" };
+	struct proto_vm vm;
+
+	for (size_t i = 0; i < 4; i++) {
+		memset(&vm, 0, sizeof(vm));
+		vm.name = strdup(names[i]);
+		vm.kernel = strdup("/k \"q\" \xc3\xa9");
+		vm.vcpus = 1;
+		vm.created_at = 1700000000.123456 + (double)i;
+		if (i == 1)
+			vm.labels = json_pack("{s:s, s:s}", "z", "1", "a", "\n");
+		CHECK_EQ(db_vm_insert(db, &vm), 0);
+		if (i == 2) {
+			vm.state = PROTO_VM_STOPPED;
+			vm.has_exit_status = true;
+			vm.exit_status = 0;
+			vm.exit_reason = strdup("poweroff");
+			vm.started_at = 5.5;
+			CHECK_EQ(db_vm_transition(db, &vm, "poweroff", 6), 0);
+		}
+		proto_vm_clear(&vm);
+	}
+}
+
+/* The in-memory rows: ordered by name, their cached encodings equal a
+ * fresh encoding, and (snapshot) equal what a reopen reads from SQLite. */
+static char *mirror_snapshot(struct db *db)
+{
+	size_t n = db_vm_count(db), len, total = 0;
+	char *snap = NULL, *enc;
+	const char *wire;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct proto_vm *vm = db_vm_at(db, i);
+
+		if (i > 0)
+			CHECK(strcmp(db_vm_at(db, i - 1)->name, vm->name) < 0);
+		CHECK_EQ(db_vm_wire(db, i, &wire, &len), 0);
+		CHECK_EQ(proto_vm_encode(vm, &enc, &len), 0);
+		CHECK(!strcmp(wire, enc));
+		free(enc);
+		snap = realloc(snap, total + len + 2);
+		memcpy(snap + total, wire, len);
+		total += len;
+		snap[total++] = '\n';
+		snap[total] = '\0';
+	}
+	CHECK(db_vm_at(db, n) == NULL);
+	CHECK_EQ(db_vm_wire(db, n, &wire, &len), -ENOENT);
+	return snap;
+}
+
+/* A database from a newer mvmd is refused rather than misread, and the
+ * reason names both schema versions. */
 static void test_newer_schema(const char *path)
 {
+	char why[256];
 	sqlite3 *c;
 	struct db *db;
 
@@ -124,6 +183,90 @@ static void test_newer_schema(const char *path)
 	CHECK_EQ(sqlite3_exec(c, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(c);
 	CHECK_EQ(db_open(path, &db), -EPROTO);
+	CHECK_EQ(db_open_diag(path, &db, why, sizeof(why)), -EPROTO);
+	CHECK(!strcmp(why, "schema 999 > 4"));
+}
+
+/* The pid stored after a spawn adds no event; failure counts persist. */
+static void test_store_failures(const char *path)
+{
+	struct proto_vm vm, got;
+	json_t *events;
+	struct db *db;
+
+	CHECK_EQ(db_open(path, &db), 0);
+	CHECK_EQ(db_vm_get(db, "web1", &vm), 0);
+	CHECK_EQ(db_event_list(db, vm.id, &events), 0);
+	size_t nev = json_array_size(events);
+	json_decref(events);
+	vm.state = PROTO_VM_STARTING;
+	vm.pid = 4242;
+	CHECK_EQ(db_vm_store(db, &vm), 0);
+	CHECK_EQ(db_event_list(db, vm.id, &events), 0);
+	CHECK_EQ(json_array_size(events), nev);
+	json_decref(events);
+	CHECK_EQ(db_vm_failures(db, &vm), 0);
+	CHECK_EQ(db_vm_set_failures(db, &vm, 3), 0);
+	CHECK_EQ(db_vm_failures(db, &vm), 3);
+	db_close(db);
+	CHECK_EQ(db_open(path, &db), 0);
+	CHECK_EQ(db_vm_get(db, "web1", &got), 0);
+	CHECK_EQ(got.pid, 4242);
+	CHECK_EQ(got.state, PROTO_VM_STARTING);
+	CHECK_EQ(db_vm_failures(db, &got), 3);
+	got.id = 999999;                /* a row by that name, but not that id */
+	CHECK_EQ(db_vm_failures(db, &got), -ENOENT);
+	CHECK_EQ(db_vm_set_failures(db, &got, 1), -ENOENT);
+	proto_vm_clear(&got);
+	proto_vm_clear(&vm);
+	db_close(db);
+}
+
+static void write_file(const char *path, const void *data, size_t len, off_t at)
+{
+	FILE *f = fopen(path, at < 0 ? "wb" : "r+b");
+
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	if (at >= 0)
+		fseeko(f, at, SEEK_SET);
+	CHECK_EQ(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+/* A file that is not SQLite at all, and a database whose pages were
+ * overwritten: refused with a reason, never opened. */
+static void test_not_db_and_corrupt(const char *dir)
+{
+	char path[256], why[256], junk[4096];
+	struct proto_vm vm;
+	struct db *db;
+
+	snprintf(path, sizeof(path), "%s/junk.db", dir);
+	memset(junk, 'x', sizeof(junk));
+	write_file(path, junk, sizeof(junk), -1);
+	CHECK_EQ(db_open_diag(path, &db, why, sizeof(why)), -EMEDIUMTYPE);
+	CHECK(strstr(why, "not a database") != NULL);
+
+	snprintf(path, sizeof(path), "%s/corrupt.db", dir);
+	CHECK_EQ(db_open(path, &db), 0);
+	for (int i = 0; i < 200; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "vm%03d", i);
+		make_vm(&vm, name, 1000);
+		CHECK_EQ(db_vm_insert(db, &vm), 0);
+		proto_vm_clear(&vm);
+	}
+	db_close(db);                   /* checkpoints the WAL into the file */
+	/* page 3 onwards (4096-byte pages): table and index pages, not the header */
+	memset(junk, 0xa5, sizeof(junk));
+	write_file(path, junk, sizeof(junk), 2 * 4096);
+	write_file(path, junk, sizeof(junk), 5 * 4096);
+	CHECK_EQ(db_open_diag(path, &db, why, sizeof(why)), -EBADMSG);
+	CHECK(why[0] != '\0');
+	fprintf(stderr, "corrupt database refused: %s\n", why);
 }
 
 int main(void)
@@ -132,24 +275,35 @@ int main(void)
 	char path[256];
 	struct db *db;
 	struct proto_vm vm;
+	char *snap, *snap2;
 
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 1);
+	CHECK_EQ(db_schema_version(db), 4);
 	test_insert_get(db);
 	test_transitions(db);
 	test_list_delete(db);
+	fill_mirror(db);
+	CHECK_EQ(db_vm_count(db), 5);
+	snap = mirror_snapshot(db);
 	db_close(db);
 
-	/* reopen: migrations are not rerun and the data is still there */
+	/* reopen: migrations are not rerun and the data is still there, read
+	 * back exactly as the in-memory copy had it */
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 1);
+	CHECK_EQ(db_schema_version(db), 4);
 	CHECK_EQ(db_vm_get(db, "web1", &vm), 0);
 	proto_vm_clear(&vm);
+	snap2 = mirror_snapshot(db);
+	CHECK(snap && snap2 && !strcmp(snap, snap2));
+	free(snap);
+	free(snap2);
 	db_close(db);
+	test_store_failures(path);
 	test_newer_schema(path);
+	test_not_db_and_corrupt(dir);
 
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
 	if (system(path) != 0)

@@ -227,6 +227,10 @@ static void test_link(void)
 
 	CHECK_EQ(proto_link_decode("{\"msg\":\"booted\"}", 16, &out), 0);
 	CHECK_EQ(out.type, PROTO_LINK_BOOTED);
+	CHECK_EQ(proto_link_decode("{\"msg\":\"seccomp\",\"nr\":41}", 25, &out), 0);
+	CHECK(out.type == PROTO_LINK_SECCOMP && out.nr == 41);
+	CHECK_EQ(proto_link_decode("{\"msg\":\"seccomp\",\"nr\":-1}", 25, &out), -EINVAL);
+	CHECK_EQ(proto_link_decode("{\"msg\":\"seccomp\"}", 17, &out), -EINVAL);
 	CHECK_EQ(proto_link_decode("{\"msg\":\"bogus\"}", 15, &out), -EINVAL);
 	CHECK_EQ(proto_link_decode("{\"msg\":\"console\",\"data\":\"!!\"}", 29, &out), -EINVAL);
 	CHECK_EQ(proto_link_decode("{\"msg\":\"exit\",\"status\":\"x\"}", 27, &out), -EINVAL);
@@ -341,6 +345,213 @@ static void test_vm_json(void)
 	json_decref(j);
 }
 
+/* A response built from pre-encoded elements equals the same response
+ * built as a JSON tree and encoded. */
+static void check_listbuf(json_t *id, json_t *elems)
+{
+	json_t *want = proto_response_ok(id, json_pack("{s:O}", "vms", elems));
+	struct proto_listbuf lb;
+	char *a, *b, *e;
+	size_t alen, blen;
+	json_t *v;
+	size_t i;
+
+	CHECK_EQ(proto_encode(want, &a, &alen), 0);
+	CHECK_EQ(proto_listbuf_begin(&lb, json_is_null(id) ? NULL : id, "vms", 0), 0);
+	json_array_foreach(elems, i, v) {
+		e = json_dumps(v, JSON_COMPACT);
+		proto_listbuf_add(&lb, e, strlen(e));
+		free(e);
+	}
+	CHECK_EQ(lb.count, json_array_size(elems));
+	CHECK_EQ(proto_listbuf_finish(&lb, &b, &blen), 0);
+	CHECK(alen == blen && !memcmp(a, b, alen));
+	if (alen != blen || memcmp(a, b, alen))
+		fprintf(stderr, "tree:   %.*s\nlistbuf: %.*s\n", (int)alen, a, (int)blen, b);
+	free(a);
+	free(b);
+	json_decref(want);
+}
+
+static void test_listbuf(void)
+{
+	struct proto_vm vm = {
+		.name = strdup("v\xc3\xa9"), .state = PROTO_VM_STOPPED, .owner_uid = 7,
+		.kernel = strdup("/k\"\\/\t"), .initrd = strdup("/i"), .cmdline = strdup(""),
+		.vcpus = 1, .mem_mib = 64, .disks = json_pack("[{s:s,s:b}]", "path", "/d", "readonly", 0),
+		.nics = json_array(), .labels = json_pack("{s:s,s:s}", "b", "2", "a", "1"),
+		.restart = strdup("always"), .created_at = 1712345678.123456789,
+		.started_at = 0.1, .has_exit_status = true, .exit_status = -1,
+		.exit_reason = strdup("signal"),
+	};
+	json_t *elems = json_array(), *j = proto_vm_to_json(&vm), *id;
+	char *enc;
+	size_t len;
+
+	/* proto_vm_encode is the compact text of proto_vm_to_json */
+	CHECK_EQ(proto_vm_encode(&vm, &enc, &len), 0);
+	{
+		char *d = json_dumps(j, JSON_COMPACT);
+
+		CHECK(d && strlen(d) == len && !strcmp(d, enc));
+		free(d);
+	}
+	free(enc);
+	check_listbuf(json_null(), elems);
+	json_array_append(elems, j);
+	id = json_integer(42);
+	check_listbuf(id, elems);
+	json_decref(id);
+	json_array_append_new(elems, json_pack("{s:[], s:{}}", "x", "y"));
+	json_array_append(elems, j);
+	id = json_string("req \"7\"");
+	check_listbuf(id, elems);
+	json_decref(id);
+	json_decref(elems);
+	json_decref(j);
+	proto_vm_clear(&vm);
+}
+
+/* Clients read responses with a larger per-buffer limit. */
+static void test_linebuf_max(void)
+{
+	size_t max = 4 * PROTO_MAX_LINE, n;
+	struct proto_linebuf lb;
+	char *big = malloc(max + 1), *line;
+
+	memset(big, 'y', max + 1);
+	proto_linebuf_init_max(&lb, max);
+	/* a line of exactly max bytes, fed in small pieces */
+	for (size_t off = 0; off < max; off += 1000)
+		CHECK_EQ(proto_linebuf_feed(&lb, big + off, off + 1000 <= max ? 1000 : max - off), 0);
+	CHECK_EQ(proto_linebuf_next(&lb, &line, &n), 0);
+	CHECK_EQ(proto_linebuf_feed(&lb, "\nnext", 5), 0);
+	CHECK_EQ(proto_linebuf_next(&lb, &line, &n), 1);
+	CHECK(n == max && line[0] == 'y' && line[max - 1] == 'y' && line[max] == '\0');
+	CHECK_EQ(proto_linebuf_next(&lb, &line, &n), 0);
+	/* one byte more is too long, dropped to its newline, reported once */
+	CHECK_EQ(proto_linebuf_feed(&lb, "\n", 1), 0);
+	CHECK_EQ(proto_linebuf_next(&lb, &line, &n), 1);
+	CHECK(n == 4 && !strcmp(line, "next"));
+	CHECK_EQ(proto_linebuf_feed(&lb, big, max + 1), 0);
+	CHECK(lb.cap <= 2 * max + 2);
+	CHECK_EQ(proto_linebuf_feed(&lb, big, 100), 0);
+	CHECK_EQ(proto_linebuf_feed(&lb, "\nok\n", 4), 0);
+	CHECK_EQ(proto_linebuf_next(&lb, &line, &n), -EMSGSIZE);
+	CHECK_EQ(proto_linebuf_next(&lb, &line, &n), 1);
+	CHECK(n == 2 && !strcmp(line, "ok"));
+	CHECK_EQ(proto_linebuf_next(&lb, &line, &n), 0);
+	/* the maximum survives free, for a buffer that is reused */
+	proto_linebuf_free(&lb);
+	CHECK(lb.max == max);
+	proto_linebuf_free(&lb);
+	/* the default is PROTO_MAX_LINE */
+	proto_linebuf_init(&lb);
+	CHECK(lb.max == PROTO_MAX_LINE);
+	CHECK_EQ(proto_linebuf_feed(&lb, big, PROTO_MAX_LINE + 1), 0);
+	CHECK_EQ(proto_linebuf_next(&lb, &line, &n), -EMSGSIZE);
+	proto_linebuf_free(&lb);
+	free(big);
+}
+
+/* Pretty printing in place equals jansson's, on jansson-encoded text. */
+static void check_pretty(const char *text)
+{
+	json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+	char *compact = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *want = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	struct proto_span v;
+	char *got;
+	size_t n;
+
+	CHECK(j && compact && want);
+	CHECK_EQ(proto_scan_check(compact, strlen(compact), &v), 0);
+	CHECK_EQ(proto_scan_pretty(v, &got, &n), 0);
+	CHECK(n == strlen(want) && !strcmp(got, want));
+	if (strcmp(got, want))
+		fprintf(stderr, "jansson:\n%s\nscan:\n%s\n", want, got);
+	free(got);
+	free(want);
+	free(compact);
+	json_decref(j);
+}
+
+static void test_scan(void)
+{
+	static const char *const bad[] = {
+		"", "{", "}", "{\"a\":}", "{\"a\" 1}", "{a:1}", "[1,]", "[1 2]", "01", "1.",
+		"-", "1e", "tru", "nul", "\"\x01\"", "\"\\x\"", "\"\\u12\"", "\"abc",
+		"[1]x", "{\"a\":1,}", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+	};
+	const char *doc = " {\"id\": 3, \"ok\": true, \"result\": {\"vms\": [{\"name\": \"a\\u00e9\\ud83d\\ude00\\n\","
+	                  " \"pid\": null, \"mem_mib\": -12, \"t\": 1.5e3}]}} ";
+	struct proto_span v, k, res = { 0 }, vms = { 0 }, vm, f;
+	size_t pos = 0;
+	char buf[64];
+	long long x;
+	double d;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (proto_scan_check(bad[i], strlen(bad[i]), &v) == 0) {
+			fprintf(stderr, "accepted bad JSON: %s\n", bad[i]);
+			check_failures++;
+		}
+	}
+	CHECK_EQ(proto_scan_check(doc, strlen(doc), &v), 0);
+	CHECK(v.p[0] == '{' && v.p[v.n - 1] == '}');
+	while (proto_scan_next(v, &pos, &k, &f) == 1)
+		if (proto_scan_key_is(k, "result"))
+			res = f;
+	pos = 0;
+	CHECK_EQ(proto_scan_next(res, &pos, &k, &vms), 1);
+	CHECK(proto_scan_key_is(k, "vms") && !proto_scan_key_is(k, "vm"));
+	CHECK_EQ(proto_scan_next(res, &pos, &k, &f), 0);
+	pos = 0;
+	CHECK_EQ(proto_scan_next(vms, &pos, NULL, &vm), 1);
+	CHECK_EQ(proto_scan_next(vms, &pos, NULL, &f), 0);
+	pos = 0;
+	CHECK_EQ(proto_scan_next(vm, &pos, &k, &f), 1);
+	CHECK_EQ(proto_scan_str(f, buf, sizeof(buf)), 8);
+	CHECK(!strcmp(buf, "a\xc3\xa9\xf0\x9f\x98\x80\n"));
+	CHECK_EQ(proto_scan_str(f, buf, 4), 3);           /* cut, never split */
+	CHECK(!strcmp(buf, "a\xc3\xa9"));
+	CHECK_EQ(proto_scan_next(vm, &pos, &k, &f), 1);
+	CHECK(!proto_scan_int(f, &x) && proto_scan_str(f, buf, sizeof(buf)) < 0);
+	CHECK_EQ(proto_scan_next(vm, &pos, &k, &f), 1);
+	CHECK(proto_scan_int(f, &x) && x == -12);
+	CHECK_EQ(proto_scan_next(vm, &pos, &k, &f), 1);
+	CHECK(!proto_scan_int(f, &x) && proto_scan_num(f, &d) && d == 1500.0);
+	CHECK_EQ(proto_scan_next(vm, &pos, &k, &f), 0);
+	CHECK(proto_scan_next(f, &pos, &k, &f) < 0);
+
+	check_pretty(doc);
+	check_pretty("{}");
+	check_pretty("[]");
+	check_pretty("\"x\"");
+	check_pretty("{\"b\":[],\"a\":{},\"c\":[1,{\"y\":2,\"x\":[3, null, false]}],\"d\":{\"k\":\"v\"}}");
+	/* sorted by the real keys: "\\u0041" is "A", before "B" and after "@" */
+	check_pretty("{\"B\":1,\"\\u0041\":2,\"@\":3,\"\\\"q\":4,\"\\n\":5,\"ab\":6,\"a\":7}");
+	{
+		struct proto_vm vm2 = {
+			.name = strdup("deep"), .state = PROTO_VM_RUNNING, .kernel = strdup("/k"),
+			.cmdline = strdup("c \"q\" \\ \t"), .vcpus = 4, .mem_mib = 2048,
+			.disks = json_pack("[{s:s,s:b},{s:s,s:b}]", "path", "/a", "readonly", 1,
+			                   "path", "/b", "readonly", 0),
+			.nics = json_pack("[{s:s,s:n}]", "tap", "tap0", "mac"),
+			.labels = json_pack("{s:s,s:s,s:s}", "zz", "1", "\xc3\xa9", "2", "a b", "3"),
+			.restart = strdup("on-failure"), .restart_max = 3, .pid = 99,
+			.created_at = 1712345678.987654321, .started_at = 1712345679.5,
+		};
+		char *enc;
+		size_t len;
+
+		CHECK_EQ(proto_vm_encode(&vm2, &enc, &len), 0);
+		check_pretty(enc);
+		free(enc);
+		proto_vm_clear(&vm2);
+	}
+}
+
 int main(void)
 {
 	test_decode_ok();
@@ -353,5 +564,8 @@ int main(void)
 	test_client_builder();
 	test_names();
 	test_vm_json();
+	test_listbuf();
+	test_linebuf_max();
+	test_scan();
 	return check_result("test-proto");
 }

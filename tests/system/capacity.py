@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""System tests of capacity (docs/protocol.md, host.info / host.set): host
+limits, quota pools and owner quotas under a storm of concurrent creates,
+the FIFO start queue, --no-queue, per-VM cgroups, and lowering limits.
+
+Usage: capacity.py CASE | --list.  Environment as for run.py (meson sets
+it).  Exit 0 pass, 1 fail, 77 skip (no /dev/kvm, or no writable cgroup
+controller for the cgroup cases).  CAP_ROUNDS overrides the storm rounds.
+"""
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (NOBODY, SKIP, Ctl, Daemon, Raw, TestFailure, check,  # noqa: E402
+                     env_path, kvm_usable, wait_for)
+
+CASES = {}
+STORM = 500             # concurrent create requests per round
+FREE = 10               # slots left when a round starts
+PREFILL = 2             # VMs holding capacity before the storm
+
+
+def case(fn):
+    CASES[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+class Env:
+    def __init__(self, config=()):
+        self.daemon = Daemon(env_path("MVMD"), env_path("MVM_VMM"), config=config)
+        self.ctl = Ctl(env_path("MVMCTL"), self.daemon.sock)
+        self.guest = os.path.abspath(env_path("MVM_BZIMAGE"))
+
+    def raw(self, timeout=60):
+        return Raw(self.daemon.sock, timeout)
+
+    def args(self, name, scenario="idle", mem=16, vcpus=1, **extra):
+        a = {"name": name, "kernel": self.guest, "mem_mib": mem, "vcpus": vcpus,
+             "cmdline": "console=ttyS0 mvmtest=" + scenario}
+        a.update(extra)
+        return a
+
+    def host(self):
+        r = self.raw()
+        try:
+            return r.ok("host.info")["host"]["capacity"]
+        finally:
+            r.close()
+
+
+def usage_is_zero(u):
+    pools = all(p["used"] == 0 for p in u["pools"].values())
+    return (u["vms"], u["mem_mib"], u["vcpus"], u["starting"], u["queued"]) == (0, 0, 0, 0, 0) and pools
+
+
+def rm_all(env, names):
+    r = env.raw(timeout=60)
+    try:
+        for n in names:
+            r.ok("vm.rm", {"name": n, "force": True})
+    finally:
+        r.close()
+
+
+def storm(env, prefix, extra):
+    """STORM clients connect, wait at a barrier, then each sends one create
+    with start.  Returns {name: response}."""
+    barrier = threading.Barrier(STORM, timeout=60)
+    results, errors = {}, []
+
+    def client(i):
+        name = "%s-%03d" % (prefix, i)
+        try:
+            raw = env.raw(timeout=120)
+            barrier.wait()
+            results[name] = raw.call("vm.create", env.args(name, **extra))
+            raw.close()
+        except Exception as e:  # reported below
+            errors.append("%s: %s" % (name, e))
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(STORM)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    check(not errors, "%d storm clients failed: %s" % (len(errors), errors[:5]))
+    check(len(results) == STORM, "only %d of %d answers" % (len(results), STORM))
+    return results
+
+
+def storm_rounds(config, kind, marker, rounds, extra=None):
+    """Prefill, then rounds of storms for the last FREE slots of one limit:
+    exactly FREE admitted each time, every refusal names the limit with its
+    numbers, and usage returns exactly to what it was."""
+    extra = extra or {}
+    env = Env(config)
+    try:
+        env.daemon.start()
+        prefill = ["pre-%d" % i for i in range(PREFILL)]
+        r = env.raw()
+        for n in prefill:
+            r.ok("vm.create", env.args(n, wait=True, **extra))
+        r.close()
+        base = env.host()["usage"]
+        t0 = time.monotonic()
+        for k in range(rounds):
+            res = storm(env, "r%02d" % k, extra)
+            ok = sorted(n for n, m in res.items() if m.get("ok"))
+            bad = [m for m in res.values() if not m.get("ok")]
+            check(len(ok) == FREE, "%s round %d: %d admitted, want exactly %d"
+                  % (kind, k, len(ok), FREE))
+            for m in bad:
+                e = m.get("error", {})
+                check(e.get("code") == "limit_exceeded", "%s: refusal %r" % (kind, m))
+                msg = e.get("message", "")
+                check(marker in msg and re.search(r"asked \d+.*\d+ .*left of \d+", msg),
+                      "%s: refusal does not name the limit and its numbers: %r" % (kind, msg))
+            u = env.host()["usage"]
+            check(u["vms"] == base["vms"] + FREE, "%s round %d: usage %r" % (kind, k, u))
+            rm_all(env, ok)
+            u = env.host()["usage"]
+            check(u == base, "%s round %d: usage not back after rm: %r, was %r"
+                  % (kind, k, u, base))
+            left = env.ctl.ok("list", "-q").split()
+            check(sorted(left) == prefill, "%s: rows left: %r" % (kind, left))
+        rm_all(env, prefill)
+        u = env.host()["usage"]
+        check(usage_is_zero(u), "%s: reservations leaked: %r" % (kind, u))
+        print("%s: %d rounds of %d creates for %d slots: exactly %d admitted each, "
+              "0 leaked (%.1fs)" % (kind, rounds, STORM, FREE, FREE, time.monotonic() - t0))
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
+def rounds(default):
+    return int(os.environ.get("CAP_ROUNDS", default))
+
+
+# vCPUs stay plentiful except in the vcpus case (the default allows 4 per
+# host CPU).
+MANY_VCPUS = "vcpu_oversubscription = 1000"
+SLOTS = PREFILL + FREE
+
+
+@case
+def storm_count():
+    storm_rounds(["max_vms = %d" % SLOTS, MANY_VCPUS], "count", "max_vms", rounds(20))
+
+
+@case
+def storm_memory():
+    # 16 MiB guests are charged 16 + 32 MiB of VMM overhead
+    storm_rounds(["memory_budget = %dM" % (SLOTS * 48), "vmm_overhead = 32M", MANY_VCPUS],
+                 "memory", "memory: asked 16 MiB", rounds(20))
+
+
+@case
+def storm_vcpus():
+    storm_rounds(["host_cpus = %d" % SLOTS, "vcpu_oversubscription = 1"], "vcpus",
+                 "vcpus: asked 1", rounds(20))
+
+
+@case
+def storm_pool():
+    storm_rounds(["pool lic max %d" % SLOTS, MANY_VCPUS], "pool", "pool lic",
+                 rounds(20), {"pools": ["lic"]})
+
+
+@case
+def storm_owner():
+    storm_rounds(["owner.%d.max_vms = %d" % (os.getuid(), SLOTS), MANY_VCPUS], "owner",
+                 "owner %d vms" % os.getuid(), rounds(20))
+
+
+class Events:
+    """A subscriber that records every event in a thread."""
+
+    def __init__(self, env):
+        self.raw = env.raw(timeout=120)
+        self.raw.ok("events.subscribe")
+        self.events = []
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        try:
+            while not self.stop:
+                self.events.append(self.raw.read_msg())
+        except Exception:  # closed at the end
+            pass
+
+    def states(self, state):
+        return [e["vm"] for e in list(self.events) if e.get("state") == state]
+
+
+@case
+def queue_fifo():
+    """40 concurrent creates against max_concurrent_starts=2: VMs start in
+    the order mvmd admitted them and never more than 2 are starting."""
+    n, limit = 40, 2
+    env = Env(["max_concurrent_starts = %d" % limit, MANY_VCPUS])
+    try:
+        env.daemon.start()
+        ev = Events(env)
+        barrier = threading.Barrier(n, timeout=60)
+        errors = []
+
+        def client(i):
+            try:
+                raw = env.raw()
+                barrier.wait()
+                raw.ok("vm.create", env.args("q%02d" % i))
+                raw.close()
+            except Exception as e:
+                errors.append(str(e))
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        check(not errors, "clients failed: %s" % errors[:3])
+        wait_for(lambda: len(ev.states("running")) == n, 60, "all %d VMs running" % n)
+        created, queued, starting = ev.states("created"), ev.states("queued"), ev.states("starting")
+        check(queued, "no VM was ever queued; the storm did not exercise the queue")
+        check(starting == created, "start order %r differs from admission order %r"
+              % (starting, created))
+        live, peak = set(), 0
+        for e in ev.events:
+            if e.get("state") == "starting":
+                live.add(e["vm"])
+                peak = max(peak, len(live))
+            elif e.get("state") in ("running", "crashed", "stopped"):
+                live.discard(e.get("vm"))
+        check(peak <= limit, "%d VMs were starting at once; max_concurrent_starts %d"
+              % (peak, limit))
+        print("%d creates: %d queued, started in admission order, peak %d starting"
+              % (n, len(queued), peak))
+        ev.stop = True
+        rm_all(env, created)
+        check(usage_is_zero(env.host()["usage"]), "leaked: %r" % env.host()["usage"])
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
+@case
+def no_queue():
+    """start_rate 0.25/s, burst 1: a second create with --no-queue fails at
+    once and stores nothing; without it the VM is queued (visible in list,
+    stoppable) and the rate timer starts it later."""
+    env = Env(["start_rate = 0.25", "start_burst = 1", MANY_VCPUS])
+    ctl = env.ctl
+    try:
+        env.daemon.start()
+        ctl.ok("create", "a", "--kernel", env.guest, "--mem", "16",
+               "--cmdline", "console=ttyS0 mvmtest=idle")
+        t0 = time.monotonic()
+        err = ctl.fails(1, "create", "b", "--kernel", env.guest, "--mem", "16", "--no-queue",
+                        "--cmdline", "console=ttyS0 mvmtest=idle")
+        check(time.monotonic() - t0 < 2, "--no-queue took %.1fs" % (time.monotonic() - t0))
+        check("limit_exceeded" in err and "rate" in err, "--no-queue error: %r" % err)
+        check("b" not in ctl.ok("list", "-q").split(), "a refused create left a row")
+        out = ctl.ok("create", "c", "--kernel", env.guest, "--mem", "16",
+                     "--cmdline", "console=ttyS0 mvmtest=idle")
+        check("queued" in out, "create c: %r" % out)
+        check(re.search(r"^c\s+queued", ctl.ok("list"), re.M), "list does not show c queued")
+        check(env.host()["usage"]["queued"] == 1, "host does not count the queued VM")
+        out = ctl.ok("stop", "c")
+        check("stopped" in out, "stop of a queued VM: %r" % out)
+        u = env.host()["usage"]
+        check(u["queued"] == 0 and u["vms"] == 1, "stopping a queued VM kept capacity: %r" % u)
+        ctl.ok("rm", "c")
+        t1 = time.monotonic()
+        ctl.ok("create", "d", "--kernel", env.guest, "--mem", "16",
+               "--cmdline", "console=ttyS0 mvmtest=idle")
+        ctl.wait_state("d", "running", timeout=10)
+        waited = time.monotonic() - t1
+        check(waited > 1, "d started after %.2fs, before the rate allowed" % waited)
+        print("--no-queue refused in %.2fs; queued VM started by the rate timer after %.1fs"
+              % (time.monotonic() - t0, waited))
+        rm_all(env, ["a", "d"])
+        check(usage_is_zero(env.host()["usage"]), "leaked: %r" % env.host()["usage"])
+    finally:
+        env.daemon.cleanup()
+
+
+def cgroup_paths(status):
+    return {m.group(1): (m.group(2), m.group(3))
+            for m in re.finditer(r"(memory|cpu|pids): (v1|v2) at ([^;]+)", status)}
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def usable_cgroups(env):
+    cg = env.host()["cgroup"]
+    if not cg["usable"]:
+        print("skip: no writable cgroup controller: " + cg["status"])
+        raise SystemExit(SKIP)
+    return cgroup_paths(cg["status"])
+
+
+@case
+def cgroup_files():
+    env = Env([MANY_VCPUS, "vmm_overhead = 32M"])
+    try:
+        env.daemon.start()
+        paths = usable_cgroups(env)
+        vm = env.ctl.json("create", "cg1", "--kernel", env.guest, "--mem", "64", "--vcpus", "2",
+                          "--cmdline", "console=ttyS0 mvmtest=idle", "--wait")["vm"]
+        pid, want_mem = vm["pid"], (64 + 32) << 20
+        checked = []
+        for ctrl, (mode, parent) in paths.items():
+            d = os.path.join(parent, "cg1")
+            check(str(pid) in read(os.path.join(d, "cgroup.procs")).split(),
+                  "worker %d not in %s" % (pid, d))
+            if ctrl == "memory" and mode == "v1":
+                check(int(read(d + "/memory.limit_in_bytes")) == want_mem, "memory.limit_in_bytes")
+                if os.path.exists(d + "/memory.memsw.limit_in_bytes"):
+                    check(int(read(d + "/memory.memsw.limit_in_bytes")) == want_mem, "memsw")
+            elif ctrl == "memory":
+                check(int(read(d + "/memory.max")) == want_mem, "memory.max")
+                check(read(d + "/memory.swap.max") == "0", "memory.swap.max")
+            elif ctrl == "cpu" and mode == "v1":
+                check(int(read(d + "/cpu.cfs_quota_us")) == 2 * int(read(d + "/cpu.cfs_period_us")),
+                      "cpu quota is not 2 x period")
+                check(int(read(d + "/cpu.shares")) == 2048, "cpu.shares")
+            elif ctrl == "cpu":
+                quota, period = read(d + "/cpu.max").split()
+                check(int(quota) == 2 * int(period), "cpu.max %s %s" % (quota, period))
+                check(int(read(d + "/cpu.weight")) == 200, "cpu.weight")
+            elif ctrl == "pids":
+                check(read(d + "/pids.max") == "64", "pids.max")
+            checked.append("%s(%s)" % (ctrl, mode))
+        env.ctl.ok("rm", "-f", "cg1")
+        for ctrl, (mode, parent) in paths.items():
+            check(not os.path.exists(os.path.join(parent, "cg1")),
+                  "%s cgroup of cg1 left behind" % ctrl)
+        print("cgroup values right for %s; removed with the VM" % ", ".join(checked))
+    finally:
+        env.daemon.cleanup()
+
+
+@case
+def oom_kill():
+    """Overcommitted memory: the guest touches more than the parent cgroup's
+    budget, the kernel kills the worker, and mvmd says so."""
+    env = Env(["memory_budget = 96M", "memory_overcommit = 4", "vmm_overhead = 32M",
+               MANY_VCPUS])
+    try:
+        env.daemon.start()
+        paths = usable_cgroups(env)
+        if "memory" not in paths:
+            print("skip: memory controller not usable")
+            raise SystemExit(SKIP)
+        env.ctl.ok("create", "hog", "--kernel", env.guest, "--mem", "256",
+                   "--cmdline", "console=ttyS0 mvmtest=touch:200")
+        vm = env.ctl.wait_state("hog", ("crashed", "stopped"), timeout=60)
+        reason = vm.get("exit_reason") or ""
+        check(vm["state"] == "crashed" and reason.startswith("oom-killed: memory limit 288 MiB"),
+              "hog ended %s (%s), not OOM-killed" % (vm["state"], reason))
+        check("touch done" not in env.ctl.ok("logs", "hog"), "the guest finished touching")
+        print("hog: %s (%s)" % (vm["state"], reason))
+        env.ctl.ok("rm", "hog")
+        check(usage_is_zero(env.host()["usage"]), "leaked: %r" % env.host()["usage"])
+    finally:
+        env.daemon.cleanup()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@case
+def spin_one_core():
+    env = Env([MANY_VCPUS])
+    try:
+        env.daemon.start()
+        usable_cgroups(env)
+        vm = env.ctl.json("create", "spin", "--kernel", env.guest, "--mem", "32",
+                          "--cmdline", "console=ttyS0 mvmtest=spin", "--wait")["vm"]
+        wait_for(lambda: "MVMTEST spin" in env.ctl.ok("logs", "spin"), 20, "spin to start")
+        c0, t0 = cpu_seconds(vm["pid"]), time.monotonic()
+        time.sleep(3)
+        used = (cpu_seconds(vm["pid"]) - c0) / (time.monotonic() - t0)
+        check(used <= 1.1, "a 1-vCPU VM used %.2f cores" % used)
+        check(used >= 0.3, "the spinning guest used only %.2f cores; is it running?" % used)
+        print("spin: %.2f cores over 3s (quota 1 core)" % used)
+        env.ctl.ok("rm", "-f", "spin")
+    finally:
+        env.daemon.cleanup()
+
+
+@case
+def lower_limit():
+    """Running VMs survive a lowered limit; the host shows over-limit until
+    they drain; host.set is for root or mvmd's user; SIGHUP reloads."""
+    env = Env(["max_vms = 5", MANY_VCPUS])
+    ctl = env.ctl
+    try:
+        env.daemon.start()
+        for n in ("l1", "l2", "l3"):
+            ctl.ok("create", n, "--kernel", env.guest, "--mem", "16",
+                   "--cmdline", "console=ttyS0 mvmtest=idle")
+        for n in ("l1", "l2", "l3"):
+            ctl.wait_state(n, "running", timeout=10)
+        ctl.ok("host", "set", "max_vms=1")
+        h = env.host()
+        check(h["over_limit"] and "max_vms" in h["over_limit_reason"], "not over limit: %r" % h)
+        check(h["limits"]["max_vms"] == 1 and h["usage"]["vms"] == 3, "limits %r" % h)
+        for n in ("l1", "l2", "l3"):
+            ctl.wait_state(n, "running", timeout=10)
+        err = ctl.fails(1, "create", "l4", "--kernel", env.guest, "--mem", "16")
+        check("max_vms" in err and "0 left of 1" in err, "refusal: %r" % err)
+        check("over limit" in ctl.ok("host") and "max_vms" in ctl.ok("host"), "mvmctl host")
+        ctl.ok("rm", "-f", "l1")
+        check(env.host()["over_limit"], "over-limit cleared too early")
+        ctl.ok("rm", "-f", "l2")
+        h = env.host()
+        check(not h["over_limit"] and h["over_limit_reason"] is None, "still over: %r" % h)
+        err = ctl.fails(1, "host", "set", "max_vms=lots")
+        check("bad_request" in err, "bad value: %r" % err)
+        os.chmod(env.daemon.root, 0o755)
+        os.chmod(env.daemon.run, 0o755)
+        os.chmod(env.daemon.sock, 0o777)
+        err = ctl.fails(1, "host", "set", "max_vms=100", uid=NOBODY)
+        check("permission_denied" in err, "non-root host set: %r" % err)
+        env.daemon.reload(["max_vms = 7", "pool gpu max 2", MANY_VCPUS])
+        wait_for(lambda: env.host()["limits"]["max_vms"] == 7, 10, "SIGHUP reload")
+        check(env.host()["limits"]["pools"] == {"gpu": 2}, "pools after reload")
+        ctl.ok("rm", "-f", "l3")
+        check(usage_is_zero(env.host()["usage"]), "leaked: %r" % env.host()["usage"])
+        print("lowered max_vms 5 -> 1 with 3 running: over limit until drained; reload ok")
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
+def main():
+    if len(sys.argv) == 2 and sys.argv[1] == "--list":
+        print("\n".join(CASES))
+        return 0
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        print("usage: capacity.py CASE|--list; cases: " + " ".join(CASES), file=sys.stderr)
+        return 2
+    if not kvm_usable():
+        print("skip: /dev/kvm is not usable; capacity cases boot the test guest", file=sys.stderr)
+        return SKIP
+    try:
+        CASES[sys.argv[1]]()
+    except TestFailure as e:
+        print("FAIL: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

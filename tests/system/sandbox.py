@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""System tests of the worker sandbox (docs/security.md "Worker sandbox"):
+mvmd spawns every worker locked down, with its own uid from the configured
+range and its per-VM directory as its whole root, and records a worker
+killed by its seccomp filter with the syscall's name.
+
+Usage: sandbox.py CASE | --list
+
+Environment as run.py (MVMD, MVMCTL, MVM_VMM, MVM_BZIMAGE), plus
+MVM_TEST_HOOKS=1 when the build has -Dtest_hooks=true.  Exit status: 0
+pass, 1 fail, 77 skip (no /dev/kvm or guest, not root, no test hooks).
+"""
+
+import json
+import os
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (SKIP, Ctl, Daemon, TestFailure, check, env_path,  # noqa: E402
+                     kvm_usable, wait_for)
+
+# A range of our own per test process: parallel daemons never share uids.
+UID_BASE = 300000 + (os.getpid() % 5000) * 100
+UID_COUNT = 100
+SIGSYS = 31
+
+
+class Skip(Exception):
+    pass
+
+
+class Env:
+    def __init__(self, config=()):
+        lines = ["sandbox_uid_base = %d" % UID_BASE,
+                 "sandbox_uid_count = %d" % UID_COUNT] + list(config)
+        self.daemon = Daemon(env_path("MVMD"), env_path("MVM_VMM"), config=lines)
+        self.ctl = Ctl(env_path("MVMCTL"), self.daemon.sock)
+
+    def create(self, name, scenario="idle", wait=True):
+        args = ["create", name, "--kernel", env_path("MVM_BZIMAGE"),
+                "--cmdline", "console=ttyS0 mvmtest=" + scenario, "--mem", "64"]
+        return self.ctl.json(*(args + (["--wait"] if wait else [])))["vm"]
+
+    def vm_dir(self, name):
+        return os.path.join(self.daemon.run, "vms", name)
+
+
+def status(pid):
+    fields = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            fields[k] = v.strip()
+    return fields
+
+
+def check_locked_down(env, vm):
+    """The worker's /proc view: no capabilities, no_new_privs, a seccomp
+    filter, a uid and gid of the range, namespaces and root of its own."""
+    pid = vm["pid"]
+    st = status(pid)
+    for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        check(int(st[k], 16) == 0, "VM %s: %s is %s, expected 0" % (vm["name"], k, st[k]))
+    check(st["NoNewPrivs"] == "1", "NoNewPrivs %s" % st["NoNewPrivs"])
+    check(st["Seccomp"] == "2", "Seccomp %s, expected 2 (filter)" % st["Seccomp"])
+    uids, gids = set(st["Uid"].split()), set(st["Gid"].split())
+    check(len(uids) == 1 and len(gids) == 1, "mixed ids: Uid %s Gid %s" % (uids, gids))
+    uid, gid = int(uids.pop()), int(gids.pop())
+    check(UID_BASE <= uid < UID_BASE + UID_COUNT, "uid %d outside [%d, %d)" %
+          (uid, UID_BASE, UID_BASE + UID_COUNT))
+    check(gid == uid, "gid %d, expected the uid %d" % (gid, uid))
+    mvmd = env.daemon.proc.pid
+    for ns in ("mnt", "ipc", "uts", "net", "cgroup"):
+        mine = os.readlink("/proc/%d/ns/%s" % (pid, ns))
+        check(mine != os.readlink("/proc/%d/ns/%s" % (mvmd, ns)),
+              "worker shares mvmd's %s namespace" % ns)
+    # Its root: the per-VM directory at its own path, nothing else.
+    d = env.vm_dir(vm["name"])
+    top = d.split("/")[1]
+    root = "/proc/%d/root" % pid
+    check(os.listdir(root) == [top], "worker's root holds %s, expected [%r]" %
+          (os.listdir(root), top))
+    check(os.path.samefile(root + d, d), "worker's %s is not the host's" % d)
+    s = os.stat(d)
+    check(s.st_uid == uid and s.st_gid == uid and stat.S_IMODE(s.st_mode) == 0o700,
+          "%s: owner %d:%d mode %o, expected %d:%d 0700" %
+          (d, s.st_uid, s.st_gid, stat.S_IMODE(s.st_mode), uid, uid))
+    return uid
+
+
+def case_state(env):
+    """Two VMs: each locked down, with different uids; rm removes each
+    one's directory."""
+    a = env.create("sba")
+    b = env.create("sbb")
+    ua, ub = check_locked_down(env, a), check_locked_down(env, b)
+    check(ua != ub, "both workers run as uid %d" % ua)
+    print("uids: sba %d, sbb %d" % (ua, ub))
+    env.ctl.ok("rm", "-f", "sba")
+    check(not os.path.exists(env.vm_dir("sba")), "sba's sandbox directory is still there")
+    check(os.path.isdir(env.vm_dir("sbb")), "removing sba took sbb's directory")
+    # The freed slot is the lowest again: the next VM gets sba's uid.
+    c = env.create("sbc")
+    check(check_locked_down(env, c) == ua, "sbc did not reuse the freed uid %d" % ua)
+    env.ctl.ok("stop", "sbb", "--timeout", "0")
+    env.ctl.wait_state("sbb", ("stopped", "crashed"))
+    check(not os.path.exists(env.vm_dir("sbb")), "a stopped VM's directory is still there")
+    env.ctl.ok("rm", "-f", "sbc")
+    env.ctl.ok("rm", "sbb")
+
+
+def case_off(env):
+    """sandbox = false: the worker runs as mvmd does, without a directory."""
+    vm = env.create("plain")
+    st = status(vm["pid"])
+    check(st["Seccomp"] == "0", "Seccomp %s with sandbox = false" % st["Seccomp"])
+    check(st["Uid"].split()[0] == str(os.geteuid()), "Uid %s with sandbox = false" % st["Uid"])
+    check(not os.path.exists(env.vm_dir("plain")), "a directory for an unsandboxed VM")
+    check("without their sandbox" in env.daemon.log(), "mvmd did not say the sandbox is off")
+    env.ctl.ok("rm", "-f", "plain")
+
+
+def case_seccomp(env):
+    """A worker that makes a forbidden syscall dies by SIGSYS, and mvmd
+    records which syscall from its report."""
+    env.create("bad", wait=False)
+    vm = env.ctl.wait_state("bad", ("crashed", "stopped"))
+    print(json.dumps(vm))
+    want = "killed: seccomp violation (syscall socket)"
+    check(vm["state"] == "crashed", "state %s, expected crashed" % vm["state"])
+    check(vm["exit_reason"] == want, "exit reason %r, expected %r" % (vm["exit_reason"], want))
+    check(vm["exit_status"] == 128 + SIGSYS, "exit status %r" % vm["exit_status"])
+    shown = env.ctl.ok("show", "bad")
+    check(want in shown, "mvmctl show does not say %r:\n%s" % (want, shown))
+    wait_for(lambda: not os.path.exists(env.vm_dir("bad")), 5, "bad's directory to go")
+    # the others are untouched
+    good = env.create("good")
+    check_locked_down(env, good)
+    env.ctl.ok("rm", "-f", "good")
+
+
+def case_two_daemons(env):
+    """Two mvmds on one uid range (a test daemon beside a real one) never
+    hand out the same uid."""
+    other = Env()
+    try:
+        other.daemon.start()
+        uids = set()
+        for i in range(3):
+            uids.add(check_locked_down(env, env.create("mine%d" % i)))
+            uids.add(check_locked_down(other, other.create("theirs%d" % i)))
+        print("uids: %s" % sorted(uids))
+        check(len(uids) == 6, "6 workers of two daemons share uids: %s" % sorted(uids))
+        other.daemon.stop()
+    finally:
+        other.daemon.cleanup()
+    for i in range(3):
+        env.ctl.ok("rm", "-f", "mine%d" % i)
+
+
+CASES = {
+    "sandbox-state": (case_state, ()),
+    "sandbox-off": (case_off, ("sandbox = false",)),
+    "sandbox-seccomp": (case_seccomp, ()),
+    "sandbox-two-daemons": (case_two_daemons, ()),
+}
+
+
+def skip_reason(name):
+    if not kvm_usable():
+        return "/dev/kvm is missing or not accessible; these cases boot guests"
+    if not os.environ.get("MVM_BZIMAGE"):
+        return "the test guest is not built"
+    if os.geteuid() != 0:
+        return "not root: mvmd sandboxes workers only as root"
+    if name == "sandbox-seccomp" and os.environ.get("MVM_TEST_HOOKS") != "1":
+        return ("built without -Dtest_hooks=true: mvmd cannot make a worker break "
+                "its filter (MVM_TEST_FORBIDDEN_SYSCALL)")
+    return None
+
+
+def main(argv):
+    if len(argv) == 2 and argv[1] == "--list":
+        print("\n".join(CASES))
+        return 0
+    if len(argv) != 2 or argv[1] not in CASES:
+        print("usage: sandbox.py CASE | --list; cases: %s" % ", ".join(CASES), file=sys.stderr)
+        return 2
+    why = skip_reason(argv[1])
+    if why:
+        print("SKIP: %s" % why, file=sys.stderr)
+        return SKIP
+    fn, config = CASES[argv[1]]
+    if argv[1] == "sandbox-seccomp":
+        os.environ["MVM_TEST_FORBIDDEN_SYSCALL"] = "bad"  # mvmd inherits it
+    env = Env(config)
+    try:
+        env.daemon.start()
+        fn(env)
+        check(env.daemon.alive(), "mvmd exited during the test")
+        env.daemon.stop()
+        env.daemon.check_sanitizers()
+        print("PASS", argv[1])
+        return 0
+    except TestFailure as e:
+        print("FAIL %s: %s" % (argv[1], e), file=sys.stderr)
+        print("---- mvmd log (tail) ----\n" + env.daemon.log()[-6000:], file=sys.stderr)
+        return 1
+    finally:
+        env.daemon.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
