@@ -36,6 +36,7 @@
 
 #include "daemon/mvmd.h"
 #include "daemon/tap.h"
+#include "util/util.h"
 
 #define HELLO_TIMEOUT_MS 2000
 #define BACKOFF_MIN_S 1.0
@@ -93,42 +94,13 @@ int adopt_socket_path(const struct mvmd *d, const char *name, char *buf, size_t 
 	return 0;
 }
 
-/* Field 22 of /proc/PID/stat: the process's start time in clock ticks. */
-static int proc_start_time(pid_t pid, uint64_t *ret)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long v;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
-	/* a zombie has exited: nothing to adopt, nothing to kill */
-	if (p && (p[2] == 'Z' || p[2] == 'X'))
-		return -ESRCH;
-	for (int i = 0; p && i < 20; i++)
-		p = strchr(p + 1, ' ');
-	if (!p || sscanf(p + 1, "%llu", &v) != 1)
-		return -EIO;
-	*ret = v;
-	return 0;
-}
-
 void adopt_record_spawn(struct mvmd *d, const char *name, pid_t pid)
 {
 	char path[4096], line[64];
 	uint64_t start;
 	int fd, n;
 
-	if (proc_start_time(pid, &start) < 0 ||
+	if (util_proc_start_time(pid, &start) < 0 ||
 	    mvmd_vm_dir(d, name, "worker", path, sizeof(path)) < 0)
 		return;
 	n = snprintf(line, sizeof(line), "%d %llu\n", (int)pid, (unsigned long long)start);
@@ -170,6 +142,7 @@ static void remove_runtime(struct mvmd *d, const char *name)
 		unlink(path);
 	if (mvmd_vm_dir(d, name, "worker", path, sizeof(path)) == 0)
 		unlink(path);
+	supervisor_sandbox_remove(d, name);
 }
 
 /* ---- talking to a worker's socket --------------------------------------- */
@@ -356,7 +329,7 @@ int adopt_vm(struct mvmd *d, struct proto_vm *vm)
 	 * right after the spawn) names the worker; greet() still proves it */
 	if (pid <= 0 && vm->state == PROTO_VM_STARTING && recorded)
 		pid = rec_pid;
-	if (pid <= 0 || (pidfd = pidfd_open_(pid)) < 0 || proc_start_time(pid, &start) < 0)
+	if (pid <= 0 || (pidfd = pidfd_open_(pid)) < 0 || util_proc_start_time(pid, &start) < 0)
 		goto gone;
 	/* a different process now has the pid: never touch it */
 	if (recorded && (rec_pid != pid || rec_start != start))

@@ -170,6 +170,8 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 {
 	struct db_totals t;
 	struct sysinfo si;
+	const char *why;
+	bool sandboxed = supervisor_sandbox_on(c->d, &why);
 	int r = db_vm_totals(c->d->db, &t);
 
 	if (r < 0) {
@@ -177,7 +179,8 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		return;
 	}
 	sysinfo(&si);
-	conn_reply_ok(c, req->id, json_pack("{s:{s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:i, s:o}}",
+	conn_reply_ok(c, req->id, json_pack("{s:{s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:i, s:o,"
+	                                             " s:{s:b, s:s?, s:I, s:I}}}",
 		"host",
 		"cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
 		"mem_mib", (json_int_t)((uint64_t)si.totalram * si.mem_unit >> 20),
@@ -186,7 +189,10 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		"vcpus_used", (json_int_t)t.active_vcpus,
 		"mem_mib_used", (json_int_t)t.active_mem_mib,
 		"server", PROTO_SERVER, "version", PROTO_VERSION,
-		"capacity", admit_host_json(c->d)));
+		"capacity", admit_host_json(c->d),
+		"sandbox", "enabled", sandboxed, "reason", why,
+		"uid_base", (json_int_t)c->d->cfg.sandbox_uid_base,
+		"uid_count", (json_int_t)c->d->cfg.sandbox_uid_count));
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -402,13 +408,6 @@ out:
 	proto_vm_clear(&vm);
 }
 
-/* Signals whose default action does not end the worker: answer at once. */
-static bool signal_ends_process(int sig)
-{
-	return sig != SIGCONT && sig != SIGSTOP && sig != SIGTSTP && sig != SIGCHLD &&
-	       sig != SIGWINCH && sig != SIGURG;
-}
-
 static void op_vm_kill(struct conn *c, struct proto_request *req)
 {
 	int sig = proto_signal_from_name(proto_arg_str(req, "signal"));
@@ -427,7 +426,7 @@ static void op_vm_kill(struct conn *c, struct proto_request *req)
 	if (r < 0)
 		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "cannot signal the worker: %s",
 		          strerror(-r));
-	else if (signal_ends_process(sig))
+	else if (proto_signal_ends_process(sig))
 		supervisor_add_waiter(w, c, req->id, WAIT_EXIT, false);
 	else
 		conn_reply_ok(c, req->id, vm_result(&w->vm));

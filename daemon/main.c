@@ -55,7 +55,7 @@ static void usage(FILE *f)
 		"usage: mvmd [OPTIONS]\n"
 		"  --config FILE      key = value settings (state_dir, run_dir, socket, log_level, vmm,\n"
 		"                     cgroup_parent, capacity limits: docs/architecture.md); SIGHUP\n"
-		"                     reloads the capacity limits and log_level\n"
+		"                     reloads the capacity limits\n"
 		"  --state-dir DIR    database and VM logs (default /var/lib/mvm)\n"
 		"  --run-dir DIR      sockets and per-VM runtime files (default /run/mvm)\n"
 		"  --socket PATH      control socket (default <run-dir>/mvmd.sock)\n"

@@ -535,7 +535,10 @@ int supervisor_kill(struct worker *w, int sig)
 {
 	if (w->exited)
 		return -ESRCH;
-	w->kill_requested = true;
+	/* Only a signal that ends the worker makes its death the user's doing;
+	 * after SIGCONT or SIGSTOP a later crash keeps its own reason. */
+	if (proto_signal_ends_process(sig))
+		w->kill_requested = true;
 	return worker_signal(w, sig);
 }
 
@@ -563,21 +566,35 @@ void supervisor_detach_all(struct mvmd *d)
 
 /* ---- sandbox ------------------------------------------------------------ */
 
-/* Sandboxing needs root: only root can give the worker its own uid.  Said
- * once, at the first start, when workers run without it. */
+/* Sandboxing needs root: only root can give the worker its own uid. */
+bool supervisor_sandbox_on(const struct mvmd *d, const char **ret_why)
+{
+	bool root = geteuid() == 0;
+
+	if (root && d->cfg.sandbox != 0) {
+		*ret_why = NULL;
+		return true;
+	}
+	if (root)
+		*ret_why = "config says sandbox = false";
+	else if (d->cfg.sandbox > 0)
+		*ret_why = "mvmd is not root, so it cannot give a worker its own uid "
+		           "(sandbox = true ignored)";
+	else
+		*ret_why = "mvmd is not root, so it cannot give a worker its own uid";
+	return false;
+}
+
+/* Said once, at the first start, when workers run without it. */
 static bool sandbox_enabled(const struct mvmd *d)
 {
 	static bool told;
-	bool root = geteuid() == 0;
-	bool on = root && d->cfg.sandbox != 0;
+	const char *why;
+	bool on = supervisor_sandbox_on(d, &why);
 
 	if (!on && !told) {
 		told = true;
-		if (root)
-			log_warn("workers run without their sandbox: config says sandbox = false");
-		else
-			log_warn("workers run without their sandbox%s: mvmd is not root, so it cannot "
-			         "give a worker its own uid", d->cfg.sandbox > 0 ? " (sandbox = true ignored)" : "");
+		log_warn("workers run without their sandbox: %s", why);
 	}
 	return on;
 }

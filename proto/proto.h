@@ -156,6 +156,9 @@ int proto_vm_from_json(const json_t *obj, struct proto_vm *ret_vm);
 int proto_signal_from_name(const char *name);
 /* "SIGKILL" etc.; "SIG?" for numbers without a name. */
 const char *proto_signal_name(int sig);
+/* Whether the signal's default action ends a process (SIGCONT, SIGSTOP and
+ * the like do not): decides whether vm.kill waits for the worker's exit. */
+bool proto_signal_ends_process(int sig);
 
 /* `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}` */
 bool proto_vm_name_valid(const char *name);

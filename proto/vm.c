@@ -53,6 +53,12 @@ int proto_signal_from_name(const char *name)
 	return -ENOENT;
 }
 
+bool proto_signal_ends_process(int sig)
+{
+	return sig != SIGCONT && sig != SIGSTOP && sig != SIGTSTP && sig != SIGCHLD &&
+	       sig != SIGWINCH && sig != SIGURG;
+}
+
 const char *proto_signal_name(int sig)
 {
 	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
