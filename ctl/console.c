@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ctl/ctl.h"
+#include "util/util.h"
 
 #define CONSOLE_ESCAPE 0x1d /* Ctrl-] as telnet and virsh use it */
 #define CONSOLE_IDLE_DEFAULT_S 2
@@ -127,11 +128,11 @@ int console_console(struct ctl *c, int argc, char **argv)
 
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		char *end;
+		uint64_t v;
 
-		idle = o == 'i' ? strtoll(optarg, &end, 10) : -1;
-		if (o != 'i' || *end || end == optarg || idle < 0 || idle > 86400)
+		if (o != 'i' || util_parse_uint(optarg, 0, 86400, &v) < 0)
 			return ctl_usage_error("console", "bad option or value '%s'", argv[optind - 1]);
+		idle = (long long)v;
 	}
 	if (optind + 1 != argc)
 		return ctl_usage_error("console", "console wants exactly one NAME");
@@ -195,13 +196,12 @@ int console_logs(struct ctl *c, int argc, char **argv)
 
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
-		char *end = NULL;
-		long long n = o == 't' ? strtoll(optarg, &end, 10) : 0;
+		uint64_t n;
 
 		if (o == 'f') {
 			follow = true;
-		} else if (o == 't' && end != optarg && !*end && n >= 0 && n <= INT_MAX) {
-			proto_request_set_int(req, "tail", n);
+		} else if (o == 't' && util_parse_uint(optarg, 0, INT_MAX, &n) == 0) {
+			proto_request_set_int(req, "tail", (json_int_t)n);
 		} else {
 			json_decref(req);
 			return ctl_usage_error("logs", "bad option or value '%s'", argv[optind - 1]);

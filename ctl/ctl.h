@@ -71,6 +71,7 @@ void output_vm_list(struct proto_span vms, bool quiet, double now);
 void output_vm_show(const json_t *vm, const json_t *events, double now);
 void output_event(const json_t *ev);
 void output_kv(const json_t *obj);
+void output_host(const json_t *host);
 double output_now(void);
 
 /* command handlers, one file per group */

@@ -23,28 +23,6 @@ static int output_only(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
-/* The host's own figures, then its capacity: limits, usage, whether it is
- * over a limit (a lowered one, until it drains), and its cgroups. */
-static void print_host(json_t *host)
-{
-	json_t *cap = json_incref(json_object_get(host, "capacity"));
-	const char *over;
-
-	json_object_del(host, "capacity");
-	output_kv(host);
-	if (!cap)
-		return;
-	printf("\nlimits\n");
-	output_kv(json_object_get(cap, "limits"));
-	printf("\nusage\n");
-	output_kv(json_object_get(cap, "usage"));
-	over = json_string_value(json_object_get(cap, "over_limit_reason"));
-	printf("\nover limit  %s\n", over ? over : "no");
-	printf("cgroups     %s\n",
-	       json_string_value(json_object_get(json_object_get(cap, "cgroup"), "status")));
-	json_decref(cap);
-}
-
 /* host set KEY=VALUE: one limit, in force at once (docs/protocol.md). */
 static int host_set(struct ctl *c, int argc, char **argv)
 {
@@ -78,7 +56,7 @@ static int host_set(struct ctl *c, int argc, char **argv)
 	if (c->json)
 		output_json(res);
 	else
-		print_host(json_object_get(res, "host"));
+		output_host(json_object_get(res, "host"));
 	json_decref(res);
 	return CTL_EXIT_OK;
 }
@@ -100,7 +78,7 @@ int host_host(struct ctl *c, int argc, char **argv)
 	if (c->json)
 		output_json(res);
 	else if (json_object_get(res, "host"))
-		print_host(json_object_get(res, "host"));
+		output_host(json_object_get(res, "host"));
 	else
 		output_kv(res);
 	json_decref(res);

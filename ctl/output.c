@@ -458,3 +458,194 @@ void output_kv(const json_t *obj)
 	}
 	free(keys);
 }
+
+/* ---- host --------------------------------------------------------------- */
+
+static long long num(const json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+/* Count limits: 0 means no limit. */
+static const char *fmt_count(char *buf, size_t n, long long v, bool zero_unlimited)
+{
+	if (v == 0 && zero_unlimited)
+		snprintf(buf, n, "unlimited");
+	else
+		snprintf(buf, n, "%lld", v);
+	return buf;
+}
+
+static const char *fmt_mib(char *buf, size_t n, long long mib, bool zero_unlimited)
+{
+	if (mib == 0 && zero_unlimited)
+		snprintf(buf, n, "unlimited");
+	else
+		output_size_mib(buf, n, mib);
+	return buf;
+}
+
+/* 1.0, 2.5, 1.25: one decimal at least, no trailing zeros beyond it. */
+static const char *fmt_ratio(char *buf, size_t n, double v)
+{
+	size_t l;
+
+	snprintf(buf, n, "%.3f", v);
+	l = strlen(buf);
+	while (l > 2 && buf[l - 1] == '0' && buf[l - 2] != '.')
+		buf[--l] = '\0';
+	return buf;
+}
+
+/* One resource row: limit, used, and what is left (or how far over). */
+static void host_row(struct table *t, const char *name, long long limit, long long used,
+		     bool mib, bool zero_unlimited)
+{
+	char lim[32], use[32], left[48], over[32];
+	const char *(*fmt)(char *, size_t, long long, bool) = mib ? fmt_mib : fmt_count;
+
+	fmt(lim, sizeof(lim), limit, zero_unlimited);
+	fmt(use, sizeof(use), used, false);
+	if (limit == 0 && zero_unlimited)
+		snprintf(left, sizeof(left), "unlimited");
+	else if (used > limit)
+		snprintf(left, sizeof(left), "0 (over by %s)", fmt(over, sizeof(over), used - limit, false));
+	else
+		fmt(left, sizeof(left), limit - used, false);
+	table_add(t, (const char *const[]){ name, lim, use, left });
+}
+
+static void host_resources(const json_t *lim, const json_t *use)
+{
+	static const char *const hdr[] = { "RESOURCE", "LIMIT", "USED", "LEFT" };
+	struct table *t = table_new(4, hdr);
+	const json_t *pools = json_object_get(use, "pools"), *p;
+	const char *name;
+	char label[64];
+
+	if (!t)
+		abort();
+	host_row(t, "VMs", num(lim, "max_vms"), num(use, "vms"), false, true);
+	host_row(t, "memory", num(lim, "memory_limit_mib"), num(use, "mem_mib"), true, false);
+	host_row(t, "vCPUs", num(lim, "vcpus_limit"), num(use, "vcpus"), false, false);
+	/* a pool's max of 0 means none available, not unlimited */
+	json_object_foreach((json_t *)pools, name, p) {
+		snprintf(label, sizeof(label), "pool %s%s", name,
+			 json_is_false(json_object_get(p, "defined")) ? " (not configured)" : "");
+		host_row(t, label, num(p, "max"), num(p, "used"), false, false);
+	}
+	table_print(t);
+	table_free(t);
+}
+
+/* How the memory and vCPU limits above are made. */
+static void host_limit_terms(const json_t *lim)
+{
+	char a[32], b[32], c[32], d[32], e[32];
+
+	printf("\nmemory limit  %s = budget %s x overcommit %s (reserved for the host %s; "
+	       "each VM also charged %s)\n",
+	       fmt_mib(a, sizeof(a), num(lim, "memory_limit_mib"), false),
+	       fmt_mib(b, sizeof(b), num(lim, "memory_budget_mib"), false),
+	       fmt_ratio(c, sizeof(c), json_real_value(json_object_get(lim, "memory_overcommit"))),
+	       fmt_mib(d, sizeof(d), num(lim, "memory_reserved_mib"), false),
+	       fmt_mib(e, sizeof(e), num(lim, "vmm_overhead_mib"), false));
+	printf("vCPU limit    %lld = %lld host CPUs x oversubscription %s\n",
+	       num(lim, "vcpus_limit"), num(lim, "host_cpus"),
+	       fmt_ratio(c, sizeof(c), json_real_value(json_object_get(lim, "vcpu_oversubscription"))));
+}
+
+static void owner_row(struct table *t, const char *who, const json_t *q)
+{
+	char vms[32], mem[32], vcpus[32];
+
+	table_add(t, (const char *const[]){ who,
+		fmt_count(vms, sizeof(vms), num(q, "max_vms"), true),
+		fmt_mib(mem, sizeof(mem), num(q, "max_mem_mib"), true),
+		fmt_count(vcpus, sizeof(vcpus), num(q, "max_vcpus"), true) });
+}
+
+/* Per-owner quotas: the default for every uid, then the named ones. */
+static void host_owners(const json_t *lim)
+{
+	static const char *const hdr[] = { "OWNER QUOTA", "VMS", "MEMORY", "VCPUS" };
+	struct table *t = table_new(4, hdr);
+	const json_t *owners = json_object_get(lim, "owners"), *q;
+	char who[32];
+	size_t i;
+
+	if (!t)
+		abort();
+	owner_row(t, "default", json_object_get(lim, "owner_default"));
+	json_array_foreach(owners, i, q) {
+		snprintf(who, sizeof(who), "uid %lld", num(q, "uid"));
+		owner_row(t, who, q);
+	}
+	putchar('\n');
+	table_print(t);
+	table_free(t);
+}
+
+/* Starts in progress against their limits, and the queue behind them. */
+static void host_starts(const json_t *lim, const json_t *use)
+{
+	double rate = json_real_value(json_object_get(lim, "start_rate"));
+	char a[32], b[48], r[32];
+
+	printf("\nstarts        %lld in progress (at most %s at once), %lld queued\n",
+	       num(use, "starting"), fmt_count(a, sizeof(a), num(lim, "max_concurrent_starts"), true),
+	       num(use, "queued"));
+	if (rate > 0)
+		snprintf(b, sizeof(b), "%s per second", fmt_ratio(r, sizeof(r), rate));
+	printf("start rate    %s, bursts of %lld\n", rate > 0 ? b : "unlimited",
+	       num(lim, "start_burst"));
+}
+
+static void host_capacity(const json_t *cap)
+{
+	const json_t *lim = json_object_get(cap, "limits"), *use = json_object_get(cap, "usage");
+	const json_t *cg = json_object_get(cap, "cgroup");
+	const char *over = str(cap, "over_limit_reason");
+
+	host_resources(lim, use);
+	host_limit_terms(lim);
+	host_owners(lim);
+	host_starts(lim, use);
+	printf("over limit    %s\n", over ? over : "no");
+	printf("cgroups       %s%s\n", json_is_true(json_object_get(cg, "usable")) ? "" : "not used: ",
+	       str(cg, "status") ? str(cg, "status") : "?");
+}
+
+static void host_sandbox(const json_t *sb)
+{
+	long long base = num(sb, "uid_base"), count = num(sb, "uid_count");
+
+	if (!sb)
+		return;
+	if (json_is_true(json_object_get(sb, "enabled")))
+		printf("sandbox       on: workers run as uids %lld to %lld\n", base, base + count - 1);
+	else
+		printf("sandbox       off: %s\n", str(sb, "reason") ? str(sb, "reason") : "?");
+}
+
+/* host.info's "host" (the machine, then its capacity), or host.set's,
+ * which is the capacity alone. */
+void output_host(const json_t *host)
+{
+	const json_t *cap = json_object_get(host, "capacity");
+	char mem[32];
+
+	if (json_object_get(host, "limits")) {
+		host_capacity(host);
+		return;
+	}
+	output_size_mib(mem, sizeof(mem), num(host, "mem_mib"));
+	printf("daemon        %s, protocol %lld\n", str(host, "server") ? str(host, "server") : "?",
+	       num(host, "version"));
+	printf("host          %lld CPUs, %s memory\n", num(host, "cpus"), mem);
+	printf("VMs           %lld defined, %lld active\n\n", num(host, "vms"),
+	       num(host, "vms_active"));
+	if (cap)
+		host_capacity(cap);
+	host_sandbox(json_object_get(host, "sandbox"));
+}

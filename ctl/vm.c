@@ -11,20 +11,7 @@
 #include <unistd.h>
 
 #include "ctl/ctl.h"
-
-/* Strict decimal integer in [min, max]; -EINVAL otherwise. */
-static int parse_int(const char *s, long long min, long long max, long long *ret)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
+#include "util/util.h"
 
 /* "256", "256M", "256MiB", "1G", "1GiB": MiB when no unit is given. */
 static int parse_mem(const char *s, long long *ret_mib)
@@ -139,17 +126,17 @@ static int add_label(json_t *labels, const char *kv)
 /* no | on-failure[:N] | always */
 static int parse_restart(json_t *req, const char *s)
 {
-	long long max = 0;
+	uint64_t max = 0;
 
 	if (!strncmp(s, "on-failure:", 11)) {
-		if (parse_int(s + 11, 0, INT_MAX, &max) < 0)
+		if (util_parse_uint(s + 11, 0, INT_MAX, &max) < 0)
 			return -EINVAL;
 		s = "on-failure";
 	} else if (strcmp(s, "no") && strcmp(s, "on-failure") && strcmp(s, "always")) {
 		return -EINVAL;
 	}
 	if (proto_request_set_str(req, "restart", s) < 0 ||
-	    proto_request_set_int(req, "restart_max", max) < 0)
+	    proto_request_set_int(req, "restart_max", (json_int_t)max) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -201,6 +188,7 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 		      int o, const char *arg)
 {
 	long long v;
+	uint64_t n;
 	json_t *p;
 
 	switch (o) {
@@ -215,9 +203,9 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 		proto_request_set_str(req, "cmdline", arg);
 		return 0;
 	case O_VCPUS:
-		if (parse_int(arg, 1, INT_MAX, &v) < 0)
+		if (util_parse_uint(arg, 1, INT_MAX, &n) < 0)
 			return ctl_usage_error("create", "--vcpus wants a positive number, not '%s'", arg);
-		proto_request_set_int(req, "vcpus", v);
+		proto_request_set_int(req, "vcpus", (json_int_t)n);
 		return 0;
 	case O_MEM:
 		if (parse_mem(arg, &v) < 0)
@@ -331,12 +319,12 @@ static int parse_simple(struct ctl *c, int argc, char **argv,
 
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-		long long v;
+		uint64_t v;
 
 		if (o == 'o' && ctl_parse_output(optarg, c) == 0)
 			continue;
-		if (o == O_TIMEOUT && parse_int(optarg, 0, 86400, &v) == 0) {
-			proto_request_set_int(req, "timeout_s", v);
+		if (o == O_TIMEOUT && util_parse_uint(optarg, 0, 86400, &v) == 0) {
+			proto_request_set_int(req, "timeout_s", (json_int_t)v);
 			continue;
 		}
 		/* the protocol spells signals "SIGTERM"; accept "TERM" and "15" too */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Host capacity admission and boot-storm control; see capacity.h. */
 #include "daemon/capacity.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,20 +17,6 @@
 #define CAP_MAX_RATIO 1000.0
 #define CAP_MAX_CPUS  (UINT64_C(1) << 20)
 #define NS_PER_S      UINT64_C(1000000000)
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* 1.0, 2.5, 1.25: at least one decimal, no trailing zeros beyond it. */
 static const char *fmt_ratio(double v, char *buf, size_t len)
@@ -118,36 +105,36 @@ static int limits_check(const struct cap_limits *l, char *err, size_t errlen)
 	size_t i, j;
 
 	if (!ratio_valid(l->memory_overcommit) || !ratio_valid(l->vcpu_oversubscription)) {
-		seterr(err, errlen, "ratios must be in (0, %.0f]", CAP_MAX_RATIO);
+		util_bprintf(err, errlen, "ratios must be in (0, %.0f]", CAP_MAX_RATIO);
 		return -EINVAL;
 	}
 	if (!isfinite(l->start_rate) || l->start_rate < 0 || l->start_rate > 1e9) {
-		seterr(err, errlen, "start_rate must be in [0, 1e9]");
+		util_bprintf(err, errlen, "start_rate must be in [0, 1e9]");
 		return -EINVAL;
 	}
 	if (l->host_cpus < 1 || l->start_burst < 1) {
-		seterr(err, errlen, "host_cpus and start_burst must be at least 1");
+		util_bprintf(err, errlen, "host_cpus and start_burst must be at least 1");
 		return -EINVAL;
 	}
 	if (l->host_cpus > CAP_MAX_CPUS || l->host_mem_mib > CAP_MAX_MIB ||
-	    l->memory_budget_mib > CAP_MAX_MIB || l->memory_reserved_mib > CAP_MAX_MIB ||
-	    l->vmm_overhead_mib > CAP_MAX_MIB) {
-		seterr(err, errlen, "host_cpus or a memory size is out of range");
+	          l->memory_budget_mib > CAP_MAX_MIB || l->memory_reserved_mib > CAP_MAX_MIB ||
+	          l->vmm_overhead_mib > CAP_MAX_MIB) {
+		util_bprintf(err, errlen, "host_cpus or a memory size is out of range");
 		return -ERANGE;
 	}
 	if (l->npools > CAP_MAX_POOLS || l->nowners > CAP_MAX_OWNER_QUOTAS) {
-		seterr(err, errlen, "too many pools or owner quotas");
+		util_bprintf(err, errlen, "too many pools or owner quotas");
 		return -EINVAL;
 	}
 	for (i = 0; i < l->npools; i++) {
 		if (!pool_name_valid(l->pools[i].name)) {
-			seterr(err, errlen, "pool name '%s' is not [a-z0-9_-]{1,32}",
-			       l->pools[i].name);
+			util_bprintf(err, errlen, "pool name '%s' is not [a-z0-9_-]{1,32}",
+			                   l->pools[i].name);
 			return -EINVAL;
 		}
 		for (j = 0; j < i; j++)
 			if (!strcmp(l->pools[i].name, l->pools[j].name)) {
-				seterr(err, errlen, "pool %s defined twice", l->pools[i].name);
+				util_bprintf(err, errlen, "pool %s defined twice", l->pools[i].name);
 				return -EINVAL;
 			}
 	}
@@ -186,22 +173,6 @@ static const struct key_desc keys[] = {
 	KEY(start_burst, K_POSITIVE),
 };
 
-static int parse_u64(const char *s, uint64_t *ret, const char **ret_end)
-{
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	*ret = v;
-	*ret_end = end;
-	return 0;
-}
-
 static int parse_count(const char *s, bool unlimited_ok, uint64_t *ret)
 {
 	const char *end;
@@ -211,7 +182,7 @@ static int parse_count(const char *s, bool unlimited_ok, uint64_t *ret)
 		*ret = 0;
 		return 0;
 	}
-	if (parse_u64(s, &v, &end) < 0 || *end)
+	if (util_parse_u64_prefix(s, &v, &end) < 0 || *end)
 		return -EINVAL;
 	*ret = v;
 	return 0;
@@ -228,7 +199,7 @@ static int parse_size_mib(const char *s, uint64_t *ret)
 	uint64_t v;
 	size_t i;
 
-	if (parse_u64(s, &v, &end) < 0)
+	if (util_parse_u64_prefix(s, &v, &end) < 0)
 		return -EINVAL;
 	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (strcmp(end, units[i].sfx))
@@ -313,7 +284,7 @@ static int parse_value(enum key_kind k, const char *s, void *field)
 }
 
 static int set_pool(struct cap_limits *l, const char *name, const char *value,
-                    char *err, size_t errlen)
+                          char *err, size_t errlen)
 {
 	struct cap_pool_limit *p = NULL;
 	uint64_t max = 0;
@@ -321,12 +292,12 @@ static int set_pool(struct cap_limits *l, const char *name, const char *value,
 	size_t i;
 
 	if (!pool_name_valid(name)) {
-		seterr(err, errlen, "pool name '%s' is not [a-z0-9_-]{1,32}", name);
+		util_bprintf(err, errlen, "pool name '%s' is not [a-z0-9_-]{1,32}", name);
 		return -EINVAL;
 	}
 	if (!remove && parse_count(value, false, &max) < 0) {
-		seterr(err, errlen, "pool %s: '%s' is not a whole number (or 'none' to remove)",
-		       name, value);
+		util_bprintf(err, errlen, "pool %s: '%s' is not a whole number (or 'none' to remove)",
+		                   name, value);
 		return -EINVAL;
 	}
 	for (i = 0; i < l->npools; i++)
@@ -339,7 +310,7 @@ static int set_pool(struct cap_limits *l, const char *name, const char *value,
 	}
 	if (!p) {
 		if (l->npools == CAP_MAX_POOLS) {
-			seterr(err, errlen, "pool %s: at most %d pools", name, CAP_MAX_POOLS);
+			util_bprintf(err, errlen, "pool %s: at most %d pools", name, CAP_MAX_POOLS);
 			return -ENOSPC;
 		}
 		p = &l->pools[l->npools++];
@@ -350,7 +321,7 @@ static int set_pool(struct cap_limits *l, const char *name, const char *value,
 }
 
 static struct cap_owner_quota *owner_quota_slot(struct cap_limits *l, uint32_t uid,
-                                                bool create)
+                                                      bool create)
 {
 	struct cap_owner_quota *q;
 	size_t i;
@@ -368,7 +339,7 @@ static struct cap_owner_quota *owner_quota_slot(struct cap_limits *l, uint32_t u
 
 /* owner.UID.field or owner.default.field */
 static int set_owner(struct cap_limits *l, const char *rest, const char *value,
-                     char *err, size_t errlen)
+                           char *err, size_t errlen)
 {
 	struct cap_owner_quota *q, tmp;
 	const char *dot = strchr(rest, '.'), *field, *end;
@@ -376,16 +347,16 @@ static int set_owner(struct cap_limits *l, const char *rest, const char *value,
 	bool dflt = dot && (size_t)(dot - rest) == 7 && !strncmp(rest, "default", 7);
 	int r;
 
-	if (!dot || (!dflt && (parse_u64(rest, &uid, &end) < 0 || end != dot ||
-	                      uid > UINT32_MAX))) {
-		seterr(err, errlen, "owner.%s: expected owner.UID.FIELD or owner.default.FIELD",
-		       rest);
+	if (!dot || (!dflt && (util_parse_u64_prefix(rest, &uid, &end) < 0 || end != dot ||
+	                            uid > UINT32_MAX))) {
+		util_bprintf(err, errlen, "owner.%s: expected owner.UID.FIELD or owner.default.FIELD",
+		                   rest);
 		return -EINVAL;
 	}
 	field = dot + 1;
 	if (strcmp(field, "max_mem") && strcmp(field, "max_vms") && strcmp(field, "max_vcpus")) {
-		seterr(err, errlen, "owner.%s: unknown field '%s' (max_vms, max_mem, max_vcpus)",
-		       rest, field);
+		util_bprintf(err, errlen, "owner.%s: unknown field '%s' (max_vms, max_mem, max_vcpus)",
+		                   rest, field);
 		return -EINVAL;
 	}
 	if (!strcmp(value, "unlimited"))
@@ -395,14 +366,14 @@ static int set_owner(struct cap_limits *l, const char *rest, const char *value,
 	else
 		r = parse_count(value, true, &v);
 	if (r < 0) {
-		seterr(err, errlen, "owner.%s: '%s' is not %s", rest, value,
-		       field[4] == 'm' ? "a size" : "a whole number");
+		util_bprintf(err, errlen, "owner.%s: '%s' is not %s", rest, value,
+		                   field[4] == 'm' ? "a size" : "a whole number");
 		return -EINVAL;
 	}
 	q = dflt ? &l->owner_default : owner_quota_slot(l, (uint32_t)uid, true);
 	if (!q) {
-		seterr(err, errlen, "owner.%s: at most %d owner quotas", rest,
-		       CAP_MAX_OWNER_QUOTAS);
+		util_bprintf(err, errlen, "owner.%s: at most %d owner quotas", rest,
+		                   CAP_MAX_OWNER_QUOTAS);
 		return -ENOSPC;
 	}
 	tmp = *q;
@@ -417,7 +388,7 @@ static int set_owner(struct cap_limits *l, const char *rest, const char *value,
 }
 
 int cap_limits_set(struct cap_limits *l, const char *key, const char *value,
-                   char *err, size_t errlen)
+                         char *err, size_t errlen)
 {
 	unsigned char field[sizeof(uint64_t) > sizeof(double) ? sizeof(uint64_t) : sizeof(double)];
 	size_t i, width;
@@ -430,51 +401,39 @@ int cap_limits_set(struct cap_limits *l, const char *key, const char *value,
 		if (strcmp(keys[i].name, key))
 			continue;
 		if (parse_value(keys[i].kind, value, field) < 0) {
-			seterr(err, errlen, "%s: '%s' is not valid: expected %s", key, value,
-			       kind_expect(keys[i].kind));
+			util_bprintf(err, errlen, "%s: '%s' is not valid: expected %s", key, value,
+			                   kind_expect(keys[i].kind));
 			return -EINVAL;
 		}
 		width = keys[i].kind == K_RATIO || keys[i].kind == K_RATE
-		        ? sizeof(double) : sizeof(uint64_t);
+		              ? sizeof(double) : sizeof(uint64_t);
 		memcpy((char *)l + keys[i].off, field, width);
 		return 0;
 	}
-	seterr(err, errlen, "unknown limit '%s' (known: max_vms, memory_budget, "
-	       "memory_reserved, vmm_overhead, memory_overcommit, host_cpus, "
-	       "vcpu_oversubscription, max_concurrent_starts, start_rate, "
-	       "start_burst, pool.NAME, owner.UID.FIELD)", key);
+	util_bprintf(err, errlen, "unknown limit '%s' (known: max_vms, memory_budget, "
+	                   "memory_reserved, vmm_overhead, memory_overcommit, host_cpus, "
+	                   "vcpu_oversubscription, max_concurrent_starts, start_rate, "
+	                   "start_burst, pool.NAME, owner.UID.FIELD)", key);
 	return -ENOENT;
 }
 
-static char *trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
-		*--e = '\0';
-	return s;
-}
-
 int cap_limits_parse_line(struct cap_limits *l, const char *line,
-                          char *err, size_t errlen)
+                                char *err, size_t errlen)
 {
 	char buf[256], name[64], word[16], num[32], extra;
 	char *eq, *key;
 	int r;
 
 	if (strlen(line) >= sizeof(buf)) {
-		seterr(err, errlen, "line too long");
+		util_bprintf(err, errlen, "line too long");
 		return -EINVAL;
 	}
 	snprintf(buf, sizeof(buf), "%s", line);
-	key = trim(buf);
+	key = util_trim(buf);
 	if (!strncmp(key, "pool ", 5) || !strncmp(key, "pool\t", 5)) {
 		if (sscanf(key + 5, " %63s %15s %31s %c", name, word, num, &extra) != 3 ||
-		    strcmp(word, "max")) {
-			seterr(err, errlen, "expected 'pool NAME max N'");
+		          strcmp(word, "max")) {
+			util_bprintf(err, errlen, "expected 'pool NAME max N'");
 			return -EINVAL;
 		}
 		return set_pool(l, name, num, err, errlen);
@@ -483,7 +442,7 @@ int cap_limits_parse_line(struct cap_limits *l, const char *line,
 	if (!eq)
 		return 1;
 	*eq = '\0';
-	r = cap_limits_set(l, trim(key), trim(eq + 1), err, errlen);
+	r = cap_limits_set(l, util_trim(key), util_trim(eq + 1), err, errlen);
 	if (r == -ENOENT) {
 		if (err && errlen)
 			err[0] = '\0';
@@ -534,8 +493,8 @@ static int pools_merge(struct cap *c, const struct cap_limits *l, char *err, siz
 		for (k = 0; k < CAP_MAX_POOLS && tmp[k].name[0]; k++)
 			;
 		if (k == CAP_MAX_POOLS) {
-			seterr(err, errlen, "pool %s: no room while removed pools still "
-			       "hold VMs; retry after they drain", l->pools[j].name);
+			util_bprintf(err, errlen, "pool %s: no room while removed pools still "
+			                   "hold VMs; retry after they drain", l->pools[j].name);
 			return -ENOSPC;
 		}
 		snprintf(tmp[k].name, sizeof(tmp[k].name), "%s", l->pools[j].name);
@@ -558,7 +517,7 @@ static struct cap_owner_use *owner_find(const struct cap *c, uint32_t uid)
 	if (!c->owners_cap)
 		return NULL;
 	for (i = owner_hash(uid, c->owners_cap); c->owners[i].live;
-	     i = (i + 1) & (c->owners_cap - 1))
+	           i = (i + 1) & (c->owners_cap - 1))
 		if (c->owners[i].uid == uid)
 			return &c->owners[i];
 	return NULL;
@@ -595,7 +554,7 @@ static struct cap_owner_use *owner_get(struct cap *c, uint32_t uid)
 	if ((c->owners_len + 1) * 2 > c->owners_cap && owners_grow(c) < 0)
 		return NULL;
 	for (i = owner_hash(uid, c->owners_cap); c->owners[i].live;
-	     i = (i + 1) & (c->owners_cap - 1))
+	           i = (i + 1) & (c->owners_cap - 1))
 		;
 	o = &c->owners[i];
 	memset(o, 0, sizeof(*o));
@@ -657,23 +616,23 @@ static int request_shape(const struct cap_request *r, char *err, size_t errlen)
 	size_t i, j;
 
 	if (r->vcpus < 1 || r->mem_mib < 1 || r->mem_mib > CAP_MAX_MIB ||
-	    r->vcpus > UINT32_MAX) {
-		seterr(err, errlen, "request: vcpus and memory must be at least 1");
+	          r->vcpus > UINT32_MAX) {
+		util_bprintf(err, errlen, "request: vcpus and memory must be at least 1");
 		return -EINVAL;
 	}
 	if (r->npools > CAP_REQ_MAX_POOLS) {
-		seterr(err, errlen, "request: at most %d pools per VM", CAP_REQ_MAX_POOLS);
+		util_bprintf(err, errlen, "request: at most %d pools per VM", CAP_REQ_MAX_POOLS);
 		return -EINVAL;
 	}
 	for (i = 0; i < r->npools; i++) {
 		if (!r->pools[i] || !pool_name_valid(r->pools[i])) {
-			seterr(err, errlen, "request: pool name '%s' is not [a-z0-9_-]{1,32}",
-			       r->pools[i] ? r->pools[i] : "");
+			util_bprintf(err, errlen, "request: pool name '%s' is not [a-z0-9_-]{1,32}",
+			                   r->pools[i] ? r->pools[i] : "");
 			return -EINVAL;
 		}
 		for (j = 0; j < i; j++)
 			if (!strcmp(r->pools[i], r->pools[j])) {
-				seterr(err, errlen, "pool %s: named twice", r->pools[i]);
+				util_bprintf(err, errlen, "pool %s: named twice", r->pools[i]);
 				return -EINVAL;
 			}
 	}
@@ -682,7 +641,7 @@ static int request_shape(const struct cap_request *r, char *err, size_t errlen)
 
 /* Map the request's pools to slots; admission needs them defined. */
 static int request_pools(const struct cap *c, const struct cap_request *r,
-                         uint8_t *slots, bool need_defined, char *err, size_t errlen)
+                               uint8_t *slots, bool need_defined, char *err, size_t errlen)
 {
 	size_t i;
 	int s;
@@ -690,9 +649,9 @@ static int request_pools(const struct cap *c, const struct cap_request *r,
 	for (i = 0; i < r->npools; i++) {
 		s = pool_slot_find(c, r->pools[i]);
 		if (s < 0 || (need_defined && !c->pools[s].defined)) {
-			seterr(err, errlen, "pool %s: not defined (add 'pool %s max N' to the "
-			       "config or run 'mvmctl host set pool.%s=N')",
-			       r->pools[i], r->pools[i], r->pools[i]);
+			util_bprintf(err, errlen, "pool %s: not defined (add 'pool %s max N' to the "
+			                   "config or run 'mvmctl host set pool.%s=N')",
+			                   r->pools[i], r->pools[i], r->pools[i]);
 			return -ENOENT;
 		}
 		slots[i] = (uint8_t)s;
@@ -701,27 +660,27 @@ static int request_pools(const struct cap *c, const struct cap_request *r,
 }
 
 static int mem_refuse(const char *who, uint64_t guest, uint64_t overhead, uint64_t used,
-                      uint64_t limit, const char *why, char *err, size_t errlen)
+                            uint64_t limit, const char *why, char *err, size_t errlen)
 {
 	char ov[64] = "";
 
 	if (overhead)
 		snprintf(ov, sizeof(ov), " + %" PRIu64 " MiB VMM overhead", overhead);
-	seterr(err, errlen, "%smemory: asked %" PRIu64 " MiB%s, %" PRIu64 " MiB left of %"
-	       PRIu64 " MiB (%s)", who, guest, ov, left_of(limit, used), limit, why);
+	util_bprintf(err, errlen, "%smemory: asked %" PRIu64 " MiB%s, %" PRIu64 " MiB left of %"
+	                   PRIu64 " MiB (%s)", who, guest, ov, left_of(limit, used), limit, why);
 	return -ENOSPC;
 }
 
 static int count_refuse(const char *what, uint64_t asked, uint64_t used, uint64_t limit,
-                        const char *why, char *err, size_t errlen)
+                              const char *why, char *err, size_t errlen)
 {
-	seterr(err, errlen, "%s: asked %" PRIu64 ", %" PRIu64 " left of %" PRIu64 "%s%s%s",
-	       what, asked, left_of(limit, used), limit, *why ? " (" : "", why, *why ? ")" : "");
+	util_bprintf(err, errlen, "%s: asked %" PRIu64 ", %" PRIu64 " left of %" PRIu64 "%s%s%s",
+	                   what, asked, left_of(limit, used), limit, *why ? " (" : "", why, *why ? ")" : "");
 	return -ENOSPC;
 }
 
 static int host_check(const struct cap *c, const struct cap_request *r,
-                      char *err, size_t errlen)
+                            char *err, size_t errlen)
 {
 	const struct cap_limits *l = &c->limits;
 	uint64_t charge = r->mem_mib + l->vmm_overhead_mib, mem = cap_limits_mem_mib(l);
@@ -732,20 +691,20 @@ static int host_check(const struct cap *c, const struct cap_request *r,
 		return count_refuse("vms", 1, c->vms, l->max_vms, "max_vms", err, errlen);
 	if (charge > left_of(mem, c->mem_mib)) {
 		snprintf(why, sizeof(why), "overcommit %s",
-		         fmt_ratio(l->memory_overcommit, rb, sizeof(rb)));
+		               fmt_ratio(l->memory_overcommit, rb, sizeof(rb)));
 		return mem_refuse("", r->mem_mib, l->vmm_overhead_mib, c->mem_mib, mem,
-		                  why, err, errlen);
+		                        why, err, errlen);
 	}
 	if (r->vcpus > left_of(vcpus, c->vcpus)) {
 		snprintf(why, sizeof(why), "%" PRIu64 " host CPUs x oversubscription %s",
-		         l->host_cpus, fmt_ratio(l->vcpu_oversubscription, rb, sizeof(rb)));
+		               l->host_cpus, fmt_ratio(l->vcpu_oversubscription, rb, sizeof(rb)));
 		return count_refuse("vcpus", r->vcpus, c->vcpus, vcpus, why, err, errlen);
 	}
 	return 0;
 }
 
 static int owner_check(const struct cap *c, const struct cap_request *r,
-                       char *err, size_t errlen)
+                             char *err, size_t errlen)
 {
 	const struct cap_owner_quota *q = owner_quota(&c->limits, r->uid);
 	const struct cap_owner_use *o = owner_find(c, r->uid);
@@ -762,17 +721,17 @@ static int owner_check(const struct cap *c, const struct cap_request *r,
 	}
 	if (q->max_mem_mib && charge > left_of(q->max_mem_mib, o->mem_mib))
 		return mem_refuse(who, r->mem_mib, c->limits.vmm_overhead_mib, o->mem_mib,
-		                  q->max_mem_mib, "owner quota", err, errlen);
+		                        q->max_mem_mib, "owner quota", err, errlen);
 	if (q->max_vcpus && r->vcpus > left_of(q->max_vcpus, o->vcpus)) {
 		snprintf(who, sizeof(who), "owner %" PRIu32 " vcpus", r->uid);
 		return count_refuse(who, r->vcpus, o->vcpus, q->max_vcpus, "owner quota",
-		                    err, errlen);
+		                          err, errlen);
 	}
 	return 0;
 }
 
 static void reserve(struct cap *c, struct cap_owner_use *o, const struct cap_request *r,
-                    const uint8_t *slots, struct cap_resv *ret)
+                          const uint8_t *slots, struct cap_resv *ret)
 {
 	size_t i;
 
@@ -794,7 +753,7 @@ static void reserve(struct cap *c, struct cap_owner_use *o, const struct cap_req
 }
 
 int cap_admit(struct cap *c, const struct cap_request *r, struct cap_resv *ret,
-              char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
 	uint8_t slots[CAP_REQ_MAX_POOLS];
 	struct cap_owner_use *o;
@@ -823,7 +782,7 @@ int cap_admit(struct cap *c, const struct cap_request *r, struct cap_resv *ret,
 		return k;
 	o = owner_get(c, r->uid);
 	if (!o) {
-		seterr(err, errlen, "out of memory");
+		util_bprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	reserve(c, o, r, slots, ret);
@@ -831,7 +790,7 @@ int cap_admit(struct cap *c, const struct cap_request *r, struct cap_resv *ret,
 }
 
 int cap_reserve_force(struct cap *c, const struct cap_request *r,
-                      struct cap_resv *ret, char *err, size_t errlen)
+                            struct cap_resv *ret, char *err, size_t errlen)
 {
 	uint8_t slots[CAP_REQ_MAX_POOLS];
 	struct cap_owner_use *o;
@@ -844,14 +803,14 @@ int cap_reserve_force(struct cap *c, const struct cap_request *r,
 	if (k < 0)
 		return k;
 	/* A re-adopted VM may name a pool the config no longer has: give it an
-	 * undefined slot (max 0) so its use is still counted and reported. */
+	       * undefined slot (max 0) so its use is still counted and reported. */
 	for (i = 0; i < r->npools; i++) {
 		if (pool_slot_find(c, r->pools[i]) >= 0)
 			continue;
 		for (k = 0; k < CAP_MAX_POOLS && c->pools[k].name[0]; k++)
 			;
 		if (k == CAP_MAX_POOLS) {
-			seterr(err, errlen, "pool %s: no free pool slot", r->pools[i]);
+			util_bprintf(err, errlen, "pool %s: no free pool slot", r->pools[i]);
 			return -ENOSPC;
 		}
 		snprintf(c->pools[k].name, sizeof(c->pools[k].name), "%s", r->pools[i]);
@@ -861,7 +820,7 @@ int cap_reserve_force(struct cap *c, const struct cap_request *r,
 	request_pools(c, r, slots, false, NULL, 0);
 	o = owner_get(c, r->uid);
 	if (!o) {
-		seterr(err, errlen, "out of memory");
+		util_bprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	reserve(c, o, r, slots, ret);
@@ -938,13 +897,13 @@ static void over_owners(const struct cap *c, struct sbuf *b)
 		q = owner_quota(&c->limits, o->uid);
 		if (q->max_vms && o->vms > q->max_vms)
 			sb_add(b, "owner %" PRIu32 " vms: %" PRIu64 " used of %" PRIu64,
-			       o->uid, o->vms, q->max_vms);
+			             o->uid, o->vms, q->max_vms);
 		if (q->max_mem_mib && o->mem_mib > q->max_mem_mib)
 			sb_add(b, "owner %" PRIu32 " memory: %" PRIu64 " MiB used of %" PRIu64 " MiB",
-			       o->uid, o->mem_mib, q->max_mem_mib);
+			             o->uid, o->mem_mib, q->max_mem_mib);
 		if (q->max_vcpus && o->vcpus > q->max_vcpus)
 			sb_add(b, "owner %" PRIu32 " vcpus: %" PRIu64 " used of %" PRIu64,
-			       o->uid, o->vcpus, q->max_vcpus);
+			             o->uid, o->vcpus, q->max_vcpus);
 	}
 }
 
@@ -965,7 +924,7 @@ int cap_over_limit(const struct cap *c, char *buf, size_t len)
 		sb_add(&b, "vcpus: %" PRIu64 " used of %" PRIu64, c->vcpus, vcpus);
 	if (l->max_concurrent_starts && c->starting > l->max_concurrent_starts)
 		sb_add(&b, "starts: %" PRIu64 " starting, max_concurrent_starts %" PRIu64,
-		       c->starting, l->max_concurrent_starts);
+		             c->starting, l->max_concurrent_starts);
 	for (i = 0; i < CAP_MAX_POOLS; i++) {
 		const struct cap_pool_use *p = &c->pools[i];
 
@@ -973,7 +932,7 @@ int cap_over_limit(const struct cap *c, char *buf, size_t len)
 			continue;
 		if (!p->defined && p->used)
 			sb_add(&b, "pool %s: %" PRIu64 " used, pool no longer defined",
-			       p->name, p->used);
+			             p->name, p->used);
 		else if (p->used > p->max)
 			sb_add(&b, "pool %s: %" PRIu64 " used of %" PRIu64, p->name, p->used, p->max);
 	}
@@ -1013,10 +972,10 @@ void cap_owner_usage(const struct cap *c, uint32_t uid, struct cap_owner_use *re
 /* ---- boot storms ---------------------------------------------------------- */
 
 /*
- * The start rate is a token bucket written as GCRA: tat is when the bucket
- * would be full again; a start may go when tat - (burst-1) x interval has
- * passed.  Integer nanoseconds keep it exact and deterministic.
- */
+       * The start rate is a token bucket written as GCRA: tat is when the bucket
+       * would be full again; a start may go when tat - (burst-1) x interval has
+       * passed.  Integer nanoseconds keep it exact and deterministic.
+       */
 static uint64_t rate_interval_ns(const struct cap_limits *l)
 {
 	double ns = (double)NS_PER_S / l->start_rate;
@@ -1072,14 +1031,14 @@ void cap_start_explain(const struct cap *c, int r, uint64_t now_ns, char *err, s
 	char rb[16];
 
 	if (r == -EBUSY)
-		seterr(err, errlen, "starts: %" PRIu64 " starting, 0 left of %" PRIu64
-		       " (max_concurrent_starts)", c->starting, l->max_concurrent_starts);
+		util_bprintf(err, errlen, "starts: %" PRIu64 " starting, 0 left of %" PRIu64
+		                   " (max_concurrent_starts)", c->starting, l->max_concurrent_starts);
 	else if (r == -EAGAIN)
-		seterr(err, errlen, "starts: rate %s/s with burst %" PRIu64 " allows the next in %"
-		       PRIu64 " ms (start_rate)", fmt_ratio(l->start_rate, rb, sizeof(rb)),
-		       l->start_burst, (cap_next_wakeup_ns(c, now_ns) - now_ns + 999999) / 1000000);
+		util_bprintf(err, errlen, "starts: rate %s/s with burst %" PRIu64 " allows the next in %"
+		                   PRIu64 " ms (start_rate)", fmt_ratio(l->start_rate, rb, sizeof(rb)),
+		                   l->start_burst, (cap_next_wakeup_ns(c, now_ns) - now_ns + 999999) / 1000000);
 	else
-		seterr(err, errlen, "starts: no limit refused this start");
+		util_bprintf(err, errlen, "starts: no limit refused this start");
 }
 
 /* ---- the FIFO of queued starts ------------------------------------------- */

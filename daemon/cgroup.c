@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-VM cgroups on v2 or v1, detected per controller; see cgroup.h. */
 #include "daemon/cgroup.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,22 +19,6 @@
 #define DEFAULT_PARENT "mvm"
 
 static const char *const ctrl_names[CGROUP_NCTRL] = { "memory", "cpu", "pids" };
-
-/* snprintf that truncates quietly; also writes error messages (err may
- * be NULL). */
-static void bprintf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void bprintf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Append to a fixed buffer, truncating quietly. */
 static void append(char *buf, size_t len, const char *fmt, ...)
@@ -66,41 +51,10 @@ const char *cgroup_ctrl_name(enum cgroup_ctrl c)
 static int write_file(const char *dir, const char *name, const char *value)
 {
 	char path[4096];
-	ssize_t n;
-	int fd, r = 0;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
 		return -ENAMETOOLONG;
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	/* cgroup files take one value per write(2) and report errors there. */
-	n = write(fd, value, strlen(value));
-	if (n < 0)
-		r = -errno;
-	else if ((size_t)n != strlen(value))
-		r = -EIO;
-	close(fd);
-	return r;
-}
-
-static int read_file(const char *path, char *buf, size_t len)
-{
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	if (n < 0) {
-		n = -errno;
-		close(fd);
-		return (int)n;
-	}
-	close(fd);
-	buf[n] = '\0';
-	return (int)n;
+	return util_write_file(path, value);
 }
 
 static int read_in(const char *dir, const char *name, char *buf, size_t len)
@@ -109,14 +63,14 @@ static int read_in(const char *dir, const char *name, char *buf, size_t len)
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
 		return -ENAMETOOLONG;
-	return read_file(path, buf, len);
+	return util_read_file(path, buf, len);
 }
 
 static bool exists(const char *dir, const char *name)
 {
 	char path[4096];
 
-	bprintf(path, sizeof(path), "%s/%s", dir, name);
+	util_bprintf(path, sizeof(path), "%s/%s", dir, name);
 	return access(path, F_OK) == 0;
 }
 
@@ -166,7 +120,7 @@ static int own_path(const char *ctrl, char *buf, size_t len)
 					r = 0;
 		}
 		if (r == 0)
-			bprintf(buf, len, "%s", strcmp(path, "/") ? path : "");
+			util_bprintf(buf, len, "%s", strcmp(path, "/") ? path : "");
 	}
 	fclose(f);
 	return r;
@@ -208,7 +162,7 @@ static int v2_evacuate(struct setup *s, const char *dir)
 	char leaf[4200], procs[8192], pid[32], *p, *end;
 	int r;
 
-	bprintf(leaf, sizeof(leaf), "%s/daemon", dir);
+	util_bprintf(leaf, sizeof(leaf), "%s/daemon", dir);
 	if (mkdir(leaf, 0755) < 0 && errno != EEXIST)
 		return -errno;
 	r = read_in(dir, "cgroup.procs", procs, sizeof(procs));
@@ -218,7 +172,7 @@ static int v2_evacuate(struct setup *s, const char *dir)
 		strtol(p, &end, 10);
 		if (end == p)
 			break;
-		bprintf(pid, sizeof(pid), "%.*s", (int)(end - p), p);
+		util_bprintf(pid, sizeof(pid), "%.*s", (int)(end - p), p);
 		r = write_file(leaf, "cgroup.procs", pid);
 		if (r < 0 && r != -ESRCH)
 			return r;
@@ -233,7 +187,7 @@ static int v2_enable(struct setup *s, const char *dir)
 	char val[32];
 	int r;
 
-	bprintf(val, sizeof(val), "+%s", ctrl_names[s->ctrl]);
+	util_bprintf(val, sizeof(val), "+%s", ctrl_names[s->ctrl]);
 	r = write_file(dir, "cgroup.subtree_control", val);
 	if (r == -EBUSY && s->opts->move_to_leaf) {
 		r = v2_evacuate(s, dir);
@@ -241,8 +195,8 @@ static int v2_enable(struct setup *s, const char *dir)
 			r = write_file(dir, "cgroup.subtree_control", val);
 	}
 	if (r < 0)
-		bprintf(s->why, sizeof(s->why), "cannot enable it in %s/cgroup.subtree_control: %s",
-		         dir, strerror(-r));
+		util_bprintf(s->why, sizeof(s->why), "cannot enable it in %s/cgroup.subtree_control: %s",
+		              dir, strerror(-r));
 	return r;
 }
 
@@ -254,8 +208,8 @@ static int build_parent(struct setup *s, const char *rel, struct cgroup *cg)
 	unsigned made = 0;
 	int r;
 
-	bprintf(dir, sizeof(dir), "%s%s", s->base, rel[0] == '/' ? "" : s->own);
-	bprintf(comp, sizeof(comp), "%s", rel);
+	util_bprintf(dir, sizeof(dir), "%s%s", s->base, rel[0] == '/' ? "" : s->own);
+	util_bprintf(comp, sizeof(comp), "%s", rel);
 	for (tok = strtok_r(comp, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
 		if (s->mode == CGROUP_V2 && (r = v2_enable(s, dir)) < 0)
 			return r;
@@ -264,7 +218,7 @@ static int build_parent(struct setup *s, const char *rel, struct cgroup *cg)
 			made++;
 		} else if (errno != EEXIST) {
 			r = -errno;
-			bprintf(s->why, sizeof(s->why), "mkdir %s: %s", dir, strerror(errno));
+			util_bprintf(s->why, sizeof(s->why), "mkdir %s: %s", dir, strerror(errno));
 			return r;
 		}
 	}
@@ -272,7 +226,7 @@ static int build_parent(struct setup *s, const char *rel, struct cgroup *cg)
 		return r;
 	if (access(dir, W_OK) < 0) {
 		r = -errno;
-		bprintf(s->why, sizeof(s->why), "%s not writable: %s", dir, strerror(errno));
+		util_bprintf(s->why, sizeof(s->why), "%s not writable: %s", dir, strerror(errno));
 		return r;
 	}
 	cg->parent[s->ctrl] = strdup(dir);
@@ -288,20 +242,20 @@ static int try_v2(struct setup *s, const char *rel, struct cgroup *cg)
 	const char *root = s->opts->root ? s->opts->root : DEFAULT_ROOT;
 	char text[1024], start[4200];
 
-	bprintf(s->base, sizeof(s->base), "%s", root);
+	util_bprintf(s->base, sizeof(s->base), "%s", root);
 	if (!exists(s->base, "cgroup.controllers"))
-		bprintf(s->base, sizeof(s->base), "%s/unified", root);
+		util_bprintf(s->base, sizeof(s->base), "%s/unified", root);
 	if (!exists(s->base, "cgroup.controllers")) {
-		bprintf(s->why, sizeof(s->why), "no cgroup v2 hierarchy");
+		util_bprintf(s->why, sizeof(s->why), "no cgroup v2 hierarchy");
 		return -ENOENT;
 	}
 	if (own_path("", s->own, sizeof(s->own)) < 0)
 		s->own[0] = '\0';
-	bprintf(start, sizeof(start), "%s%s", s->base, rel[0] == '/' ? "" : s->own);
+	util_bprintf(start, sizeof(start), "%s%s", s->base, rel[0] == '/' ? "" : s->own);
 	if (read_in(start, "cgroup.controllers", text, sizeof(text)) < 0 ||
 	    !word_listed(text, ctrl_names[s->ctrl])) {
-		bprintf(s->why, sizeof(s->why), "%s not in %s/cgroup.controllers",
-		         ctrl_names[s->ctrl], start);
+		util_bprintf(s->why, sizeof(s->why), "%s not in %s/cgroup.controllers",
+		              ctrl_names[s->ctrl], start);
 		return -ENOENT;
 	}
 	s->mode = CGROUP_V2;
@@ -312,9 +266,9 @@ static int try_v1(struct setup *s, const char *rel, struct cgroup *cg)
 {
 	const char *root = s->opts->root ? s->opts->root : DEFAULT_ROOT;
 
-	bprintf(s->base, sizeof(s->base), "%s/%s", root, ctrl_names[s->ctrl]);
+	util_bprintf(s->base, sizeof(s->base), "%s/%s", root, ctrl_names[s->ctrl]);
 	if (!exists(s->base, "cgroup.procs") || exists(s->base, "cgroup.controllers")) {
-		bprintf(s->why, sizeof(s->why), "%s not mounted", s->base);
+		util_bprintf(s->why, sizeof(s->why), "%s not mounted", s->base);
 		return -ENOENT;
 	}
 	if (own_path(ctrl_names[s->ctrl], s->own, sizeof(s->own)) < 0)
@@ -355,11 +309,11 @@ int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts)
 		s.ctrl = (enum cgroup_ctrl)i;
 		if (opts->no_v2) {
 			r = -ENOENT;
-			bprintf(s.why, sizeof(s.why), "not wanted");
+			util_bprintf(s.why, sizeof(s.why), "not wanted");
 		} else {
 			r = try_v2(&s, rel, cg);
 		}
-		bprintf(v2why, sizeof(v2why), "%s", s.why);
+		util_bprintf(v2why, sizeof(v2why), "%s", s.why);
 		if (r < 0 && r != -ENOMEM)
 			r = try_v1(&s, rel, cg);
 		if (r == -ENOMEM) {
@@ -413,14 +367,14 @@ int cgroup_parent_set_budget(const struct cgroup *cg, uint64_t mem_bytes,
 	if (!dir)
 		return 0;
 	if (cg->mode[CGROUP_MEMORY] == CGROUP_V2) {
-		bprintf(val, sizeof(val), mem_bytes ? "%" PRIu64 : "max", mem_bytes);
+		util_bprintf(val, sizeof(val), mem_bytes ? "%" PRIu64 : "max", mem_bytes);
 		r = write_file(dir, "memory.max", val);
 	} else {
-		bprintf(val, sizeof(val), "%" PRId64, mem_bytes ? (int64_t)mem_bytes : -1);
+		util_bprintf(val, sizeof(val), "%" PRId64, mem_bytes ? (int64_t)mem_bytes : -1);
 		r = write_file(dir, "memory.limit_in_bytes", val);
 	}
 	if (r < 0)
-		bprintf(err, errlen, "memory budget %s in %s: %s", val, dir, strerror(-r));
+		util_bprintf(err, errlen, "memory budget %s in %s: %s", val, dir, strerror(-r));
 	return r;
 }
 
@@ -433,11 +387,11 @@ int cgroup_parent_remove(struct cgroup *cg, char *err, size_t errlen)
 	for (i = 0; i < CGROUP_NCTRL; i++) {
 		if (!cg->parent[i])
 			continue;
-		bprintf(dir, sizeof(dir), "%s", cg->parent[i]);
+		util_bprintf(dir, sizeof(dir), "%s", cg->parent[i]);
 		for (k = 0; k < cg->created[i]; k++) {
 			if (rmdir(dir) < 0 && errno != ENOENT && !first) {
 				first = -errno;
-				bprintf(err, errlen, "rmdir %s: %s", dir, strerror(errno));
+				util_bprintf(err, errlen, "rmdir %s: %s", dir, strerror(errno));
 			}
 			slash = strrchr(dir, '/');
 			if (!slash)
@@ -468,7 +422,7 @@ static int vm_alloc(const struct cgroup *cg, const char *vm_name, struct cgroup_
 	int i;
 
 	if (!vm_name_valid(vm_name)) {
-		bprintf(err, errlen, "cgroup: VM name '%s' is not a safe directory name", vm_name);
+		util_bprintf(err, errlen, "cgroup: VM name '%s' is not a safe directory name", vm_name);
 		return -EINVAL;
 	}
 	v = calloc(1, sizeof(*v));
@@ -497,7 +451,7 @@ static int set_memory(struct cgroup_vm *v, uint64_t bytes, char *err, size_t err
 	const char *swap = v2 ? "memory.swap.max" : "memory.memsw.limit_in_bytes";
 	int r;
 
-	bprintf(val, sizeof(val), "%" PRIu64, bytes);
+	util_bprintf(val, sizeof(val), "%" PRIu64, bytes);
 	/* v1 wants memsw >= limit at every step: lift a reused cgroup's memsw
 	 * first so a larger new limit is accepted. */
 	if (!v2)
@@ -509,14 +463,14 @@ static int set_memory(struct cgroup_vm *v, uint64_t bytes, char *err, size_t err
 		file = swap;
 		r = write_file(dir, swap, v2 ? "0" : val);
 		if (r == -ENOENT) {
-			bprintf(v->note, sizeof(v->note), "%s missing (swap accounting off): "
-			         "swap not limited", swap);
+			util_bprintf(v->note, sizeof(v->note), "%s missing (swap accounting off): "
+			              "swap not limited", swap);
 			r = 0;
 		}
 	}
 	if (r < 0)
-		bprintf(err, errlen, "memory (%s): writing %s to %s/%s: %s",
-		       cgroup_mode_name(v->mode[CGROUP_MEMORY]), val, dir, file, strerror(-r));
+		util_bprintf(err, errlen, "memory (%s): writing %s to %s/%s: %s",
+		            cgroup_mode_name(v->mode[CGROUP_MEMORY]), val, dir, file, strerror(-r));
 	v->mem_bytes = bytes;
 	return r;
 }
@@ -534,23 +488,23 @@ int cgroup_vm_set_cpu(const struct cgroup_vm *v, uint64_t millicpus, char *err, 
 	if (v->mode[CGROUP_CPU] == CGROUP_V2) {
 		file = "cpu.max";
 		if (millicpus)
-			bprintf(val, sizeof(val), "%" PRIu64 " %d", quota, CGROUP_CPU_PERIOD_US);
+			util_bprintf(val, sizeof(val), "%" PRIu64 " %d", quota, CGROUP_CPU_PERIOD_US);
 		else
-			bprintf(val, sizeof(val), "max %d", CGROUP_CPU_PERIOD_US);
+			util_bprintf(val, sizeof(val), "max %d", CGROUP_CPU_PERIOD_US);
 		r = write_file(dir, file, val);
 	} else {
 		file = "cpu.cfs_period_us";
-		bprintf(val, sizeof(val), "%d", CGROUP_CPU_PERIOD_US);
+		util_bprintf(val, sizeof(val), "%d", CGROUP_CPU_PERIOD_US);
 		r = write_file(dir, file, val);
 		if (r == 0) {
 			file = "cpu.cfs_quota_us";
-			bprintf(val, sizeof(val), "%" PRId64, millicpus ? (int64_t)quota : -1);
+			util_bprintf(val, sizeof(val), "%" PRId64, millicpus ? (int64_t)quota : -1);
 			r = write_file(dir, file, val);
 		}
 	}
 	if (r < 0)
-		bprintf(err, errlen, "cpu (%s): writing %s to %s/%s: %s",
-		       cgroup_mode_name(v->mode[CGROUP_CPU]), val, dir, file, strerror(-r));
+		util_bprintf(err, errlen, "cpu (%s): writing %s to %s/%s: %s",
+		            cgroup_mode_name(v->mode[CGROUP_CPU]), val, dir, file, strerror(-r));
 	return r;
 }
 
@@ -570,12 +524,12 @@ static int set_cpu(const struct cgroup_vm *v, unsigned vcpus, char *err, size_t 
 		weight = 10000;
 	if (!v2 && weight > 262144)
 		weight = 262144;
-	bprintf(val, sizeof(val), "%" PRIu64, weight);
+	util_bprintf(val, sizeof(val), "%" PRIu64, weight);
 	r = write_file(v->dir[CGROUP_CPU], file, val);
 	if (r < 0)
-		bprintf(err, errlen, "cpu (%s): writing %s to %s/%s: %s",
-		       cgroup_mode_name(v->mode[CGROUP_CPU]), val, v->dir[CGROUP_CPU], file,
-		       strerror(-r));
+		util_bprintf(err, errlen, "cpu (%s): writing %s to %s/%s: %s",
+		            cgroup_mode_name(v->mode[CGROUP_CPU]), val, v->dir[CGROUP_CPU], file,
+		            strerror(-r));
 	return r;
 }
 
@@ -584,12 +538,12 @@ static int set_pids(const struct cgroup_vm *v, uint64_t pids_max, char *err, siz
 	char val[32];
 	int r;
 
-	bprintf(val, sizeof(val), "%" PRIu64, pids_max ? pids_max : CGROUP_DEFAULT_PIDS_MAX);
+	util_bprintf(val, sizeof(val), "%" PRIu64, pids_max ? pids_max : CGROUP_DEFAULT_PIDS_MAX);
 	r = write_file(v->dir[CGROUP_PIDS], "pids.max", val);
 	if (r < 0)
-		bprintf(err, errlen, "pids (%s): writing %s to %s/pids.max: %s",
-		       cgroup_mode_name(v->mode[CGROUP_PIDS]), val, v->dir[CGROUP_PIDS],
-		       strerror(-r));
+		util_bprintf(err, errlen, "pids (%s): writing %s to %s/pids.max: %s",
+		            cgroup_mode_name(v->mode[CGROUP_PIDS]), val, v->dir[CGROUP_PIDS],
+		            strerror(-r));
 	return r;
 }
 
@@ -601,7 +555,7 @@ int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_
 	int i, r;
 
 	if (!vcpus || !mem_bytes) {
-		bprintf(err, errlen, "cgroup: vcpus and memory must be at least 1");
+		util_bprintf(err, errlen, "cgroup: vcpus and memory must be at least 1");
 		return -EINVAL;
 	}
 	r = vm_alloc(cg, vm_name, &v, err, errlen);
@@ -611,7 +565,7 @@ int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_
 	for (i = 0; i < CGROUP_NCTRL; i++)
 		if (v->dir[i] && mkdir(v->dir[i], 0755) < 0 && errno != EEXIST) {
 			r = -errno;
-			bprintf(err, errlen, "mkdir %s: %s", v->dir[i], strerror(errno));
+			util_bprintf(err, errlen, "mkdir %s: %s", v->dir[i], strerror(errno));
 			goto fail;
 		}
 	r = v->dir[CGROUP_MEMORY] ? set_memory(v, mem_bytes, err, errlen) : 0;
@@ -640,7 +594,7 @@ int cgroup_vm_open(const struct cgroup *cg, const char *vm_name, struct cgroup_v
 	for (i = 0; i < CGROUP_NCTRL; i++)
 		if (v->dir[i] && access(v->dir[i], F_OK) < 0) {
 			r = -errno;
-			bprintf(err, errlen, "%s: %s", v->dir[i], strerror(errno));
+			util_bprintf(err, errlen, "%s: %s", v->dir[i], strerror(errno));
 			cgroup_vm_close(v);
 			return r;
 		}
@@ -653,14 +607,14 @@ int cgroup_vm_attach(const struct cgroup_vm *v, pid_t pid, char *err, size_t err
 	char val[32];
 	int i, r;
 
-	bprintf(val, sizeof(val), "%d", (int)pid);
+	util_bprintf(val, sizeof(val), "%d", (int)pid);
 	for (i = 0; i < CGROUP_NCTRL; i++) {
 		if (!v->dir[i])
 			continue;
 		/* cgroup.procs moves the whole process, on v1 as on v2. */
 		r = write_file(v->dir[i], "cgroup.procs", val);
 		if (r < 0) {
-			bprintf(err, errlen, "attaching pid %s to %s: %s", val, v->dir[i], strerror(-r));
+			util_bprintf(err, errlen, "attaching pid %s to %s: %s", val, v->dir[i], strerror(-r));
 			return r;
 		}
 	}
@@ -744,7 +698,7 @@ int cgroup_vm_destroy(struct cgroup_vm *v, char *err, size_t errlen)
 		r = remove_dir(v->dir[i], v->mode[i]);
 		if (r < 0 && !first) {
 			first = r;
-			bprintf(err, errlen, "removing %s: %s", v->dir[i], strerror(-r));
+			util_bprintf(err, errlen, "removing %s: %s", v->dir[i], strerror(-r));
 		}
 		free(v->dir[i]);
 	}

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "util/util.h"
 
 #ifndef MVM_VMM_INSTALLED
 #define MVM_VMM_INSTALLED "/usr/local/bin/mvm-vmm"
@@ -104,13 +105,9 @@ static int set_bool(int *ret, const char *value)
 /* Sandbox uids: never 0 (root) and never the overflow id 2^32 - 1. */
 static int set_uid_range(uint32_t *ret, const char *value, bool is_base)
 {
-	unsigned long long v;
-	char *end;
+	uint64_t v;
 
-	errno = 0;
-	v = strtoull(value, &end, 10);
-	if (errno || end == value || *end || *value == '-' || v == 0 || v >= 0xffffffffULL ||
-	    (is_base && v < 1000))
+	if (util_parse_uint(value, is_base ? 1000 : 1, 0xfffffffeULL, &v) < 0)
 		return -EINVAL;
 	*ret = (uint32_t)v;
 	return 0;
@@ -150,23 +147,11 @@ int config_set(struct config *cfg, const char *key, const char *value)
 	return -ENOENT;
 }
 
-static char *trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
-		*--e = '\0';
-	return s;
-}
-
 /* Capacity keys first (capacity.c knows them and says what is wrong with
  * a value), then mvmd's own. */
 static int config_line(struct config *cfg, char *line)
 {
-	char *eq, *key = trim(line);
+	char *eq, *key = util_trim(line);
 	int r;
 
 	if (*key == '\0' || *key == '#')
@@ -178,7 +163,7 @@ static int config_line(struct config *cfg, char *line)
 	if (!eq)
 		return -EINVAL;
 	*eq = '\0';
-	return config_set(cfg, trim(key), trim(eq + 1));
+	return config_set(cfg, util_trim(key), util_trim(eq + 1));
 }
 
 int config_load(struct config *cfg, const char *path, int *ret_line)

@@ -214,6 +214,8 @@ struct vm_files {
 /* Remove <run-dir>/vms/<name>/, a worker's sandbox directory, and all in it
  * (the VM ended, or its worker is gone). */
 void supervisor_sandbox_remove(struct mvmd *d, const char *name);
+/* Whether workers start sandboxed; if not, *ret_why says why. */
+bool supervisor_sandbox_on(const struct mvmd *d, const char **ret_why);
 
 void vm_files_init(struct vm_files *f);
 void vm_files_close(struct vm_files *f);

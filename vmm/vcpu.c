@@ -91,9 +91,12 @@ static int setup_msrs(struct vcpu *v)
 		{ MSR_IA32_TSC, 0 }, { MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING },
 	};
 	const unsigned n = sizeof(init) / sizeof(init[0]);
-	struct {
+	/* A union, not a struct with the header first: the header ends in a
+	 * flexible array, which ISO C allows only at the end of a struct. */
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[sizeof(init) / sizeof(init[0])];
+		char room[sizeof(struct kvm_msrs) +
+			  sizeof(init) / sizeof(init[0]) * sizeof(struct kvm_msr_entry)];
 	} msrs;
 	unsigned i;
 	int r;
@@ -101,8 +104,8 @@ static int setup_msrs(struct vcpu *v)
 	memset(&msrs, 0, sizeof(msrs));
 	msrs.hdr.nmsrs = n;
 	for (i = 0; i < n; i++) {
-		msrs.e[i].index = init[i].index;
-		msrs.e[i].data = init[i].data;
+		msrs.hdr.entries[i].index = init[i].index;
+		msrs.hdr.entries[i].data = init[i].data;
 	}
 	/* KVM_SET_MSRS returns how many it set, stopping at the first refusal. */
 	r = ioctl(v->fd, KVM_SET_MSRS, &msrs);

@@ -575,30 +575,53 @@ def kvm_usable():
     return None
 
 
-def main(argv):
+class Skip(Exception):
+    """A case that cannot run on this machine: the script exits 77."""
+
+
+def run_main(argv, cases, tmp_prefix, skip_why=None, setup=None):
+    """The main() of every script here: --list for meson, then one CASE in
+    a fresh temporary directory.  skip_why() names a missing prerequisite
+    beyond /dev/kvm (a skip); setup() returns an exit status to stop with.
+    0 on PASS, 1 on FAIL, 2 on a usage error, 77 on SKIP."""
+    prog = os.path.basename(argv[0])
     if len(argv) == 2 and argv[1] == "--list":
-        print("\n".join(CASES))
+        print("\n".join(cases))
         return 0
-    if len(argv) != 2 or argv[1] not in CASES:
-        print("usage: kvmtest.py --list | CASE (one of: %s)" % " ".join(CASES),
+    if len(argv) != 2 or argv[1] not in cases:
+        print("usage: %s --list | CASE (one of: %s)" % (prog, " ".join(cases)),
               file=sys.stderr)
         return 2
-    why = kvm_usable()
+    why = kvm_usable() or (skip_why() if skip_why else None)
     if why:
         print("SKIP: %s" % why, file=sys.stderr)
         return SKIP
-    for var in ("MVM_VMM", "MVM_BZIMAGE", "MVM_ELF"):
-        if not os.path.exists(os.environ.get(var, "")):
-            print("FAIL: %s=%r does not exist" % (var, os.environ.get(var)), file=sys.stderr)
-            return 1
-    with tempfile.TemporaryDirectory(prefix="mvm-kvmtest-") as tmp:
+    rc = setup() if setup else None
+    if rc is not None:
+        return rc
+    with tempfile.TemporaryDirectory(prefix=tmp_prefix) as tmp:
         try:
-            CASES[argv[1]](tmp)
+            cases[argv[1]](tmp)
+        except Skip as e:
+            print("SKIP %s: %s" % (argv[1], e), file=sys.stderr)
+            return SKIP
         except TestFailure as e:
             print("FAIL %s: %s" % (argv[1], e), flush=True)
             return 1
     print("PASS %s" % argv[1])
     return 0
+
+
+def need_files():
+    for var in ("MVM_VMM", "MVM_BZIMAGE", "MVM_ELF"):
+        if not os.path.exists(os.environ.get(var, "")):
+            print("FAIL: %s=%r does not exist" % (var, os.environ.get(var)), file=sys.stderr)
+            return 1
+    return None
+
+
+def main(argv):
+    return run_main(argv, CASES, "mvm-kvmtest-", setup=need_files)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,11 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvmtest  # noqa: E402  (shares the VMM runner and the checks)
-from kvmtest import TestFailure, check, run_vmm  # noqa: E402
+from kvmtest import Skip, TestFailure, check, run_vmm  # noqa: E402
 
 SKIP = 77
 MIB = 1 << 20
@@ -51,10 +50,6 @@ HOST_IP = "10.0.2.2"
 GUEST_IP = "10.0.2.15"
 ECHO_PORT = 7
 TAP = "mvmtap0"
-
-
-class Skip(Exception):
-    pass
 
 
 # The virtio-sandbox-* variants run the cases under mvm-vmm --sandbox, as
@@ -453,9 +448,6 @@ CASES = {
 
 def main(argv):
     os.environ["MVM_VIRTIO_STATS"] = "1"  # check_irqs reads the counters
-    if len(argv) == 2 and argv[1] == "--list":
-        print("\n".join(CASES))
-        return 0
     if len(argv) == 3 and argv[1] == "--net-inner":
         try:
             net_inner(argv[2])
@@ -463,25 +455,7 @@ def main(argv):
             print("FAIL net (inner): %s" % e, flush=True)
             return 1
         return 0
-    if len(argv) != 2 or argv[1] not in CASES:
-        print("usage: virtio_test.py --list | CASE (one of: %s)" % " ".join(CASES),
-              file=sys.stderr)
-        return 2
-    why = kvmtest.kvm_usable()
-    if why:
-        print("SKIP: %s" % why, file=sys.stderr)
-        return SKIP
-    with tempfile.TemporaryDirectory(prefix="mvm-virtio-") as tmp:
-        try:
-            CASES[argv[1]](tmp)
-        except Skip as e:
-            print("SKIP: %s" % e, file=sys.stderr)
-            return SKIP
-        except TestFailure as e:
-            print("FAIL %s: %s" % (argv[1], e), flush=True)
-            return 1
-    print("PASS %s" % argv[1])
-    return 0
+    return kvmtest.run_main(argv, CASES, "mvm-virtio-")
 
 
 if __name__ == "__main__":

@@ -329,3 +329,23 @@ class Raw:
         resp = self.call(op, args)
         check(resp.get("ok") is True, "%s %r failed: %r" % (op, args, resp))
         return resp["result"]
+
+
+def run_with_daemon(name, env, fn):
+    """One case against env.daemon: start it, run fn(env), and pass only if
+    mvmd is still alive, stops cleanly and its sanitizers found nothing.  A
+    failure prints the tail of mvmd's log.  Returns the exit status."""
+    try:
+        env.daemon.start()
+        fn(env)
+        check(env.daemon.alive(), "mvmd exited during the test")
+        env.daemon.stop()
+        env.daemon.check_sanitizers()
+        print("PASS", name)
+        return 0
+    except TestFailure as e:
+        print("FAIL %s: %s" % (name, e), file=sys.stderr)
+        print("---- mvmd log (tail) ----\n" + env.daemon.log()[-6000:], file=sys.stderr)
+        return 1
+    finally:
+        env.daemon.cleanup()

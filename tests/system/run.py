@@ -22,8 +22,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (NOBODY, SKIP, Ctl, Daemon, Raw, TestFailure, check,  # noqa: E402
-                     env_path, kvm_usable, wait_for)
+from harness import (NOBODY, SKIP, Ctl, Daemon, Raw, check,  # noqa: E402
+                     env_path, kvm_usable, run_with_daemon, wait_for)
 
 CASES = {}
 
@@ -481,21 +481,7 @@ def main():
     if needs_root and os.geteuid() != 0:
         print("SKIP: switching uid needs root", file=sys.stderr)
         return SKIP
-    env = Env()
-    try:
-        env.daemon.start()
-        fn(env)
-        check(env.daemon.alive(), "mvmd exited during the test")
-        env.daemon.stop()
-        env.daemon.check_sanitizers()
-        print("PASS", sys.argv[1])
-        return 0
-    except TestFailure as e:
-        print("FAIL %s: %s" % (sys.argv[1], e), file=sys.stderr)
-        print("---- mvmd log (tail) ----\n" + env.daemon.log()[-6000:], file=sys.stderr)
-        return 1
-    finally:
-        env.daemon.cleanup()
+    return run_with_daemon(sys.argv[1], Env(), fn)
 
 
 if __name__ == "__main__":

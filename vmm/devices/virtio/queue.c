@@ -190,11 +190,15 @@ bool virtq_should_interrupt(const struct virtq *q)
 	return !(load16(q->avail) & VIRTQ_AVAIL_F_NO_INTERRUPT);
 }
 
-size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+/* Copies between the iovec's bytes from off on and a flat buffer, in the
+ * direction to_iov says; returns the bytes copied (fewer if iov ends). */
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, uint8_t *buf,
+		       size_t len, bool to_iov)
 {
 	size_t done = 0;
 
 	for (unsigned i = 0; i < n && done < len; i++) {
+		uint8_t *base = iov[i].iov_base;
 		size_t chunk;
 
 		if (off >= iov[i].iov_len) {
@@ -204,32 +208,25 @@ size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, si
 		chunk = iov[i].iov_len - off;
 		if (chunk > len - done)
 			chunk = len - done;
-		memcpy((uint8_t *)dst + done, (uint8_t *)iov[i].iov_base + off, chunk);
+		if (to_iov)
+			memcpy(base + off, buf + done, chunk);
+		else
+			memcpy(buf + done, base + off, chunk);
 		done += chunk;
 		off = 0;
 	}
 	return done;
 }
 
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+{
+	return iov_copy(iov, n, off, dst, len, false);
+}
+
 size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
 {
-	size_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		size_t chunk;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		chunk = iov[i].iov_len - off;
-		if (chunk > len - done)
-			chunk = len - done;
-		memcpy((uint8_t *)iov[i].iov_base + off, (const uint8_t *)src + done, chunk);
-		done += chunk;
-		off = 0;
-	}
-	return done;
+	/* iov_copy only reads buf when to_iov is set */
+	return iov_copy(iov, n, off, (uint8_t *)src, len, true);
 }
 
 int iov_slice(const struct iovec *iov, unsigned n, size_t off, size_t len,

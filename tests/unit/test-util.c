@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/* util/: strict number parsing, /proc/self/fd/N, small file I/O, the
+ * /proc/PID/stat start time, bounded formatting and trimming. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/util.h"
+#include "tests/unit/check.h"
+
+static void test_parse(void)
+{
+	const char *end;
+	uint64_t v = 7;
+
+	CHECK_EQ(util_parse_u64_prefix("128M", &v, &end), 0);
+	CHECK_EQ(v, 128);
+	CHECK(!strcmp(end, "M"));
+	CHECK_EQ(util_parse_u64_prefix("18446744073709551615", &v, &end), 0);
+	CHECK(v == UINT64_MAX && *end == '\0');
+	v = 7;
+	/* no sign, no blanks, no wrap-around, ret untouched on failure */
+	CHECK_EQ(util_parse_u64_prefix("-1", &v, &end), -EINVAL);
+	CHECK_EQ(util_parse_u64_prefix("+1", &v, &end), -EINVAL);
+	CHECK_EQ(util_parse_u64_prefix(" 1", &v, &end), -EINVAL);
+	CHECK_EQ(util_parse_u64_prefix("", &v, &end), -EINVAL);
+	CHECK_EQ(util_parse_u64_prefix("18446744073709551616", &v, &end), -ERANGE);
+	CHECK_EQ(v, 7);
+
+	CHECK_EQ(util_parse_uint("42", 1, 42, &v), 0);
+	CHECK_EQ(v, 42);
+	CHECK_EQ(util_parse_uint("43", 1, 42, &v), -ERANGE);
+	CHECK_EQ(util_parse_uint("0", 1, 42, &v), -ERANGE);
+	CHECK_EQ(util_parse_uint("4x", 0, 42, &v), -EINVAL);
+	CHECK_EQ(util_parse_uint("x", 0, 42, &v), -EINVAL);
+	CHECK_EQ(util_parse_uint("4294967294", 1, 0xfffffffeULL, &v), 0);
+	CHECK_EQ(util_parse_uint("4294967295", 1, 0xfffffffeULL, &v), -ERANGE);
+	CHECK_EQ(v, 0xfffffffeULL);
+}
+
+static void test_proc_fd(void)
+{
+	CHECK_EQ(util_proc_fd_number("/proc/self/fd/7"), 7);
+	CHECK_EQ(util_proc_fd_number("/proc/self/fd/65535"), 65535);
+	CHECK_EQ(util_proc_fd_number("/proc/self/fd/65536"), -1);
+	CHECK_EQ(util_proc_fd_number("/proc/self/fd/"), -1);
+	CHECK_EQ(util_proc_fd_number("/proc/self/fd/-1"), -1);
+	CHECK_EQ(util_proc_fd_number("/proc/self/fd/3/x"), -1);
+	CHECK_EQ(util_proc_fd_number("/var/lib/disk.img"), -1);
+	CHECK_EQ(util_proc_fd_number(NULL), -1);
+}
+
+static void test_files(void)
+{
+	char path[] = "/tmp/mvm-test-util-XXXXXX", buf[8];
+	int fd = mkstemp(path);
+
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	close(fd);
+	CHECK_EQ(util_write_file(path, "hello world"), 0);
+	/* one read, truncated to fit with its NUL */
+	CHECK_EQ(util_read_file(path, buf, sizeof(buf)), 7);
+	CHECK(!strcmp(buf, "hello w"));
+	CHECK_EQ(util_read_file(path, buf, 0), -EINVAL);
+	unlink(path);
+	CHECK_EQ(util_read_file(path, buf, sizeof(buf)), -ENOENT);
+	/* writes an existing file only: never creates one */
+	CHECK_EQ(util_write_file(path, "x"), -ENOENT);
+	CHECK_EQ(access(path, F_OK), -1);
+}
+
+static void test_start_time(void)
+{
+	uint64_t self = 0, by_pid = 0, zombie;
+	siginfo_t si;
+	pid_t pid;
+
+	CHECK_EQ(util_proc_start_time(0, &self), 0);
+	CHECK_EQ(util_proc_start_time(getpid(), &by_pid), 0);
+	CHECK(self > 0 && self == by_pid);
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	CHECK(pid > 0);
+	/* the child is a zombie until reaped: waitid with WNOWAIT leaves it so */
+	CHECK_EQ(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	CHECK_EQ(util_proc_start_time(pid, &zombie), -ESRCH);
+	waitpid(pid, NULL, 0);
+	CHECK_EQ(util_proc_start_time(pid, &zombie), -ENOENT);
+}
+
+static void test_text(void)
+{
+	char buf[8], line[] = " \t key = v \r\n";
+
+	util_bprintf(buf, sizeof(buf), "%s-%d", "abcdef", 12);
+	CHECK(!strcmp(buf, "abcdef-"));
+	util_bprintf(NULL, 0, "%d", 1);  /* no buffer: nothing written */
+	CHECK(!strcmp(util_trim(line), "key = v"));
+	CHECK(!strcmp(util_trim(line + sizeof(line) - 1), ""));
+}
+
+int main(void)
+{
+	test_parse();
+	test_proc_fd();
+	test_files();
+	test_start_time();
+	test_text();
+	return check_result("util");
+}

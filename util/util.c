@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/* Small shared helpers; see util.h. */
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int util_parse_u64_prefix(const char *s, uint64_t *ret, const char **ret_end)
+{
+	unsigned long long v;
+	char *end;
+
+	/* strtoull would take blanks, a sign and wrap "-1" around */
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	*ret = v;
+	*ret_end = end;
+	return 0;
+}
+
+int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	const char *end;
+	uint64_t v;
+	int r = util_parse_u64_prefix(s, &v, &end);
+
+	if (r < 0)
+		return r;
+	if (*end)
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+int util_proc_fd_number(const char *path)
+{
+	static const char prefix[] = "/proc/self/fd/";
+	uint64_t v;
+
+	if (!path || strncmp(path, prefix, sizeof(prefix) - 1))
+		return -1;
+	if (util_parse_uint(path + sizeof(prefix) - 1, 0, 65535, &v) < 0)
+		return -1;
+	return (int)v;
+}
+
+int util_read_file(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd, r;
+
+	if (len == 0)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	r = n < 0 ? -errno : (int)n;
+	close(fd);
+	if (r >= 0)
+		buf[r] = '\0';
+	return r;
+}
+
+int util_write_file(const char *path, const char *s)
+{
+	size_t len = strlen(s);
+	ssize_t n;
+	int fd, r;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, len);
+	r = n < 0 ? -errno : (size_t)n != len ? -EIO : 0;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
+int util_proc_start_time(pid_t pid, uint64_t *ret)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long v;
+	int n;
+
+	if (pid == 0)
+		snprintf(path, sizeof(path), "/proc/self/stat");
+	else
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = util_read_file(path, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
+	if (!p || p[1] != ' ')
+		return -EIO;
+	/* a zombie has exited: nothing to adopt, nothing to kill */
+	if (p[2] == 'Z' || p[2] == 'X')
+		return -ESRCH;
+	for (int i = 0; p && i < 20; i++)  /* the space before field i + 3 */
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p + 1, "%llu", &v) != 1)
+		return -EIO;
+	*ret = v;
+	return 0;
+}
+
+void util_bprintf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!buf || !len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+char *util_trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers shared by mvmd, mvmctl and mvm-vmm: strict number parsing,
+ * one-shot reads and writes of small (proc, sys, cgroup) files, and
+ * bounded message formatting.  No allocation, no printing, no globals.
+ */
+#ifndef MVM_UTIL_UTIL_H
+#define MVM_UTIL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Decimal digits at the start of s (a digit first: no sign, no blanks).
+ * On success *ret_end points after them.  -EINVAL: no digit first;
+ * -ERANGE: more than 64 bits. */
+int util_parse_u64_prefix(const char *s, uint64_t *ret, const char **ret_end);
+
+/* The whole of s as a decimal in [min, max].  -EINVAL: not a plain
+ * decimal; -ERANGE: out of range. */
+int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/* "/proc/self/fd/N" (how mvmd hands a worker a file it opened) gives N,
+ * 0 to 65535; any other path gives -1. */
+int util_proc_fd_number(const char *path);
+
+/* Reads up to len - 1 bytes of a small file with one read(2) and
+ * NUL-terminates them: the byte count or -errno. */
+int util_read_file(const char *path, char *buf, size_t len);
+
+/* Writes s to an existing file with one write(2): sysfs, procfs and cgroup
+ * files take one value per write and report a refusal there. */
+int util_write_file(const char *path, const char *s);
+
+/* Field 22 of a /proc/PID/stat: the start time in clock ticks, which with
+ * the pid names a process across pid reuse; pid 0 is this process (by
+ * /proc/self: a pid namespace may number it otherwise).  -ESRCH for a
+ * zombie. */
+int util_proc_start_time(pid_t pid, uint64_t *ret);
+
+/* snprintf into buf that truncates quietly; buf may be NULL. */
+void util_bprintf(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Strips blanks before and blanks and line ends after, in place. */
+char *util_trim(char *s);
+
+#endif
