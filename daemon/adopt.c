@@ -776,9 +776,77 @@ static void sweep_vm_dirs(struct mvmd *d)
 	closedir(dp);
 }
 
+/* Whether pid is an adopted worker, or the child of one (a sandboxed
+ * worker's VMM runs as its child, in its own PID namespace). */
+static bool is_adopted(struct mvmd *d, pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	int ppid = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (util_read_file(path, buf, sizeof(buf)) >= 0 && (p = strrchr(buf, ')')))
+		sscanf(p + 1, " %*c %d", &ppid);
+	for (struct worker *w = d->workers; w; w = w->next)
+		if (w->vm.pid == pid || w->vm.pid == ppid)
+			return true;
+	return false;
+}
+
+/* Whether the process serves this mvmd: its --adopt-socket lies in our
+ * run dir.  Only workers carry that option, and only mvmd starts them. */
+static bool serves_us(struct mvmd *d, const char *pid)
+{
+	char path[64], argv[8192], prefix[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, argv, sizeof(argv) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	argv[n] = '\0';
+	snprintf(prefix, sizeof(prefix), "%s/vms/", d->cfg.run_dir);
+	for (char *a = argv; a < argv + n; a += strlen(a) + 1)
+		if (!strcmp(a, "--adopt-socket") && a + strlen(a) + 1 < argv + n)
+			return !strncmp(a + strlen(a) + 1, prefix, strlen(prefix));
+	return false;
+}
+
+/* Workers no row accounts for.  The socket sweep only finds workers whose
+ * socket exists: one the old mvmd spawned just before it died may not have
+ * made its socket yet when we looked, and must not run on unsupervised.
+ * Runs before any restart or autostart, so every worker found is old. */
+static void sweep_orphans(struct mvmd *d)
+{
+	struct dirent *e;
+	int pidfd;
+	DIR *dp = opendir("/proc");
+
+	if (!dp)
+		return;
+	while ((e = readdir(dp))) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+
+		if (pid <= 0 || pid == getpid() || !serves_us(d, e->d_name) || is_adopted(d, pid))
+			continue;
+		pidfd = pidfd_open_(pid);
+		if (pidfd < 0)
+			continue;
+		log_warn("worker pid %lld runs without a row that says so; killing it", (long long)pid);
+		pidfd_kill(pidfd, SIGKILL);
+		close(pidfd);
+	}
+	closedir(dp);
+}
+
 int adopt_finish(struct mvmd *d)
 {
 	sweep_sockets(d);
+	sweep_orphans(d);
 	sweep_vm_dirs(d);
 	health_start(d);
 	watchdog_start(d);
