@@ -30,6 +30,7 @@
 #include "proto/proto.h"
 #include "vmm/control.h"
 #include "vmm/vmm.h"
+#include "util/util.h"
 
 #define RAW_MAX   (1024 * 1024)         /* console bytes waiting for the loop */
 #define OUT_MAX   (4 * 1024 * 1024)     /* encoded bytes waiting for the daemon */
@@ -301,36 +302,6 @@ static void accept_cb(void *opaque, uint32_t events)
 	send_hello(c);
 }
 
-/* Field 22 of /proc/self/stat: with the pid it names this process across
- * pid reuse.  Read before lockdown; /proc is gone afterwards. */
-static int read_start_time(uint64_t *ret)
-{
-	char buf[1024], *p;
-	unsigned long long v;
-	ssize_t n;
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
-	if (!p)
-		return -EIO;
-	for (int i = 0; i < 20; i++) {    /* the space before field i + 3 */
-		p = strchr(p + 1, ' ');
-		if (!p)
-			return -EIO;
-	}
-	if (sscanf(p + 1, "%llu", &v) != 1)
-		return -EIO;
-	*ret = v;
-	return 0;
-}
-
 /* The VM's name is the socket's file name without ".sock". */
 static void name_from_path(struct control *c, const char *path)
 {
@@ -379,7 +350,9 @@ int control_listen(struct control *c, const char *path)
 		return -EBUSY;
 	c->daemon_uid = getuid();       /* mvmd spawned us: its uid is ours now */
 	name_from_path(c, path);
-	r = read_start_time(&c->start_time);
+	/* with the pid it names this process across pid reuse; read before
+	 * lockdown, /proc is gone afterwards */
+	r = util_proc_start_time(0, &c->start_time);
 	if (r < 0)
 		return r;
 	c->listen_path = strdup(path);

@@ -23,6 +23,7 @@
 #include "vmm/vmm.h"
 #include "vmm/arch/x86/layout.h"
 #include "vmm/devices/virtio/net.h"
+#include "util/util.h"
 
 #define PROG "mvm-vmm"
 
@@ -105,16 +106,13 @@ static int usage_error(const char *fmt, ...)
  * nothing else after the digits, no overflow. */
 static int parse_size(const char *s, uint64_t *ret)
 {
-	unsigned long long v;
 	unsigned shift = 0;
-	char *end;
+	const char *end;
+	uint64_t v;
+	int r = util_parse_u64_prefix(s, &v, &end);
 
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -ERANGE;
+	if (r < 0)
+		return r;
 	switch (*end) {
 	case 'k': case 'K': shift = 10; end++; break;
 	case 'm': case 'M': shift = 20; end++; break;
@@ -126,7 +124,7 @@ static int parse_size(const char *s, uint64_t *ret)
 		end += strlen(end);
 	if (*end)
 		return -EINVAL;
-	if (shift && v > (~0ULL >> shift))
+	if (shift && v > (UINT64_MAX >> shift))
 		return -ERANGE;
 	*ret = v << shift;
 	return 0;
@@ -134,17 +132,11 @@ static int parse_size(const char *s, uint64_t *ret)
 
 static int parse_uint(const char *s, unsigned max, unsigned *ret)
 {
-	unsigned long v;
-	char *end;
+	uint64_t v;
+	int r = util_parse_uint(s, 0, max, &v);
 
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	if (v > max)
-		return -ERANGE;
+	if (r < 0)
+		return r;
 	*ret = (unsigned)v;
 	return 0;
 }
@@ -259,18 +251,16 @@ static int parse_net(char *arg, struct options *o)
 static int parse_vsock(char *arg, struct options *o)
 {
 	struct virtio_devs_config *v = &o->cfg.virtio;
-	unsigned long long cid;
-	char *rest = arg, *f, *end;
+	uint64_t cid;
+	char *rest = arg, *f;
 
 	if (v->vsock_cid)
 		return usage_error("--vsock given twice; a VM has one vsock device");
 	while (*rest) {
 		f = next_field(&rest);
 		if (!strncmp(f, "cid=", 4)) {
-			errno = 0;
-			cid = strtoull(f + 4, &end, 10);
 			/* 0-2 are reserved (hypervisor, local, host); ~0U is "any". */
-			if (errno || *end || f[4] < '0' || f[4] > '9' || cid < 3 || cid >= 0xffffffffULL)
+			if (util_parse_uint(f + 4, 3, 0xfffffffeULL, &cid) < 0)
 				return usage_error("invalid --vsock cid '%s'; use 3 to 4294967294", f + 4);
 			v->vsock_cid = cid;
 		} else if (!strncmp(f, "uds=", 4) && f[4]) {

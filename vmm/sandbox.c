@@ -35,6 +35,7 @@
 
 #include "vmm/sandbox.h"
 #include "vmm/seccomp_policy.h"
+#include "util/util.h"
 
 /* Inherited fds are those open when the process started; mvm-vmm's own
  * are all opened later.  Numbers past this are closed wholesale. */
@@ -70,12 +71,10 @@ __attribute__((constructor)) static void note_inherited_fds(void)
 
 static int parse_id(const char *arg, unsigned *ret)
 {
-	unsigned long v;
-	char *end;
+	uint64_t v;
 
-	errno = 0;
-	v = strtoul(arg, &end, 10);
-	if (*arg < '0' || *arg > '9' || *end || errno || v == 0 || v >= 0xffffffffUL)
+	/* never 0 (root) nor the overflow id 2^32 - 1 */
+	if (util_parse_uint(arg, 1, 0xfffffffeULL, &v) < 0)
 		return -EINVAL;
 	*ret = (unsigned)v;
 	return 0;
@@ -140,19 +139,6 @@ int sandbox_parse_option(struct sandbox_config *cfg, int c, const char *arg, con
 	}
 }
 
-/* "/proc/self/fd/N" names inherited fd N (how mvmd passes files). */
-static int proc_fd_number(const char *path)
-{
-	const char *prefix = "/proc/self/fd/";
-	char *end;
-	long v;
-
-	if (!path || strncmp(path, prefix, strlen(prefix)))
-		return -1;
-	v = strtol(path + strlen(prefix), &end, 10);
-	return *end || v < 0 || v > 65535 ? -1 : (int)v;
-}
-
 /* The inherited fds the running VM still uses: the daemon link, TAPs and
  * disks handed over by number (virtio_devs takes those fds over). */
 static bool is_kept(const struct lockdown *l, int fd)
@@ -169,7 +155,7 @@ static bool is_kept(const struct lockdown *l, int fd)
 		if (v->nics[i].fd == fd)
 			return true;
 	for (i = 0; i < v->ndisks; i++)
-		if (proc_fd_number(v->disks[i].path) == fd)
+		if (util_proc_fd_number(v->disks[i].path) == fd)
 			return true;
 	return false;
 }
@@ -211,23 +197,6 @@ static int close_inherited(const struct lockdown *l)
 	return clear_environment();
 }
 
-static int write_str(const char *path, const char *s)
-{
-	ssize_t len = (ssize_t)strlen(s), n;
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, (size_t)len);
-	if (n != len) {
-		int r = n < 0 ? -errno : -EIO;
-
-		close(fd);
-		return r;
-	}
-	return close(fd) < 0 ? -errno : 0;
-}
-
 /* Step 5, done before step 3: the cgroup.procs paths live on the host
  * filesystem, which the worker can no longer see once it pivots. */
 static int join_cgroups(const struct lockdown *l)
@@ -239,7 +208,7 @@ static int join_cgroups(const struct lockdown *l)
 
 	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
 	for (i = 0; i < cfg->ncgroups; i++)
-		if ((r = write_str(cfg->cgroup_procs[i], pid)) < 0)
+		if ((r = util_write_file(cfg->cgroup_procs[i], pid)) < 0)
 			return r;
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include "vmm/devices/virtio/net.h"
 #include "vmm/devices/virtio/rng.h"
 #include "vmm/devices/virtio/vsock.h"
+#include "util/util.h"
 
 /* Guest-triggered messages: a burst, then at most one per second, with a
  * count of what was dropped, so a hostile guest cannot flood the log. */
@@ -153,24 +154,6 @@ int virtio_devs_announce(const struct virtio_devs_config *c, char *cmdline, size
 
 /* ---- backends --------------------------------------------------------------- */
 
-/* "/proc/self/fd/N" names a file mvmd opened with its client's rights:
- * use that very fd rather than reopening it with ours.  Returns N, or -1
- * for an ordinary path. */
-static int passed_fd(const char *path)
-{
-	static const char prefix[] = "/proc/self/fd/";
-	unsigned long v;
-	char *end;
-
-	if (strncmp(path, prefix, sizeof(prefix) - 1) || !path[sizeof(prefix) - 1])
-		return -1;
-	errno = 0;
-	v = strtoul(path + sizeof(prefix) - 1, &end, 10);
-	if (errno || *end || v > 65535)
-		return -1;
-	return (int)v;
-}
-
 /* Takes fd n over (close-on-exec from now on); -errno if it isn't open or
  * lacks the access mode the disk needs. */
 static int adopt_fd(int n, bool need_write)
@@ -189,7 +172,9 @@ static int adopt_fd(int n, bool need_write)
 static int disk_open(const struct vm_disk *d, struct vm_error *err)
 {
 	int fd, flags = (d->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-	int n = passed_fd(d->path);
+	/* "/proc/self/fd/N": a file mvmd opened with its client's rights; use
+	 * that very fd rather than reopening it with ours */
+	int n = util_proc_fd_number(d->path);
 
 	fd = n >= 0 ? adopt_fd(n, !d->read_only) : open(d->path, flags);
 	if (fd < 0 && n < 0)
@@ -434,7 +419,7 @@ static void close_passed_fds(const struct virtio_devs_config *c, unsigned from)
 
 	for (i = from; i < c->ndisks + c->nnics; i++) {
 		if (i < c->ndisks)
-			n = passed_fd(c->disks[i].path);
+			n = util_proc_fd_number(c->disks[i].path);
 		else
 			n = c->nics[i - c->ndisks].tap ? -1 : c->nics[i - c->ndisks].fd;
 		if (n > 2)

@@ -17,19 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvmtest  # noqa: E402
-from kvmtest import TestFailure, Vmm, check  # noqa: E402
+from kvmtest import Skip, TestFailure, Vmm, check  # noqa: E402
 
 SKIP = 77
 SANDBOX = ["--sandbox"]
-
-
-class Skip(Exception):
-    pass
 
 
 def sandboxed_boot_args(fmt, scenario, mem="64M", vcpus=1, extra=()):
@@ -356,31 +350,12 @@ CASES = {
 }
 
 
+def not_root():
+    return "not root: the lockdown switches uid and mounts" if os.geteuid() != 0 else None
+
+
 def main(argv):
-    if len(argv) == 2 and argv[1] == "--list":
-        print("\n".join(CASES))
-        return 0
-    if len(argv) != 2 or argv[1] not in CASES:
-        print("usage: sandbox_test.py --list | CASE (one of: %s)" % " ".join(CASES),
-              file=sys.stderr)
-        return 2
-    why = kvmtest.kvm_usable()
-    if not why and os.geteuid() != 0:
-        why = "not root: the lockdown switches uid and mounts"
-    if why:
-        print("SKIP: %s" % why, file=sys.stderr)
-        return SKIP
-    with tempfile.TemporaryDirectory(prefix="mvm-sandbox-test-") as tmp:
-        try:
-            CASES[argv[1]](tmp)
-        except Skip as e:
-            print("SKIP %s: %s" % (argv[1], e), file=sys.stderr)
-            return SKIP
-        except TestFailure as e:
-            print("FAIL %s: %s" % (argv[1], e), flush=True)
-            return 1
-    print("PASS %s" % argv[1])
-    return 0
+    return kvmtest.run_main(argv, CASES, "mvm-sandbox-test-", skip_why=not_root)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import stat
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SKIP, Ctl, Daemon, TestFailure, check, env_path,  # noqa: E402
-                     kvm_usable, wait_for)
+from harness import (SKIP, Ctl, Daemon, check, env_path,  # noqa: E402
+                     kvm_usable, run_with_daemon, wait_for)
 
 # A range of our own per test process: parallel daemons never share uids.
 UID_BASE = 300000 + (os.getpid() % 5000) * 100
@@ -195,21 +195,7 @@ def main(argv):
     fn, config = CASES[argv[1]]
     if argv[1] == "sandbox-seccomp":
         os.environ["MVM_TEST_FORBIDDEN_SYSCALL"] = "bad"  # mvmd inherits it
-    env = Env(config)
-    try:
-        env.daemon.start()
-        fn(env)
-        check(env.daemon.alive(), "mvmd exited during the test")
-        env.daemon.stop()
-        env.daemon.check_sanitizers()
-        print("PASS", argv[1])
-        return 0
-    except TestFailure as e:
-        print("FAIL %s: %s" % (argv[1], e), file=sys.stderr)
-        print("---- mvmd log (tail) ----\n" + env.daemon.log()[-6000:], file=sys.stderr)
-        return 1
-    finally:
-        env.daemon.cleanup()
+    return run_with_daemon(argv[1], Env(config), fn)
 
 
 if __name__ == "__main__":
