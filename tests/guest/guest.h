@@ -63,4 +63,32 @@
 #define CR0_PG           0x80000000
 #define CR4_PAE          0x20
 
+#ifdef __ASSEMBLER__
+/*
+ * From flat 32-bit protected mode into long mode on kernel_pml4, shared by
+ * the PVH entry and the AP trampoline: load the data segments, enable PAE,
+ * point CR3 at the page tables, set EFER.LME, turn paging on, and jump to
+ * the 64-bit `target` through the kernel code selector.
+ */
+.macro enter_long_mode target
+	mov $SEL_KDATA, %eax
+	mov %eax, %ds
+	mov %eax, %es
+	mov %eax, %ss
+	mov %cr4, %eax
+	or $CR4_PAE, %eax
+	mov %eax, %cr4
+	mov $kernel_pml4, %eax
+	mov %eax, %cr3
+	mov $MSR_EFER, %ecx
+	rdmsr
+	or $EFER_LME, %eax
+	wrmsr
+	mov %cr0, %eax
+	or $(CR0_PG | CR0_PE), %eax
+	mov %eax, %cr0
+	ljmp $SEL_KCODE, $\target
+.endm
+#endif
+
 #endif

@@ -25,23 +25,7 @@ tramp_start:
 
 	.code32
 tramp32:
-	mov $SEL_KDATA, %eax
-	mov %eax, %ds
-	mov %eax, %es
-	mov %eax, %ss
-	mov %cr4, %eax
-	or $CR4_PAE, %eax
-	mov %eax, %cr4
-	mov $kernel_pml4, %eax
-	mov %eax, %cr3
-	mov $MSR_EFER, %ecx
-	rdmsr
-	or $EFER_LME, %eax
-	wrmsr
-	mov %cr0, %eax
-	or $(CR0_PG | CR0_PE), %eax
-	mov %eax, %cr0
-	ljmp $SEL_KCODE, $ap_entry64
+	enter_long_mode ap_entry64
 
 	.p2align 3
 tramp_gdtr:
