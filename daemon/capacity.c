@@ -752,11 +752,25 @@ static void reserve(struct cap *c, struct cap_owner_use *o, const struct cap_req
 	o->vcpus += ret->vcpus;
 }
 
+/* The last step of every reservation: the owner's record (made the first
+ * time a uid is seen) and the running sums. */
+static int reserve_for_owner(struct cap *c, const struct cap_request *r, const uint8_t *slots,
+                             struct cap_resv *ret, char *err, size_t errlen)
+{
+	struct cap_owner_use *o = owner_get(c, r->uid);
+
+	if (!o) {
+		util_bprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	reserve(c, o, r, slots, ret);
+	return 0;
+}
+
 int cap_admit(struct cap *c, const struct cap_request *r, struct cap_resv *ret,
                     char *err, size_t errlen)
 {
 	uint8_t slots[CAP_REQ_MAX_POOLS];
-	struct cap_owner_use *o;
 	char what[48];
 	size_t i;
 	int k;
@@ -780,20 +794,13 @@ int cap_admit(struct cap *c, const struct cap_request *r, struct cap_resv *ret,
 		k = owner_check(c, r, err, errlen);
 	if (k < 0)
 		return k;
-	o = owner_get(c, r->uid);
-	if (!o) {
-		util_bprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	reserve(c, o, r, slots, ret);
-	return 0;
+	return reserve_for_owner(c, r, slots, ret, err, errlen);
 }
 
 int cap_reserve_force(struct cap *c, const struct cap_request *r,
                             struct cap_resv *ret, char *err, size_t errlen)
 {
 	uint8_t slots[CAP_REQ_MAX_POOLS];
-	struct cap_owner_use *o;
 	size_t i;
 	int k;
 
@@ -818,13 +825,7 @@ int cap_reserve_force(struct cap *c, const struct cap_request *r,
 		c->pools[k].max = 0;
 	}
 	request_pools(c, r, slots, false, NULL, 0);
-	o = owner_get(c, r->uid);
-	if (!o) {
-		util_bprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	reserve(c, o, r, slots, ret);
-	return 0;
+	return reserve_for_owner(c, r, slots, ret, err, errlen);
 }
 
 void cap_release(struct cap *c, struct cap_resv *resv)
