@@ -414,7 +414,7 @@ int admit_cancel(struct mvmd *d, struct proto_vm *vm, const char *reason)
 
 /* ---- worker hooks ------------------------------------------------------- */
 
-/* Right after uv_spawn: the worker has only exec'd, its vCPU threads come
+/* Right after the spawn: the worker has only exec'd, its vCPU threads come
  * later and inherit the cgroup.  A worker that cannot join is killed. */
 void admit_spawned(struct mvmd *d, int64_t vm_id, pid_t pid)
 {

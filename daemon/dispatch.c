@@ -423,7 +423,13 @@ static void op_vm_kill(struct conn *c, struct proto_request *req)
 	if (!w)
 		goto out;
 	r = supervisor_kill(w, sig);
-	if (r < 0)
+	if (r == -EINVAL)
+		reply_err(c, req, PROTO_ERR_BAD_REQUEST, "signal",
+		          "VM '%s': its worker would ignore %s (a sandboxed worker is the "
+		          "init of its own PID namespace); send SIGTERM, SIGINT, SIGHUP, "
+		          "SIGQUIT, SIGUSR2 or SIGALRM (each stops the VM), SIGKILL, SIGSTOP "
+		          "or SIGCONT", vm.name, proto_signal_name(sig));
+	else if (r < 0)
 		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "cannot signal the worker: %s",
 		          strerror(-r));
 	else if (proto_signal_ends_process(sig))

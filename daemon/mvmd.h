@@ -171,7 +171,6 @@ struct worker {
 	struct mvmd *d;
 	struct worker *next, **pprev;
 	struct proto_vm vm;             /* current row, kept in step with the db */
-	uv_process_t proc;
 	uv_pipe_t link;
 	uv_timer_t timer;               /* stop timeout, kill grace, exit settle */
 	int handles;                    /* open libuv handles; freed at 0 */
@@ -184,10 +183,13 @@ struct worker {
 	char link_reason[64];           /* from the worker's exit message */
 	bool has_link_status;
 	int link_status;
-	/* re-adopted from an earlier mvmd (adopt.c): not our child, so no
-	 * uv_process; its exit shows as its pidfd turning readable */
+	/* Every worker is watched through its pidfd, readable once it
+	 * exited.  A spawned one is our child and reaped through it; one
+	 * re-adopted from an earlier mvmd (adopt.c) is not, so only its exit
+	 * message says how it ended. */
 	bool adopted;
 	int pidfd;                      /* -1: none */
+	bool watched;                   /* pidfd_poll initialised */
 	uv_poll_t pidfd_poll;
 	/* health (adopt.c): pings over the link, answered by pongs */
 	double last_pong;               /* mvmd_now() of the last pong or start */
@@ -216,6 +218,20 @@ struct vm_files {
 void supervisor_sandbox_remove(struct mvmd *d, const char *name);
 /* Whether workers start sandboxed; if not, *ret_why says why. */
 bool supervisor_sandbox_on(const struct mvmd *d, const char **ret_why);
+
+/* spawn.c: start path with fds[i] as fd i (-1: /dev/null), in its own
+ * session, optionally as the init of a new PID namespace. */
+#define SPAWN_MAX_FDS 40
+struct spawn_req {
+	const char *path;
+	char *const *argv;
+	const int *fds;
+	int nfds;
+	bool new_pid_ns;
+};
+/* 0 once the exec succeeded, with the child's pid and a pidfd for it;
+ * else -errno of the clone or of the failed exec (child already reaped). */
+int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd);
 
 void vm_files_init(struct vm_files *f);
 void vm_files_close(struct vm_files *f);

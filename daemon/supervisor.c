@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Workers: one mvm-vmm process per running VM, spawned detached (its own
- * session, so it outlives mvmd) with one end of a socketpair as fd 3.  The
+ * session, so it outlives mvmd; a sandboxed one as the init of its own PID
+ * namespace, spawn.c) with one end of a socketpair as fd 3.  The
  * link carries booted/console/exit from the worker and console-in/shutdown
  * to it.  A worker is finished once both its process exited and its link
  * reached EOF (whichever comes last), so the exit message is never lost to
- * the race between SIGCHLD and the last read.
+ * the race between the exit and the last read.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,9 +23,14 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 /* After the process exited, wait this long for the link's EOF. */
 #define EXIT_SETTLE_MS 1000
@@ -434,18 +440,9 @@ static void worker_close_clients(struct worker *w)
 	}
 }
 
-/* A child's uv_process, or an adopted worker's pidfd watch. */
-static uv_handle_t *worker_proc_handle(struct worker *w)
-{
-	return w->adopted ? (uv_handle_t *)&w->pidfd_poll : (uv_handle_t *)&w->proc;
-}
-
-/* pidfd_send_signal for adopted workers: the pidfd names this process
- * even if its pid were reused. */
+/* The pidfd names this process even if its pid were reused. */
 static int worker_signal(struct worker *w, int sig)
 {
-	if (!w->adopted)
-		return uv_process_kill(&w->proc, sig);
 	return syscall(SYS_pidfd_send_signal, w->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
 }
 
@@ -473,7 +470,8 @@ static void worker_finish(struct worker *w)
 	worker_close_clients(w);
 	worker_close_handle(w, (uv_handle_t *)&w->timer);
 	worker_close_handle(w, (uv_handle_t *)&w->link);
-	worker_close_handle(w, worker_proc_handle(w));
+	if (w->watched)
+		worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
 	/* capacity back, cgroup gone, the next queued VM may start */
 	admit_ended(w->d, w->vm.id);
 	supervisor_sandbox_remove(w->d, w->vm.name);
@@ -487,13 +485,45 @@ static void settle_cb(uv_timer_t *t)
 	worker_finish(t->data);
 }
 
-static void exit_cb(uv_process_t *p, int64_t status, int term_signal)
+/*
+ * How the process ended.  Our child is reaped through its pidfd; mvm-vmm
+ * exits 128 + N only when signal N stopped it (as a PID namespace's init it
+ * cannot die by a signal it raises itself), which counts as that signal.
+ * An adopted worker's status went to its real parent: only its exit
+ * message tells.
+ */
+static void collect_status(struct worker *w)
+{
+	siginfo_t si = { 0 };
+
+	if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0 &&
+	    si.si_pid != 0) {
+		if (si.si_code == CLD_EXITED && si.si_status > 128 && si.si_status < 128 + 65)
+			w->term_signal = si.si_status - 128;
+		else if (si.si_code == CLD_EXITED)
+			w->exit_status = si.si_status;
+		else
+			w->term_signal = si.si_status;
+		return;
+	}
+	if (w->has_link_status) {
+		w->exit_status = w->link_status > 128 ? 0 : w->link_status;
+		w->term_signal = w->link_status > 128 ? w->link_status - 128 : 0;
+	}
+}
+
+/* The pidfd is readable once the worker exited. */
+static void pidfd_cb(uv_poll_t *p, int status, int events)
 {
 	struct worker *w = p->data;
 
+	(void)status;
+	(void)events;
+	if (w->exited)
+		return;
+	uv_poll_stop(p);
 	w->exited = true;
-	w->exit_status = status;
-	w->term_signal = term_signal;
+	collect_status(w);
 	if (w->link_eof) {
 		worker_finish(w);
 		return;
@@ -535,6 +565,9 @@ int supervisor_kill(struct worker *w, int sig)
 {
 	if (w->exited)
 		return -ESRCH;
+	/* mvm-vmm would ignore it, or the kernel drop it without a word */
+	if (!proto_signal_worker_honours(sig))
+		return -EINVAL;
 	/* Only a signal that ends the worker makes its death the user's doing;
 	 * after SIGCONT or SIGSTOP a later crash keeps its own reason. */
 	if (proto_signal_ends_process(sig))
@@ -560,7 +593,8 @@ void supervisor_detach_all(struct mvmd *d)
 		}
 		worker_close_handle(w, (uv_handle_t *)&w->timer);
 		worker_close_handle(w, (uv_handle_t *)&w->link);
-		worker_close_handle(w, worker_proc_handle(w));
+		if (w->watched)
+			worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
 	}
 }
 
@@ -981,14 +1015,18 @@ static int open_vmm_log(struct mvmd *d, const char *name, char *console_log, siz
 	return r < 0 ? -errno : r;
 }
 
+/* fd 0 /dev/null, 1 and 2 the VMM log, 3 the link, 4 the kernel, then
+ * initrd, disks and TAPs in the order build_argv() named them. */
 static int worker_spawn(struct worker *w, const struct vm_files *files, int link_fd,
                         int log_fd)
 {
 	struct mvmd *d = w->d;
-	uv_stdio_container_t stdio[6 + 16 + 8];
-	uv_process_options_t opt = { 0 };
+	int fds[SPAWN_MAX_FDS];
+	struct spawn_req req = { .path = d->cfg.vmm_path, .fds = fds,
+	                         .new_pid_ns = w->has_slot };
 	struct spawn_args *a = calloc(1, sizeof(*a));
 	char console_log[4096], sandbox[4096];
+	pid_t pid;
 	int r, n = 0;
 
 	if (!a)
@@ -1001,29 +1039,24 @@ static int worker_spawn(struct worker *w, const struct vm_files *files, int link
 	build_argv(d, &w->vm, files, console_log, a);
 	if (w->has_slot)
 		build_sandbox_argv(w, sandbox, a);
-	stdio[n++] = (uv_stdio_container_t){ .flags = UV_IGNORE };
-	stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = log_fd };
-	stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = log_fd };
-	stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = link_fd };
-	stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = files->kernel_fd };
+	fds[n++] = -1;
+	fds[n++] = log_fd;
+	fds[n++] = log_fd;
+	fds[n++] = link_fd;
+	fds[n++] = files->kernel_fd;
 	if (files->initrd_fd >= 0)
-		stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = files->initrd_fd };
+		fds[n++] = files->initrd_fd;
 	for (int i = 0; i < files->ndisks; i++)
-		stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = files->disk_fds[i] };
+		fds[n++] = files->disk_fds[i];
 	for (int i = 0; i < files->nnics; i++)
-		stdio[n++] = (uv_stdio_container_t){ .flags = UV_INHERIT_FD, .data.fd = files->nic_fds[i] };
-	opt.file = d->cfg.vmm_path;
-	opt.args = a->argv;
-	opt.exit_cb = exit_cb;
-	opt.stdio = stdio;
-	opt.stdio_count = n;
-	/* its own session: a signal to mvmd's process group spares the VMs */
-	opt.flags = UV_PROCESS_DETACHED;
-	w->proc.data = w;
-	r = uv_spawn(d->loop, &w->proc, &opt);
+		fds[n++] = files->nic_fds[i];
+	req.argv = a->argv;
+	req.nfds = n;
+	r = spawn_process(&req, &pid, &w->pidfd);
 	if (r == 0) {
-		admit_spawned(d, w->vm.id, w->proc.pid);
-		adopt_record_spawn(d, w->vm.name, w->proc.pid);
+		w->vm.pid = pid;
+		admit_spawned(d, w->vm.id, pid);
+		adopt_record_spawn(d, w->vm.name, pid);
 	}
 out:
 	free(a);
@@ -1063,17 +1096,30 @@ static void worker_link(struct mvmd *d, struct worker *w)
 	d->workers = w;
 }
 
-/* Process handle, link pipe and timer: all three must exist before any
- * of them can be closed through handle_close_cb. */
-static int worker_handles(struct worker *w, int link_fd)
+/* The pidfd watch, link pipe and timer: all three must exist before any of
+ * them can be closed through handle_close_cb.  The link pipe owns link_fd
+ * once opened (*ret_opened); before that the caller still closes it. */
+static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
 {
+	int r;
+
+	*ret_opened = false;
 	uv_pipe_init(w->d->loop, &w->link, 0);
 	uv_timer_init(w->d->loop, &w->timer);
-	w->link.data = w->timer.data = w;
+	w->link.data = w->timer.data = w->pidfd_poll.data = w;
+	w->handles = 2;
+	r = uv_poll_init(w->d->loop, &w->pidfd_poll, w->pidfd);
+	if (r < 0)
+		return r;
 	w->handles = 3;
-	if (uv_pipe_open(&w->link, link_fd) < 0)
-		return -EIO;
-	return uv_read_start((uv_stream_t *)&w->link, link_alloc_cb, link_read_cb);
+	w->watched = true;
+	r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb);
+	if (r == 0)
+		r = uv_pipe_open(&w->link, link_fd);
+	*ret_opened = r == 0;
+	if (r == 0)
+		r = uv_read_start((uv_stream_t *)&w->link, link_alloc_cb, link_read_cb);
+	return r;
 }
 
 static int start_fail(struct proto_error *err, int r, const char *what)
@@ -1118,21 +1164,34 @@ static void commit_start_failed(struct worker *w, const struct proto_error *err)
 static int supervisor_started(struct worker *w, int link_fd, struct worker **ret_w,
                               struct proto_error *err)
 {
-	int r = worker_handles(w, link_fd);
+	bool opened;
+	int r = worker_handles(w, link_fd, &opened);
 
 	if (r < 0) {
-		close(link_fd);
+		if (!opened)
+			close(link_fd);
 		w->link_eof = true;
-		uv_process_kill(&w->proc, SIGKILL);
+		w->kill_requested = true;
+		worker_signal(w, SIGKILL);
+		if (!w->watched) {
+			/* nothing would see it exit: reap it here */
+			siginfo_t si;
+
+			while (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED) < 0 &&
+			       errno == EINTR)
+				;
+			w->exited = true;
+			w->term_signal = SIGKILL;
+			worker_finish(w);
+		}
 		return start_fail(err, r, "link");
 	}
-	w->vm.pid = w->proc.pid;
 	r = db_vm_store(w->d->db, &w->vm);
 	if (r < 0) {
 		/* the client must not hear of a start that is not stored */
 		log_error("VM %s: cannot store its worker's pid: %s", w->vm.name, strerror(-r));
 		w->kill_requested = true;
-		uv_process_kill(&w->proc, SIGKILL);
+		worker_signal(w, SIGKILL);
 		dispatch_storage_error(w->d, r, err);
 		return r;
 	}
@@ -1188,9 +1247,7 @@ fail_sp:
 	if (w->has_slot)
 		supervisor_sandbox_remove(d, vm->name);
 	slot_release(w);
-	/* a failed uv_spawn still initialised the handle: close it */
-	w->handles = 1;
-	worker_close_handle(w, (uv_handle_t *)&w->proc);
+	worker_free(w);
 	return r;
 fail_pair:
 	close(sp[0]);
@@ -1208,58 +1265,13 @@ fail:
 
 /* ---- re-adoption and health (the policy lives in adopt.c) --------------- */
 
-/* An adopted worker's pidfd is readable once it exited; its status went
- * to its real parent, so only the link's exit message can tell more. */
-static void pidfd_cb(uv_poll_t *p, int status, int events)
-{
-	struct worker *w = p->data;
-
-	if (w->exited)
-		return;
-	uv_poll_stop(p);
-	w->exited = true;
-	if (w->has_link_status) {
-		w->exit_status = w->link_status > 128 ? 0 : w->link_status;
-		w->term_signal = w->link_status > 128 ? w->link_status - 128 : 0;
-	}
-	if (w->link_eof) {
-		worker_finish(w);
-		return;
-	}
-	uv_timer_stop(&w->timer);
-	uv_timer_start(&w->timer, settle_cb, EXIT_SETTLE_MS, 0);
-}
-
-/* The link pipe owns link_fd once opened (*ret_opened); before that the
- * caller still closes it. */
-static int adopted_handles(struct worker *w, int link_fd, bool *ret_opened)
-{
-	int r;
-
-	uv_pipe_init(w->d->loop, &w->link, 0);
-	uv_timer_init(w->d->loop, &w->timer);
-	w->link.data = w->timer.data = w->pidfd_poll.data = w;
-	w->handles = 2;
-	r = uv_poll_init(w->d->loop, &w->pidfd_poll, w->pidfd);
-	if (r < 0)
-		return r;
-	w->handles = 3;
-	r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb);
-	if (r == 0)
-		r = uv_pipe_open(&w->link, link_fd);
-	*ret_opened = r == 0;
-	if (r == 0)
-		r = uv_read_start((uv_stream_t *)&w->link, link_alloc_cb, link_read_cb);
-	return r;
-}
-
-static void adopt_fail(struct worker *w)
+static void handles_fail(struct worker *w)
 {
 	w->finished = true;
 	w->link_eof = true;
 	worker_close_handle(w, (uv_handle_t *)&w->timer);
 	worker_close_handle(w, (uv_handle_t *)&w->link);
-	if (w->handles == 3)
+	if (w->watched)
 		worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
 }
 
@@ -1279,11 +1291,11 @@ int supervisor_adopt(struct mvmd *d, const struct proto_vm *vm, int link_fd, int
 	w->pidfd = pidfd;
 	w->vm.pid = vm->pid;
 	slot_of_adopted(w);
-	r = adopted_handles(w, link_fd, &opened);
+	r = worker_handles(w, link_fd, &opened);
 	if (r < 0) {
 		if (!opened)
 			close(link_fd);
-		adopt_fail(w);
+		handles_fail(w);
 		return r;
 	}
 	worker_link(d, w);

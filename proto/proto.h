@@ -159,6 +159,16 @@ const char *proto_signal_name(int sig);
 /* Whether the signal's default action ends a process (SIGCONT, SIGSTOP and
  * the like do not): decides whether vm.kill waits for the worker's exit. */
 bool proto_signal_ends_process(int sig);
+/*
+ * The signals mvm-vmm catches to stop its VM and end by (a signalfd in its
+ * loop); ends with 0.  SIGUSR1 is not one: it kicks vCPU threads out of
+ * KVM_RUN.  A sandboxed worker is the init of its own PID namespace, where
+ * the kernel drops every other signal from outside but SIGKILL, SIGSTOP and
+ * SIGCONT, so vm.kill takes only those and these, for any worker
+ * (proto_signal_worker_honours).
+ */
+extern const int proto_vmm_stop_signals[];
+bool proto_signal_worker_honours(int sig);
 
 /* `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}` */
 bool proto_vm_name_valid(const char *name);

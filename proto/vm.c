@@ -59,6 +59,20 @@ bool proto_signal_ends_process(int sig)
 	       sig != SIGWINCH && sig != SIGURG;
 }
 
+const int proto_vmm_stop_signals[] = {
+	SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2, SIGALRM, 0
+};
+
+bool proto_signal_worker_honours(int sig)
+{
+	if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCONT)
+		return true;
+	for (const int *s = proto_vmm_stop_signals; *s; s++)
+		if (*s == sig)
+			return true;
+	return false;
+}
+
 const char *proto_signal_name(int sig)
 {
 	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)

@@ -116,6 +116,17 @@ int util_proc_start_time(pid_t pid, uint64_t *ret)
 	return 0;
 }
 
+pid_t util_proc_outer_pid(void)
+{
+	char buf[4096], *p;
+	long v;
+
+	if (util_read_file("/proc/self/status", buf, sizeof(buf)) < 0 ||
+	    !(p = strstr(buf, "\nNSpid:")) || sscanf(p + 7, "%ld", &v) != 1 || v <= 0)
+		return getpid();
+	return (pid_t)v;
+}
+
 void util_bprintf(char *buf, size_t len, const char *fmt, ...)
 {
 	va_list ap;

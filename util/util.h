@@ -37,6 +37,10 @@ int util_write_file(const char *path, const char *s);
  * /proc/self: a pid namespace may number it otherwise).  -ESRCH for a
  * zombie. */
 int util_proc_start_time(pid_t pid, uint64_t *ret);
+/* This process's pid as the namespace of the /proc mount sees it (the
+ * first NSpid field): the host's view even inside a PID namespace of its
+ * own, where getpid() says 1.  Falls back to getpid() without NSpid. */
+pid_t util_proc_outer_pid(void);
 
 /* snprintf into buf that truncates quietly; buf may be NULL. */
 void util_bprintf(char *buf, size_t len, const char *fmt, ...)

@@ -53,6 +53,7 @@ struct control {
 	char *listen_path;
 	uid_t daemon_uid;               /* only this uid may adopt the worker */
 	uint64_t start_time;            /* our /proc/self/stat starttime */
+	pid_t outer_pid;                /* our pid in mvmd's PID namespace */
 	char name[64];
 };
 
@@ -259,7 +260,7 @@ static void control_io_cb(void *opaque, uint32_t events)
 
 static void send_hello(struct control *c)
 {
-	struct proto_link_msg m = { .type = PROTO_LINK_HELLO, .pid = getpid(),
+	struct proto_link_msg m = { .type = PROTO_LINK_HELLO, .pid = c->outer_pid,
 	                            .start_time = c->start_time };
 
 	pthread_mutex_lock(&c->lock);
@@ -355,6 +356,8 @@ int control_listen(struct control *c, const char *path)
 	r = util_proc_start_time(0, &c->start_time);
 	if (r < 0)
 		return r;
+	/* as mvmd sees it: in the worker's own PID namespace getpid() is 1 */
+	c->outer_pid = util_proc_outer_pid();
 	c->listen_path = strdup(path);
 	if (!c->listen_path)
 		return -ENOMEM;

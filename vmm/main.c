@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "proto/proto.h"
 #include "vmm/control.h"
 #include "vmm/sandbox.h"
 #include "vmm/vm.h"
@@ -73,7 +74,9 @@ SANDBOX_USAGE
 "  3  guest triple fault\n"
 "  4  KVM internal error (the message gives suberror and rip)\n"
 "  5  failed VM entry, unhandled exit or emulation failure\n"
-"  SIGINT, SIGTERM, SIGHUP stop the VM and end " PROG " by that signal.\n"
+"  SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2, SIGALRM stop the VM and\n"
+"  end " PROG " by that signal; the init of a PID namespace (a worker mvmd\n"
+"  sandboxed) exits 128 + the signal's number instead.\n"
 "Set MVM_DEBUG=1 to log (some) guest accesses to absent devices, and\n"
 "MVM_VIRTIO_STATS=1 to print per-device virtio counters at exit.\n"
 "Virtio devices take slots in the order disks, NICs, rng, vsock (at most %d).\n",
@@ -413,20 +416,25 @@ static void signal_cb(void *opaque, uint32_t events)
 static void block_signals(sigset_t *set)
 {
 	sigemptyset(set);
-	sigaddset(set, SIGINT);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGHUP);
+	for (const int *s = proto_vmm_stop_signals; *s; s++)
+		sigaddset(set, *s);
 	pthread_sigmask(SIG_BLOCK, set, NULL);
 	/* A closed stdout must not kill the VM; writes then fail with EPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Dies by the same signal, so the parent sees what happened. */
-static void die_by_signal(int signo, const sigset_t *set)
+/* Dies by the same signal, so the parent sees what happened.  The init of
+ * a PID namespace (a sandboxed worker) cannot: the kernel drops a signal it
+ * sends itself, so it exits 128 + signo, which mvmd and the waiting parent
+ * (sandbox_enter_pidns) read as that signal. */
+static void __attribute__((noreturn)) die_by_signal(int signo, const sigset_t *set)
 {
-	signal(signo, SIG_DFL);
-	pthread_sigmask(SIG_UNBLOCK, set, NULL);
-	raise(signo);
+	if (getpid() != 1) {
+		signal(signo, SIG_DFL);
+		pthread_sigmask(SIG_UNBLOCK, set, NULL);
+		raise(signo);
+	}
+	exit(128 + signo);
 }
 
 static int run(struct vm *vm, const sigset_t *set, int *ret_signo)
@@ -486,6 +494,11 @@ int main(int argc, char **argv)
 	if (status >= 0)
 		return status;
 	block_signals(&set);
+	if (!o.dump_dir && (status = sandbox_enter_pidns(&o.sandbox)) < 0) {
+		fprintf(stderr, PROG ": sandbox step 'enter a new PID namespace' failed: %s; "
+		        "the guest was not started\n", strerror(-status));
+		return VMM_EXIT_ERROR;
+	}
 	if (vm_create(&o.cfg, &vm, &err) < 0) {
 		usage_error("%s", err.msg);
 		return err.status;

@@ -16,6 +16,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,12 +28,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#include "proto/proto.h"
 #include "vmm/sandbox.h"
 #include "vmm/seccomp_policy.h"
 #include "util/util.h"
@@ -51,10 +54,14 @@ struct lockdown {
 	int control_fd;
 	unsigned nvcpus;        /* threads vm_run() still starts */
 	uint64_t log_max;       /* the serial log never grows past this */
+	pid_t outer_pid;        /* our pid on the host (getpid() is 1 here) */
 };
 
 static unsigned char inherited[FD_SCAN_MAX / 8];
 static int report_fd = -1;
+/* Run by hand: a pidfd for the process sandbox_enter_pidns() left waiting,
+ * whose death ends us too; -1 when mvmd started us (workers outlive it). */
+static int waiter_pidfd = -1;
 static struct sock_filter vcpu_insns[BPF_MAX_INSNS];
 static struct sock_fprog vcpu_prog;
 
@@ -202,13 +209,12 @@ static int close_inherited(const struct lockdown *l)
 static int join_cgroups(const struct lockdown *l)
 {
 	const struct sandbox_config *cfg = l->cfg;
-	char pid[16];
 	unsigned i;
 	int r;
 
-	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	/* "0" is the writer itself, whatever PID namespace it is in */
 	for (i = 0; i < cfg->ncgroups; i++)
-		if ((r = util_write_file(cfg->cgroup_procs[i], pid)) < 0)
+		if ((r = util_write_file(cfg->cgroup_procs[i], "0\n")) < 0)
 			return r;
 	return 0;
 }
@@ -284,13 +290,15 @@ static int make_root(const char *dir, bool keep)
 }
 
 /*
- * Step 3.  No CLONE_NEWPID: a new PID namespace only applies to children,
- * and once pid_for_children differs from the caller's own namespace the
- * kernel refuses CLONE_THREAD (copy_process), so vm_run() could not start
- * the vCPU threads.  Forking into the namespace is no way out either: KVM
- * binds a VM to the mm that created it.  The worker has no children to
- * hide, cannot create any (seccomp allows clone with CLONE_THREAD only) and
- * may only signal itself, which is what a PID namespace would give it.
+ * Step 3.  The PID namespace is not unshared here: once a process's
+ * pid_for_children differs from its own namespace the kernel refuses it
+ * CLONE_THREAD (copy_process), so vm_run() could not start the vCPU
+ * threads, and forking into it afterwards is no way out because KVM binds a
+ * VM to the mm that created it.  So the process is born as the init of a
+ * new PID namespace: mvmd clones it so (daemon/spawn.c), and run by hand
+ * sandbox_enter_pidns() forked it so before anything was opened.  Here we
+ * only check it: the worker sees no other process, and when it ends the
+ * kernel kills whatever might still be in its namespace.
  *
  * CLONE_NEWNET even with a TAP: the TAP fd stays bound to its device in the
  * host namespace, and reads and writes on an open fd never look the
@@ -302,6 +310,8 @@ static int enter_namespaces(const struct lockdown *l)
 	const char *dir = l->cfg->dir ? l->cfg->dir : SANDBOX_DIR_DEFAULT;
 	int r;
 
+	if (getpid() != 1)
+		return -ESRCH;  /* not the init of its own PID namespace */
 	if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET |
 	            CLONE_NEWCGROUP) < 0)
 		return -errno;
@@ -347,11 +357,35 @@ static int clear_capabilities(void)
 	return syscall(SYS_capset, &hdr, data) < 0 ? -errno : 0;
 }
 
+/* Die with the waiting parent (run by hand only): set PR_SET_PDEATHSIG,
+ * then make sure the parent did not die before (its pidfd is readable). */
+static int die_with_waiter(void)
+{
+	struct pollfd p = { .fd = waiter_pidfd, .events = POLLIN };
+
+	if (waiter_pidfd < 0)
+		return 0;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		return -errno;
+	return poll(&p, 1, 0) != 0 ? -ESRCH : 0;
+}
+
+/* The uid change cleared PR_SET_PDEATHSIG: set it for good. */
+static int rearm_parent_death(void)
+{
+	int r = die_with_waiter();
+
+	if (waiter_pidfd >= 0)
+		close(waiter_pidfd);
+	waiter_pidfd = -1;
+	return r;
+}
+
 /* Step 4a.  After the mounts: mount and pivot_root needed CAP_SYS_ADMIN. */
 static int drop_privileges(const struct lockdown *l)
 {
 	const struct sandbox_config *cfg = l->cfg;
-	unsigned id = SANDBOX_ID_BASE + (unsigned)getpid() % SANDBOX_ID_SPAN;
+	unsigned id = SANDBOX_ID_BASE + (unsigned)l->outer_pid % SANDBOX_ID_SPAN;
 	uid_t uid = cfg->have_uid ? cfg->uid : id;
 	gid_t gid = cfg->have_gid ? cfg->gid : id;
 	int r;
@@ -366,7 +400,7 @@ static int drop_privileges(const struct lockdown *l)
 		return r;
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -errno;
-	return 0;
+	return rearm_parent_death();
 }
 
 static int set_limit(int resource, rlim_t v)
@@ -442,10 +476,11 @@ static size_t put_str(char *p, const char *s)
 /*
  * A call outside the allowlist traps here (SECCOMP_RET_TRAP) instead of
  * killing outright, so the daemon learns which call it was: one link line
- * {"msg":"seccomp","nr":N} and one stderr line, then death by SIGSYS.
- * SA_RESETHAND made SIGSYS default again; it is blocked while we run, so
- * the tgkill lands as we return and the process dies before running
- * anything else.  The syscall itself never ran.
+ * {"msg":"seccomp","nr":N} and one stderr line, then death by SIGSYS.  The
+ * syscall itself never ran.  Death comes from kill(), which the filter
+ * answers with SECCOMP_RET_KILL_PROCESS: the init of a PID namespace
+ * cannot end itself with a signal it sends (the kernel drops it), but a
+ * seccomp kill is forced.
  */
 static void sigsys_handler(int sig, siginfo_t *si, void *uc)
 {
@@ -465,7 +500,8 @@ static void sigsys_handler(int sig, siginfo_t *si, void *uc)
 	if (write(STDERR_FILENO, msg, n) < 0) {
 		/* Nothing else to tell it to. */
 	}
-	syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSYS);
+	syscall(SYS_kill, 0, SIGSYS);
+	_exit(128 + SIGSYS);    /* not reached: kill() is a seccomp kill */
 }
 
 /* The vCPU program is compiled now, while libseccomp may still allocate and
@@ -542,6 +578,7 @@ int sandbox_enter(const struct sandbox_config *cfg, const struct vm_config *vm,
 	struct lockdown l = {
 		.cfg = cfg, .vm = vm, .control_fd = control_fd, .nvcpus = vm->nvcpus,
 		.log_max = vm->serial_log_max ? vm->serial_log_max : VM_SERIAL_LOG_MAX_DEFAULT,
+		.outer_pid = util_proc_outer_pid(),  /* /proc is still there */
 	};
 	unsigned i;
 	int r;
@@ -580,4 +617,86 @@ int sandbox_enter_vcpu(unsigned id)
 	if (!vcpu_prog.len)
 		return 0;
 	return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &vcpu_prog) < 0 ? -errno : 0;
+}
+
+/*
+ * Run by hand (not PID 1): split off the worker as the init of a new PID
+ * namespace, before anything is opened or any thread exists.  This process
+ * stays behind as its waiter, like `unshare --pid --fork`: it passes the
+ * stop signals on and ends as the worker did.  It keeps no fds, makes no
+ * threads (the namespace change would forbid them) and never returns.  The
+ * worker dies with it (PR_SET_PDEATHSIG, re-armed after the uid change).
+ */
+static void __attribute__((noreturn)) wait_for_worker(pid_t child)
+{
+	siginfo_t si;
+	sigset_t set;
+	int st, sig;
+
+	syscall(SYS_close_range, 3, ~0U, 0);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	for (const int *p = proto_vmm_stop_signals; *p; p++)
+		sigaddset(&set, *p);
+	for (;;) {
+		if (sigwaitinfo(&set, &si) < 0)
+			continue;
+		if (si.si_signo != SIGCHLD) {
+			kill(child, si.si_signo);
+			continue;
+		}
+		if (waitpid(child, &st, WNOHANG) == child)
+			break;
+	}
+	/* As the worker ended: its own death by a signal, or the 128 + N it
+	 * exits with because as a namespace init it could not die by N. */
+	if (WIFSIGNALED(st))
+		sig = WTERMSIG(st);
+	else if (WEXITSTATUS(st) > 128 && WEXITSTATUS(st) < 128 + 65)
+		sig = WEXITSTATUS(st) - 128;
+	else
+		_exit(WEXITSTATUS(st));
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  /* its core, if any, was the worker's */
+	signal(sig, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	_exit(128 + sig);
+}
+
+int sandbox_enter_pidns(const struct sandbox_config *cfg)
+{
+	sigset_t chld, old;
+	pid_t child;
+	int fd;
+
+	if (!cfg->enabled || getpid() == 1)
+		return 0;
+	/* SIGCHLD waits in the mask, so a worker that dies at once is seen. */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &old);
+	fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (fd < 0 || unshare(CLONE_NEWPID) < 0) {
+		int e = -errno;
+
+		if (fd >= 0)
+			close(fd);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		return e;
+	}
+	fflush(NULL);
+	child = fork();
+	if (child < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	if (child > 0)
+		wait_for_worker(child);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	waiter_pidfd = fd;
+	return die_with_waiter();
 }

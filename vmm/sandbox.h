@@ -76,6 +76,12 @@ enum {
  * bad value (*ret_why says what is wrong). */
 int sandbox_parse_option(struct sandbox_config *cfg, int c, const char *arg, const char **ret_why);
 
+/* Before anything is opened: unless already PID 1 (mvmd cloned it into a
+ * new PID namespace), fork so the VMM runs as the init of a new one while
+ * this process waits for it (it never returns; the worker does, with 0).
+ * Nothing without --sandbox.  -errno if the namespace or fork failed. */
+int sandbox_enter_pidns(const struct sandbox_config *cfg);
+
 /* Steps 1 to 6 of the lockdown; on failure *ret_step names the step that
  * failed and the worker must not run the guest.  `vm` sizes the limits;
  * control_fd (-1: none) stays open and receives the seccomp report. */

@@ -75,6 +75,17 @@ def start_idle(extra=(), vcpus=2, pass_fds=()):
     return vmm
 
 
+def worker_pid(vmm):
+    """Run by hand, mvm-vmm --sandbox forks the VMM as PID 1 of a new PID
+    namespace and waits for it: the VMM is the only child of vmm.proc."""
+    path = "/proc/%d/task/%d/children" % (vmm.proc.pid, vmm.proc.pid)
+    with open(path) as f:
+        kids = [int(p) for p in f.read().split()]
+    check(len(kids) == 1, "mvm-vmm %d has children %s, expected one worker" %
+          (vmm.proc.pid, kids))
+    return kids[0]
+
+
 def stop(vmm):
     """SIGTERM ends a sandboxed worker by that signal, as an unsandboxed one."""
     vmm.proc.send_signal(signal.SIGTERM)
@@ -127,13 +138,19 @@ def check_threads(pid, vcpus):
 
 def check_namespaces(pid):
     same = []
-    for ns in ("mnt", "ipc", "uts", "net", "cgroup"):
+    for ns in ("mnt", "pid", "ipc", "uts", "net", "cgroup"):
         if os.readlink("/proc/%d/ns/%s" % (pid, ns)) == os.readlink("/proc/self/ns/" + ns):
             same.append(ns)
     check(not same, "worker shares the test's %s namespace(s)" % ", ".join(same))
-    # By design the worker keeps its PID namespace (vmm/sandbox.c says why).
-    print("pid namespace: %s (test: %s)" % (os.readlink("/proc/%d/ns/pid" % pid),
-                                            os.readlink("/proc/self/ns/pid")))
+    # PID 1 of its namespace: it sees no other process.
+    nspid = status_fields(pid)["NSpid"].split()
+    check(nspid == [str(pid), "1"], "NSpid %s, expected [%d, 1]" % (nspid, pid))
+
+
+def check_waiter(pid):
+    """The process left waiting holds no fds but the standard three."""
+    fds = sorted(int(f) for f in os.listdir("/proc/%d/fd" % pid))
+    check(fds == [0, 1, 2], "the waiting mvm-vmm holds fds %s" % fds)
 
 
 def check_root_and_fds(pid):
@@ -163,7 +180,8 @@ def case_state(tmp):
     stray = os.open(os.path.join(tmp, "stray-file"), os.O_WRONLY | os.O_CREAT, 0o600)
     vmm = start_idle(pass_fds=(stray,))
     try:
-        pid = vmm.proc.pid
+        pid = worker_pid(vmm)
+        check_waiter(vmm.proc.pid)
         check_creds(pid)
         check_threads(pid, 2)
         check_namespaces(pid)
@@ -198,8 +216,8 @@ def case_cgroup(tmp):
         try:
             with open(os.path.join(cg, "cgroup.procs")) as f:
                 members = [int(p) for p in f.read().split()]
-            check(vmm.proc.pid in members, "worker %d not in %s (%s)" %
-                  (vmm.proc.pid, cg, members))
+            pid = worker_pid(vmm)
+            check(pid in members, "worker %d not in %s (%s)" % (pid, cg, members))
             stop(vmm)
         finally:
             vmm.kill()
@@ -283,7 +301,7 @@ def case_dir_root(tmp):
         f.write("in the jail\n")
     vmm = start_idle(extra=["--sandbox-dir", jail] + id_args())
     try:
-        pid = vmm.proc.pid
+        pid = worker_pid(vmm)
         root = "/proc/%d/root" % pid
         top = jail.split("/")[1]
         check(os.listdir(root) == [top], "root holds %s, expected [%r]" % (os.listdir(root), top))

@@ -72,10 +72,14 @@ def check_locked_down(env, vm):
           (uid, UID_BASE, UID_BASE + UID_COUNT))
     check(gid == uid, "gid %d, expected the uid %d" % (gid, uid))
     mvmd = env.daemon.proc.pid
-    for ns in ("mnt", "ipc", "uts", "net", "cgroup"):
+    for ns in ("mnt", "pid", "ipc", "uts", "net", "cgroup"):
         mine = os.readlink("/proc/%d/ns/%s" % (pid, ns))
         check(mine != os.readlink("/proc/%d/ns/%s" % (mvmd, ns)),
               "worker shares mvmd's %s namespace" % ns)
+    # mvmd's own child, the init of its PID namespace: no waiter between
+    check(st["NSpid"].split() == [str(pid), "1"], "NSpid %s, expected [%d, 1]" %
+          (st["NSpid"], pid))
+    check(int(st["PPid"]) == mvmd, "worker's parent is %s, not mvmd %d" % (st["PPid"], mvmd))
     # Its root: the per-VM directory at its own path, nothing else.
     d = env.vm_dir(vm["name"])
     top = d.split("/")[1]
@@ -141,6 +145,30 @@ def case_seccomp(env):
     env.ctl.ok("rm", "-f", "good")
 
 
+def case_signals(env):
+    """A sandboxed worker is its PID namespace's init: vm.kill refuses a
+    signal the kernel would drop; SIGTERM stops the VM and is recorded as
+    that signal (the worker exits 128 + 15, mvmd reads it so)."""
+    vm = env.create("sig")
+    out = env.ctl.fails(1, "kill", "sig", "--signal", "SEGV")
+    check("SIGSEGV" in out and "SIGTERM" in out, "refusal does not say what to send:\n%s" % out)
+    check(env.ctl.json("show", "sig")["vm"]["state"] == "running", "refused kill ended the VM")
+    env.ctl.ok("kill", "sig", "--signal", "STOP")
+    env.ctl.ok("kill", "sig", "--signal", "CONT")
+    vm = env.ctl.json("kill", "sig", "--signal", "TERM", timeout=30)["vm"]
+    vm = env.ctl.wait_state("sig", ("crashed", "stopped"))
+    print(json.dumps(vm))
+    check(vm["exit_status"] == 128 + 15, "exit status %r, expected 143" % vm["exit_status"])
+    check(vm["exit_reason"] == "killed", "exit reason %r" % vm["exit_reason"])
+    env.ctl.ok("start", "sig")
+    vm = env.ctl.wait_state("sig", "running")
+    # a signal nobody asked for: the reason names it
+    os.kill(vm["pid"], 15)
+    vm = env.ctl.wait_state("sig", ("crashed", "stopped"))
+    check(vm["exit_reason"] == "signal SIGTERM", "exit reason %r" % vm["exit_reason"])
+    env.ctl.ok("rm", "sig")
+
+
 def case_two_daemons(env):
     """Two mvmds on one uid range (a test daemon beside a real one) never
     hand out the same uid."""
@@ -164,6 +192,7 @@ CASES = {
     "sandbox-state": (case_state, ()),
     "sandbox-off": (case_off, ("sandbox = false",)),
     "sandbox-seccomp": (case_seccomp, ()),
+    "sandbox-signals": (case_signals, ()),
     "sandbox-two-daemons": (case_two_daemons, ()),
 }
 

@@ -318,6 +318,16 @@ static void test_names(void)
 	CHECK_EQ(proto_signal_from_name("9"), 9);
 	CHECK(proto_signal_from_name("SIGFOO") < 0);
 	CHECK(!strcmp(proto_signal_name(SIGSEGV), "SIGSEGV"));
+	/* what a PID namespace's init acts on: mvm-vmm's stop signals, and the
+	 * three the kernel forces; never the vCPU kick (SIGUSR1) */
+	CHECK(proto_signal_worker_honours(SIGTERM));
+	CHECK(proto_signal_worker_honours(SIGKILL));
+	CHECK(proto_signal_worker_honours(SIGCONT));
+	CHECK(!proto_signal_worker_honours(SIGUSR1));
+	CHECK(!proto_signal_worker_honours(SIGSEGV));
+	CHECK(!proto_signal_worker_honours(SIGTSTP));
+	for (const int *sp = proto_vmm_stop_signals; *sp; sp++)
+		CHECK(proto_signal_ends_process(*sp) && *sp != SIGUSR1);
 	CHECK_EQ(proto_op_from_name("vm.logs"), PROTO_OP_VM_LOGS);
 	CHECK(!strcmp(proto_err_name(PROTO_ERR_TOO_LARGE), "too_large"));
 	CHECK_EQ(proto_err_from_name("storage_error"), PROTO_ERR_STORAGE_ERROR);
