@@ -365,6 +365,10 @@ CASES = {
     "sandbox-bz-initrd": lambda tmp: kvmtest.case_initrd("bz", tmp),
     "sandbox-bz-triple": lambda tmp: kvmtest.case_triple("bz"),
     "sandbox-bz-idle": lambda tmp: kvmtest.case_idle("bz"),
+    "sandbox-bz-smp-32": lambda tmp: kvmtest.case_smp("bz", 32),   # NPROC = vCPUs + 2
+    "sandbox-elf-hello-4g": lambda tmp: kvmtest.case_hello("elf", mem="4G"),
+    "sandbox-serial-log": kvmtest.case_serial_log,                 # FSIZE bounds the log
+    "sandbox-serial-file": kvmtest.case_serial_file,
 }
 
 
