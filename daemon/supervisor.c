@@ -1230,7 +1230,9 @@ int supervisor_start(struct mvmd *d, const struct proto_vm *vm,
 		goto fail_pair;
 	r = worker_spawn(w, files, sp[1], log_fd);
 	if (r < 0) {
-		start_fail(err, r, d->cfg.vmm_path);
+		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
+		                "cannot start the worker %s: %s; point mvmd's vmm_path (or --vmm) "
+		                "at an executable mvm-vmm", d->cfg.vmm_path, strerror(-r));
 		commit_start_failed(w, err);
 		goto fail_sp;
 	}

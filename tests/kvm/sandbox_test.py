@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvmtest  # noqa: E402
@@ -193,6 +194,31 @@ def case_state(tmp):
         os.close(stray)
 
 
+def alive(pid):
+    """Running: neither gone nor a zombie waiting for init to reap it."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def case_waiter_killed(tmp):
+    """Run by hand, the worker dies with the process left waiting for it,
+    even though its uid change cleared the parent-death signal once."""
+    vmm = start_idle()
+    try:
+        pid = worker_pid(vmm)
+        vmm.proc.kill()
+        vmm.proc.wait()
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        check(not alive(pid), "worker %d still runs 5 s after its waiter was killed" % pid)
+    finally:
+        vmm.kill()
+
+
 def cgroup2_root():
     with open("/proc/self/mounts") as f:
         for line in f:
@@ -351,6 +377,7 @@ def case_bad_dir(tmp):
 CASES = {
     "sandbox-state": case_state,
     "sandbox-cgroup": case_cgroup,
+    "sandbox-waiter-killed": case_waiter_killed,
     "sandbox-forbidden-syscall": case_forbidden,
     "sandbox-bad-dir": case_bad_dir,
     "sandbox-dir-root": case_dir_root,

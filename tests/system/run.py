@@ -417,6 +417,38 @@ def exit_reasons(env):
     check(vm["state"] == "stopped" and vm["exit_reason"] == "poweroff", "poweroff: %r" % vm)
 
 
+@case()
+def spawn_failure(env):
+    """A worker binary that cannot be executed: the start fails naming the
+    path and the reason (from the child, over spawn.c's exec pipe), the row
+    says why, and no child of mvmd is left behind."""
+    bad = os.path.join(env.root, "mvm-vmm-not-executable")
+    with open(bad, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(bad, 0o644)
+    env.daemon.stop()
+    env.daemon.vmm = bad
+    env.daemon.start()
+    err = env.ctl.fails(1, "create", "nope", "--kernel", env.kernel, "--mem", "64")
+    print(err.strip())
+    check(bad in err and "Permission denied" in err, "error does not say what failed: %r" % err)
+    vm = env.ctl.vm("nope")
+    check(vm["state"] == "crashed" and vm["exit_reason"].startswith("start failed: "),
+          "after a failed spawn: %r" % vm)
+    pid = env.daemon.proc.pid
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        kids = f.read().split()
+    check(kids == [], "mvmd has children %s after a failed spawn" % kids)
+    r = env.raw()
+    try:
+        u = r.ok("host.info")["host"]["capacity"]["usage"]
+    finally:
+        r.close()
+    check((u["vms"], u["mem_mib"], u["starting"]) == (0, 0, 0),
+          "capacity not given back after a failed spawn: %r" % u)
+    env.ctl.ok("rm", "nope")
+
+
 @case(kvm=True)
 def events(env):
     ctl = env.ctl
