@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
+#include <linux/if_ether.h>
 #include <linux/if_tun.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -99,7 +100,11 @@ static void tx_one(struct virtio_net *n, const struct virtq_chain *c)
 	ssize_t w;
 	int cnt;
 
-	if (c->out_len < VIRTIO_NET_HDR_SIZE || c->out_len - VIRTIO_NET_HDR_SIZE > VIRTIO_NET_FRAME_MAX) {
+	/* A frame shorter than an Ethernet header is dropped here: a TAP
+	 * refuses it (EINVAL) and a socket backend silently sends nothing for
+	 * an empty writev, which would have been counted as a frame sent. */
+	if (c->out_len < VIRTIO_NET_HDR_SIZE + ETH_HLEN ||
+	    c->out_len - VIRTIO_NET_HDR_SIZE > VIRTIO_NET_FRAME_MAX) {
 		n->stats.tx_dropped++;
 		return;
 	}
@@ -114,7 +119,7 @@ static void tx_one(struct virtio_net *n, const struct virtq_chain *c)
 	while (w < 0 && errno == EINTR);
 	/* A full backend drops the frame, as a NIC would; the guest's
 	 * protocols retransmit. */
-	if (w < 0) {
+	if (w < 0 || (size_t)w != flen) {
 		n->stats.tx_dropped++;
 		return;
 	}

@@ -32,13 +32,21 @@ static size_t fill(void *buf, size_t len)
 	return done;
 }
 
+/* At most VIRTIO_RNG_CHAIN_MAX bytes per chain.  A chain may name up to
+ * 2 GiB (and a ring 256 of them), which would keep the event loop in
+ * getrandom() for minutes; the spec (5.4.6.1) lets the device use less
+ * than the whole buffer, and drivers ask for a few dozen bytes at a time. */
 static uint32_t fill_chain(struct virtq_chain *c)
 {
 	uint32_t written = 0;
 
 	for (unsigned i = c->n_out; i < (unsigned)c->n_out + c->n_in; i++) {
-		size_t n = fill(c->iov[i].iov_base, c->iov[i].iov_len);
+		size_t want = c->iov[i].iov_len;
+		size_t n;
 
+		if (want > VIRTIO_RNG_CHAIN_MAX - written)
+			want = VIRTIO_RNG_CHAIN_MAX - written;
+		n = fill(c->iov[i].iov_base, want);
 		written += (uint32_t)n;
 		if (n < c->iov[i].iov_len)
 			break;

@@ -4,7 +4,10 @@
 
 #include "vmm/devices/virtio/virtio.h"
 
-/* virtio-rng (spec 5.4): fills every writable buffer from getrandom(). */
+/* virtio-rng (spec 5.4): fills every writable buffer from getrandom(), up
+ * to VIRTIO_RNG_CHAIN_MAX bytes per chain. */
+
+#define VIRTIO_RNG_CHAIN_MAX 0x10000
 
 struct virtio_rng;
 
