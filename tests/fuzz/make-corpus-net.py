@@ -10,10 +10,9 @@ buffers posted the way Linux posts them and transmit chains (virtio_net_hdr
 then the frame), valid ones and the hostile shapes the device must survive.
 An rng seed is a 16-byte header (queue size, flags, notify count, ring
 addresses) and a RAM image.  Run from anywhere; writes next to this script."""
-import os
 import struct
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import seedlib
 RX_DESC, RX_AVAIL, RX_USED = 0x1000, 0x1800, 0x1c00
 TX_DESC, TX_AVAIL, TX_USED = 0x2000, 0x2800, 0x2c00
 RX_BUF, TX_BUF = 0x4000, 0xa000
@@ -25,21 +24,14 @@ SEQPACKET, RECYCLE, EARLY_RX, NO_DRAIN, RESET, MMIO_NOTIFY, LEGACY, CONFIG = (
     1 << i for i in range(8))
 
 
-class Ram:
+class Ram(seedlib.GuestRam):
     def __init__(self, size=0xc000):
-        self.b = bytearray(size)
+        super().__init__(size)
         self.tx_next = 0
         self.tx_heads = []
         self.tx_data = TX_BUF
 
-    def put(self, addr, data):
-        end = addr + len(data)
-        if end > len(self.b):
-            self.b.extend(bytes(end - len(self.b)))
-        self.b[addr:end] = data
-
-    def desc(self, base, i, addr, length, flags=0, nxt=0):
-        self.put(base + 16 * i, struct.pack('<QIHH', addr, length, flags, nxt))
+    desc = seedlib.GuestRam.desc_at
 
     def avail(self, base, heads, idx=None):
         for k, h in enumerate(heads):
@@ -184,14 +176,6 @@ def rng_seeds():
     return s
 
 
-def write(name, seeds):
-    d = os.path.join(HERE, 'corpus', name)
-    os.makedirs(d, exist_ok=True)
-    for k, v in seeds.items():
-        with open(os.path.join(d, 'seed-' + k), 'wb') as f:
-            f.write(bytes(v))
-
-
 if __name__ == '__main__':
-    write('virtio-net', net_seeds())
-    write('virtio-rng', rng_seeds())
+    seedlib.write('virtio-net', net_seeds())
+    seedlib.write('virtio-rng', rng_seeds())

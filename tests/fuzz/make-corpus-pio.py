@@ -7,9 +7,8 @@ reads and writes of the 16550A at 0x3f8 and the i8042 at 0x60/0x64, host
 console input and Ctrl-Alt-Del, in the sequences real drivers use (Linux's
 8250 probe and setup, its i8042 and atkbd probes) plus odd widths and ports
 beside the ranges.  Run from anywhere; writes next to this script."""
-import os
+import seedlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 COM1, DATA, CMD = 0x3f8, 0x60, 0x64
 PORTS = [COM1 - 1] + [COM1 + i for i in range(9)] + \
     [DATA - 1, DATA, DATA + 1, CMD - 1, CMD, CMD + 1]
@@ -112,13 +111,5 @@ def seeds():
     return s
 
 
-def main():
-    d = os.path.join(HERE, 'corpus', 'pio')
-    os.makedirs(d, exist_ok=True)
-    for name, data in seeds().items():
-        with open(os.path.join(d, name), 'wb') as f:
-            f.write(data)
-
-
 if __name__ == '__main__':
-    main()
+    seedlib.write('pio', seeds(), prefix='')

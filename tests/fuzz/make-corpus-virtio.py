@@ -6,26 +6,19 @@ Each seed is a 16-byte header (queue size, ring index or flags, desc/avail/
 used guest addresses) followed by a guest RAM image with rings and buffers
 laid out as a driver would, valid ones and the hostile shapes the devices
 must reject.  Run from anywhere; writes next to this script."""
-import os
 import struct
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import seedlib
 DESC, AVAIL, USED, DATA = 0x1000, 0x2000, 0x3000, 0x4000
 NEXT, WRITE, INDIRECT = 1, 2, 4
 
 
-class Ram:
+class Ram(seedlib.GuestRam):
     def __init__(self):
-        self.b = bytearray(0x5000)
-
-    def put(self, addr, data):
-        end = addr + len(data)
-        if end > len(self.b):
-            self.b.extend(bytes(end - len(self.b)))
-        self.b[addr:end] = data
+        super().__init__(0x5000)
 
     def desc(self, i, addr, length, flags=0, nxt=0):
-        self.put(DESC + 16 * i, struct.pack('<QIHH', addr, length, flags, nxt))
+        self.desc_at(DESC, i, addr, length, flags, nxt)
 
     def avail(self, idx, heads):
         for k, h in enumerate(heads):
@@ -124,14 +117,6 @@ def blk_seeds():
     return s
 
 
-def write(name, seeds):
-    d = os.path.join(HERE, 'corpus', name)
-    os.makedirs(d, exist_ok=True)
-    for k, v in seeds.items():
-        with open(os.path.join(d, 'seed-' + k), 'wb') as f:
-            f.write(bytes(v))
-
-
 if __name__ == '__main__':
-    write('virtq', virtq_seeds())
-    write('virtio-blk', blk_seeds())
+    seedlib.write('virtq', virtq_seeds())
+    seedlib.write('virtio-blk', blk_seeds())

@@ -7,10 +7,9 @@ flags, rounds, rx and tx ring addresses) followed by a guest RAM image: rx
 buffers posted the way Linux posts them, and tx packets, valid ones and the
 malformed shapes the device must answer with RST (or, for broken chains,
 NEEDS_RESET).  Run from anywhere; writes next to this script."""
-import os
 import struct
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import seedlib
 RX_DESC, RX_AVAIL, RX_USED = 0x1000, 0x1200, 0x1400
 TX_DESC, TX_AVAIL, TX_USED = 0x2000, 0x2200, 0x2400
 RX_BUF, TX_BUF = 0x4000, 0x8000
@@ -26,21 +25,14 @@ def vhdr(op, src_port, dst_port, length=0, flags=0, src_cid=GUEST_CID, dst_cid=H
                        flags, buf_alloc, fwd_cnt)
 
 
-class Ram:
+class Ram(seedlib.GuestRam):
     def __init__(self):
-        self.b = bytearray(0xa000)
+        super().__init__(0xa000)
         self.tx_next = 0
         self.tx_heads = []
         self.tx_data = TX_BUF
 
-    def put(self, addr, data):
-        end = addr + len(data)
-        if end > len(self.b):
-            self.b.extend(bytes(end - len(self.b)))
-        self.b[addr:end] = data
-
-    def desc(self, base, i, addr, length, flags=0, nxt=0):
-        self.put(base + 16 * i, struct.pack('<QIHH', addr, length, flags, nxt))
+    desc = seedlib.GuestRam.desc_at
 
     def avail(self, base, heads):
         for k, h in enumerate(heads):
@@ -131,13 +123,5 @@ def seeds():
     return s
 
 
-def main():
-    d = os.path.join(HERE, 'corpus', 'virtio-vsock')
-    os.makedirs(d, exist_ok=True)
-    for k, v in seeds().items():
-        with open(os.path.join(d, 'seed-' + k), 'wb') as f:
-            f.write(bytes(v))
-
-
 if __name__ == '__main__':
-    main()
+    seedlib.write('virtio-vsock', seeds())
