@@ -15,16 +15,12 @@
 
 #include "vmm/devices/virtio/blk.h"
 #include "vmm/devices/virtio/mmio.h"
+#include "tests/fuzz/fuzz-virtio.h"
 
 #define RAM_SIZE  0x10000
 #define DISK_SIZE 0x8000
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void wr(struct virtio_mmio *t, uint64_t off, uint32_t v)
-{
-	virtio_mmio_write(t, off, &v, 4);
-}
 
 static void driver_setup(struct virtio_mmio *t, const uint8_t *hdr)
 {
@@ -74,12 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fd = memfd_create("fuzz-virtio-blk", MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, DISK_SIZE) < 0)
 		abort();
-	ram = aligned_alloc(4096, RAM_SIZE);
-	if (!ram)
-		abort();
-	memset(ram, 0, RAM_SIZE);
-	memcpy(ram, data + 16, size - 16 < RAM_SIZE ? size - 16 : RAM_SIZE);
-	guest_mem_init_buffer(&m, ram, RAM_SIZE);
+	ram = fuzz_guest_ram(data, size, 16, RAM_SIZE, &m);
 	if (virtio_blk_create(fd, data[2] & 1, "fuzz", &m, &b) < 0)
 		abort();
 	virtio_mmio_init(&t, virtio_blk_dev(b), &cb);

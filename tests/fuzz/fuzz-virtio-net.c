@@ -32,6 +32,7 @@
 
 #include "vmm/devices/virtio/mmio.h"
 #include "vmm/devices/virtio/net.h"
+#include "tests/fuzz/fuzz-virtio.h"
 
 #define RAM_SIZE   0x10000
 #define HDR_SIZE   40
@@ -61,11 +62,6 @@ struct fuzz {
 };
 
 static uint8_t frame_buf[UINT16_MAX];
-
-static void wr(struct virtio_mmio *t, uint64_t off, uint32_t v)
-{
-	virtio_mmio_write(t, off, &v, 4);
-}
 
 static uint32_t rd(struct virtio_mmio *t, uint64_t off)
 {

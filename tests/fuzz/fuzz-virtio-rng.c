@@ -14,16 +14,12 @@
 
 #include "vmm/devices/virtio/mmio.h"
 #include "vmm/devices/virtio/rng.h"
+#include "tests/fuzz/fuzz-virtio.h"
 
 #define RAM_SIZE 0x10000
 #define HDR_SIZE 16
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void wr(struct virtio_mmio *t, uint64_t off, uint32_t v)
-{
-	virtio_mmio_write(t, off, &v, 4);
-}
 
 static void driver_setup(struct virtio_mmio *t, const uint8_t *hdr)
 {
@@ -57,12 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < HDR_SIZE)
 		return 0;
-	ram = aligned_alloc(4096, RAM_SIZE);
-	if (!ram)
-		abort();
-	memset(ram, 0, RAM_SIZE);
-	memcpy(ram, data + HDR_SIZE, size - HDR_SIZE < RAM_SIZE ? size - HDR_SIZE : RAM_SIZE);
-	guest_mem_init_buffer(&m, ram, RAM_SIZE);
+	ram = fuzz_guest_ram(data, size, HDR_SIZE, RAM_SIZE, &m);
 	if (virtio_rng_create(&m, &r) < 0)
 		abort();
 	virtio_mmio_init(&t, virtio_rng_dev(r), &cb);

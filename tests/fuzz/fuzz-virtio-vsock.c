@@ -21,6 +21,7 @@
 
 #include "vmm/devices/virtio/mmio.h"
 #include "vmm/devices/virtio/vsock.h"
+#include "tests/fuzz/fuzz-virtio.h"
 
 #define RAM_SIZE  0x10000
 #define HDR_SIZE  28
@@ -30,11 +31,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[32], uds[48], port_path[64];
 static int port_listener = -1;
-
-static void wr(struct virtio_mmio *t, uint64_t off, uint32_t v)
-{
-	virtio_mmio_write(t, off, &v, 4);
-}
 
 static void cleanup(void)
 {
@@ -147,12 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < HDR_SIZE)
 		return 0;
 	init_once();
-	ram = aligned_alloc(4096, RAM_SIZE);
-	if (!ram)
-		abort();
-	memset(ram, 0, RAM_SIZE);
-	memcpy(ram, data + HDR_SIZE, size - HDR_SIZE < RAM_SIZE ? size - HDR_SIZE : RAM_SIZE);
-	guest_mem_init_buffer(&m, ram, RAM_SIZE);
+	ram = fuzz_guest_ram(data, size, HDR_SIZE, RAM_SIZE, &m);
 	if (virtio_vsock_create(3, uds, &m, &v) < 0)
 		abort();
 	virtio_mmio_init(&t, virtio_vsock_dev(v), &cb);
