@@ -38,12 +38,7 @@ static void driver_setup(struct virtio_mmio *t, const uint8_t *hdr)
 	wr(t, VIRTIO_MMIO_DRIVER_FEATURES, 1u << VIRTIO_BLK_F_FLUSH);
 	wr(t, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
 	                          VIRTIO_STATUS_FEATURES_OK);
-	wr(t, VIRTIO_MMIO_QUEUE_SEL, 0);
-	wr(t, VIRTIO_MMIO_QUEUE_NUM, qsize);
-	wr(t, VIRTIO_MMIO_QUEUE_DESC_LOW, a[0]);
-	wr(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, a[1]);
-	wr(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, a[2]);
-	wr(t, VIRTIO_MMIO_QUEUE_READY, 1);
+	setup_queue(t, 0, qsize, a);
 	wr(t, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
 	                          VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 }

@@ -71,16 +71,13 @@ static uint32_t rd(struct virtio_mmio *t, uint64_t off)
 	return v;
 }
 
-static void setup_queue(struct fuzz *f, unsigned q)
+/* Only a queue the device offers (QueueNumMax != 0), as Linux does. */
+static void net_setup_queue(struct fuzz *f, unsigned q)
 {
 	wr(&f->t, VIRTIO_MMIO_QUEUE_SEL, q);
 	if (rd(&f->t, VIRTIO_MMIO_QUEUE_NUM_MAX) == 0)
 		return;
-	wr(&f->t, VIRTIO_MMIO_QUEUE_NUM, f->qsize[q]);
-	wr(&f->t, VIRTIO_MMIO_QUEUE_DESC_LOW, f->ring[q][0]);
-	wr(&f->t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, f->ring[q][1]);
-	wr(&f->t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, f->ring[q][2]);
-	wr(&f->t, VIRTIO_MMIO_QUEUE_READY, 1);
+	setup_queue(&f->t, q, f->qsize[q], f->ring[q]);
 }
 
 /* The order Linux's virtio_mmio and virtio_net drivers use. */
@@ -99,8 +96,8 @@ static void driver_setup(struct fuzz *f)
 	wr(&f->t, VIRTIO_MMIO_STATUS, s | VIRTIO_STATUS_FEATURES_OK);
 	if (!(rd(&f->t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK))
 		return;  /* a real driver gives up here */
-	setup_queue(f, VIRTIO_NET_RXQ);
-	setup_queue(f, VIRTIO_NET_TXQ);
+	net_setup_queue(f, VIRTIO_NET_RXQ);
+	net_setup_queue(f, VIRTIO_NET_TXQ);
 	f->seen_used[0] = f->seen_used[1] = 0;
 	wr(&f->t, VIRTIO_MMIO_STATUS, s | VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 }

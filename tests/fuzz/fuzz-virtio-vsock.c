@@ -68,16 +68,6 @@ static void init_once(void)
 	atexit(cleanup);
 }
 
-static void setup_queue(struct virtio_mmio *t, unsigned q, uint16_t size, const uint32_t *a)
-{
-	wr(t, VIRTIO_MMIO_QUEUE_SEL, q);
-	wr(t, VIRTIO_MMIO_QUEUE_NUM, size);
-	wr(t, VIRTIO_MMIO_QUEUE_DESC_LOW, a[0]);
-	wr(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, a[1]);
-	wr(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, a[2]);
-	wr(t, VIRTIO_MMIO_QUEUE_READY, 1);
-}
-
 static void driver_setup(struct virtio_mmio *t, const uint8_t *hdr)
 {
 	uint16_t qsize;

@@ -15,6 +15,19 @@ static inline void wr(struct virtio_mmio *t, uint64_t off, uint32_t v)
 	virtio_mmio_write(t, off, &v, 4);
 }
 
+/* Queue q as a driver programs it: size, then the descriptor, driver and
+ * device ring addresses a[0..2] (low halves), then ready. */
+static inline void setup_queue(struct virtio_mmio *t, unsigned q, uint16_t size,
+                               const uint32_t *a)
+{
+	wr(t, VIRTIO_MMIO_QUEUE_SEL, q);
+	wr(t, VIRTIO_MMIO_QUEUE_NUM, size);
+	wr(t, VIRTIO_MMIO_QUEUE_DESC_LOW, a[0]);
+	wr(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, a[1]);
+	wr(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, a[2]);
+	wr(t, VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
 /* ram_size bytes, page-aligned, zero but for data[hdr_size..size) copied to
  * the start (size >= hdr_size), and *m over them; free() the result. */
 static inline uint8_t *fuzz_guest_ram(const uint8_t *data, size_t size, size_t hdr_size,
