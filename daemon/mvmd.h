@@ -8,6 +8,7 @@
 #ifndef MVM_MVMD_H
 #define MVM_MVMD_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -232,6 +233,9 @@ struct spawn_req {
 /* 0 once the exec succeeded, with the child's pid and a pidfd for it;
  * else -errno of the clone or of the failed exec (child already reaped). */
 int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd);
+/* Reap the child behind pidfd into *si: 0, or -EAGAIN if it still runs
+ * (block false), or -ECHILD if it is not our child (an adopted worker). */
+int spawn_reap(int pidfd, siginfo_t *si, bool block);
 
 void vm_files_init(struct vm_files *f);
 void vm_files_close(struct vm_files *f);

@@ -89,6 +89,19 @@ static void __attribute__((noreturn)) child(const struct spawn_req *r, int err_f
 	child_fail(err_fd);
 }
 
+int spawn_reap(int pidfd, siginfo_t *si, bool block)
+{
+	int r;
+
+	memset(si, 0, sizeof(*si));
+	do
+		r = waitid((idtype_t)P_PIDFD, (id_t)pidfd, si, WEXITED | (block ? 0 : WNOHANG));
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	return si->si_pid != 0 ? 0 : -EAGAIN;
+}
+
 int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd)
 {
 	struct clone_args args;
@@ -124,7 +137,7 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd)
 		/* exec failed: the child has exited 127; reap it now */
 		siginfo_t si;
 
-		waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
+		spawn_reap(pidfd, &si, true);
 		close(pidfd);
 		return err > 0 ? -err : -EIO;
 	}

@@ -23,14 +23,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
-
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 /* After the process exited, wait this long for the link's EOF. */
 #define EXIT_SETTLE_MS 1000
@@ -494,22 +489,17 @@ static void settle_cb(uv_timer_t *t)
  */
 static void collect_status(struct worker *w)
 {
-	siginfo_t si = { 0 };
+	siginfo_t si;
+	int status;
 
-	if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0 &&
-	    si.si_pid != 0) {
-		if (si.si_code == CLD_EXITED && si.si_status > 128 && si.si_status < 128 + 65)
-			w->term_signal = si.si_status - 128;
-		else if (si.si_code == CLD_EXITED)
-			w->exit_status = si.si_status;
-		else
-			w->term_signal = si.si_status;
+	if (spawn_reap(w->pidfd, &si, false) == 0)
+		status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+	else if (w->has_link_status)
+		status = w->link_status;
+	else
 		return;
-	}
-	if (w->has_link_status) {
-		w->exit_status = w->link_status > 128 ? 0 : w->link_status;
-		w->term_signal = w->link_status > 128 ? w->link_status - 128 : 0;
-	}
+	w->term_signal = proto_exit_signal(status);
+	w->exit_status = w->term_signal ? 0 : status;
 }
 
 /* The pidfd is readable once the worker exited. */
@@ -1177,9 +1167,7 @@ static int supervisor_started(struct worker *w, int link_fd, struct worker **ret
 			/* nothing would see it exit: reap it here */
 			siginfo_t si;
 
-			while (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED) < 0 &&
-			       errno == EINTR)
-				;
+			spawn_reap(w->pidfd, &si, true);
 			w->exited = true;
 			w->term_signal = SIGKILL;
 			worker_finish(w);

@@ -169,6 +169,10 @@ bool proto_signal_ends_process(int sig);
  */
 extern const int proto_vmm_stop_signals[];
 bool proto_signal_worker_honours(int sig);
+/* mvm-vmm exits 128 + N only when signal N stopped it (a PID namespace's
+ * init cannot die by a signal it raises): N for such an exit status, else
+ * 0. */
+int proto_exit_signal(int status);
 
 /* `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}` */
 bool proto_vm_name_valid(const char *name);

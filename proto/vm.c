@@ -73,6 +73,11 @@ bool proto_signal_worker_honours(int sig)
 	return false;
 }
 
+int proto_exit_signal(int status)
+{
+	return status > 128 && status < 128 + 65 ? status - 128 : 0;
+}
+
 const char *proto_signal_name(int sig)
 {
 	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)

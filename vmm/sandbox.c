@@ -650,11 +650,8 @@ static void __attribute__((noreturn)) wait_for_worker(pid_t child)
 	}
 	/* As the worker ended: its own death by a signal, or the 128 + N it
 	 * exits with because as a namespace init it could not die by N. */
-	if (WIFSIGNALED(st))
-		sig = WTERMSIG(st);
-	else if (WEXITSTATUS(st) > 128 && WEXITSTATUS(st) < 128 + 65)
-		sig = WEXITSTATUS(st) - 128;
-	else
+	sig = WIFSIGNALED(st) ? WTERMSIG(st) : proto_exit_signal(WEXITSTATUS(st));
+	if (!sig)
 		_exit(WEXITSTATUS(st));
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  /* its core, if any, was the worker's */
 	signal(sig, SIG_DFL);
@@ -669,7 +666,7 @@ int sandbox_enter_pidns(const struct sandbox_config *cfg)
 {
 	sigset_t chld, old;
 	pid_t child;
-	int fd;
+	int fd, r;
 
 	if (!cfg->enabled || getpid() == 1)
 		return 0;
@@ -678,25 +675,20 @@ int sandbox_enter_pidns(const struct sandbox_config *cfg)
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, &old);
 	fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-	if (fd < 0 || unshare(CLONE_NEWPID) < 0) {
-		int e = -errno;
-
-		if (fd >= 0)
-			close(fd);
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		return e;
+	if (fd >= 0 && unshare(CLONE_NEWPID) == 0) {
+		fflush(NULL);
+		child = fork();
+		if (child > 0)
+			wait_for_worker(child);
+		if (child == 0) {
+			sigprocmask(SIG_SETMASK, &old, NULL);
+			waiter_pidfd = fd;
+			return die_with_waiter();
+		}
 	}
-	fflush(NULL);
-	child = fork();
-	if (child < 0) {
-		int e = -errno;
-
+	r = -errno;
+	if (fd >= 0)
 		close(fd);
-		return e;
-	}
-	if (child > 0)
-		wait_for_worker(child);
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	waiter_pidfd = fd;
-	return die_with_waiter();
+	return r;
 }
