@@ -408,6 +408,22 @@ out:
 	proto_vm_clear(&vm);
 }
 
+/* The refusal names what to send instead, from the list mvm-vmm uses. */
+static void reply_signal_ignored(struct conn *c, struct proto_request *req, const char *name,
+                                 int sig)
+{
+	char stops[128] = "";
+	size_t n = 0;
+
+	for (const int *s = proto_vmm_stop_signals; *s && n < sizeof(stops); s++)
+		n += (size_t)snprintf(stops + n, sizeof(stops) - n, "%s%s",
+		                      n ? ", " : "", proto_signal_name(*s));
+	reply_err(c, req, PROTO_ERR_BAD_REQUEST, "signal",
+	          "VM '%s': its worker would ignore %s (a sandboxed worker is the init of "
+	          "its own PID namespace); send one of %s (each stops the VM), SIGKILL, "
+	          "SIGSTOP or SIGCONT", name, proto_signal_name(sig), stops);
+}
+
 static void op_vm_kill(struct conn *c, struct proto_request *req)
 {
 	int sig = proto_signal_from_name(proto_arg_str(req, "signal"));
@@ -424,11 +440,7 @@ static void op_vm_kill(struct conn *c, struct proto_request *req)
 		goto out;
 	r = supervisor_kill(w, sig);
 	if (r == -EINVAL)
-		reply_err(c, req, PROTO_ERR_BAD_REQUEST, "signal",
-		          "VM '%s': its worker would ignore %s (a sandboxed worker is the "
-		          "init of its own PID namespace); send SIGTERM, SIGINT, SIGHUP, "
-		          "SIGQUIT, SIGUSR2 or SIGALRM (each stops the VM), SIGKILL, SIGSTOP "
-		          "or SIGCONT", vm.name, proto_signal_name(sig));
+		reply_signal_ignored(c, req, vm.name, sig);
 	else if (r < 0)
 		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "cannot signal the worker: %s",
 		          strerror(-r));

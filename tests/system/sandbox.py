@@ -151,6 +151,7 @@ def case_signals(env):
     that signal (the worker exits 128 + 15, mvmd reads it so)."""
     vm = env.create("sig")
     out = env.ctl.fails(1, "kill", "sig", "--signal", "SEGV")
+    print(out.strip())
     check("SIGSEGV" in out and "SIGTERM" in out, "refusal does not say what to send:\n%s" % out)
     check(env.ctl.json("show", "sig")["vm"]["state"] == "running", "refused kill ended the VM")
     env.ctl.ok("kill", "sig", "--signal", "STOP")
