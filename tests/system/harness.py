@@ -106,6 +106,22 @@ def remove_cgroups(name):
                     time.sleep(0.02)
 
 
+def pid_alive(pid):
+    """Running: neither gone nor a zombie (dead for our purposes; its
+    parent reaps it soon)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class Daemon:
     """config: extra lines for mvmd's config file.  Each daemon gets its own
     cgroup_parent, so parallel tests never share per-VM cgroups."""

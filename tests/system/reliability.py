@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (SANITIZER_MARKS, SKIP, Ctl, Daemon, TestFailure, check, env_path,  # noqa: E402
-                     kvm_usable, wait_for)
+                     kvm_usable, pid_alive, wait_for)
 
 IDLE = "console=ttyS0 mvmtest=idle"
 PANIC = "console=ttyS0 mvmtest=triple"
@@ -42,19 +42,6 @@ def setup(config=()):
 
 def create(ctl, kernel, name, *extra, cmdline=IDLE):
     ctl.ok("create", name, "--kernel", kernel, "--mem", "16", "--cmdline", cmdline, *extra)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def workers(root):

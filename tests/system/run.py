@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (NOBODY, SKIP, Ctl, Daemon, Raw, check,  # noqa: E402
-                     env_path, kvm_usable, run_with_daemon, wait_for)
+                     env_path, kvm_usable, pid_alive, run_with_daemon, wait_for)
 
 CASES = {}
 
@@ -64,21 +64,6 @@ class Env:
 
 def log_of(ctl, name):
     return ctl.ok("logs", name)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is reaped by mvmd soon; /proc says whether it is one
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # ---- cases without KVM ------------------------------------------------------
