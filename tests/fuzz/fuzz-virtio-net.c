@@ -221,7 +221,7 @@ static void check_tx(struct fuzz *f)
 		abort();
 }
 
-static void fuzz_init(struct fuzz *f, const uint8_t *data, size_t size)
+static void fuzz_init(struct fuzz *f, const uint8_t *data, size_t size, struct guest_mem *m)
 {
 	size_t ram_len = size - HDR_SIZE < RAM_SIZE ? size - HDR_SIZE : RAM_SIZE;
 
@@ -229,11 +229,7 @@ static void fuzz_init(struct fuzz *f, const uint8_t *data, size_t size)
 	f->hdr = data;
 	memcpy(f->qsize, data, 4);
 	memcpy(f->ring, data + 16, sizeof(f->ring));
-	f->ram = aligned_alloc(4096, RAM_SIZE);
-	if (!f->ram)
-		abort();
-	memset(f->ram, 0, RAM_SIZE);
-	memcpy(f->ram, data + HDR_SIZE, ram_len);
+	f->ram = fuzz_guest_ram(data, size, HDR_SIZE, RAM_SIZE, m);
 	/* Frame bytes: the input again, so frames differ between inputs. */
 	memset(frame_buf, 0x5a, sizeof(frame_buf));
 	memcpy(frame_buf, data + HDR_SIZE, ram_len);
@@ -249,8 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < HDR_SIZE)
 		return 0;
-	fuzz_init(&f, data, size);
-	guest_mem_init_buffer(&m, f.ram, RAM_SIZE);
+	fuzz_init(&f, data, size, &m);
 	if (socketpair(AF_UNIX, (data[4] & F_SEQPACKET ? SOCK_SEQPACKET : SOCK_DGRAM) |
 	               SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		abort();

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "vmm/devices/virtio/queue.h"
+#include "tests/fuzz/fuzz-virtio.h"
 
 #define RAM_SIZE 0x10000
 
@@ -40,19 +41,20 @@ static void check_chain(const struct virtq_chain *c, const uint8_t *ram, uint16_
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct virtq_chain *c = malloc(sizeof(*c));
-	uint8_t *ram = aligned_alloc(4096, RAM_SIZE);
+	struct virtq_chain *c;
+	uint8_t *ram;
 	struct guest_mem m;
 	struct virtq q;
 	const char *err = NULL;
 	uint16_t start;
 	uint32_t a[3];
 
-	if (!c || !ram || size < 16)
-		goto out;
-	memset(ram, 0, RAM_SIZE);
-	memcpy(ram, data + 16, size - 16 < RAM_SIZE ? size - 16 : RAM_SIZE);
-	guest_mem_init_buffer(&m, ram, RAM_SIZE);
+	if (size < 16)
+		return 0;
+	c = malloc(sizeof(*c));
+	if (!c)
+		abort();
+	ram = fuzz_guest_ram(data, size, 16, RAM_SIZE, &m);
 	virtq_reset(&q);
 	memcpy(&q.size, data, 2);
 	memcpy(&start, data + 2, 2);
