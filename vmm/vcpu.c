@@ -37,6 +37,8 @@
 #define MSR_SYSCALL_MASK        0xc0000084
 #define MSR_KERNEL_GS_BASE      0xc0000102
 #define MISC_ENABLE_FAST_STRING 0x1ULL
+#define MSR_AMD64_HWCR          0xc0010015
+#define HWCR_TSC_FREQ_SEL       (1ULL << 24)
 
 #define INT3_OPCODE      0xcc
 #define BP_VECTOR        3
@@ -114,6 +116,42 @@ static int setup_msrs(struct vcpu *v)
 	return (unsigned)r == n ? 0 : -EINVAL;
 }
 
+static int msr_rw(struct vcpu *v, unsigned long req, uint32_t index, uint64_t *data)
+{
+	union {
+		struct kvm_msrs hdr;
+		char room[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+	} m;
+	int r;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.nmsrs = 1;
+	m.hdr.entries[0].index = index;
+	m.hdr.entries[0].data = *data;
+	r = ioctl(v->fd, req, &m);
+	if (r < 0)
+		return -errno;
+	if (r != 1)
+		return -EINVAL;
+	*data = m.hdr.entries[0].data;
+	return 0;
+}
+
+/* Real AMD firmware sets HWCR.TscFreqSel (the TSC counts at the P0
+ * frequency); Linux calls its absence a firmware bug.  KVM takes the bit
+ * from userspace since Linux 6.7; an older KVM refuses it, and the guest
+ * only warns, so a refusal is not an error. */
+static void setup_amd_hwcr(struct vcpu *v, const struct kvm_cpuid2 *supported)
+{
+	uint64_t hwcr = 0;
+
+	if (!cpuid_is_amd(supported) ||
+	    msr_rw(v, KVM_GET_MSRS, MSR_AMD64_HWCR, &hwcr) < 0)
+		return;
+	hwcr |= HWCR_TSC_FREQ_SEL;
+	(void)msr_rw(v, KVM_SET_MSRS, MSR_AMD64_HWCR, &hwcr);
+}
+
 static int setup_fpu(struct vcpu *v)
 {
 	struct kvm_fpu fpu;
@@ -172,6 +210,7 @@ int vcpu_create(struct vm *vm, unsigned id, int run_size,
 	if ((r = setup_cpuid(v, supported)) < 0 || (r = setup_msrs(v)) < 0 ||
 	    (r = setup_fpu(v)) < 0 || (r = setup_lapic(v)) < 0)
 		goto fail;
+	setup_amd_hwcr(v, supported);
 	*ret = v;
 	return 0;
 fail:

@@ -56,6 +56,13 @@ static const struct kvm_cpuid_entry2 *find(const struct kvm_cpuid2 *c, uint32_t 
 	return NULL;
 }
 
+bool cpuid_is_amd(const struct kvm_cpuid2 *sup)
+{
+	const struct kvm_cpuid_entry2 *l0 = find(sup, 0);
+
+	return l0 && (l0->ebx == AMD_VENDOR_EBX || l0->ebx == HYGON_VENDOR_EBX);
+}
+
 /* Bits needed to number n things: the x2APIC id shift of a level. */
 static uint32_t order(unsigned n)
 {
@@ -129,7 +136,7 @@ int cpuid_build(const struct kvm_cpuid2 *sup, unsigned id, unsigned nvcpus,
                 struct kvm_cpuid2 **ret)
 {
 	const struct kvm_cpuid_entry2 *l0 = find(sup, 0);
-	bool amd = l0 && (l0->ebx == AMD_VENDOR_EBX || l0->ebx == HYGON_VENDOR_EBX);
+	bool amd = cpuid_is_amd(sup);
 	bool has_1f = find(sup, 0x1f) != NULL;
 	struct kvm_cpuid2 *c;
 	unsigned i, n = 0;

@@ -2,6 +2,7 @@
 #ifndef MVM_X86_CPUID_H
 #define MVM_X86_CPUID_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <linux/kvm.h>
 
@@ -13,6 +14,10 @@
 
 /* KVM_GET_SUPPORTED_CPUID on the /dev/kvm fd; free() the result. */
 int cpuid_get_supported(int kvm_fd, struct kvm_cpuid2 **ret);
+
+/* Whether `sup` names an AMD (or Hygon) processor: they take AMD's MSRs
+ * and topology leaves. */
+bool cpuid_is_amd(const struct kvm_cpuid2 *sup);
 
 /* The table for vCPU `id` of `nvcpus`: `sup` with leaf 1 (APIC id, logical
  * count, HTT, hypervisor bit), leaf 4 (cores per package, cache sharing),
