@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Density benchmark: fill one mvmd with N idle VMs and hold them.
+
+Starts its own mvmd in a temporary directory (like the system tests), then
+creates N (default 4,000) 1-vCPU idle test guests from C parallel clients
+and measures, in one run:
+
+  1. start throughput in buckets of B VMs (default 200), from the event
+     stream's `running` events: the first and the last bucket's rate and
+     their ratio (flat in N means a ratio near 1);
+  2. `vm.list` round trips from a separate client every 50 ms while the
+     fleet fills (median, p99, max);
+  3. at each checkpoint (default: the QEMU fleet size, 1,000, 2,000, N): with
+     the fill paused, `vm.list` round trips, one more create -> running
+     (create with wait, then rm), host memory per VM (MemTotal - MemAvailable
+     against the empty host, and the kernel's part: Slab, PageTables,
+     KernelStack), the workers' RSS, and the idle CPU of the whole host and
+     of mvmd over 10 s;
+  4. the same memory and idle CPU for a fleet of F (default 200) QEMU
+     `-M microvm` VMs booting the same test guest (ELF), side by side with
+     mvm's row at F.
+
+Prints a table; nothing here gates CI.  Needs root (mvmd sandboxes its
+workers), /dev/kvm and, for the peer rows, qemu-system-x86_64.
+
+Usage: bench/density.py [--build DIR] [--vms N] [--clients C] [--bucket B]
+                        [--mem MIB] [--qemu-fleet F] [--checkpoints A,B,...]
+                        [--config 'key = value']...
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "system"))
+from harness import Daemon, Raw, check, kvm_usable, wait_for  # noqa: E402
+
+HZ = os.sysconf("SC_CLK_TCK")
+IDLE_WINDOW_S = 10
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--vms", type=int, default=4000, help="VMs to fill N (default 4000)")
+    ap.add_argument("--clients", type=int, default=8, help="parallel clients (default 8)")
+    ap.add_argument("--bucket", type=int, default=200, help="rate bucket (default 200)")
+    ap.add_argument("--mem", type=int, default=32, help="guest memory MiB (default 32)")
+    ap.add_argument("--qemu-fleet", type=int, default=200, help="QEMU VMs F (default 200)")
+    ap.add_argument("--qemu", default=shutil.which("qemu-system-x86_64"))
+    ap.add_argument("--checkpoints", default=None,
+                    help="comma-separated VM counts to measure at (default F,1000,2000,N)")
+    ap.add_argument("--config", action="append", default=[],
+                    help="extra mvmd config line (repeatable)")
+    return ap.parse_args()
+
+
+def paths(build):
+    p = {"mvmd": "daemon/mvmd", "vmm": "vmm/mvm-vmm",
+         "guest": "tests/guest/mvmtest.bzImage", "elf": "tests/guest/mvmtest.elf"}
+    p = {k: os.path.abspath(os.path.join(build, v)) for k, v in p.items()}
+    for k, v in p.items():
+        if not os.path.exists(v):
+            sys.exit("density: %s not found at %s; build first" % (k, v))
+    return p
+
+
+def meminfo():
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            out[k] = int(v.split()[0])  # KiB
+    return out
+
+
+def cpu_busy_jiffies():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4]  # everything but idle and iowait
+
+
+def proc_cpu_jiffies(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return int(v[11]) + int(v[12])  # utime + stime
+    except OSError:
+        return 0
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/statm" % pid) as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        except OSError:
+            pass
+    return total
+
+
+def idle_cpu(mvmd_pid=None):
+    """Cores busy on the whole host, and mvmd's share, over IDLE_WINDOW_S."""
+    b0, m0, t0 = cpu_busy_jiffies(), proc_cpu_jiffies(mvmd_pid) if mvmd_pid else 0, time.monotonic()
+    time.sleep(IDLE_WINDOW_S)
+    b1, m1, t1 = cpu_busy_jiffies(), proc_cpu_jiffies(mvmd_pid) if mvmd_pid else 0, time.monotonic()
+    return (b1 - b0) / HZ / (t1 - t0), (m1 - m0) / HZ / (t1 - t0)
+
+
+def pct(t, q):
+    t = sorted(t)
+    return t[min(len(t) - 1, int(len(t) * q))]
+
+
+def ms(t):
+    return "%.1f / %.1f / %.1f ms" % (statistics.median(t) * 1e3, pct(t, 0.99) * 1e3, max(t) * 1e3)
+
+
+def memory_row(base, n):
+    now = meminfo()
+
+    def per(key, sign=1):
+        return sign * (now[key] - base[key]) / n / 1024  # MiB per VM
+    used = ((now["MemTotal"] - now["MemAvailable"]) - (base["MemTotal"] - base["MemAvailable"])) / n / 1024
+    return used, per("Slab"), per("PageTables"), per("KernelStack")
+
+
+class Fleet:
+    """The mvmd under test and the clients that fill it."""
+
+    def __init__(self, p, args):
+        self.p, self.args = p, args
+        cfg = ["vcpu_oversubscription = 1000", "memory_overcommit = 8"] + args.config
+        self.d = Daemon(p["mvmd"], p["vmm"], config=cfg)
+        self.running = []       # monotonic times of running events, in order
+        self.failed = []
+        self.lock = threading.Lock()
+        self.count = 0          # VMs asked for so far
+        self.stop_events = False
+        self.list_times = []
+        self.listing = False
+
+    def start(self):
+        self.d.start()
+        self.sub = Raw(self.d.sock, 3600)
+        self.sub.ok("events.subscribe")
+        threading.Thread(target=self._follow, daemon=True).start()
+        threading.Thread(target=self._lister, daemon=True).start()
+
+    def _follow(self):
+        while not self.stop_events:
+            try:
+                e = self.sub.read_msg()
+            except Exception:
+                return
+            st = e.get("state")
+            if st == "running" and e.get("vm", "").startswith("d"):
+                with self.lock:
+                    self.running.append(time.monotonic())
+            elif st in ("crashed", "stopped") and e.get("vm", "").startswith("d"):
+                with self.lock:
+                    self.failed.append("%s: %s %s" % (e.get("vm"), st, e.get("reason", "")))
+
+    def _lister(self):
+        raw = Raw(self.d.sock, 600)
+        while not self.stop_events:
+            if self.listing:
+                t0 = time.perf_counter()
+                raw.ok("vm.list")
+                self.list_times.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+
+    def vm_args(self, name, wait=False):
+        return {"name": name, "kernel": self.p["guest"], "mem_mib": self.args.mem, "vcpus": 1,
+                "cmdline": "console=ttyS0 mvmtest=idle", "wait": wait}
+
+    def fill_to(self, n):
+        """Creates VMs up to n from the parallel clients; returns the list
+        round trips seen meanwhile."""
+        names = ["d%05d" % i for i in range(self.count, n)]
+        errors = []
+
+        def client(k):
+            raw = Raw(self.d.sock, 600)
+            for nm in names[k::self.args.clients]:
+                r = raw.call("vm.create", self.vm_args(nm))
+                if not r.get("ok"):
+                    errors.append("%s: %s" % (nm, r.get("error")))
+                    break
+            raw.close()
+        self.list_times = []
+        self.listing = True
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(self.args.clients)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        check(not errors, "creates refused at %d VMs: %s" % (len(self.running), errors[:3]))
+        wait_for(lambda: len(self.running) + len(self.failed) >= n, 1800,
+                 "%d VMs to run" % n, 0.2)
+        self.listing = False
+        check(not self.failed, "VMs failed: %s" % self.failed[:3])
+        self.count = n
+        return list(self.list_times)
+
+    def probe(self, raw, rounds=20):
+        lists, creates = [], []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            raw.ok("vm.list")
+            lists.append(time.perf_counter() - t0)
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            raw.ok("vm.create", self.vm_args("probe%d" % i, wait=True))
+            creates.append(time.perf_counter() - t0)
+            raw.ok("vm.rm", {"name": "probe%d" % i, "force": True})
+        return lists, creates
+
+    def worker_pids(self):
+        raw = Raw(self.d.sock, 600)
+        vms = raw.ok("vm.list")["vms"]
+        raw.close()
+        return [v["pid"] for v in vms if v.get("pid")]
+
+    def close(self):
+        self.stop_events = True
+        try:
+            self.d.stop()
+        finally:
+            self.d.cleanup()   # kills the workers left in its cgroups
+
+
+def bucket_rates(times, t_start, b):
+    rates = []
+    prev = t_start
+    for k in range(b - 1, len(times), b):
+        rates.append(b / max(times[k] - prev, 1e-9))
+        prev = times[k]
+    return rates
+
+
+def qemu_fleet(p, args, base):
+    """Memory per VM and idle CPU of F QEMU microvm guests; None rows when
+    QEMU is missing."""
+    if not args.qemu:
+        return None
+    tmp = tempfile.mkdtemp(prefix="mvm-density-qemu-")
+    procs = []
+    try:
+        for i in range(args.qemu_fleet):
+            log = os.path.join(tmp, "%d.log" % i)
+            procs.append(subprocess.Popen(
+                [args.qemu, "-M", "microvm", "-accel", "kvm", "-m", "%dM" % args.mem,
+                 "-smp", "1", "-nographic", "-nodefaults", "-no-reboot",
+                 "-serial", "file:" + log, "-kernel", p["elf"], "-append", "mvmtest=idle"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        def all_idle():
+            for i, pr in enumerate(procs):
+                if pr.poll() is not None:
+                    raise RuntimeError("qemu %d exited with %d" % (i, pr.returncode))
+                try:
+                    if b"MVMTEST idle" not in open(os.path.join(tmp, "%d.log" % i), "rb").read():
+                        return False
+                except OSError:
+                    return False
+            return True
+        wait_for(all_idle, 600, "the QEMU fleet to idle", 0.5)
+        time.sleep(2)
+        mem = memory_row(base, len(procs))
+        rss = rss_kib([pr.pid for pr in procs]) / len(procs) / 1024
+        busy, _ = idle_cpu()
+        return mem, rss, busy
+    finally:
+        for pr in procs:
+            pr.kill()
+        for pr in procs:
+            pr.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    args = parse_args()
+    if os.geteuid() != 0:
+        sys.exit("density: run as root (mvmd sandboxes its workers)")
+    if not kvm_usable():
+        sys.exit("density: /dev/kvm is not usable")
+    p = paths(args.build)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.checkpoints:
+        cps = sorted({int(x) for x in args.checkpoints.split(",")} | {args.vms})
+    else:
+        cps = sorted({c for c in (args.qemu_fleet, 1000, 2000) if c < args.vms} | {args.vms})
+
+    print("density: empty host baseline (%ds idle)" % IDLE_WINDOW_S, file=sys.stderr)
+    base = meminfo()
+    base_busy, _ = idle_cpu()
+    rows = []
+    peer = None
+    try:
+        peer = qemu_fleet(p, args, base) if args.qemu_fleet else None
+    except Exception as e:  # the peer's failure is a result, not a crash
+        print("density: QEMU fleet failed: %s" % e, file=sys.stderr)
+        peer = "failed: %s" % e
+    fl = Fleet(p, args)
+    storm_lists = []
+    try:
+        fl.start()
+        t_start = time.monotonic()
+        raw = Raw(fl.d.sock, 600)
+        for n in cps:
+            print("density: filling to %d VMs" % n, file=sys.stderr)
+            storm_lists += fl.fill_to(n)
+            time.sleep(3)
+            lists, creates = fl.probe(raw)
+            used, slab, pt, ks = memory_row(base, n)
+            rss = rss_kib(fl.worker_pids()) / n / 1024
+            busy, mvmd_busy = idle_cpu(fl.d.proc.pid)
+            rows.append((n, lists, creates, used, slab, pt, ks, rss, busy - base_busy, mvmd_busy))
+        rates = bucket_rates(fl.running, t_start, args.bucket)
+        raw.close()
+        fl.d.check_sanitizers()
+    finally:
+        fl.close()
+
+    print("\nmvm density, %d x 1-vCPU %d MiB idle test guests, %d clients, config: %s"
+          % (args.vms, args.mem, args.clients, "; ".join(args.config) or "defaults"))
+    print("host: %d CPUs, %.1f GiB; empty host busy %.3f cores\n"
+          % (os.cpu_count(), base["MemTotal"] / 1048576, base_busy))
+    if rates:
+        print("start throughput (running events, buckets of %d): first %.1f/s, last %.1f/s, "
+              "last/first %.2fx, median bucket %.1f/s, min..max %.1f..%.1f/s"
+              % (args.bucket, rates[0], rates[-1], rates[-1] / rates[0], statistics.median(rates),
+                 min(rates), max(rates)))
+    if storm_lists:
+        print("vm.list during the fill (median / p99 / max): %s (%d calls)"
+              % (ms(storm_lists), len(storm_lists)))
+    print()
+    hdr = ("VMs", "list med/p99/max", "create->running med/p99/max", "host MiB/VM",
+           "slab", "pgtbl", "kstack", "worker RSS", "idle cores", "mvmd cores")
+    fmt = "%-6s  %-24s  %-28s  %11s  %6s  %6s  %6s  %10s  %10s  %10s"
+    print(fmt % hdr)
+    for n, lists, creates, used, slab, pt, ks, rss, busy, mb in rows:
+        print(fmt % (n, ms(lists), ms(creates), "%.2f" % used, "%.2f" % slab, "%.2f" % pt,
+                     "%.2f" % ks, "%.2f" % rss, "%.3f" % busy, "%.3f" % mb))
+    if isinstance(peer, tuple):
+        (used, slab, pt, ks), rss, busy = peer
+        mine = [r for r in rows if r[0] == args.qemu_fleet]
+        print(fmt % ("Q%d" % args.qemu_fleet, "-", "-", "%.2f" % used, "%.2f" % slab, "%.2f" % pt,
+                     "%.2f" % ks, "%.2f" % rss, "%.3f" % (busy - base_busy), "-"))
+        if mine:
+            print("\nmvm / QEMU microvm at %d VMs: host memory per VM %.2fx, worker RSS %.2fx"
+                  % (args.qemu_fleet, mine[0][3] / used, mine[0][7] / rss))
+    elif peer:
+        print("QEMU microvm fleet: %s" % peer)
+    else:
+        print("QEMU microvm fleet: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.exit(main())
