@@ -166,7 +166,8 @@ void ctl_take_buffered(struct ctl *c, const char **ret_data, size_t *ret_len)
 static int daemon_error(const struct proto_response *resp)
 {
 	fprintf(stderr, "mvmctl: %s (%s)\n", resp->err_message, resp->err_name);
-	return CTL_EXIT_DAEMON;
+	/* a scheduler requeues on 75 and fails the job on 1 */
+	return resp->err_code == PROTO_ERR_UNAVAILABLE ? CTL_EXIT_TEMPFAIL : CTL_EXIT_DAEMON;
 }
 
 static int send_request(struct ctl *c, const json_t *req)

@@ -17,6 +17,7 @@ enum ctl_exit {
 	CTL_EXIT_DAEMON  = 1, /* mvmd answered with an error */
 	CTL_EXIT_USAGE   = 2, /* bad command line; nothing was sent */
 	CTL_EXIT_CONNECT = 3, /* mvmd could not be reached */
+	CTL_EXIT_TEMPFAIL = 75, /* EX_TEMPFAIL: refused for now (`unavailable`) */
 };
 
 #define CTL_DEFAULT_SOCKET "/run/mvm/mvmd.sock"

@@ -65,6 +65,8 @@ static void print_help(FILE *f)
 		"  2  usage error; nothing was sent\n"
 		"  3  cannot connect to mvmd (socket missing, permission denied,\n"
 		"     or the daemon went away)\n"
+		"  75 mvmd refused it for now (unavailable: capacity, pool or quota\n"
+		"     in use); the same request may succeed later\n"
 		"\nRun 'mvmctl help COMMAND' for a command's usage.\n");
 }
 
