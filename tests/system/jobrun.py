@@ -118,6 +118,34 @@ def signals():
 
 
 @case
+def queued():
+    """A start held by the start rate waits in mvmd's queue and then runs
+    (exit 0); SIGTERM while queued takes it off the queue (exit 143)."""
+    env = Env(["start_rate = 0.2", "start_burst = 1"])
+    ctl = env.ctl
+    try:
+        env.daemon.start()
+        a = env.popen(env.vm("qa", "idle", "--rm", "--stop-timeout", "0"))
+        wait_for(lambda: "running" in ctl.run("show", "qa").stdout.decode(), 20, "qa to run")
+        b = env.popen(env.vm("qb", "uspeed:100", "--rm"))
+        c = env.popen(env.vm("qc", "idle", "--rm"))
+        wait_for(lambda: "queued" in ctl.run("show", "qc").stdout.decode(), 20, "qc queued")
+        c.send_signal(signal.SIGTERM)
+        rc, _, err = finish(c, 20)
+        check(rc == 143 and "queued" in err, "SIGTERM while queued: %d, %s" % (rc, err))
+        rc, out, err = finish(b, 30)
+        check(rc == 0 and "is queued" in err, "queued run: exit %d, %s" % (rc, err))
+        check("MVMTEST uspeed done" in out, "queued run's console: %r" % out)
+        a.send_signal(signal.SIGINT)
+        rc, _, err = finish(a, 20)
+        check(rc == 128 + signal.SIGINT, "SIGINT: exit %d, %s" % (rc, err))
+        check(not ctl.ok("list", "-q").split(), "VMs left: %r" % ctl.ok("list", "-q"))
+        env.close()
+    finally:
+        env.daemon.cleanup()
+
+
+@case
 def daemon_restart():
     """mvmd stops and comes back under a running job: mvmctl run waits,
     re-attaches without repeating console output, and exits 0 when the VM
