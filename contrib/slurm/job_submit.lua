@@ -88,7 +88,7 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
 		if have ~= nil and have ~= "" then table.insert(lic, 1, have) end
 		job_desc.licenses = table.concat(lic, ",")
 	end
-	slurm.log_info("mvm: job from uid %u: %d vCPUs, %d MiB, licences %s", submit_uid,
+	slurm.log_info("mvm: job from uid %d: %d vCPUs, %d MiB, licences %s", submit_uid,
 	               vm.vcpus, job_desc.pn_min_memory, job_desc.licenses or "none")
 	return slurm.SUCCESS
 end

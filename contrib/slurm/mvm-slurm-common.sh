@@ -5,6 +5,7 @@
 # mvmd per node name on a host, as tests/cluster runs them).
 conf=${MVM_SLURM_ENV:-/etc/mvm/slurm.env}
 if [ -r "$conf" ]; then
+	# shellcheck source=/dev/null
 	. "$conf"
 fi
 node=${SLURMD_NODENAME:-$(hostname -s)}

@@ -383,8 +383,9 @@ def slurm_mvmd_restart(c):
 @case
 def slurm_health(c):
     """The HealthCheckProgram drains n3 when its mvmd stops (reason
-    "mvmd: unreachable ...") and resumes it when mvmd is back; a drain by
-    an admin with another reason is left alone."""
+    "mvmd: unreachable ...") or is over a limit ("mvmd: over limit: ..."),
+    and resumes it when mvmd is well again; a drain by an admin with another
+    reason is left alone."""
     c.daemons["n3"].stop()
     wait_for(lambda: "drain" in c.node("n3")[0], HEALTH_INTERVAL * 10,
              "n3 to be drained (%r)" % (c.node("n3"),))
@@ -394,6 +395,17 @@ def slurm_health(c):
     c.daemons["n3"].start()
     wait_for(lambda: c.node("n3")[0] == "idle", HEALTH_INTERVAL * 10,
              "n3 to be resumed (%r)" % (c.node("n3"),))
+    # over a limit lowered below use: drained with its reason, then resumed
+    p = c.ctl("n3", "create", "big", "--kernel", c.guest, "--mem", "64",
+              "--cmdline", "console=ttyS0 mvmtest=idle")
+    check(p.returncode == 0, "create on n3: %r" % p.stderr)
+    check(c.ctl("n3", "host", "set", "memory_budget=64").returncode == 0, "host set")
+    wait_for(lambda: c.node("n3")[1].startswith("mvmd: over limit: memory"),
+             HEALTH_INTERVAL * 10, "n3 drained over limit (%r)" % (c.node("n3"),))
+    check(c.ctl("n3", "host", "set", "memory_budget=2048").returncode == 0, "host set")
+    wait_for(lambda: c.node("n3")[0] == "idle", HEALTH_INTERVAL * 10,
+             "n3 resumed after the limit was raised (%r)" % (c.node("n3"),))
+    c.ctl("n3", "rm", "-f", "big")
     c.run(["scontrol", "update", "nodename=n2", "state=drain", "reason=maintenance"])
     time.sleep(HEALTH_INTERVAL * 3)
     check(c.node("n2") == ("drained", "maintenance"), "admin drain touched: %r"
