@@ -49,27 +49,35 @@ static int connect_error(const char *path, int err)
 	return CTL_EXIT_CONNECT;
 }
 
-int ctl_connect(struct ctl *c)
+/* Connects without printing: 0, or negative errno (`run` retries some). */
+int ctl_try_connect(struct ctl *c)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
 
 	if (strlen(c->socket_path) >= sizeof(sa.sun_path))
-		return connect_error(c->socket_path, ENAMETOOLONG);
+		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, c->socket_path, strlen(c->socket_path) + 1);
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return connect_error(c->socket_path, errno);
+		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = errno;
 
 		close(fd);
-		return connect_error(c->socket_path, err);
+		return -err;
 	}
 	c->fd = fd;
 	proto_linebuf_init_max(&c->lb, CTL_MAX_RESPONSE);
-	return CTL_EXIT_OK;
+	return 0;
+}
+
+int ctl_connect(struct ctl *c)
+{
+	int r = ctl_try_connect(c);
+
+	return r < 0 ? connect_error(c->socket_path, -r) : CTL_EXIT_OK;
 }
 
 void ctl_disconnect(struct ctl *c)
@@ -166,7 +174,8 @@ void ctl_take_buffered(struct ctl *c, const char **ret_data, size_t *ret_len)
 static int daemon_error(const struct proto_response *resp)
 {
 	fprintf(stderr, "mvmctl: %s (%s)\n", resp->err_message, resp->err_name);
-	return CTL_EXIT_DAEMON;
+	/* a scheduler requeues on 75 and fails the job on 1 */
+	return resp->err_code == PROTO_ERR_UNAVAILABLE ? CTL_EXIT_TEMPFAIL : CTL_EXIT_DAEMON;
 }
 
 static int send_request(struct ctl *c, const json_t *req)

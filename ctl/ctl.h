@@ -17,6 +17,7 @@ enum ctl_exit {
 	CTL_EXIT_DAEMON  = 1, /* mvmd answered with an error */
 	CTL_EXIT_USAGE   = 2, /* bad command line; nothing was sent */
 	CTL_EXIT_CONNECT = 3, /* mvmd could not be reached */
+	CTL_EXIT_TEMPFAIL = 75, /* EX_TEMPFAIL: refused for now (`unavailable`) */
 };
 
 #define CTL_DEFAULT_SOCKET "/run/mvm/mvmd.sock"
@@ -48,6 +49,7 @@ int ctl_parse_output(const char *arg, struct ctl *c);
 
 /* client.c: connection, framing and request/response matching */
 int ctl_connect(struct ctl *c);
+int ctl_try_connect(struct ctl *c);
 void ctl_disconnect(struct ctl *c);
 json_t *ctl_request(struct ctl *c, enum proto_op op);
 int ctl_call(struct ctl *c, json_t *req, json_t **ret_result);
@@ -76,6 +78,7 @@ double output_now(void);
 
 /* command handlers, one file per group */
 int vm_create(struct ctl *c, int argc, char **argv);
+int vm_create_request(struct ctl *c, int argc, char **argv, json_t **ret_req);
 int vm_start(struct ctl *c, int argc, char **argv);
 int vm_stop(struct ctl *c, int argc, char **argv);
 int vm_kill(struct ctl *c, int argc, char **argv);
@@ -87,5 +90,6 @@ int console_logs(struct ctl *c, int argc, char **argv);
 int console_events(struct ctl *c, int argc, char **argv);
 int host_host(struct ctl *c, int argc, char **argv);
 int host_version(struct ctl *c, int argc, char **argv);
+int run_run(struct ctl *c, int argc, char **argv);
 
 #endif

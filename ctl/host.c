@@ -61,6 +61,67 @@ static int host_set(struct ctl *c, int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
+static json_int_t int_at(const json_t *obj, const char *a, const char *b)
+{
+	return json_integer_value(json_object_get(b ? json_object_get(obj, a) : obj, b ? b : a));
+}
+
+static json_int_t left(json_int_t limit, json_int_t used)
+{
+	return limit > used ? limit - used : 0;
+}
+
+/* pools: {NAME: {"max": N, "free": F}}, as admission counts them */
+static json_t *fingerprint_pools(const json_t *usage_pools)
+{
+	json_t *out = json_object(), *p;
+	const char *name;
+
+	json_object_foreach((json_t *)usage_pools, name, p)
+		if (json_is_true(json_object_get(p, "defined")))
+			json_object_set_new(out, name, json_pack("{s:I, s:I}",
+				"max", int_at(p, "max", NULL),
+				"free", left(int_at(p, "max", NULL), int_at(p, "used", NULL))));
+	return out;
+}
+
+/*
+ * The capacity fingerprint for schedulers (docs/cluster.md): what this host
+ * can take, derived from host.info's capacity object.  A stable interface:
+ * keys of schema 1 keep their names and meaning; new ones may be added.
+ */
+static json_t *fingerprint(const json_t *host)
+{
+	const json_t *cap = json_object_get(host, "capacity");
+	const json_t *lim = json_object_get(cap, "limits"), *use = json_object_get(cap, "usage");
+	json_int_t vcpus = int_at(lim, "vcpus_limit", NULL), mem = int_at(lim, "memory_limit_mib", NULL);
+	const char *over = json_string_value(json_object_get(cap, "over_limit_reason"));
+	json_int_t queued = int_at(use, "queued", NULL);
+	const char *health = "ok";
+	char why[64];
+
+	if (json_is_true(json_object_get(cap, "over_limit"))) {
+		health = "over_limit";
+	} else if (queued > 0) {
+		health = "under_pressure";
+		snprintf(why, sizeof(why), "%lld VM starts queued", (long long)queued);
+		over = why;
+	}
+	return json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:s, s:s?}",
+		"schema", 1,
+		"vcpus", vcpus,
+		"vcpus_free", left(vcpus, int_at(use, "vcpus", NULL)),
+		"mem_mib", mem,
+		"mem_mib_free", left(mem, int_at(use, "mem_mib", NULL)),
+		"vmm_overhead_mib", int_at(lim, "vmm_overhead_mib", NULL),
+		"max_vms", int_at(lim, "max_vms", NULL),
+		"vms", int_at(use, "vms", NULL),
+		"host_cpus", int_at(lim, "host_cpus", NULL),
+		"pools", fingerprint_pools(json_object_get(use, "pools")),
+		"health", health,
+		"health_reason", over);
+}
+
 int host_host(struct ctl *c, int argc, char **argv)
 {
 	json_t *res = NULL;
@@ -75,7 +136,10 @@ int host_host(struct ctl *c, int argc, char **argv)
 		r = ctl_call(c, ctl_request(c, PROTO_OP_HOST_INFO), &res);
 	if (r)
 		return r;
-	if (c->json)
+	if (c->json && json_object_get(res, "host")) {
+		json_object_set_new(res, "fingerprint", fingerprint(json_object_get(res, "host")));
+		output_json(res);
+	} else if (c->json)
 		output_json(res);
 	else if (json_object_get(res, "host"))
 		output_host(json_object_get(res, "host"));

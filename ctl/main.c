@@ -23,6 +23,12 @@ static const struct ctl_command commands[] = {
 	  "       [-o json]",
 	  "define a VM and start it (SIZE: 256, 256M, 1G; MiB by default); it counts\n"
 	  "       in each --pool; --no-queue fails instead of waiting for a start slot" },
+	{ "run", run_run,
+	  "run NAME [create options] [--rm] [--stop-timeout S]",
+	  "create and start a VM, print its console, exit when it ends (0: powered\n"
+	  "       off or reset; the worker's status; 75: refused for now, retry; 1:\n"
+	  "       it can never run as asked); SIGTERM/SIGINT stop it (Ctrl-Alt-Del,\n"
+	  "       killed after S seconds, default 10); --rm removes it at the end" },
 	{ "start", vm_start, "start NAME [-o json]", "start a created or stopped VM" },
 	{ "stop", vm_stop, "stop NAME [--timeout S] [-o json]",
 	  "Ctrl-Alt-Del, then kill after S seconds (default 10)" },
@@ -65,6 +71,8 @@ static void print_help(FILE *f)
 		"  2  usage error; nothing was sent\n"
 		"  3  cannot connect to mvmd (socket missing, permission denied,\n"
 		"     or the daemon went away)\n"
+		"  75 mvmd refused it for now (unavailable: capacity, pool or quota\n"
+		"     in use); the same request may succeed later\n"
 		"\nRun 'mvmctl help COMMAND' for a command's usage.\n");
 }
 

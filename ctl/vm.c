@@ -254,7 +254,12 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 	return ctl_usage_error("create", "unknown option '%s'", arg);
 }
 
-int vm_create(struct ctl *c, int argc, char **argv)
+/*
+ * Parses create's options and NAME into a vm.create request (*ret_req,
+ * owned by the caller); a usage error code, printed, otherwise.  `run`
+ * shares it, so both take the same options.
+ */
+int vm_create_request(struct ctl *c, int argc, char **argv, json_t **ret_req)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -303,7 +308,16 @@ int vm_create(struct ctl *c, int argc, char **argv)
 	proto_request_set_json(req, "nics", l.nics);
 	proto_request_set_json(req, "labels", l.labels);
 	proto_request_set_json(req, "pools", l.pools);
-	return call_and_print(c, req);
+	*ret_req = req;
+	return 0;
+}
+
+int vm_create(struct ctl *c, int argc, char **argv)
+{
+	json_t *req;
+	int r = vm_create_request(c, argc, argv, &req);
+
+	return r ? r : call_and_print(c, req);
 }
 
 /* NAME plus the -o option every lifecycle command takes, and one extra. */

@@ -186,7 +186,8 @@ static int request_of(const struct proto_vm *vm, struct cap_request *r)
 static enum proto_err admit_error_code(int r)
 {
 	switch (r) {
-	case -ENOSPC: return PROTO_ERR_LIMIT_EXCEEDED;
+	case -ENOSPC: return PROTO_ERR_LIMIT_EXCEEDED;  /* never fits as asked */
+	case -EAGAIN: return PROTO_ERR_UNAVAILABLE;     /* may fit later */
 	case -ENOENT: return PROTO_ERR_NOT_FOUND;
 	case -EINVAL: return PROTO_ERR_BAD_REQUEST;
 	default: return PROTO_ERR_INTERNAL;
@@ -224,7 +225,7 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 			         cap_queue_len(&d->cap));
 		else
 			cap_start_explain(&d->cap, r, now_ns(), msg, sizeof(msg));
-		proto_error_set(err, PROTO_ERR_LIMIT_EXCEEDED, NULL, "%s; not queued (no_queue)", msg);
+		proto_error_set(err, admit_error_code(-EAGAIN), NULL, "%s; not queued (no_queue)", msg);
 		slot_free(s, true);
 		return r;
 	}

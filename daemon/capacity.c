@@ -659,6 +659,12 @@ static int request_pools(const struct cap *c, const struct cap_request *r,
 	return 0;
 }
 
+/*
+ * A refusal is -ENOSPC when what was asked exceeds the limit itself (it can
+ * never fit while the limits stay as they are) and -EAGAIN when it exceeds
+ * only what is left now (it may fit once other VMs stop).  Schedulers act on
+ * the difference: fail the job, or requeue it.
+ */
 static int mem_refuse(const char *who, uint64_t guest, uint64_t overhead, uint64_t used,
                             uint64_t limit, const char *why, char *err, size_t errlen)
 {
@@ -666,48 +672,82 @@ static int mem_refuse(const char *who, uint64_t guest, uint64_t overhead, uint64
 
 	if (overhead)
 		snprintf(ov, sizeof(ov), " + %" PRIu64 " MiB VMM overhead", overhead);
+	if (guest + overhead > limit) {
+		util_bprintf(err, errlen, "%smemory: asked %" PRIu64 " MiB%s, more than the limit of %"
+		                   PRIu64 " MiB (%s); it can never fit", who, guest, ov, limit, why);
+		return -ENOSPC;
+	}
 	util_bprintf(err, errlen, "%smemory: asked %" PRIu64 " MiB%s, %" PRIu64 " MiB left of %"
 	                   PRIu64 " MiB (%s)", who, guest, ov, left_of(limit, used), limit, why);
-	return -ENOSPC;
+	return -EAGAIN;
 }
 
 static int count_refuse(const char *what, uint64_t asked, uint64_t used, uint64_t limit,
                               const char *why, char *err, size_t errlen)
 {
+	if (asked > limit) {
+		util_bprintf(err, errlen, "%s: asked %" PRIu64 ", more than the limit of %" PRIu64
+		                   "%s%s%s; it can never fit", what, asked, limit,
+		                   *why ? " (" : "", why, *why ? ")" : "");
+		return -ENOSPC;
+	}
 	util_bprintf(err, errlen, "%s: asked %" PRIu64 ", %" PRIu64 " left of %" PRIu64 "%s%s%s",
 	                   what, asked, left_of(limit, used), limit, *why ? " (" : "", why, *why ? ")" : "");
-	return -ENOSPC;
+	return -EAGAIN;
 }
 
+/* The usage a check compares with: the host's now, or none at all. */
+struct cap_use {
+	uint64_t vms, mem_mib, vcpus;
+};
+
 static int host_check(const struct cap *c, const struct cap_request *r,
-                            char *err, size_t errlen)
+                            const struct cap_use *u, char *err, size_t errlen)
 {
 	const struct cap_limits *l = &c->limits;
 	uint64_t charge = r->mem_mib + l->vmm_overhead_mib, mem = cap_limits_mem_mib(l);
 	uint64_t vcpus = cap_limits_vcpus(l);
 	char why[96], rb[16];
 
-	if (l->max_vms && 1 > left_of(l->max_vms, c->vms))
-		return count_refuse("vms", 1, c->vms, l->max_vms, "max_vms", err, errlen);
-	if (charge > left_of(mem, c->mem_mib)) {
+	if (l->max_vms && 1 > left_of(l->max_vms, u->vms))
+		return count_refuse("vms", 1, u->vms, l->max_vms, "max_vms", err, errlen);
+	if (charge > left_of(mem, u->mem_mib)) {
 		snprintf(why, sizeof(why), "overcommit %s",
 		               fmt_ratio(l->memory_overcommit, rb, sizeof(rb)));
-		return mem_refuse("", r->mem_mib, l->vmm_overhead_mib, c->mem_mib, mem,
+		return mem_refuse("", r->mem_mib, l->vmm_overhead_mib, u->mem_mib, mem,
 		                        why, err, errlen);
 	}
-	if (r->vcpus > left_of(vcpus, c->vcpus)) {
+	if (r->vcpus > left_of(vcpus, u->vcpus)) {
 		snprintf(why, sizeof(why), "%" PRIu64 " host CPUs x oversubscription %s",
 		               l->host_cpus, fmt_ratio(l->vcpu_oversubscription, rb, sizeof(rb)));
-		return count_refuse("vcpus", r->vcpus, c->vcpus, vcpus, why, err, errlen);
+		return count_refuse("vcpus", r->vcpus, u->vcpus, vcpus, why, err, errlen);
 	}
 	return 0;
 }
 
-static int owner_check(const struct cap *c, const struct cap_request *r,
+static int pools_check(const struct cap *c, const struct cap_request *r,
+                       const uint8_t *slots, bool empty, char *err, size_t errlen)
+{
+	char what[48];
+	size_t i;
+
+	for (i = 0; i < r->npools; i++) {
+		const struct cap_pool_use *p = &c->pools[slots[i]];
+		uint64_t used = empty ? 0 : p->used;
+
+		if (1 > left_of(p->max, used)) {
+			snprintf(what, sizeof(what), "pool %s", p->name);
+			return count_refuse(what, 1, used, p->max, "", err, errlen);
+		}
+	}
+	return 0;
+}
+
+static int owner_check(const struct cap *c, const struct cap_request *r, bool empty,
                              char *err, size_t errlen)
 {
 	const struct cap_owner_quota *q = owner_quota(&c->limits, r->uid);
-	const struct cap_owner_use *o = owner_find(c, r->uid);
+	const struct cap_owner_use *o = empty ? NULL : owner_find(c, r->uid);
 	struct cap_owner_use zero = { 0 };
 	uint64_t charge = r->mem_mib + c->limits.vmm_overhead_mib;
 	char who[48];
@@ -728,6 +768,23 @@ static int owner_check(const struct cap *c, const struct cap_request *r,
 		                          err, errlen);
 	}
 	return 0;
+}
+
+/* Every limit in the fixed order, against usage u (empty: against none). */
+static int limits_admit(const struct cap *c, const struct cap_request *r, const uint8_t *slots,
+                        bool empty, char *err, size_t errlen)
+{
+	struct cap_use u = { 0 };
+	int k;
+
+	if (!empty)
+		u = (struct cap_use){ c->vms, c->mem_mib, c->vcpus };
+	k = host_check(c, r, &u, err, errlen);
+	if (k == 0)
+		k = pools_check(c, r, slots, empty, err, errlen);
+	if (k == 0)
+		k = owner_check(c, r, empty, err, errlen);
+	return k;
 }
 
 static void reserve(struct cap *c, struct cap_owner_use *o, const struct cap_request *r,
@@ -771,8 +828,6 @@ int cap_admit(struct cap *c, const struct cap_request *r, struct cap_resv *ret,
                     char *err, size_t errlen)
 {
 	uint8_t slots[CAP_REQ_MAX_POOLS];
-	char what[48];
-	size_t i;
 	int k;
 
 	if (ret->held)
@@ -780,18 +835,12 @@ int cap_admit(struct cap *c, const struct cap_request *r, struct cap_resv *ret,
 	k = request_shape(r, err, errlen);
 	if (k == 0)
 		k = request_pools(c, r, slots, true, err, errlen);
+	/* "Never" first: a request too large for an empty host must not read
+	 * as "not now" only because a smaller limit is full at the moment. */
 	if (k == 0)
-		k = host_check(c, r, err, errlen);
-	for (i = 0; k == 0 && i < r->npools; i++) {
-		const struct cap_pool_use *p = &c->pools[slots[i]];
-
-		if (1 > left_of(p->max, p->used)) {
-			snprintf(what, sizeof(what), "pool %s", p->name);
-			k = count_refuse(what, 1, p->used, p->max, "", err, errlen);
-		}
-	}
+		k = limits_admit(c, r, slots, true, err, errlen);
 	if (k == 0)
-		k = owner_check(c, r, err, errlen);
+		k = limits_admit(c, r, slots, false, err, errlen);
 	if (k < 0)
 		return k;
 	return reserve_for_owner(c, r, slots, ret, err, errlen);

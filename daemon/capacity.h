@@ -23,12 +23,13 @@
  *  dispatch  vm.create / vm.start: build a cap_request from the VM's
  *            definition and the caller's uid, call cap_admit() inside the
  *            same SQLite transaction that moves the VM to starting/queued;
- *            on -ENOSPC answer `limit_exceeded` with the message and roll
- *            back; if the commit fails, cap_release() the reservation.
+ *            on -EAGAIN answer `unavailable`, on -ENOSPC `limit_exceeded`,
+ *            with the message, and roll back; if the commit fails,
+ *            cap_release() the reservation.
  *            Keep the struct cap_resv in the VM's in-memory record.
  *            Then cap_start_try(&cap, now): 0 -> start the worker now;
  *            -EBUSY/-EAGAIN -> with --no-queue, cap_release() and answer
- *            `limit_exceeded` with cap_start_explain(); otherwise set state
+ *            `unavailable` with cap_start_explain(); otherwise set state
  *            `queued` and cap_queue_push() the VM's node.
  *            vm.stop/kill/rm of a queued VM: cap_queue_remove() and
  *            cap_release().  host.info: cap_usage_get(), cap_over_limit().
@@ -192,8 +193,12 @@ int cap_set_limits(struct cap *c, const struct cap_limits *l, char *err, size_t 
 /*
  * Check every limit, in this fixed order: request shape, max_vms, memory,
  * vcpus, each pool in request order, owner vms, owner memory, owner vcpus.
- * All or nothing: 0 and *ret filled (ret must not be held), or -ENOSPC
- * with a message naming the limit, what was asked and what is left,
+ * Every limit is checked first against no usage at all, so that a request
+ * no empty host could take is told apart from one that does not fit now.
+ * All or nothing: 0 and *ret filled (ret must not be held); -EAGAIN when
+ * only what is left refuses it (it may fit once VMs stop), with a message
+ * naming the limit, what was asked and what is left; -ENOSPC when it
+ * exceeds a limit itself ("it can never fit" while the limits stay);
  * -ENOENT for an undefined pool, -EINVAL for a malformed request,
  * -ENOMEM; nothing is reserved then.
  */

@@ -315,8 +315,9 @@ int admit_init(struct mvmd *d);
 void admit_free(struct mvmd *d);
 /* Admission of vm (its definition and owner) against every limit, and
  * whether it may start now or must queue: 0 and *ret holding the
- * reservation, or an error (limit_exceeded naming the limit, not_found
- * for an undefined pool; --no-queue: limit_exceeded when it would wait).
+ * reservation, or an error (unavailable naming the used-up limit,
+ * limit_exceeded when it can never fit, not_found for an undefined pool;
+ * --no-queue: unavailable when it would wait).
  * Nothing is stored: a refused vm.create leaves no row. */
 int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
                   struct vm_slot **ret, struct proto_error *err);

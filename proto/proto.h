@@ -65,6 +65,7 @@ int proto_op_from_name(const char *name);
 	X(INVALID_STATE,       "invalid_state")       \
 	X(FILE_ERROR,          "file_error")          \
 	X(LIMIT_EXCEEDED,      "limit_exceeded")      \
+	X(UNAVAILABLE,         "unavailable")         \
 	X(STORAGE_ERROR,       "storage_error")       \
 	X(INTERNAL,            "internal")
 

@@ -188,14 +188,14 @@ static void test_refusals(void)
 
 	fill(&c, rv, 10, req(1, 16, 1));
 	r = req(1, 16, 1);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "vms: asked 1, 0 left of 10 (max_vms)");
 	CHECK(!one.held);
 	release_all(&c, rv, 10);
 
 	fill(&c, rv, 3, req(1, 5120, 1));
 	r = req(1, 4096, 1);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "memory: asked 4096 MiB, 1024 MiB left of 16384 MiB (overcommit 1.0)");
 	release_all(&c, rv, 3);
 
@@ -204,7 +204,7 @@ static void test_refusals(void)
 	CHECK_EQ(cap_set_limits(&c, &l, err, sizeof(err)), 0);
 	fill(&c, rv, 1, req(1, 19000, 1));
 	r = req(1, 1500, 1);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "memory: asked 1500 MiB + 32 MiB VMM overhead, 1448 MiB left of "
 	       "20480 MiB (overcommit 1.25)");
 	r.mem_mib = 1416;                       /* exactly fills with overhead */
@@ -218,7 +218,7 @@ static void test_refusals(void)
 	CHECK_EQ(cap_set_limits(&c, &l, err, sizeof(err)), 0);
 	fill(&c, rv, 3, req(1, 16, 2));
 	r = req(1, 16, 4);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "vcpus: asked 4, 2 left of 8 (4 host CPUs x oversubscription 2.0)");
 	release_all(&c, rv, 3);
 
@@ -226,7 +226,7 @@ static void test_refusals(void)
 	r.npools = 1;
 	r.pools[0] = "licence";
 	fill(&c, rv, 5, r);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "pool licence: asked 1, 0 left of 5");
 	release_all(&c, rv, 5);
 	r.pools[0] = "gpu";
@@ -246,20 +246,20 @@ static void test_refusals(void)
 	CHECK_EQ(cap_set_limits(&c, &l, err, sizeof(err)), 0);
 	fill(&c, rv, 2, req(1000, 512, 1));
 	r = req(1000, 512, 1);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "owner 1000 vms: asked 1, 0 left of 2 (owner quota)");
 	release_all(&c, rv, 2);
 	fill(&c, rv, 1, req(1000, 1536, 1));
 	r = req(1000, 1024, 1);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "owner 1000 memory: asked 1024 MiB, 512 MiB left of 2048 MiB (owner quota)");
 	r = req(1000, 16, 3);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "owner 1000 vcpus: asked 3, 2 left of 3 (owner quota)");
 	release_all(&c, rv, 1);
 	fill(&c, rv, 1, req(2000, 16, 1));      /* the default quota: 1 VM */
 	r = req(2000, 16, 1);
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "owner 2000 vms: asked 1, 0 left of 1 (owner quota)");
 	release_all(&c, rv, 1);
 
@@ -269,7 +269,7 @@ static void test_refusals(void)
 	r = req(1000, 1024, 1);
 	r.npools = 1;
 	r.pools[0] = "licence";
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	cap_usage_get(&c, &after);
 	CHECK(!memcmp(&before, &after, sizeof(before)));
 	/* A held token cannot be admitted over, and releasing twice is a no-op. */
@@ -463,6 +463,73 @@ static void mixed_round(void)
 	cap_free(&c);
 }
 
+/*
+ * A request larger than a limit itself is -ENOSPC ("never"), told apart
+ * from one that only finds the limit used up (-EAGAIN, "not now"), even
+ * when a smaller limit is full at the same time.
+ */
+static void test_never_fits(void)
+{
+	struct cap_limits l;
+	struct cap c;
+	struct cap_resv rv[4] = { 0 }, one = { 0 };
+	struct cap_request r;
+
+	base_limits(&l);
+	l.max_vms = 2;
+	l.vmm_overhead_mib = 32;
+	set_ok(&l, "pool.lic", "1");
+	set_ok(&l, "pool.off", "0");
+	set_ok(&l, "owner.1000.max_mem", "1024");
+	set_ok(&l, "owner.1000.max_vcpus", "2");
+	CHECK_EQ(cap_init(&c, &l, err, sizeof(err)), 0);
+
+	r = req(1, 16384, 1);                   /* 16384 + 32 > 16384 */
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	MSG_EQ(err, "memory: asked 16384 MiB + 32 MiB VMM overhead, more than the limit of "
+	       "16384 MiB (overcommit 1.0); it can never fit");
+	r = req(1, 16352, 1);                   /* exactly the limit */
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), 0);
+	cap_release(&c, &one);
+	r = req(1, 16, 17);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	MSG_EQ(err, "vcpus: asked 17, more than the limit of 16 (4 host CPUs x "
+	       "oversubscription 4.0); it can never fit");
+	r = req(1, 16, 1);
+	r.npools = 1;
+	r.pools[0] = "off";
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	MSG_EQ(err, "pool off: asked 1, more than the limit of 0; it can never fit");
+	r = req(1000, 1000, 1);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	MSG_EQ(err, "owner 1000 memory: asked 1000 MiB + 32 MiB VMM overhead, more than the "
+	       "limit of 1024 MiB (owner quota); it can never fit");
+	r = req(1000, 16, 3);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	MSG_EQ(err, "owner 1000 vcpus: asked 3, more than the limit of 2 (owner quota); "
+	       "it can never fit");
+
+	/* max_vms full (not now) and a request too large (never): never wins. */
+	fill(&c, rv, 2, req(1, 16, 1));
+	r = req(1, 20000, 1);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	r = req(1, 16, 1);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
+	MSG_EQ(err, "vms: asked 1, 0 left of 2 (max_vms)");
+	release_all(&c, rv, 2);
+	/* A pool of one, held: not now; released: it fits. */
+	r.npools = 1;
+	r.pools[0] = "lic";
+	fill(&c, rv, 1, r);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
+	MSG_EQ(err, "pool lic: asked 1, 0 left of 1");
+	release_all(&c, rv, 1);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), 0);
+	cap_release(&c, &one);
+	check_drained(&c);
+	cap_free(&c);
+}
+
 static void test_storms(void)
 {
 	int round, k;
@@ -501,13 +568,13 @@ static void test_lower_then_drain(void)
 	MSG_EQ(err, "vms: 10 used of 5 (max_vms); memory: 1000 MiB used of 500 MiB; "
 	       "pool licence: 10 used, pool no longer defined");
 	r.npools = 0;
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "vms: asked 1, 0 left of 5 (max_vms)");
 
 	for (i = 0; i < 5; i++)
 		cap_release(&c, &rv[i]);
 	CHECK_EQ(cap_over_limit(&c, err, sizeof(err)), 1);   /* the pool still */
-	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	for (i = 5; i < 10; i++)
 		cap_release(&c, &rv[i]);
 	CHECK_EQ(cap_over_limit(&c, err, sizeof(err)), 0);
@@ -684,6 +751,7 @@ int main(void)
 	test_parse();
 	test_host_defaults();
 	test_refusals();
+	test_never_fits();
 	test_storms();
 	test_lower_then_drain();
 	test_fifo();
