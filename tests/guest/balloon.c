@@ -166,6 +166,9 @@ void balloon_run(const char *arg)
 	b.pfns = virtio_dma(PFN_OFF, PFN_BATCH * 4);
 	b.stats = virtio_dma(STATS_OFF, 3 * sizeof(struct stat_entry));
 	stats_post(&b);
+	/* the UART only takes host input while its receive interrupt is on;
+	 * the line stays masked (PIC and IOAPIC), the keys are polled */
+	serial_enable_irq();
 	kprintf("MVMTEST balloon ready target=%u\n", vdev_cfg32(b.dev, CFG_NUM_PAGES));
 	user_touch(REGION_BASE, mib << 20);
 	kprintf("MVMTEST balloon touched mib=%lu\n", mib);
