@@ -13,6 +13,8 @@
 
 #define MS 1000000ULL
 #define SEC 1000000000ULL
+/* What a full bucket holds at 1000/s: RATELIMIT_BUCKET_MS units. */
+#define CAP1000 RATELIMIT_BUCKET_MS
 
 static void test_check(void)
 {
@@ -51,7 +53,7 @@ static void test_unlimited(void)
 	CHECK_EQ(rl.throttled_ns, 0);
 }
 
-/* 1000 B/s: the bucket holds 10 bytes; 110 bytes leave 100 in debt,
+/* 1000 B/s: the bucket holds CAP1000 bytes; 100 more leave 100 in debt,
  * which is exactly 100 ms. */
 static void test_exact_wait(void)
 {
@@ -62,7 +64,7 @@ static void test_exact_wait(void)
 	ratelimit_set(&rl, &c, t0);
 	CHECK(ratelimit_enabled(&rl));
 	CHECK_EQ(ratelimit_wait_ns(&rl, t0), 0);
-	ratelimit_charge(&rl, 110, 1);
+	ratelimit_charge(&rl, CAP1000 + 100, 1);
 	CHECK_EQ(ratelimit_wait_ns(&rl, t0), 100 * MS);
 	CHECK_EQ(ratelimit_wait_ns(&rl, t0 + 50 * MS), 50 * MS);
 	CHECK_EQ(ratelimit_wait_ns(&rl, t0 + 100 * MS - 1), 1);
@@ -70,10 +72,10 @@ static void test_exact_wait(void)
 	CHECK_EQ(rl.throttled_ns, 100 * MS);
 	/* a clock that goes backwards (it cannot, but) adds nothing */
 	CHECK_EQ(ratelimit_wait_ns(&rl, t0), 0);
-	/* idle for an hour: the bucket fills to 10 bytes, not 3.6 MB */
+	/* idle for an hour: the bucket fills to CAP1000 bytes, not 3.6 MB */
 	ratelimit_charge(&rl, 0, 0);
 	CHECK_EQ(ratelimit_wait_ns(&rl, t0 + 3600 * SEC), 0);
-	ratelimit_charge(&rl, 20, 1);
+	ratelimit_charge(&rl, CAP1000 + 10, 1);
 	CHECK_EQ(ratelimit_wait_ns(&rl, t0 + 3600 * SEC), 10 * MS);
 }
 
@@ -104,16 +106,16 @@ static void test_long_run(void)
 	uint64_t ops, done;
 
 	/* 1 MiB/s with 64 KiB requests for 10 s: 10 MiB, give or take the
-	 * bucket (10 ms) and the last request's debt */
+	 * bucket and the last request's debt */
 	ratelimit_set(&rl, &c, 0);
 	done = simulate(&rl, 65536, 10 * SEC, &ops);
 	CHECK(done >= 10ULL << 20);
-	CHECK(done <= (10ULL << 20) + 65536 + (1 << 20) / 100 + 65536);
+	CHECK(done <= (10ULL << 20) + 65536 + (1 << 20) / 1000 * RATELIMIT_BUCKET_MS + 65536);
 	/* 1 MiB requests (bigger than the bucket) still flow, at the rate */
 	ratelimit_set(&rl, &c, 0);
 	done = simulate(&rl, 1 << 20, 10 * SEC, &ops);
 	CHECK(done >= 10ULL << 20 && done <= 11ULL << 20);
-	/* 10 ops/s holds 0.1 op: the rate is exact, one op per 100 ms */
+	/* 10 ops/s holds a fraction of an op: the rate is exact, one op per 100 ms */
 	c = (struct ratelimit_config){ .ops = 10 };
 	ratelimit_set(&rl, &c, 0);
 	simulate(&rl, 4096, 10 * SEC, &ops);
@@ -137,11 +139,11 @@ static void test_burst(void)
 	ratelimit_set(&rl, &c, 0);
 	ratelimit_charge(&rl, 5000, 1);          /* all from the burst */
 	CHECK_EQ(ratelimit_wait_ns(&rl, 0), 0);
-	ratelimit_charge(&rl, 110, 1);           /* the bucket again */
+	ratelimit_charge(&rl, CAP1000 + 100, 1); /* the bucket again */
 	CHECK_EQ(ratelimit_wait_ns(&rl, 0), 100 * MS);
 	/* the burst is one-time: it does not come back */
 	CHECK_EQ(ratelimit_wait_ns(&rl, 10 * SEC), 0);
-	ratelimit_charge(&rl, 1010, 1);
+	ratelimit_charge(&rl, CAP1000 + 1000, 1);
 	CHECK_EQ(ratelimit_wait_ns(&rl, 10 * SEC), SEC);
 	/* ops burst */
 	c = (struct ratelimit_config){ .ops = 1, .ops_burst = 3 };
@@ -150,9 +152,9 @@ static void test_burst(void)
 		CHECK_EQ(ratelimit_wait_ns(&rl, 0), 0);
 		ratelimit_charge(&rl, 0, 1);
 	}
-	CHECK_EQ(ratelimit_wait_ns(&rl, 0), 0);  /* the bucket's 0.01 op */
+	CHECK_EQ(ratelimit_wait_ns(&rl, 0), 0);  /* the bucket's fraction of an op */
 	ratelimit_charge(&rl, 0, 1);
-	CHECK_EQ(ratelimit_wait_ns(&rl, 0), 990 * MS);
+	CHECK_EQ(ratelimit_wait_ns(&rl, 0), (1000 - RATELIMIT_BUCKET_MS) * MS);
 }
 
 /* Changing the limits at run time: the new rate applies at once and the
@@ -163,7 +165,7 @@ static void test_change(void)
 	struct ratelimit_config slow = { .bps = 100 }, fast = { .bps = 1000000 }, off = { 0 };
 
 	ratelimit_set(&rl, &slow, 0);
-	ratelimit_charge(&rl, 101, 1);
+	ratelimit_charge(&rl, 100 * RATELIMIT_BUCKET_MS / 1000 + 100, 1);  /* a full bucket + 1 s */
 	CHECK_EQ(ratelimit_wait_ns(&rl, 0), SEC);
 	CHECK_EQ(ratelimit_wait_ns(&rl, SEC / 2), SEC / 2);
 	ratelimit_set(&rl, &fast, SEC / 2);
