@@ -230,7 +230,10 @@ def bench_rates(vmm, mib, hz):
     return out
 
 
-def within(name, got, limit, lo=0.93, hi=1.03):
+def within(name, got, limit, lo=0.85, hi=1.03):
+    """The limit holds (at most 3% over: the bucket and the last request's
+    debt) and is met; a loaded host can slow the guest itself below it,
+    hence the looser lower bound."""
     print("%s: %.0f/s against a limit of %d/s (%.1f%%)" % (name, got, limit, 100.0 * got / limit),
           flush=True)
     check(lo * limit <= got <= hi * limit,
