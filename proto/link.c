@@ -454,7 +454,9 @@ static json_t *link_to_json(const struct proto_link_msg *m)
 	} else if (m->type == PROTO_LINK_SECCOMP) {
 		if (json_object_set_new(o, "nr", json_integer(m->nr)) < 0)
 			goto fail;
-	} else if (m->type >= PROTO_LINK_SET_LIMITS) {
+	} else if (m->type == PROTO_LINK_SET_LIMITS || m->type == PROTO_LINK_BALLOON ||
+	           m->type == PROTO_LINK_STATS || m->type == PROTO_LINK_RESULT ||
+	           m->type == PROTO_LINK_STATS_REPLY) {
 		if (control_to_json(m, o) < 0)
 			goto fail;
 	} else if (m->type == PROTO_LINK_CONSOLE || m->type == PROTO_LINK_CONSOLE_IN) {
