@@ -53,6 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		memcpy(&dt, s + 1, 4);
 		memcpy(&bytes, s + 5, 4);
+		/* a monotonic clock in ns does not reach 2^62 (146 years) */
+		if (now > (1ULL << 62))
+			break;
 		now += (s[0] & 4) && promised ? promised : dt;
 		if (s[0] & 2) {
 			uint8_t rot[HDR_SIZE];
