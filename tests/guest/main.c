@@ -186,6 +186,7 @@ static const struct scenario {
 	{ "hostile", hostile_run },
 	{ "vsock", vsock_run },
 	{ "balloon", balloon_run },
+	{ "netflood", netflood_run },
 };
 
 static bool starts_with(const char *s, const char *prefix)

@@ -103,7 +103,8 @@ bool vq_wait(struct vq *q, unsigned ticks, struct vring_used_elem *ret);
 extern volatile uint32_t virtio_irqs, timer_ticks;
 void virtio_irqs_report(void);
 
-/* Scenarios (balloon.c, blk.c, blkbench.c, net.c, rng.c, virtio.c, vsock.c). */
+/* Scenarios (balloon.c, blk.c, blkbench.c, net.c, netflood.c, rng.c, virtio.c,
+ * vsock.c). */
 void virtio_list_run(const char *arg);
 void blk_run(const char *arg);
 void blkbench_run(const char *arg);
@@ -112,5 +113,6 @@ void net_run(const char *arg);
 void rng_run(const char *arg);
 void vsock_run(const char *arg);
 void balloon_run(const char *arg);
+void netflood_run(const char *arg);
 
 #endif

@@ -3,7 +3,8 @@
 """Contention controls of mvm-vmm with the test guest: the balloon gives
 guest memory back to the host (the worker's RSS falls), follows a target
 set over the worker link and reports statistics; disk rate limits hold the
-guest's blkbench to the limit, set on the command line or at run time.
+guest's blkbench to the limit, set on the command line or at run time, and
+NIC limits hold a flood of frames to theirs.
 
 Usage: contention_test.py CASE | --list
 Environment as kvmtest.py (MVM_VMM, MVM_BZIMAGE, MVM_ELF).
@@ -296,6 +297,55 @@ def case_blk_runtime(tmp):
         within("blkbench %s bytes" % phase, bps, limit)
 
 
+# --- NIC limits ---------------------------------------------------------------------
+
+def flood(limit_opt, frames, size):
+    """The guest sends frames through a socketpair backend; returns the
+    (frames/s, bytes/s) the host saw, from the first frame to the last."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stamps = []
+
+    def drain():
+        while len(stamps) < frames:
+            try:
+                n = len(ours.recv(4096))
+            except OSError:
+                return
+            if n == 0:
+                return
+            stamps.append((time.monotonic(), n))
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    fd = theirs.fileno()
+    try:
+        vmm = virtio_test.Vmm(virtio_test.boot_args("bz", "netflood:%d,%d" % (frames, size), extra=[
+            "--net", "fd=%d,%s" % (fd, limit_opt)]), pass_fds=(fd,))
+        vmm.wait(90)
+    finally:
+        theirs.close()
+        t.join(5)
+        ours.close()
+    kvmtest.check_clean_exit(vmm, kvmtest.EXIT_OK)
+    check(len(stamps) == frames and all(n == size for _, n in stamps),
+          "the host got %d frames of %r bytes, not %d of %d" %
+          (len(stamps), sorted(set(n for _, n in stamps)), frames, size))
+    secs = stamps[-1][0] - stamps[0][0]
+    return (frames - 1) / secs, (frames - 1) * size / secs
+
+
+def case_net_pps(tmp):
+    """200 frames at 50 frames/s: 4 s."""
+    fps, _ = flood("pps=50", 200, 1000)
+    within("netflood frames", fps, 50)
+
+
+def case_net_bps(tmp):
+    """400 frames of 1000 bytes at 100 kB/s: 4 s."""
+    _, bps = flood("bps=100000", 400, 1000)
+    within("netflood bytes", bps, 100000)
+
+
 def case_bad_options(tmp):
     img = disk(tmp, 1)
     for args, want in [
@@ -319,6 +369,8 @@ CASES = {
     "contention-blk-iops": case_blk_iops,
     "contention-blk-runtime": case_blk_runtime,
     "contention-sandbox-blk-runtime": virtio_test.sandboxed(case_blk_runtime),
+    "contention-net-pps": case_net_pps,
+    "contention-net-bps": case_net_bps,
     "contention-bad-options": case_bad_options,
 }
 
