@@ -82,12 +82,12 @@ class Link:
 class Vmm(kvmtest.Vmm):
     """A VMM with its serial input on a pipe and the link on fd N."""
 
-    def __init__(self, args, link):
+    def __init__(self, args, link, pass_fds=()):
         fd = link.theirs.fileno()
         self.argv = [os.environ["MVM_VMM"]] + args + ["--control-fd", str(fd)]
         print("+ " + " ".join(self.argv), flush=True)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, pass_fds=(fd,),
+                                     stderr=subprocess.PIPE, pass_fds=(fd,) + tuple(pass_fds),
                                      start_new_session=True)
         self.out = kvmtest.Stream(self.proc.stdout)
         self.err = kvmtest.Stream(self.proc.stderr)
@@ -299,9 +299,11 @@ def case_blk_runtime(tmp):
 
 # --- NIC limits ---------------------------------------------------------------------
 
-def flood(limit_opt, frames, size):
+def flood(limit_opt, frames, size, link=None):
     """The guest sends frames through a socketpair backend; returns the
-    (frames/s, bytes/s) the host saw, from the first frame to the last."""
+    (frames/s, bytes/s) the host saw, from the first frame to the last.
+    With a link: first raise the limit to 50 frames/s over it, and check
+    the NIC's counters there halfway (the VM ends with the flood)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     stamps = []
 
@@ -318,9 +320,25 @@ def flood(limit_opt, frames, size):
     t = threading.Thread(target=drain, daemon=True)
     t.start()
     fd = theirs.fileno()
+    args = virtio_test.boot_args("bz", "netflood:%d,%d" % (frames, size), extra=[
+        "--net", "fd=%d,%s" % (fd, limit_opt)])
     try:
-        vmm = virtio_test.Vmm(virtio_test.boot_args("bz", "netflood:%d,%d" % (frames, size), extra=[
-            "--net", "fd=%d,%s" % (fd, limit_opt)]), pass_fds=(fd,))
+        if link:
+            vmm = Vmm(args, link, pass_fds=(fd,))
+            r = link.request({"msg": "set-limits", "device": "net", "index": 0, "ops": 50})
+            check("error" not in r, "set-limits refused: %r" % r)
+            deadline = time.monotonic() + 30
+            while len(stamps) < frames // 2:
+                check(time.monotonic() < deadline, "the flood did not get halfway in 30 s")
+                time.sleep(0.05)
+            d = link.request({"msg": "stats"})["devices"][0]
+            check(d["device"] == "net" and frames // 2 <= d["tx_frames"] < frames and
+                  d["tx_bytes"] == d["tx_frames"] * size and d["rx_frames"] == 0 and
+                  d["limits"]["ops"] == 50 and d["throttled_ns"] > 1e9, "NIC stats %r" % d)
+            r = link.request({"msg": "set-limits", "device": "net", "index": 1, "ops": 50})
+            check("the VM has no NIC 1" in r.get("error", ""), "a second NIC? %r" % r)
+        else:
+            vmm = virtio_test.Vmm(args, pass_fds=(fd,))
         vmm.wait(90)
     finally:
         theirs.close()
@@ -337,6 +355,16 @@ def flood(limit_opt, frames, size):
 def case_net_pps(tmp):
     """200 frames at 50 frames/s: 4 s."""
     fps, _ = flood("pps=50", 200, 1000)
+    within("netflood frames", fps, 50)
+
+
+def case_net_runtime(tmp):
+    """A crawling frame limit on the command line, raised over the link."""
+    link = Link()
+    try:
+        fps, _ = flood("pps=2", 200, 1000, link)
+    finally:
+        link.close()
     within("netflood frames", fps, 50)
 
 
@@ -371,6 +399,7 @@ CASES = {
     "contention-sandbox-blk-runtime": virtio_test.sandboxed(case_blk_runtime),
     "contention-net-pps": case_net_pps,
     "contention-net-bps": case_net_bps,
+    "contention-net-runtime": case_net_runtime,
     "contention-bad-options": case_bad_options,
 }
 
