@@ -25,6 +25,11 @@ class Ram(seedlib.GuestRam):
     def desc(self, q, i, addr, length, flags=0, nxt=0):
         self.desc_at(DESC + q * GAP, i, addr, length, flags, nxt)
 
+    @property
+    def img(self):
+        """The image without its zero tail: the fuzzer zero-fills RAM."""
+        return bytes(self.b).rstrip(b'\0')
+
     def avail(self, q, heads):
         for k, h in enumerate(heads):
             self.put(AVAIL + q * GAP + 4 + 2 * k, struct.pack('<H', h))
@@ -48,29 +53,29 @@ def seeds_balloon():
     r.desc(2, 0, DATA + 0x100, 20); r.avail(2, [0])             # stats
     r.desc(3, 0, 0x8000, 0x1000, WRITE | NEXT, 1); r.desc(3, 1, 0x9000, 0x800, WRITE)
     r.avail(3, [0])                                             # report 1.5 pages
-    s['valid-all-queues'] = hdr(0, [0, 1, 2, 3 | OP_STATS, 2, OP_TARGET | 0, OP_ACTUAL, 0], 8) + r.b
+    s['valid-all-queues'] = hdr(0, [0, 1, 2, 3 | OP_STATS, 2, OP_TARGET | 0, OP_ACTUAL, 0], 8) + r.img
     r = Ram()
     r.put(DATA, struct.pack('<4I', 0x10, 0xffffffff, 0x10000, 0xf))  # outside RAM
     r.desc(0, 0, DATA, 16); r.avail(0, [0])
-    s['pfns-outside-ram'] = hdr(0, [0], 0xffffffff) + r.b
+    s['pfns-outside-ram'] = hdr(0, [0], 0xffffffff) + r.img
     r = Ram()
     r.desc(0, 0, DATA, 3); r.avail(0, [0])                      # not a whole PFN
-    s['pfn-short'] = hdr(0, [0]) + r.b
+    s['pfn-short'] = hdr(0, [0]) + r.img
     r = Ram()
     r.desc(2, 0, DATA, 0x1000, WRITE); r.avail(2, [0])          # reporting is queue 2 now
-    s['report-without-stats'] = hdr(F_NO_STATS, [2, 3]) + r.b
+    s['report-without-stats'] = hdr(F_NO_STATS, [2, 3]) + r.img
     r = Ram()
     r.put(DATA, struct.pack('<HQ', 999, 7) * 8)
     r.desc(2, 0, DATA, 80); r.desc(2, 1, DATA, 80); r.avail(2, [0, 1])
-    s['stats-twice'] = hdr(F_NO_REPORT | F_RESET, [2, 2 | OP_STATS, 2]) + r.b
+    s['stats-twice'] = hdr(F_NO_REPORT | F_RESET, [2, 2 | OP_STATS, 2]) + r.img
     r = Ram()
     r.desc(3, 0, 0, 0x10000, WRITE); r.avail(3, [0])            # report all of RAM, rings too
-    s['report-everything'] = hdr(0, [3, 0, 1, 2]) + r.b
+    s['report-everything'] = hdr(0, [3, 0, 1, 2]) + r.img
     r = Ram()
     r.desc(0, 0, DATA, 8, NEXT, 0); r.avail(0, [0])             # a loop
-    s['inflate-loop'] = hdr(0, [0, 0]) + r.b
-    s['target-too-big'] = hdr(0, [OP_TARGET, OP_TARGET | OP_ACTUAL], 17) + Ram().b
-    s['bad-queue-size'] = hdr(0, [0, 1, 2, 3], qsize=3) + Ram().b
+    s['inflate-loop'] = hdr(0, [0, 0]) + r.img
+    s['target-too-big'] = hdr(0, [OP_TARGET, OP_TARGET | OP_ACTUAL], 17) + Ram().img
+    s['bad-queue-size'] = hdr(0, [0, 1, 2, 3], qsize=3) + Ram().img
     s['short'] = b'\x10\x00'
     return s
 
