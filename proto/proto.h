@@ -371,7 +371,12 @@ int proto_base64_decode(const char *in, size_t len, void *out, size_t *ret_len);
 	X(HELLO,      "hello")      \
 	X(PING,       "ping")       \
 	X(PONG,       "pong")       \
-	X(SECCOMP,    "seccomp")
+	X(SECCOMP,    "seccomp")    \
+	X(SET_LIMITS, "set-limits") \
+	X(BALLOON,    "balloon")    \
+	X(STATS,      "stats")      \
+	X(RESULT,     "result")     \
+	X(STATS_REPLY, "stats-reply")
 
 enum proto_link_type {
 #define PROTO_LINK_ENUM_(id, name) PROTO_LINK_##id,
@@ -382,6 +387,43 @@ enum proto_link_type {
 
 /* Console chunks per message: keeps a link line well under PROTO_MAX_LINE. */
 #define PROTO_LINK_CONSOLE_MAX 16384
+
+/* Longest result error, in bytes. */
+#define PROTO_LINK_ERROR_MAX 255
+/* Devices in a stats reply at most (the worker's virtio slots). */
+#define PROTO_LINK_DEVS_MAX 16
+/* Guest balloon statistics by tag (virtio spec 5.5.6.3): tags 0..9. */
+#define PROTO_LINK_GUEST_STATS 10
+
+enum proto_link_dev_kind { PROTO_LINK_DISK, PROTO_LINK_NET };
+
+/* A rate limit: 0 is none; bursts need their rate. */
+struct proto_link_limits {
+	uint64_t bps, bps_burst, ops, ops_burst;
+};
+
+/* Counters of one disk or NIC.  rd/wr: disk reads and writes, NIC
+ * received and sent frames (on the wire: read_bytes/rx_bytes ...). */
+struct proto_link_dev_stats {
+	enum proto_link_dev_kind kind;
+	int64_t index;
+	uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops, flushes, errors, throttled_ns;
+	struct proto_link_limits limits;
+};
+
+struct proto_link_balloon_stats {
+	uint64_t target_pages, actual_pages, max_pages;  /* 4 KiB pages */
+	uint64_t inflated, deflated, discarded_bytes, reported_bytes, bad_pfns, updates;
+	uint32_t guest_valid;                           /* bit t: guest[t] present */
+	uint64_t guest[PROTO_LINK_GUEST_STATS];
+};
+
+struct proto_link_stats {
+	unsigned ndev;
+	struct proto_link_dev_stats dev[PROTO_LINK_DEVS_MAX];
+	bool has_balloon;
+	struct proto_link_balloon_stats balloon;
+};
 
 struct proto_link_msg {
 	enum proto_link_type type;
@@ -395,8 +437,15 @@ struct proto_link_msg {
 	uint64_t start_time;            /* /proc/PID/stat field 22, clock ticks */
 	bool booted;
 	char name[64];                  /* the VM; "" if unknown */
-	int64_t seq;                    /* ping, pong: echoed back */
+	int64_t seq;                    /* ping, pong, and the requests below: echoed back */
 	int64_t nr;                     /* seccomp: the forbidden syscall's number */
+	/* set-limits: device kind and index among its kind, and the limits */
+	enum proto_link_dev_kind dev_kind;
+	int64_t dev_index;
+	struct proto_link_limits limits;
+	uint64_t target;                /* balloon: target in bytes */
+	char *error;                    /* result: NULL when done; malloc'd by decode */
+	struct proto_link_stats *stats; /* stats-reply: malloc'd by decode */
 };
 
 const char *proto_link_name(enum proto_link_type t);

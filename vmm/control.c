@@ -29,6 +29,7 @@
 
 #include "proto/proto.h"
 #include "vmm/control.h"
+#include "vmm/devctl.h"
 #include "vmm/vmm.h"
 #include "util/util.h"
 
@@ -212,11 +213,15 @@ static void send_pong(struct control *c, int64_t seq)
 
 static void handle_line(struct control *c, const char *line, size_t len)
 {
-	struct proto_link_msg m;
+	struct proto_link_msg m, reply;
 
 	if (proto_link_decode(line, len, &m) < 0)
 		return;                 /* malformed: ignore, the daemon is trusted but may be newer */
-	if (m.type == PROTO_LINK_CONSOLE_IN)
+	if (devctl_handle(c->vm, &m, &reply)) {
+		if (out_msg(c, &reply) == 0)
+			out_flush(c);
+		proto_link_clear(&reply);
+	} else if (m.type == PROTO_LINK_CONSOLE_IN)
 		/* the 4 KiB input queue bounds typing; excess is dropped */
 		vm_console_input(c->vm, m.data, m.data_len);
 	else if (m.type == PROTO_LINK_SHUTDOWN)

@@ -79,7 +79,7 @@ SANDBOX_USAGE
 "  sandboxed) exits 128 + the signal's number instead.\n"
 "Set MVM_DEBUG=1 to log (some) guest accesses to absent devices, and\n"
 "MVM_VIRTIO_STATS=1 to print per-device virtio counters at exit.\n"
-"Virtio devices take slots in the order disks, NICs, rng, vsock (at most %d).\n",
+"Virtio devices take slots in the order disks, NICs, rng, vsock, balloon (at most %d).\n",
 	        VIRTIO_MMIO_MAX);
 }
 
@@ -180,11 +180,63 @@ static bool valid_blk_id(const char *id)
 	return true;
 }
 
+/* bps=, <ops>=, bps_burst=, <ops>_burst= of --disk (ops "iops") and --net
+ * (ops "pps"): LIMIT_SET if f was one of them, 0 if not, LIMIT_BAD (after
+ * printing why) if its value is bad. */
+enum { LIMIT_SET = 1, LIMIT_BAD = 2 };
+
+static int parse_limit_field(const char *opt, const char *ops, const char *f,
+                             struct ratelimit_config *c)
+{
+	size_t n = strlen(ops);
+	const char *v = strchr(f, '=');
+	uint64_t *dst, val;
+	bool bytes;
+
+	if (!v)
+		return 0;
+	v++;
+	if ((bytes = !strncmp(f, "bps=", 4)))
+		dst = &c->bps;
+	else if ((bytes = !strncmp(f, "bps_burst=", 10)))
+		dst = &c->bps_burst;
+	else if (!strncmp(f, ops, n) && f[n] == '=')
+		dst = &c->ops;
+	else if (!strncmp(f, ops, n) && !strncmp(f + n, "_burst=", 7))
+		dst = &c->ops_burst;
+	else
+		return 0;
+	if ((bytes ? parse_size(v, &val) : util_parse_uint(v, 0, UINT64_MAX, &val)) < 0 ||
+	    val == 0 || val > RATELIMIT_MAX) {
+		usage_error("invalid --%s %.*s '%s'; use 1 to %llu%s, or leave it out for no limit",
+		            opt, (int)(v - f - 1), f, v, RATELIMIT_MAX,
+		            bytes ? " bytes/s (K, M, G suffixes allowed)" : " per second");
+		return LIMIT_BAD;
+	}
+	*dst = val;
+	return LIMIT_SET;
+}
+
+/* A burst needs its rate. */
+static int check_limits(const char *opt, const char *ops, const struct ratelimit_config *c)
+{
+	const char *why;
+
+	bool b = c->bps_burst && !c->bps;
+
+	/* values are in range already: only a burst without its rate is left */
+	if (ratelimit_config_check(c, &why) < 0)
+		return usage_error("--%s %s_burst needs %s too; set the rate the burst is on top of",
+		                   opt, b ? "bps" : ops, b ? "bps" : ops);
+	return 0;
+}
+
 /* PATH[,ro][,id=ID]; arg is a copy we may cut up (it lives until exit). */
 static int parse_disk(char *arg, struct options *o)
 {
 	struct vm_disk *d = &o->cfg.virtio.disks[o->cfg.virtio.ndisks];
 	char *rest = arg, *f;
+	int r;
 
 	if (virtio_devs_count(&o->cfg.virtio) >= VIRTIO_MMIO_MAX)
 		return usage_error("too many virtio devices; use at most %d", VIRTIO_MMIO_MAX);
@@ -193,7 +245,10 @@ static int parse_disk(char *arg, struct options *o)
 		return usage_error("--disk needs a path; use --disk PATH[,ro][,id=ID]");
 	while (*rest) {
 		f = next_field(&rest);
-		if (!strcmp(f, "ro"))
+		if ((r = parse_limit_field("disk", "iops", f, &d->limits)) != 0) {
+			if (r == LIMIT_BAD)
+				return VMM_EXIT_USAGE;
+		} else if (!strcmp(f, "ro"))
 			d->read_only = true;
 		else if (!strncmp(f, "id=", 3) && valid_blk_id(f + 3))
 			d->id = f + 3;
@@ -201,8 +256,11 @@ static int parse_disk(char *arg, struct options *o)
 			return usage_error("invalid --disk id '%s'; use 1 to %d printable bytes, "
 			                   "no spaces or commas", f + 3, VIRTIO_DEVS_BLK_ID_MAX);
 		else
-			return usage_error("unknown --disk option '%s'; use PATH[,ro][,id=ID]", f);
+			return usage_error("unknown --disk option '%s'; use PATH[,ro][,id=ID]"
+			                   "[,bps=SIZE][,iops=N]", f);
 	}
+	if (check_limits("disk", "iops", &d->limits))
+		return VMM_EXIT_USAGE;
 	o->cfg.virtio.ndisks++;
 	return -1;
 }
@@ -210,7 +268,10 @@ static int parse_disk(char *arg, struct options *o)
 static int parse_net_field(char *f, struct vm_nic *n)
 {
 	unsigned fd;
+	int r = parse_limit_field("net", "pps", f, &n->limits);
 
+	if (r)
+		return r == LIMIT_SET ? -1 : VMM_EXIT_USAGE;
 	if (!strncmp(f, "tap=", 4) && f[4] && !n->tap && n->fd < 0) {
 		if (strlen(f + 4) >= 16)
 			return usage_error("TAP name '%s' is too long; use at most 15 bytes", f + 4);
@@ -226,7 +287,7 @@ static int parse_net_field(char *f, struct vm_nic *n)
 		n->has_mac = true;
 	} else {
 		return usage_error("invalid --net option '%s'; use tap=NAME[,mac=MAC] or "
-		                   "fd=N[,mac=MAC]", f);
+		                   "fd=N[,mac=MAC], and bps=SIZE, pps=N for limits", f);
 	}
 	return -1;
 }
@@ -246,6 +307,8 @@ static int parse_net(char *arg, struct options *o)
 			return r;
 	if (!n->tap && n->fd < 0)
 		return usage_error("--net needs tap=NAME or fd=N; see " PROG " --help");
+	if (check_limits("net", "pps", &n->limits))
+		return VMM_EXIT_USAGE;
 	o->cfg.virtio.nnics++;
 	return -1;
 }
@@ -283,7 +346,7 @@ static int parse_vsock(char *arg, struct options *o)
 
 enum {
 	OPT_SERIAL = 256, OPT_SERIAL_LOG, OPT_SERIAL_LOG_MAX, OPT_DUMP_ACPI, OPT_CONTROL_FD,
-	OPT_DISK, OPT_NET, OPT_RNG, OPT_VSOCK, OPT_ADOPT_SOCKET,
+	OPT_DISK, OPT_NET, OPT_RNG, OPT_VSOCK, OPT_ADOPT_SOCKET, OPT_BALLOON,
 };
 
 static const struct option long_opts[] = {
@@ -302,6 +365,7 @@ static const struct option long_opts[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "vsock", required_argument, NULL, OPT_VSOCK },
+	{ "balloon", required_argument, NULL, OPT_BALLOON },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	SANDBOX_LONG_OPTIONS
@@ -316,6 +380,13 @@ static int parse_one(int c, char *arg, struct options *o)
 	case OPT_DISK: return parse_disk(arg, o);
 	case OPT_NET: return parse_net(arg, o);
 	case OPT_VSOCK: return parse_vsock(arg, o);
+	case OPT_BALLOON:
+		if (!o->cfg.virtio.balloon && virtio_devs_count(&o->cfg.virtio) >= VIRTIO_MMIO_MAX)
+			return usage_error("too many virtio devices; use at most %d", VIRTIO_MMIO_MAX);
+		if (parse_size(arg, &o->cfg.virtio.balloon_target) < 0)
+			return usage_error("invalid --balloon '%s'; use a size like 0, 64M or 1G", arg);
+		o->cfg.virtio.balloon = true;
+		return -1;
 	case OPT_RNG:
 		if (!o->cfg.virtio.rng && virtio_devs_count(&o->cfg.virtio) >= VIRTIO_MMIO_MAX)
 			return usage_error("too many virtio devices; use at most %d", VIRTIO_MMIO_MAX);
@@ -388,6 +459,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 	if (o->cfg.cmdline && strlen(o->cfg.cmdline) >= CMDLINE_MAX_SIZE)
 		return usage_error("--cmdline is longer than %llu bytes; shorten it",
 		                   CMDLINE_MAX_SIZE - 1);
+	if (o->cfg.virtio.balloon && o->cfg.virtio.balloon_target > o->cfg.mem_size)
+		return usage_error("--balloon %llu is larger than the guest's %llu bytes of RAM "
+		                   "(--mem); lower it", (unsigned long long)o->cfg.virtio.balloon_target,
+		                   (unsigned long long)o->cfg.mem_size);
 	o->cfg.dump_acpi = o->dump_dir != NULL;
 	return -1;
 }

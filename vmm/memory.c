@@ -78,3 +78,22 @@ int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t 
 	memcpy(dst, p, len);
 	return 0;
 }
+
+int64_t guest_mem_discard(const struct guest_mem *m, void *p, uint64_t len)
+{
+	uint64_t off = (uint64_t)((uint8_t *)p - m->host), start, end;
+
+	if ((uint8_t *)p < m->host || off > m->size || len > m->size - off)
+		return -EFAULT;
+	/* guest-physical pages: offsets in the mapping are page-aligned
+	 * exactly where guest addresses are */
+	start = (off + GUEST_PAGE_SIZE - 1) & ~(GUEST_PAGE_SIZE - 1);
+	end = (off + len) & ~(GUEST_PAGE_SIZE - 1);
+	if (end <= start)
+		return 0;
+	if (!m->owned)
+		memset(m->host + start, 0, end - start);
+	else if (madvise(m->host + start, end - start, MADV_DONTNEED) < 0)
+		return -errno;
+	return (int64_t)(end - start);
+}

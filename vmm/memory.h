@@ -31,6 +31,16 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_t len);
 int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t len);
 
+/*
+ * Gives the whole guest pages inside the host range [p, p+len) back to the
+ * host (MADV_DONTNEED: they read as zero and cost nothing until the guest
+ * touches them again); a buffer from guest_mem_init_buffer() is zeroed
+ * instead.  The range must lie inside the mapping (-EFAULT); partial pages
+ * at either end are kept.  Returns the bytes discarded or -errno.
+ */
+#define GUEST_PAGE_SIZE 4096ULL
+int64_t guest_mem_discard(const struct guest_mem *m, void *p, uint64_t len);
+
 /* Highest guest-physical address + 1 of the low range (= low_size). */
 static inline uint64_t guest_mem_low_end(const struct guest_mem *m) { return m->low_size; }
 

@@ -75,6 +75,7 @@ static const struct seccomp_rule main_rules[] = {
 	ALLOW("close"),                   /* dropped link, vsock connections, teardown */
 	ALLOW("poll"),                    /* control: flush the exit message */
 	ALLOW("eventfd2"),                /* console_attach(): serial input wake-up */
+	ALLOW("timerfd_settime"),         /* virtio-blk/net: resume after a rate limit */
 	/* main.c's run(): a new signalfd (fd -1) only, never re-arming another. */
 	ALLOW_IF("signalfd4", 0, SCMP_CMP_MASKED_EQ, 0xffffffffu, 0xffffffffu),
 	IOCTL(KVM_IRQ_LINE),              /* serial interrupts raised by console input */
@@ -159,7 +160,9 @@ static const struct seccomp_rule vcpu_rules[] = {
 	FUTEX(FUTEX_WAIT_BITSET),
 	ALLOW("rt_sigreturn"),            /* after the kick signal's handler */
 	ALLOW("rt_sigprocmask"),          /* glibc thread exit */
-	ALLOW_IF("madvise", 2, SCMP_CMP_EQ, MADV_DONTNEED, 0), /* thread exit frees its stack */
+	/* thread exit frees its stack; on the main thread (whose filter has
+	 * these rows too) virtio-balloon gives guest pages back */
+	ALLOW_IF("madvise", 2, SCMP_CMP_EQ, MADV_DONTNEED, 0),
 	NO_EXEC("mmap"),                  /* a first malloc() in this thread makes an arena */
 	NO_EXEC("mprotect"),
 	ALLOW("munmap"),

@@ -22,6 +22,7 @@
 #include "vmm/devices/virtio/net.h"
 #include "vmm/devices/virtio/rng.h"
 #include "vmm/devices/virtio/vsock.h"
+#include "vmm/devices/virtio/balloon.h"
 #include "util/util.h"
 
 /* Guest-triggered messages: a burst, then at most one per second, with a
@@ -36,6 +37,8 @@ struct vdev_kind {
 	int (*fd)(const void *model);      /* backend fd for the loop, or NULL */
 	uint32_t fd_events;
 	void (*ready)(void *model);        /* backend fd fired (transport locked) */
+	int (*timer_fd)(const void *model); /* rate-limit timer for the loop, or NULL */
+	void (*timer)(void *model);        /* it fired (transport locked) */
 };
 
 struct vdev_slot;
@@ -56,7 +59,7 @@ struct vdev_slot {
 	struct vdev_notify notify[VIRTIO_MAX_QUEUES];
 	unsigned nnotify;
 	struct loop *loop;                 /* set once fds are registered */
-	bool backend_watched;
+	bool backend_watched, timer_watched;
 	atomic_ulong mmio_exits, notifies, irqs;
 };
 
@@ -111,25 +114,39 @@ static void net_ready(void *m) { virtio_net_rx_ready(m); }
 static struct virtio_dev *rng_dev(void *m) { return virtio_rng_dev(m); }
 static void rng_destroy(void *m) { virtio_rng_destroy(m); }
 
-static const struct vdev_kind kind_blk = { "blk", blk_dev, blk_destroy, NULL, 0, NULL };
+static int blk_timer_fd(const void *m) { return virtio_blk_timer_fd(m); }
+static void blk_timer(void *m) { virtio_blk_timer(m); }
+static int net_timer_fd(const void *m) { return virtio_net_timer_fd(m); }
+static void net_timer(void *m) { virtio_net_timer(m); }
+
+static const struct vdev_kind kind_blk = {
+	"blk", blk_dev, blk_destroy, NULL, 0, NULL, blk_timer_fd, blk_timer,
+};
 /* Edge-triggered: the model reads until EAGAIN, or keeps the frame and
  * resumes on the guest's next RX notify when it has no buffers. */
 static const struct vdev_kind kind_net = {
-	"net", net_dev, net_destroy, net_fd, EPOLLIN | EPOLLET, net_ready,
+	"net", net_dev, net_destroy, net_fd, EPOLLIN | EPOLLET, net_ready, net_timer_fd, net_timer,
 };
-static const struct vdev_kind kind_rng = { "rng", rng_dev, rng_destroy, NULL, 0, NULL };
+static const struct vdev_kind kind_rng = { "rng", rng_dev, rng_destroy, NULL, 0, NULL, NULL, NULL };
 
 static struct virtio_dev *vsock_dev(void *m) { return virtio_vsock_dev(m); }
 static void vsock_destroy(void *m) { virtio_vsock_destroy(m); }
 static int vsock_fd(const void *m) { return virtio_vsock_fd(m); }
 static void vsock_ready(void *m) { virtio_vsock_ready(m); }
 static const struct vdev_kind kind_vsock = {
-	"vsock", vsock_dev, vsock_destroy, vsock_fd, EPOLLIN, vsock_ready,
+	"vsock", vsock_dev, vsock_destroy, vsock_fd, EPOLLIN, vsock_ready, NULL, NULL,
+};
+
+static struct virtio_dev *balloon_dev(void *m) { return virtio_balloon_dev(m); }
+static void balloon_destroy(void *m) { virtio_balloon_destroy(m); }
+static const struct vdev_kind kind_balloon = {
+	.name = "balloon", .dev = balloon_dev, .destroy = balloon_destroy,
 };
 
 unsigned virtio_devs_count(const struct virtio_devs_config *c)
 {
-	return c->ndisks + c->nnics + (c->rng ? 1 : 0) + (c->vsock_cid ? 1 : 0);
+	return c->ndisks + c->nnics + (c->rng ? 1 : 0) + (c->vsock_cid ? 1 : 0) +
+	       (c->balloon ? 1 : 0);
 }
 
 int virtio_devs_announce(const struct virtio_devs_config *c, char *cmdline, size_t size,
@@ -206,6 +223,7 @@ static int blk_make(const struct vm_disk *d, const struct guest_mem *m, void **r
 	if (r < 0)
 		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set up disk '%s': %s; free some memory",
 		                 d->path, strerror(-r));
+	virtio_blk_set_limits(b, &d->limits);
 	*ret = b;
 	return 0;
 }
@@ -265,6 +283,7 @@ static int net_make(const struct vm_nic *n, unsigned index, const struct guest_m
 	if (r < 0)
 		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set up NIC %u: %s; free some memory",
 		                 index, strerror(-r));
+	virtio_net_set_limits(dev, &n->limits);
 	*ret = dev;
 	return 0;
 }
@@ -290,6 +309,24 @@ static int vsock_make(const struct virtio_devs_config *c, const struct guest_mem
 	if (r < 0)
 		return vm_fail(err, VMM_EXIT_USAGE, r, "cannot listen on vsock socket '%s': %s; "
 		                 "check the path and its directory", c->vsock_uds, strerror(-r));
+	*ret = dev;
+	return 0;
+}
+
+static int balloon_make(const struct virtio_devs_config *c, const struct guest_mem *m,
+                        void **ret, struct vm_error *err)
+{
+	struct virtio_balloon *dev;
+	int r = virtio_balloon_create(m, (uint32_t)(c->balloon_target >> VIRTIO_BALLOON_PFN_SHIFT),
+	                              &dev);
+
+	if (r == -EINVAL)
+		return vm_fail(err, VMM_EXIT_USAGE, r, "balloon target %" PRIu64 " bytes is larger "
+		                 "than the guest's %" PRIu64 " bytes of RAM; lower it",
+		                 c->balloon_target, m->size);
+	if (r < 0)
+		return vm_fail(err, VMM_EXIT_ERROR, r, "cannot set up virtio-balloon: %s; "
+		                 "free some memory", strerror(-r));
 	*ret = dev;
 	return 0;
 }
@@ -344,6 +381,15 @@ static void notify_cb(void *opaque, uint32_t events)
 	virtio_mmio_notify(&n->slot->t, n->queue);
 }
 
+static void timer_cb(void *opaque, uint32_t events)
+{
+	struct vdev_slot *s = opaque;
+
+	virtio_mmio_lock(&s->t);
+	s->kind->timer(s->model);
+	virtio_mmio_unlock(&s->t);
+}
+
 static void backend_cb(void *opaque, uint32_t events)
 {
 	struct vdev_slot *s = opaque;
@@ -375,6 +421,8 @@ static void slot_teardown(struct vdev_slot *s)
 
 	if (s->backend_watched)
 		loop_del_fd(s->loop, s->kind->fd(s->model));
+	if (s->timer_watched)
+		loop_del_fd(s->loop, s->kind->timer_fd(s->model));
 	for (q = 0; q < s->nnotify; q++) {
 		if (s->loop)
 			loop_del_fd(s->loop, s->notify[q].fd);
@@ -386,7 +434,7 @@ static void slot_teardown(struct vdev_slot *s)
 	s->kind->destroy(s->model);
 }
 
-/* Builds device i of the fixed order (disks, NICs, rng, vsock). */
+/* Builds device i of the fixed order (disks, NICs, rng, vsock, balloon). */
 static int make_one(const struct virtio_devs_config *c, unsigned i, const struct guest_mem *m,
                     const struct vdev_kind **ret_kind, void **ret_model, struct vm_error *err)
 {
@@ -404,8 +452,12 @@ static int make_one(const struct virtio_devs_config *c, unsigned i, const struct
 		*ret_kind = &kind_rng;
 		return rng_make(m, ret_model, err);
 	}
-	*ret_kind = &kind_vsock;
-	return vsock_make(c, m, ret_model, err);
+	if (c->vsock_cid && i-- == 0) {
+		*ret_kind = &kind_vsock;
+		return vsock_make(c, m, ret_model, err);
+	}
+	*ret_kind = &kind_balloon;
+	return balloon_make(c, m, ret_model, err);
 }
 
 /* fds passed by number that no device took yet (from `from` on, the failed
@@ -504,6 +556,12 @@ static int slot_watch(struct vdev_slot *s, struct loop *loop)
 	for (q = 0; q < s->nnotify; q++)
 		if ((r = loop_add_fd(loop, s->notify[q].fd, EPOLLIN, notify_cb, &s->notify[q])) < 0)
 			return r;
+	if (s->kind->timer_fd) {
+		r = loop_add_fd(loop, s->kind->timer_fd(s->model), EPOLLIN, timer_cb, s);
+		if (r < 0)
+			return r;
+		s->timer_watched = true;
+	}
 	if (!s->kind->fd)
 		return 0;
 	r = loop_add_fd(loop, s->kind->fd(s->model), s->kind->fd_events, backend_cb, s);
@@ -538,6 +596,107 @@ void virtio_devs_destroy(struct virtio_devs *d)
 	while (d->n > 0)
 		slot_teardown(&d->slot[--d->n]);
 	free(d);
+}
+
+/* The index-th device of a kind, or NULL. */
+static struct vdev_slot *find_slot(struct virtio_devs *d, const struct vdev_kind *kind,
+                                   unsigned index)
+{
+	for (unsigned i = 0; d && i < d->n; i++)
+		if (d->slot[i].kind == kind && index-- == 0)
+			return &d->slot[i];
+	return NULL;
+}
+
+int virtio_devs_set_limits(struct virtio_devs *d, enum virtio_devs_kind kind, unsigned index,
+                           const struct ratelimit_config *c)
+{
+	struct vdev_slot *s = find_slot(d, kind == VIRTIO_DEVS_DISK ? &kind_blk : &kind_net, index);
+	const char *why;
+
+	if (!s)
+		return -ENODEV;
+	if (ratelimit_config_check(c, &why) < 0)
+		return -EINVAL;
+	virtio_mmio_lock(&s->t);
+	if (kind == VIRTIO_DEVS_DISK)
+		virtio_blk_set_limits(s->model, c);
+	else
+		virtio_net_set_limits(s->model, c);
+	virtio_mmio_unlock(&s->t);
+	return 0;
+}
+
+int virtio_devs_set_balloon(struct virtio_devs *d, uint64_t bytes)
+{
+	struct vdev_slot *s = find_slot(d, &kind_balloon, 0);
+	int r;
+
+	if (!s)
+		return -ENODEV;
+	virtio_mmio_lock(&s->t);
+	r = virtio_balloon_set_target(s->model, bytes >> VIRTIO_BALLOON_PFN_SHIFT);
+	virtio_mmio_unlock(&s->t);
+	return r;
+}
+
+static void blk_fill(struct virtio_devs_dev_stats *o, const struct virtio_blk *b)
+{
+	const struct virtio_blk_stats *st = virtio_blk_stats(b);
+	const struct ratelimit *rl = virtio_blk_limiter(b);
+
+	o->kind = VIRTIO_DEVS_DISK;
+	o->rd_bytes = st->read_bytes;
+	o->wr_bytes = st->write_bytes;
+	o->rd_ops = st->reads;
+	o->wr_ops = st->writes;
+	o->flushes = st->flushes;
+	o->errors = st->errors;
+	o->throttled_ns = rl->throttled_ns;
+	o->limits = rl->config;
+}
+
+static void net_fill(struct virtio_devs_dev_stats *o, const struct virtio_net *n)
+{
+	const struct virtio_net_stats *st = virtio_net_stats(n);
+
+	o->kind = VIRTIO_DEVS_NET;
+	o->rd_bytes = st->rx_bytes;
+	o->wr_bytes = st->tx_bytes;
+	o->rd_ops = st->rx_frames;
+	o->wr_ops = st->tx_frames;
+	o->errors = st->rx_dropped + st->tx_dropped;
+	o->throttled_ns = virtio_net_limiter(n, false)->throttled_ns +
+	                  virtio_net_limiter(n, true)->throttled_ns;
+	o->limits = virtio_net_limiter(n, false)->config;
+}
+
+void virtio_devs_get_stats(struct virtio_devs *d, struct virtio_devs_stats *ret)
+{
+	unsigned ndisk = 0, nnet = 0;
+
+	memset(ret, 0, sizeof(*ret));
+	for (unsigned i = 0; d && i < d->n; i++) {
+		struct vdev_slot *s = &d->slot[i];
+		struct virtio_devs_dev_stats *o = &ret->dev[ret->n];
+
+		virtio_mmio_lock(&s->t);
+		if (s->kind == &kind_blk) {
+			blk_fill(o, s->model);
+			o->index = ndisk++;
+			ret->n++;
+		} else if (s->kind == &kind_net) {
+			net_fill(o, s->model);
+			o->index = nnet++;
+			ret->n++;
+		} else if (s->kind == &kind_balloon) {
+			ret->has_balloon = true;
+			ret->balloon = *virtio_balloon_stats(s->model);
+			ret->balloon_max_pages = virtio_balloon_max_pages(s->model);
+			virtio_balloon_request_stats(s->model);
+		}
+		virtio_mmio_unlock(&s->t);
+	}
 }
 
 void virtio_devs_print_stats(const struct virtio_devs *d)

@@ -11,6 +11,8 @@
 #include "vmm/memory.h"
 #include "vmm/arch/x86/acpi.h"
 #include "vmm/arch/x86/layout.h"
+#include "vmm/devices/virtio/balloon.h"
+#include "vmm/devices/virtio/ratelimit.h"
 
 /*
  * The VM's virtio-mmio devices: the glue between the device models
@@ -19,7 +21,7 @@
  * (notifications and backend fds).  Slots are handed out in one fixed
  * order, so the kernel command line and the DSDT can be written from the
  * configuration alone, before any backend is opened: disks, NICs, rng,
- * vsock.
+ * vsock, balloon.
  */
 
 #define VIRTIO_DEVS_BLK_ID_MAX 20  /* virtio-blk drive id bytes */
@@ -28,6 +30,7 @@ struct vm_disk {
 	const char *path;      /* "/proc/self/fd/N": take over the open fd N */
 	const char *id;        /* NULL: none */
 	bool read_only;
+	struct ratelimit_config limits;  /* all 0: none */
 };
 
 struct vm_nic {
@@ -35,6 +38,7 @@ struct vm_nic {
 	int fd;                /* an open TAP fd (IFF_TAP|IFF_NO_PI), taken over */
 	uint8_t mac[6];
 	bool has_mac;          /* false: derived from the name or fd and index */
+	struct ratelimit_config limits;  /* each direction; bps/ops are bytes/frames */
 };
 
 struct virtio_devs_config {
@@ -45,6 +49,8 @@ struct virtio_devs_config {
 	bool rng;
 	uint64_t vsock_cid;    /* 0: no vsock device */
 	const char *vsock_uds;
+	bool balloon;
+	uint64_t balloon_target;  /* bytes, at most the guest's RAM */
 };
 
 struct vm_error;
@@ -75,6 +81,41 @@ int virtio_devs_attach(struct virtio_devs *d, int vm_fd, struct io_bus *mmio,
 
 /* Tears down in reverse order; vCPU threads must be gone.  NULL is fine. */
 void virtio_devs_destroy(struct virtio_devs *d);
+
+/* ---- run-time control (the daemon link, main thread) ---------------------- */
+
+enum virtio_devs_kind { VIRTIO_DEVS_DISK, VIRTIO_DEVS_NET };
+
+/* Counters of one disk or NIC.  Disks: rd = reads (to the guest), wr =
+ * writes; NICs: rd = received frames, wr = sent frames. */
+struct virtio_devs_dev_stats {
+	enum virtio_devs_kind kind;
+	unsigned index;                /* among the devices of its kind */
+	uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops;
+	uint64_t flushes;              /* disks */
+	uint64_t errors;               /* disks: failed requests; NICs: dropped frames */
+	uint64_t throttled_ns;         /* waiting for the rate limiter (NICs: both ways) */
+	struct ratelimit_config limits;
+};
+
+struct virtio_devs_stats {
+	struct virtio_devs_dev_stats dev[VIRTIO_MMIO_MAX];
+	unsigned n;
+	bool has_balloon;
+	struct virtio_balloon_stats balloon;
+	uint64_t balloon_max_pages;
+};
+
+/* Sets the limits of disk or NIC `index`: -ENODEV when there is none,
+ * -EINVAL when c fails ratelimit_config_check. */
+int virtio_devs_set_limits(struct virtio_devs *d, enum virtio_devs_kind kind, unsigned index,
+                           const struct ratelimit_config *c);
+/* New balloon target in bytes (rounded down to pages): -ENODEV without a
+ * balloon, -EINVAL above the guest's RAM. */
+int virtio_devs_set_balloon(struct virtio_devs *d, uint64_t bytes);
+/* Fills *ret; the balloon statistics are those the guest sent last, and a
+ * fresh set is asked for. */
+void virtio_devs_get_stats(struct virtio_devs *d, struct virtio_devs_stats *ret);
 
 /* MVM_VIRTIO_STATS=1: one line per device on stderr at exit (the block
  * benchmark counts requests and MMIO register exits with it). */

@@ -640,6 +640,11 @@ unsigned vm_nvcpus(const struct vm *vm) { return vm->nvcpus; }
 const struct guest_mem *vm_guest_mem(const struct vm *vm) { return &vm->mem; }
 struct io_bus *vm_pio_bus(struct vm *vm) { return &vm->pio; }
 struct io_bus *vm_mmio_bus(struct vm *vm) { return &vm->mmio; }
+struct virtio_devs *vm_virtio_devs(struct vm *vm)
+{
+	return vm->virtio;
+}
+
 struct loop *vm_loop(struct vm *vm) { return vm->loop; }
 
 void vm_console_set_observer(struct vm *vm, vm_console_observer_cb cb, void *opaque)

@@ -77,6 +77,10 @@ struct io_bus *vm_mmio_bus(struct vm *vm);
  * Hooks for the daemon link (vmm/control.c).  Register them between
  * vm_create() and vm_run().
  */
+/* The virtio devices, for run-time limits, balloon and stats (main thread;
+ * NULL with dump_acpi). */
+struct virtio_devs *vm_virtio_devs(struct vm *vm);
+
 /* Main-thread event loop: plug file descriptors in with loop_add_fd(). */
 struct loop *vm_loop(struct vm *vm);
 

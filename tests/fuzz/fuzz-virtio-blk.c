@@ -2,7 +2,9 @@
 /*
  * virtio-blk behind the virtio-mmio transport.  Input: a 16-byte header
  * (le16 queue size, u8 flags: bit 0 read-only, bit 1 offer-only legacy
- * features, u8 notify count, le32 desc, avail, used guest addresses) and
+ * features, bit 2 a limit of one request per second (all but the first
+ * wait: the throttled path, then the timer's), bit 3 lift it before the
+ * timer; u8 notify count, le32 desc, avail, used guest addresses) and
  * the first bytes of a 64 KiB guest RAM.  The fuzzer plays a driver that
  * sets the device up the way Linux does, then lets the device process
  * whatever rings the input describes, against a 32 KiB memfd disk.
@@ -71,8 +73,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	virtio_mmio_init(&t, virtio_blk_dev(b), &cb);
 	driver_setup(&t, data);
 	read_config(&t);
+	if (data[2] & 4)
+		virtio_blk_set_limits(b, &(struct ratelimit_config){ .ops = 1 });
 	for (unsigned i = 0; i <= (data[3] & 3); i++)
 		virtio_mmio_notify(&t, i & 1 ? 0 : data[3] >> 2);
+	if (data[2] & 8)
+		virtio_blk_set_limits(b, &(struct ratelimit_config){ 0 });
+	if (data[2] & 12)
+		virtio_blk_timer(b);
 	virtio_mmio_destroy(&t);
 	virtio_blk_destroy(b);
 	free(ram);

@@ -95,6 +95,8 @@ def blk_seeds():
     r = Ram(); n = blk_req(r, 0, 0, 1, 512, True); blk_req(r, n, 1, 2, 512, False)
     r.avail(2, [0, n])
     s['valid-two-requests'] = hdr(16, 0x0100) + r.b
+    s['limited-two-requests'] = hdr(16, 0x0100 | 4) + r.b
+    s['limited-then-lifted'] = hdr(16, 0x0300 | 4 | 8) + r.b
     r = Ram(); blk_req(r, 0, 0, 63, 1024, True); r.avail(1, [0])
     s['read-past-end'] = hdr(16, 0x0100) + r.b
     r = Ram(); blk_req(r, 0, 1, 0xffffffffffffffff, 512, False); r.avail(1, [0])

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * blkbench:N: write N MiB to the first virtio-blk, read it back, flush.
+ * blkbench:N[,K]: write N MiB to the first virtio-blk, read it back, flush,
+ * in requests of at most K KiB (default and most: 1 MiB).
  * Built to measure the device path, not the guest: requests are as large as
  * the device allows, as many are in flight as the queue holds, they are
  * published in batches with one notification each, and completions are
@@ -47,6 +48,7 @@ struct bench {
 	volatile uint8_t *status;   /* one per slot */
 	uint64_t bytes;      /* N MiB */
 	uint64_t req_bytes;  /* data bytes per request (the last may be short) */
+	uint64_t req_max;    /* the K of blkbench:N,K in bytes */
 	uint64_t seg_bytes;  /* data bytes per descriptor */
 	unsigned descs;      /* descriptors per request: header, segments, status */
 	unsigned slots;      /* requests in flight at most */
@@ -62,7 +64,7 @@ static struct vdev devs[VIRTIO_DEVS_MAX];
  * device sets no size_max), no more data descriptors than seg_max. */
 static void bench_geometry(struct bench *b)
 {
-	uint64_t seg = REQ_MAX, nseg;
+	uint64_t seg = b->req_max, nseg;
 
 	if (b->dev->features & 1UL << VIRTIO_BLK_F_SIZE_MAX) {
 		uint32_t size_max = vdev_cfg32(b->dev, CFG_SIZE_MAX) & ~(SECTOR - 1U);
@@ -70,7 +72,7 @@ static void bench_geometry(struct bench *b)
 		if (size_max && size_max < seg)
 			seg = size_max;
 	}
-	nseg = REQ_MAX / seg;
+	nseg = b->req_max / seg;
 	if (nseg > b->q.size - 2UL)
 		nseg = b->q.size - 2UL;
 	if (b->dev->features & 1UL << VIRTIO_BLK_F_SEG_MAX) {
@@ -255,12 +257,30 @@ static void bench_open(struct bench *b, uint64_t mib)
 	bench_geometry(b);
 }
 
+/* "N" or "N,K": MiB to move, KiB per request at most (1 to 1024). */
+static bool parse_args(const char *arg, uint64_t *ret_mib, uint64_t *ret_req)
+{
+	char buf[32];
+	unsigned i = 0;
+	uint64_t kib = REQ_MAX >> 10;
+
+	for (; arg[i] && arg[i] != ',' && i < sizeof(buf) - 1; i++)
+		buf[i] = arg[i];
+	buf[i] = '\0';
+	if (!parse_u64(buf, ret_mib) || *ret_mib > (BUF_LIMIT >> 20))
+		return false;
+	if (arg[i] == ',' && (!parse_u64(arg + i + 1, &kib) || kib == 0 || kib > (REQ_MAX >> 10)))
+		return false;
+	*ret_req = kib << 10;
+	return true;
+}
+
 void blkbench_run(const char *arg)
 {
 	static struct bench b;
 	uint64_t mib, seed = rdtsc(), tsc, bad;
 
-	if (!arg || !parse_u64(arg, &mib) || mib > (BUF_LIMIT >> 20))
+	if (!arg || !parse_args(arg, &mib, &b.req_max))
 		fail("blkbench: bad argument '%s'", arg ? arg : "");
 	kprintf("MVMTEST blkbench start mib=%lu\n", mib);
 	bench_open(&b, mib);

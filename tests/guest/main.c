@@ -185,6 +185,8 @@ static const struct scenario {
 	{ "net", net_run },
 	{ "hostile", hostile_run },
 	{ "vsock", vsock_run },
+	{ "balloon", balloon_run },
+	{ "netflood", netflood_run },
 };
 
 static bool starts_with(const char *s, const char *prefix)

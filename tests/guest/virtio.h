@@ -14,6 +14,7 @@
 #define VIRTIO_ID_NET      1
 #define VIRTIO_ID_BLK      2
 #define VIRTIO_ID_RNG      4
+#define VIRTIO_ID_BALLOON  5
 #define VIRTIO_ID_VSOCK    19
 
 #define VIRTIO_F_VERSION_1 32
@@ -102,7 +103,8 @@ bool vq_wait(struct vq *q, unsigned ticks, struct vring_used_elem *ret);
 extern volatile uint32_t virtio_irqs, timer_ticks;
 void virtio_irqs_report(void);
 
-/* Scenarios (blk.c, blkbench.c, net.c, rng.c, virtio.c, vsock.c). */
+/* Scenarios (balloon.c, blk.c, blkbench.c, net.c, netflood.c, rng.c, virtio.c,
+ * vsock.c). */
 void virtio_list_run(const char *arg);
 void blk_run(const char *arg);
 void blkbench_run(const char *arg);
@@ -110,5 +112,7 @@ void hostile_run(const char *arg);
 void net_run(const char *arg);
 void rng_run(const char *arg);
 void vsock_run(const char *arg);
+void balloon_run(const char *arg);
+void netflood_run(const char *arg);
 
 #endif

@@ -237,6 +237,109 @@ static void test_link(void)
 	CHECK_EQ(proto_link_decode("nope", 4, &out), -EINVAL);
 }
 
+static int link_dec(const char *s, struct proto_link_msg *out)
+{
+	return proto_link_decode(s, strlen(s), out);
+}
+
+/* Encodes m and decodes it again into *out. */
+static int link_roundtrip(const struct proto_link_msg *m, struct proto_link_msg *out)
+{
+	char *line;
+	size_t n;
+	int r = proto_link_encode(m, &line, &n);
+
+	if (r < 0)
+		return r;
+	r = proto_link_decode(line, n, out);
+	free(line);
+	return r;
+}
+
+/* set-limits, balloon, stats and their answers (the worker's run-time
+ * controls). */
+static void test_link_control(void)
+{
+	struct proto_link_msg m = { .type = PROTO_LINK_SET_LIMITS, .seq = 7, .dev_kind = PROTO_LINK_NET,
+	                            .dev_index = 2, .limits = { 1000, 0, 50, 10 } };
+	struct proto_link_msg out;
+	struct proto_link_stats st = { .ndev = 2, .has_balloon = true };
+	char err[PROTO_LINK_ERROR_MAX + 2], line[400];
+
+	CHECK_EQ(link_roundtrip(&m, &out), 0);
+	CHECK(out.type == PROTO_LINK_SET_LIMITS && out.seq == 7 && out.dev_kind == PROTO_LINK_NET &&
+	      out.dev_index == 2 && out.limits.bps == 1000 && out.limits.ops == 50 &&
+	      out.limits.ops_burst == 10 && out.limits.bps_burst == 0);
+	proto_link_clear(&out);
+	/* absent limits are 0 (none) */
+	CHECK_EQ(link_dec("{\"msg\":\"set-limits\",\"seq\":1,\"device\":\"disk\",\"index\":0}", &out), 0);
+	CHECK(out.dev_kind == PROTO_LINK_DISK && out.limits.bps == 0 && out.limits.ops == 0);
+	CHECK_EQ(link_dec("{\"msg\":\"set-limits\",\"seq\":1,\"device\":\"disk\",\"index\":0,\"bps\":-1}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"set-limits\",\"seq\":1,\"device\":\"disk\",\"index\":16}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"set-limits\",\"seq\":1,\"device\":\"tape\",\"index\":0}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"set-limits\",\"seq\":1,\"device\":\"disk\"}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"set-limits\",\"device\":\"disk\",\"index\":0}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"set-limits\",\"seq\":1,\"device\":\"disk\",\"index\":0,\"ops\":\"1\"}", &out), -EINVAL);
+
+	m = (struct proto_link_msg){ .type = PROTO_LINK_BALLOON, .seq = 3, .target = 64 << 20 };
+	CHECK_EQ(link_roundtrip(&m, &out), 0);
+	CHECK(out.type == PROTO_LINK_BALLOON && out.seq == 3 && out.target == 64 << 20);
+	CHECK_EQ(link_dec("{\"msg\":\"balloon\",\"seq\":3}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"balloon\",\"seq\":3,\"target\":-4096}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"stats\",\"seq\":9}", &out), 0);
+	CHECK(out.type == PROTO_LINK_STATS && out.seq == 9);
+
+	m = (struct proto_link_msg){ .type = PROTO_LINK_RESULT, .seq = 4 };
+	CHECK_EQ(link_roundtrip(&m, &out), 0);
+	CHECK(out.type == PROTO_LINK_RESULT && out.seq == 4 && !out.error);
+	m.error = "no disk 3";
+	CHECK_EQ(link_roundtrip(&m, &out), 0);
+	CHECK(out.error && !strcmp(out.error, "no disk 3"));
+	proto_link_clear(&out);
+	CHECK(!out.error);
+	memset(err, 'x', sizeof(err) - 1);
+	err[sizeof(err) - 1] = '\0';
+	snprintf(line, sizeof(line), "{\"msg\":\"result\",\"seq\":1,\"error\":\"%s\"}", err);
+	CHECK_EQ(link_dec(line, &out), -EINVAL);
+
+	st.dev[0] = (struct proto_link_dev_stats){ .kind = PROTO_LINK_DISK, .index = 0, .rd_bytes = 1 << 20,
+		.wr_bytes = 512, .rd_ops = 8, .wr_ops = 1, .flushes = 2, .errors = 1,
+		.throttled_ns = 123456789, .limits = { .bps = 1 << 20, .ops = 100 } };
+	st.dev[1] = (struct proto_link_dev_stats){ .kind = PROTO_LINK_NET, .index = 0, .rd_bytes = 60,
+		.wr_bytes = 70, .rd_ops = 1, .wr_ops = 1, .flushes = 99, .errors = 3 };
+	st.balloon = (struct proto_link_balloon_stats){ .target_pages = 8192, .actual_pages = 4096,
+		.max_pages = 65536, .inflated = 4096, .reported_bytes = 1 << 22,
+		.guest_valid = 1u << 4 | 1u << 5, .guest = { [4] = 100, [5] = 200, [6] = 300 } };
+	m = (struct proto_link_msg){ .type = PROTO_LINK_STATS_REPLY, .seq = 5, .stats = &st };
+	CHECK_EQ(link_roundtrip(&m, &out), 0);
+	CHECK(out.type == PROTO_LINK_STATS_REPLY && out.seq == 5 && out.stats);
+	if (out.stats) {
+		const struct proto_link_stats *o = out.stats;
+
+		CHECK_EQ(o->ndev, 2);
+		CHECK(!memcmp(&o->dev[0], &st.dev[0], sizeof(st.dev[0])));
+		/* NICs have no flushes: not sent */
+		CHECK(o->dev[1].kind == PROTO_LINK_NET && o->dev[1].errors == 3 && o->dev[1].flushes == 0 &&
+		      o->dev[1].wr_bytes == 70);
+		CHECK(o->has_balloon && o->balloon.actual_pages == 4096 && o->balloon.max_pages == 65536 &&
+		      o->balloon.reported_bytes == 1 << 22);
+		/* only the guest statistics it sent */
+		CHECK(o->balloon.guest_valid == (1u << 4 | 1u << 5) && o->balloon.guest[5] == 200 &&
+		      o->balloon.guest[6] == 0);
+	}
+	proto_link_clear(&out);
+	CHECK_EQ(link_dec("{\"msg\":\"stats-reply\",\"seq\":1,\"devices\":[]}", &out), 0);
+	CHECK(out.stats && out.stats->ndev == 0 && !out.stats->has_balloon);
+	proto_link_clear(&out);
+	CHECK_EQ(link_dec("{\"msg\":\"stats-reply\",\"seq\":1}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"stats-reply\",\"seq\":1,\"devices\":[{\"device\":\"disk\",\"index\":0,\"reads\":-1}]}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"stats-reply\",\"seq\":1,\"devices\":[1]}", &out), -EINVAL);
+	CHECK_EQ(link_dec("{\"msg\":\"stats-reply\",\"seq\":1,\"devices\":[],\"balloon\":{\"guest\":{\"free_memory\":\"x\"}}}", &out), -EINVAL);
+	snprintf(line, sizeof(line), "{\"msg\":\"stats-reply\",\"seq\":1,\"devices\":[%s]}",
+	         "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}");
+	CHECK_EQ(link_dec(line, &out), -EINVAL);
+}
+
 static void test_responses(void)
 {
 	struct proto_error err;
@@ -570,6 +673,7 @@ int main(void)
 	test_linebuf();
 	test_base64();
 	test_link();
+	test_link_control();
 	test_responses();
 	test_client_builder();
 	test_names();

@@ -3,6 +3,7 @@
  * the fake driver: I/O paths, read-only disks, range checks, and hostile
  * descriptor chains that must end in NEEDS_RESET without touching the file. */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -269,6 +270,75 @@ static void test_hostile(struct drv *d, int fd)
 	CHECK_EQ(blk_req(d, VIRTIO_BLK_T_IN, 1, 512, NULL), VIRTIO_BLK_S_OK);
 }
 
+/* Posts a 512-byte read of sector 0 without waiting for it. */
+static void post_read(struct drv *d)
+{
+	struct drv_seg segs[3] = {
+		{ HDR_GPA, 16, false }, { DATA_GPA, 512, true }, { STATUS_GPA, 1, true },
+	};
+
+	put_hdr(d, VIRTIO_BLK_T_IN, 0);
+	drv_post(d, 0, segs, 3);
+}
+
+static unsigned reap(struct drv *d)
+{
+	uint32_t id, len;
+	unsigned n = 0;
+
+	while (drv_used(d, 0, &id, &len))
+		n++;
+	return n;
+}
+
+/* 10 ops/s: of three requests one goes at once, the others wait for the
+ * timer (not for the driver's notifications), and the second waits most of 100 ms. */
+static void test_limits(struct drv *d, struct virtio_blk *b)
+{
+	struct ratelimit_config c = { .ops = 10 }, off = { 0 };
+	struct pollfd p = { .fd = virtio_blk_timer_fd(b), .events = POLLIN };
+	uint64_t t0, dt;
+
+	reap(d);
+	virtio_blk_set_limits(b, &c);
+	for (int i = 0; i < 3; i++)
+		post_read(d);
+	t0 = ratelimit_now_ns();
+	drv_kick(d, 0);
+	CHECK_EQ(reap(d), 1);
+	drv_kick(d, 0);                  /* throttled: ignored */
+	CHECK_EQ(reap(d), 0);
+	CHECK_EQ(poll(&p, 1, 2000), 1);
+	virtio_mmio_lock(&d->t);
+	virtio_blk_timer(b);
+	virtio_mmio_unlock(&d->t);
+	dt = ratelimit_now_ns() - t0;
+	CHECK_EQ(reap(d), 1);
+	CHECK(dt >= (100 - RATELIMIT_BUCKET_MS) * 1000000ULL);  /* 1 op less the bucket, at 10/s */
+	CHECK(virtio_blk_limiter(b)->throttled_ns > 0);
+	/* lifting the limit lets the last one go from the timer at once */
+	virtio_blk_set_limits(b, &off);
+	CHECK_EQ(poll(&p, 1, 2000), 1);
+	virtio_mmio_lock(&d->t);
+	virtio_blk_timer(b);
+	virtio_mmio_unlock(&d->t);
+	CHECK_EQ(reap(d), 1);
+	CHECK_EQ(virtio_blk_stats(b)->read_bytes >= 3 * 512, 1);
+	/* a timer that fires after a reset does nothing */
+	virtio_blk_set_limits(b, &c);
+	post_read(d);
+	post_read(d);
+	drv_kick(d, 0);
+	CHECK_EQ(reap(d), 1);
+	CHECK(drv_init(d, WANT, 1, 16) != 0);
+	CHECK_EQ(poll(&p, 1, 2000), 1);
+	virtio_mmio_lock(&d->t);
+	virtio_blk_timer(b);
+	virtio_mmio_unlock(&d->t);
+	CHECK_EQ(reap(d), 0);
+	virtio_blk_set_limits(b, &off);
+}
+
 int main(void)
 {
 	char path[64];
@@ -291,6 +361,7 @@ int main(void)
 	test_any_layout(&d);
 	test_ranges(&d, fd);
 	test_hostile(&d, fd);
+	test_limits(&d, b);
 	virtio_blk_destroy(b);
 	drv_close(&d);
 	test_read_only(path);

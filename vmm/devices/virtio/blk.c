@@ -30,6 +30,9 @@ struct virtio_blk {
 	char id[VIRTIO_BLK_ID_BYTES];
 	struct blk_config config;
 	struct virtio_blk_stats stats;
+	struct ratelimit rl;
+	int timer_fd;
+	bool throttled;              /* timer armed: the queue waits for it */
 	struct virtq_chain chain;
 	struct iovec data[VIRTQ_MAX_SIZE];
 };
@@ -92,6 +95,7 @@ static uint8_t blk_read(struct virtio_blk *b, struct virtq_chain *c, uint64_t se
 	if (n < 0 || blk_rw(b->fd, b->data, n, sector * VIRTIO_BLK_SECTOR_SIZE, false) < 0)
 		return VIRTIO_BLK_S_IOERR;
 	b->stats.reads++;
+	b->stats.read_bytes += len;
 	*written += len;
 	return VIRTIO_BLK_S_OK;
 }
@@ -107,6 +111,7 @@ static uint8_t blk_write(struct virtio_blk *b, struct virtq_chain *c, uint64_t s
 	if (n < 0 || blk_rw(b->fd, b->data, n, sector * VIRTIO_BLK_SECTOR_SIZE, true) < 0)
 		return VIRTIO_BLK_S_IOERR;
 	b->stats.writes++;
+	b->stats.write_bytes += len;
 	return VIRTIO_BLK_S_OK;
 }
 
@@ -161,22 +166,82 @@ static int blk_request(struct virtio_blk *b, struct virtq_chain *c)
 	return 0;
 }
 
-/* At most one ring's worth per notification: anything the driver adds
- * later comes with a notification of its own. */
-static void blk_queue_notify(struct virtio_dev *vd, uint16_t q)
+/* The data bytes a request moves, as the limiter charges them: everything
+ * but the header and the status byte. */
+static uint64_t blk_payload(const struct virtq_chain *c)
 {
-	struct virtio_blk *b = to_blk(vd);
+	uint64_t n = (uint64_t)c->out_len + c->in_len;
+
+	return n > BLK_HDR_SIZE + 1 ? n - BLK_HDR_SIZE - 1 : 0;
+}
+
+static void blk_throttle(struct virtio_blk *b, uint64_t ns)
+{
+	/* a timerfd that cannot be armed leaves the queue to the next
+	 * notification rather than stalling it */
+	b->throttled = ratelimit_timer_arm(b->timer_fd, ns) == 0;
+}
+
+/* At most one ring's worth per notification: anything the driver adds
+ * later comes with a notification of its own.  Under a limit, the driver's
+ * notifications are ignored while throttled, so a full ring's worth goes on
+ * from the timer instead. */
+static void blk_run(struct virtio_blk *b)
+{
+	struct virtio_dev *vd = &b->vd;
+	bool limited = ratelimit_enabled(&b->rl);
 	unsigned done = 0;
+	uint64_t wait;
 
 	while (done < vd->vq[0].size && virtio_dev_pop(vd, 0, &b->chain) > 0) {
+		if (limited && (wait = ratelimit_wait_ns(&b->rl, ratelimit_now_ns()))) {
+			virtq_unpop(&vd->vq[0]);
+			blk_throttle(b, wait);
+			break;
+		}
 		if (blk_request(b, &b->chain) < 0) {
 			virtio_dev_fail(vd, "virtio-blk request without header or status byte");
 			break;
 		}
+		ratelimit_charge(&b->rl, blk_payload(&b->chain), 1);
 		done++;
 	}
+	if (limited && done == vd->vq[0].size && !b->throttled)
+		blk_throttle(b, 0);
 	if (done)
 		virtio_dev_signal(vd, 0);
+}
+
+static void blk_queue_notify(struct virtio_dev *vd, uint16_t q)
+{
+	struct virtio_blk *b = to_blk(vd);
+
+	if (!b->throttled)
+		blk_run(b);
+}
+
+static void blk_reset(struct virtio_dev *vd)
+{
+	struct virtio_blk *b = to_blk(vd);
+
+	/* a timer still armed finds the queue disabled and does nothing */
+	b->throttled = false;
+}
+
+void virtio_blk_timer(struct virtio_blk *b)
+{
+	ratelimit_timer_clear(b->timer_fd);
+	b->throttled = false;
+	if (virtio_dev_running(&b->vd) && b->vd.vq[0].ready)
+		blk_run(b);
+}
+
+void virtio_blk_set_limits(struct virtio_blk *b, const struct ratelimit_config *c)
+{
+	ratelimit_set(&b->rl, c, ratelimit_now_ns());
+	/* requests waiting under the old limit go on under the new one */
+	if (b->throttled)
+		blk_throttle(b, 0);
 }
 
 static const struct virtio_dev_ops blk_ops = {
@@ -185,6 +250,7 @@ static const struct virtio_dev_ops blk_ops = {
 	.config_size = sizeof(struct blk_config),
 	.config_read = blk_config_read,
 	.queue_notify = blk_queue_notify,
+	.reset = blk_reset,
 };
 
 int virtio_blk_create(int fd, bool read_only, const char *id, const struct guest_mem *m,
@@ -202,6 +268,13 @@ int virtio_blk_create(int fd, bool read_only, const char *id, const struct guest
 	if (!b) {
 		close(fd);
 		return -ENOMEM;
+	}
+	b->timer_fd = ratelimit_timer_open();
+	if (b->timer_fd < 0) {
+		int r = b->timer_fd;
+		close(fd);
+		free(b);
+		return r;
 	}
 	b->fd = fd;
 	b->read_only = read_only;
@@ -233,9 +306,12 @@ void virtio_blk_destroy(struct virtio_blk *b)
 	if (!b)
 		return;
 	close(b->fd);
+	close(b->timer_fd);
 	free(b);
 }
 
 struct virtio_dev *virtio_blk_dev(struct virtio_blk *b) { return &b->vd; }
 uint64_t virtio_blk_capacity(const struct virtio_blk *b) { return b->capacity; }
 const struct virtio_blk_stats *virtio_blk_stats(const struct virtio_blk *b) { return &b->stats; }
+const struct ratelimit *virtio_blk_limiter(const struct virtio_blk *b) { return &b->rl; }
+int virtio_blk_timer_fd(const struct virtio_blk *b) { return b->timer_fd; }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/devices/virtio/ratelimit.h"
 #include "vmm/devices/virtio/virtio.h"
 
 /* virtio-blk (spec 5.2) over a raw image file. */
@@ -27,6 +28,7 @@
 
 struct virtio_blk_stats {
 	uint64_t reads, writes, flushes, errors;
+	uint64_t read_bytes, write_bytes;
 };
 
 struct virtio_blk;
@@ -44,5 +46,17 @@ void virtio_blk_destroy(struct virtio_blk *b);
 struct virtio_dev *virtio_blk_dev(struct virtio_blk *b);
 uint64_t virtio_blk_capacity(const struct virtio_blk *b);  /* sectors */
 const struct virtio_blk_stats *virtio_blk_stats(const struct virtio_blk *b);
+
+/*
+ * Rate limits (vmm/devices/virtio/ratelimit.h): every request is one op and
+ * its data bytes.  While the limiter refuses, the queue is not processed and
+ * its notifications are ignored; the device's timerfd resumes it: register
+ * virtio_blk_timer_fd() for EPOLLIN and call virtio_blk_timer() (transport
+ * locked) when it fires.  c must have passed ratelimit_config_check.
+ */
+void virtio_blk_set_limits(struct virtio_blk *b, const struct ratelimit_config *c);
+const struct ratelimit *virtio_blk_limiter(const struct virtio_blk *b);
+int virtio_blk_timer_fd(const struct virtio_blk *b);
+void virtio_blk_timer(struct virtio_blk *b);
 
 #endif

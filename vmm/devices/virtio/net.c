@@ -25,6 +25,10 @@ struct virtio_net {
 	int fd;
 	struct net_config config;
 	struct virtio_net_stats stats;
+	struct ratelimit rl[2];      /* VIRTIO_NET_RXQ, VIRTIO_NET_TXQ */
+	bool throttled[2];
+	int timer_fd;
+	uint64_t timer_deadline;     /* CLOCK_MONOTONIC ns; 0: not armed */
 	size_t pending_len;          /* frame waiting in `frame` for an RX buffer */
 	struct virtq_chain chain;
 	struct iovec txiov[VIRTQ_MAX_SIZE];
@@ -78,6 +82,37 @@ static int rx_place(struct virtio_net *n, struct virtq_chain *c)
 	return 1;
 }
 
+/* One timer serves both directions: it is armed for the earlier of their
+ * deadlines, and each direction re-arms for its own when it fires. */
+static void net_arm(struct virtio_net *n, uint64_t now, uint64_t ns)
+{
+	uint64_t deadline = now + ns;
+
+	if (n->timer_deadline && n->timer_deadline <= deadline)
+		return;
+	if (ratelimit_timer_arm(n->timer_fd, ns) == 0)
+		n->timer_deadline = deadline;
+}
+
+/* True when direction q may move its next frame; else it is throttled
+ * until the timer fires. */
+static bool net_admit(struct virtio_net *n, int q)
+{
+	uint64_t now, wait;
+
+	if (n->throttled[q])
+		return false;
+	if (!ratelimit_enabled(&n->rl[q]))
+		return true;
+	now = ratelimit_now_ns();
+	wait = ratelimit_wait_ns(&n->rl[q], now);
+	if (!wait)
+		return true;
+	n->throttled[q] = true;
+	net_arm(n, now, wait);
+	return false;
+}
+
 /* Moves frames from the backend to the guest until either side runs dry.
  * Each pass either fills a guest buffer (at most the ring's worth before
  * the ring is empty) or consumes a frame from the backend. */
@@ -85,10 +120,15 @@ static void net_rx(struct virtio_net *n)
 {
 	bool used = false;
 
-	while (virtio_dev_running(&n->vd) && rx_fill(n)) {
+	while (virtio_dev_running(&n->vd) && net_admit(n, VIRTIO_NET_RXQ) && rx_fill(n)) {
+		size_t len = n->pending_len;
+
 		if (virtio_dev_pop(&n->vd, VIRTIO_NET_RXQ, &n->chain) <= 0)
 			break;  /* keep the frame until the driver adds buffers */
-		used |= rx_place(n, &n->chain);
+		if (rx_place(n, &n->chain)) {
+			ratelimit_charge(&n->rl[VIRTIO_NET_RXQ], len, 1);
+			used = true;
+		}
 	}
 	if (used)
 		virtio_dev_signal(&n->vd, VIRTIO_NET_RXQ);
@@ -131,12 +171,17 @@ static void net_tx(struct virtio_net *n)
 {
 	unsigned done = 0;
 
-	while (done < n->vd.vq[VIRTIO_NET_TXQ].size &&
+	while (done < n->vd.vq[VIRTIO_NET_TXQ].size && net_admit(n, VIRTIO_NET_TXQ) &&
 	       virtio_dev_pop(&n->vd, VIRTIO_NET_TXQ, &n->chain) > 0) {
 		tx_one(n, &n->chain);
+		ratelimit_charge(&n->rl[VIRTIO_NET_TXQ], n->chain.out_len > VIRTIO_NET_HDR_SIZE ?
+		                 n->chain.out_len - VIRTIO_NET_HDR_SIZE : 0, 1);
 		virtio_dev_push(&n->vd, VIRTIO_NET_TXQ, n->chain.head, 0);
 		done++;
 	}
+	/* notifications were ignored while throttled: go on from the timer */
+	if (ratelimit_enabled(&n->rl[VIRTIO_NET_TXQ]) && done == n->vd.vq[VIRTIO_NET_TXQ].size)
+		net_arm(n, ratelimit_now_ns(), 0);
 	if (done)
 		virtio_dev_signal(&n->vd, VIRTIO_NET_TXQ);
 }
@@ -156,7 +201,33 @@ static void net_activate(struct virtio_dev *vd)
 
 static void net_reset(struct virtio_dev *vd)
 {
-	to_net(vd)->pending_len = 0;
+	struct virtio_net *n = to_net(vd);
+
+	n->pending_len = 0;
+	n->throttled[0] = n->throttled[1] = false;
+}
+
+void virtio_net_timer(struct virtio_net *n)
+{
+	ratelimit_timer_clear(n->timer_fd);
+	n->timer_deadline = 0;
+	n->throttled[0] = n->throttled[1] = false;
+	if (!virtio_dev_running(&n->vd))
+		return;
+	if (n->vd.vq[VIRTIO_NET_RXQ].ready)
+		net_rx(n);
+	if (n->vd.vq[VIRTIO_NET_TXQ].ready)
+		net_tx(n);
+}
+
+void virtio_net_set_limits(struct virtio_net *n, const struct ratelimit_config *c)
+{
+	uint64_t now = ratelimit_now_ns();
+
+	ratelimit_set(&n->rl[0], c, now);
+	ratelimit_set(&n->rl[1], c, now);
+	if (n->throttled[0] || n->throttled[1])
+		net_arm(n, now, 0);
 }
 
 void virtio_net_rx_ready(struct virtio_net *n)
@@ -190,6 +261,13 @@ int virtio_net_create(int fd, const uint8_t mac[6], const struct guest_mem *m,
 		close(fd);
 		return -ENOMEM;
 	}
+	n->timer_fd = ratelimit_timer_open();
+	if (n->timer_fd < 0) {
+		int r = n->timer_fd;
+		close(fd);
+		free(n);
+		return r;
+	}
 	n->fd = fd;
 	memcpy(n->config.mac, mac, 6);
 	n->config.status = VIRTIO_NET_S_LINK_UP;
@@ -205,12 +283,18 @@ void virtio_net_destroy(struct virtio_net *n)
 	if (!n)
 		return;
 	close(n->fd);
+	close(n->timer_fd);
 	free(n);
 }
 
 struct virtio_dev *virtio_net_dev(struct virtio_net *n) { return &n->vd; }
 int virtio_net_fd(const struct virtio_net *n) { return n->fd; }
 const struct virtio_net_stats *virtio_net_stats(const struct virtio_net *n) { return &n->stats; }
+int virtio_net_timer_fd(const struct virtio_net *n) { return n->timer_fd; }
+const struct ratelimit *virtio_net_limiter(const struct virtio_net *n, bool tx)
+{
+	return &n->rl[tx ? VIRTIO_NET_TXQ : VIRTIO_NET_RXQ];
+}
 
 int virtio_net_tap_open(const char *ifname, int *ret_fd)
 {

@@ -2,8 +2,10 @@
 #ifndef MVM_VIRTIO_NET_H
 #define MVM_VIRTIO_NET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/devices/virtio/ratelimit.h"
 #include "vmm/devices/virtio/virtio.h"
 
 /*
@@ -43,6 +45,18 @@ void virtio_net_destroy(struct virtio_net *n);
 struct virtio_dev *virtio_net_dev(struct virtio_net *n);
 int virtio_net_fd(const struct virtio_net *n);
 const struct virtio_net_stats *virtio_net_stats(const struct virtio_net *n);
+
+/*
+ * Rate limits: the same limits apply to each direction on its own (frames
+ * received and sent; a frame is one op).  While a direction is throttled
+ * the device neither reads the backend nor takes transmit buffers; its
+ * timerfd resumes it: register virtio_net_timer_fd() for EPOLLIN and call
+ * virtio_net_timer() (transport locked) when it fires.
+ */
+void virtio_net_set_limits(struct virtio_net *n, const struct ratelimit_config *c);
+const struct ratelimit *virtio_net_limiter(const struct virtio_net *n, bool tx);
+int virtio_net_timer_fd(const struct virtio_net *n);
+void virtio_net_timer(struct virtio_net *n);
 
 /* The backend fd became readable. */
 void virtio_net_rx_ready(struct virtio_net *n);
