@@ -164,6 +164,19 @@ def cli_habits(env):
     for name, grp in (("a1", "a"), ("a2", "a"), ("b1", "b")):
         ctl.ok("create", name, "--kernel", env.kernel, "--no-start", "--label", "grp=" + grp)
     check(sorted(ctl.ok("ls", "-q").split()) == ["a1", "a2", "b1"], "ls")
+    # bash completion offers the VM names `list -q` prints, and commands
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                          "completion", "mvmctl.bash")
+    for words, want in (("stop a", ["a1", "a2"]), ("--socket %s rm " % env.daemon.sock,
+                                                   ["a1", "a2", "b1"]), ("res", ["restart"])):
+        line = "%s %s" % (ctl.mvmctl, words)
+        r = subprocess.run(["bash", "-c", 'source "$0"; COMP_WORDS=($1); [[ $1 == *" " ]] && '
+                            'COMP_WORDS+=(""); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+                            '_mvmctl; echo "${COMPREPLY[@]}"', script, line],
+                           capture_output=True, text=True, timeout=20,
+                           env=dict(os.environ, MVM_SOCKET=env.daemon.sock if "--socket"
+                                    not in words else "/nonexistent"))
+        check(sorted(r.stdout.split()) == want, "completing '%s': %r %r" % (words, r.stdout, r.stderr))
     # a selector that matches nothing does nothing, successfully
     p = ctl.run("start", "--label", "grp=none")
     check(p.returncode == 0 and b"nothing to do" in p.stderr, "empty selection: %r" % (p,))
