@@ -376,7 +376,8 @@ static int selector_opt(struct ctl *c, const char *cmd, struct selector *s, int 
 	return ctl_usage_error(cmd, "unknown option '%s'", arg);
 }
 
-/* extra: the command's own options (NULL-terminated), shortopts with "o:" */
+/* extra: the command's own options ({0}-terminated); shortopts starts with
+ * ":" so that a missing value is reported as such */
 static int parse_selector(struct ctl *c, int argc, char **argv, const struct option *extra,
 			  const char *shortopts, struct selector *s)
 {
@@ -497,7 +498,7 @@ static int selector_command(struct ctl *c, int argc, char **argv, const struct o
 
 int vm_start(struct ctl *c, int argc, char **argv)
 {
-	return selector_command(c, argc, argv, NULL, "o:", PROTO_OP_VM_START, act_print);
+	return selector_command(c, argc, argv, NULL, ":o:", PROTO_OP_VM_START, act_print);
 }
 
 int vm_stop(struct ctl *c, int argc, char **argv)
@@ -505,7 +506,7 @@ int vm_stop(struct ctl *c, int argc, char **argv)
 	static const struct option o[] = {
 		{ "timeout", required_argument, NULL, O_TIMEOUT }, { 0 } };
 
-	return selector_command(c, argc, argv, o, "o:", PROTO_OP_VM_STOP, act_print);
+	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_STOP, act_print);
 }
 
 int vm_kill(struct ctl *c, int argc, char **argv)
@@ -513,7 +514,7 @@ int vm_kill(struct ctl *c, int argc, char **argv)
 	static const struct option o[] = {
 		{ "signal", required_argument, NULL, O_SIGNAL }, { 0 } };
 
-	return selector_command(c, argc, argv, o, "o:", PROTO_OP_VM_KILL, act_print);
+	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_KILL, act_print);
 }
 
 static int act_rm(struct ctl *c, enum proto_op op, const char *name,
@@ -539,7 +540,7 @@ int vm_rm(struct ctl *c, int argc, char **argv)
 	static const struct option o[] = {
 		{ "force", no_argument, NULL, 'f' }, { 0 } };
 
-	return selector_command(c, argc, argv, o, "fo:", PROTO_OP_VM_RM, act_rm);
+	return selector_command(c, argc, argv, o, ":fo:", PROTO_OP_VM_RM, act_rm);
 }
 
 /* Stops the VM where it holds a worker or a queue slot, then starts it. */
@@ -577,5 +578,5 @@ int vm_restart(struct ctl *c, int argc, char **argv)
 	static const struct option o[] = {
 		{ "timeout", required_argument, NULL, O_TIMEOUT }, { 0 } };
 
-	return selector_command(c, argc, argv, o, "o:", PROTO_OP_VM_START, act_restart);
+	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_START, act_restart);
 }
