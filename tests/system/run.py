@@ -146,7 +146,7 @@ def cli_habits(env):
     several NAMEs and --label selectors, JSON errors."""
     ctl = env.ctl
     check(ctl.ok("--version").strip().startswith("mvmctl "), "mvmctl --version")
-    for cmd in ("create", "start", "stop", "restart", "kill", "rm", "list", "show",
+    for cmd in ("create", "run", "start", "stop", "restart", "kill", "rm", "list", "show",
                 "console", "logs", "events", "host", "version", "help",
                 "boot", "shutdown", "destroy", "remove", "delete", "ls"):
         for flag in ("--help", "-h"):
