@@ -148,6 +148,11 @@ def unit_text(unit, mvmd, vmm):
                         % (mvmd, vmm))
 
 
+def sanitized(exe):
+    r = subprocess.run(["ldd", exe], capture_output=True, text=True)
+    return "libasan" in r.stdout
+
+
 def vm_pid(c, name):
     r = c.sh("%s --socket %s show %s -o json" % (MVMCTL, SOCK, name))
     vm = json.loads(r.stdout)["vm"]
@@ -176,8 +181,13 @@ def main():
         c.write("/etc/systemd/system/mvmd.service", unit_text(unit, mvmd, vmm))
         c.write("/etc/mvm/mvmd.conf", "sandbox_uid_base = %d\nsandbox_uid_count = 100\n"
                 % UID_BASE)
-        c.write("/etc/systemd/system/mvmd.service.d/test.conf",
-                "[Service]\nWatchdogSec=3\n")
+        dropin = "[Service]\nWatchdogSec=3\n"
+        if sanitized(mvmd):
+            # LeakSanitizer stops the world with ptrace (@debug), in mvmd
+            # and in each worker, which inherit the unit's filter
+            dropin += "SystemCallFilter=@debug\n"
+            print("sanitizer build: @debug allowed for LeakSanitizer")
+        c.write("/etc/systemd/system/mvmd.service.d/test.conf", dropin)
         # a target with nothing but the basics, so the host's services stay off
         c.write("/etc/systemd/system/mvmtest.target",
                 "[Unit]\nRequires=basic.target\nAfter=basic.target\nAllowIsolate=yes\n")
