@@ -2,7 +2,7 @@
 # bash completion for mvmctl: commands, options, and VM names from
 # `mvmctl list -q` (asked of the same socket the command line names).
 
-_mvmctl_commands="create start stop restart kill rm list show console logs events
+_mvmctl_commands="create run start stop restart kill rm list show console logs events
 host version help boot shutdown destroy remove delete ls"
 
 _mvmctl()
@@ -34,7 +34,7 @@ _mvmctl()
 		COMPREPLY=($(compgen -W "no on-failure always" -- "$cur")); return ;;
 	--vm)
 		COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${sock[@]}" list -q 2>/dev/null)" -- "$cur")); return ;;
-	--label | --timeout | --mem | --vcpus | --cmdline | --net | --pool | --tail | --idle)
+	--label | --timeout | --stop-timeout | --mem | --vcpus | --cmdline | --net | --pool | --tail | --idle)
 		return ;;
 	esac
 
@@ -50,6 +50,8 @@ _mvmctl()
 	case $cmd in
 	create) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --label --restart
 		--pool --no-start --no-queue --autostart --wait" ;;
+	run) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --label --restart
+		--pool --no-queue --rm --stop-timeout" ;;
 	stop | shutdown | restart) opts="--label --timeout" ;;
 	kill | destroy) opts="--label --signal" ;;
 	rm | remove | delete) opts="-f --force --label" ;;
