@@ -15,6 +15,9 @@ checks through systemctl in the container:
   restart    `systemctl restart`: new MainPID, the VM's worker re-adopted
   watchdog   SIGSTOP on mvmd: the watchdog (3 s in a drop-in) restarts it,
              the VM keeps its pid
+  guests     mvm-guests.service's stop (what host shutdown runs): with
+             MVM_GUESTS_ON_SHUTDOWN=ignore the VM keeps running, with stop
+             it is stopped within MVM_GUESTS_TIMEOUT
 
 Exits 77 with the reason where nspawn cannot run (not root, no
 systemd-nspawn, no overlayfs, no /dev/kvm, the container does not boot).
@@ -148,6 +151,34 @@ def unit_text(unit, mvmd, vmm):
                         % (mvmd, vmm))
 
 
+def install_guests(c, unit):
+    """mvm-guests.service and its script, pointed at the build's mvmctl."""
+    with open(os.path.join(os.path.dirname(unit), "mvm-guests")) as f:
+        script = f.read()
+    exe = [line for line in script.splitlines() if line.startswith("mvmctl=")]
+    check(len(exe) == 1, "mvm-guests has no single mvmctl= line")
+    c.write("/etc/mvm-test/mvm-guests", script.replace(exe[0], "mvmctl=" + MVMCTL))
+    with open(os.path.join(os.path.dirname(unit), "mvm-guests.service")) as f:
+        text = f.read()
+    stop = [line for line in text.splitlines() if line.startswith("ExecStop=")]
+    check(len(stop) == 1, "mvm-guests.service has no single ExecStop= line")
+    c.write("/etc/systemd/system/mvm-guests.service",
+            text.replace(stop[0], "ExecStop=/bin/sh /etc/mvm-test/mvm-guests"))
+
+
+def guests_stop(c, wpid):
+    c.write("/etc/default/mvm-guests", "MVM_GUESTS_ON_SHUTDOWN=ignore\n")
+    c.sh("systemctl start mvm-guests && systemctl stop mvm-guests", timeout=30)
+    check(vm_pid(c, "t1") == ("running", wpid), "mvm-guests (ignore) ended t1")
+    c.write("/etc/default/mvm-guests", "MVM_GUESTS_ON_SHUTDOWN=stop\nMVM_GUESTS_TIMEOUT=1\n")
+    t0 = time.monotonic()
+    c.sh("systemctl start mvm-guests && systemctl stop mvm-guests", timeout=30)
+    state, _ = vm_pid(c, "t1")
+    check(state in ("stopped", "crashed"), "after mvm-guests (stop), t1 is %s" % state)
+    print("guests: ignore kept t1; stop ended it (%s) in %.1fs"
+          % (state, time.monotonic() - t0))
+
+
 def sanitized(exe):
     r = subprocess.run(["ldd", exe], capture_output=True, text=True)
     return "libasan" in r.stdout
@@ -179,6 +210,7 @@ def main():
     try:
         c.mount()
         c.write("/etc/systemd/system/mvmd.service", unit_text(unit, mvmd, vmm))
+        install_guests(c, unit)
         c.write("/etc/mvm/mvmd.conf", "sandbox_uid_base = %d\nsandbox_uid_count = 100\n"
                 % UID_BASE)
         dropin = "[Service]\nWatchdogSec=3\n"
@@ -242,6 +274,7 @@ def main():
         wait_for(restarted, 30, "the watchdog to restart a stopped mvmd", 0.5)
         check(vm_pid(c, "t1") == ("running", wpid), "the watchdog restart ended t1")
         print("watchdog: restarted after %.1fs, t1 kept" % (time.monotonic() - t0))
+        guests_stop(c, wpid)
         c.sh("%s --socket %s rm -f t1" % (MVMCTL, SOCK))
         return 0
     except TestFailure as e:

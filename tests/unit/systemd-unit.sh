@@ -3,7 +3,8 @@
 # Checks systemd/mvmd.service offline, as configured for installation:
 # `systemd-analyze verify` finds no error or warning, and `systemd-analyze
 # security` rates its exposure at most 4.0 (docs of the trade-offs are in
-# the unit's comments).  Exits 77 without systemd-analyze.
+# the unit's comments).  mvm-guests.service (next to it) must verify too,
+# and its script parse.  Exits 77 without systemd-analyze.
 #
 #   systemd-unit.sh UNIT MVMD
 set -euo pipefail
@@ -30,7 +31,18 @@ if ! out=$(systemd-analyze verify --man=no "$dir/mvmd.service" 2>&1) || [ -n "$o
 	echo "$out" >&2
 	exit 1
 fi
-echo "verify: clean"
+echo "verify: mvmd.service clean"
+
+guests=$(dirname "$unit")/mvm-guests
+sh -n "$guests" || { echo "systemd-unit: FAIL: $guests does not parse" >&2; exit 1; }
+sed -E "s#^ExecStop=.*#ExecStop=/bin/sh $guests#" "$guests.service" >"$dir/mvm-guests.service"
+# verify resolves mvm-guests.service's Wants=mvmd.service beside it
+if ! out=$(cd "$dir" && systemd-analyze verify --man=no mvm-guests.service 2>&1) || [ -n "$out" ]; then
+	echo "systemd-unit: FAIL: systemd-analyze verify mvm-guests.service:" >&2
+	echo "$out" >&2
+	exit 1
+fi
+echo "verify: mvm-guests.service clean"
 
 report=$(systemd-analyze security --offline=true --no-pager "$dir/mvmd.service" 2>&1 || true)
 overall=$(grep -o 'exposure level for mvmd.service: [0-9.]*' <<<"$report" | grep -o '[0-9.]*$' || true)
