@@ -18,6 +18,8 @@ checks through systemctl in the container:
   guests     mvm-guests.service's stop (what host shutdown runs): with
              MVM_GUESTS_ON_SHUTDOWN=ignore the VM keeps running, with stop
              it is stopped within MVM_GUESTS_TIMEOUT
+  poweroff   the container shuts down with the VM running: mvm-guests
+             stops it first, as mvmd's database (read afterwards) says
 
 Exits 77 with the reason where nspawn cannot run (not root, no
 systemd-nspawn, no overlayfs, no /dev/kvm, the container does not boot).
@@ -28,6 +30,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -128,6 +131,14 @@ class Container:
     def prop(self, name):
         return self.sh("systemctl show -P %s mvmd" % name).stdout.strip()
 
+    def poweroff(self):
+        """nspawn turns SIGTERM into a clean poweroff of the container."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("the container did not power off within 40s")
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             # nspawn turns SIGTERM into a clean poweroff of the container
@@ -177,6 +188,26 @@ def guests_stop(c, wpid):
     check(state in ("stopped", "crashed"), "after mvm-guests (stop), t1 is %s" % state)
     print("guests: ignore kept t1; stop ended it (%s) in %.1fs"
           % (state, time.monotonic() - t0))
+
+
+def poweroff(c):
+    c.sh("%s --socket %s start t1" % (MVMCTL, SOCK))
+    wait_for(lambda: vm_pid(c, "t1")[0] == "running", 30, "t1 to run again", 0.2)
+    c.write("/etc/default/mvm-guests", "MVM_GUESTS_TIMEOUT=2\n")
+    c.sh("systemctl start mvm-guests")
+    t0 = time.monotonic()
+    c.poweroff()
+    db = os.path.join(c.lower_tmp, "u", "var", "lib", "mvm", "mvmd.db")
+    check(os.path.exists(db), "no mvmd.db in the container's upper layer")
+    con = sqlite3.connect(db)
+    try:
+        state = con.execute("SELECT state FROM vms WHERE name = 't1'").fetchone()
+    finally:
+        con.close()
+    check(state and state[0] == "stopped",
+          "after the container's poweroff t1 is %r in mvmd's database, not stopped" % (state,))
+    print("poweroff: t1 stopped by mvm-guests before mvmd; container down in %.1fs"
+          % (time.monotonic() - t0))
 
 
 def sanitized(exe):
@@ -275,7 +306,7 @@ def main():
         check(vm_pid(c, "t1") == ("running", wpid), "the watchdog restart ended t1")
         print("watchdog: restarted after %.1fs, t1 kept" % (time.monotonic() - t0))
         guests_stop(c, wpid)
-        c.sh("%s --socket %s rm -f t1" % (MVMCTL, SOCK))
+        poweroff(c)
         return 0
     except TestFailure as e:
         print("nspawn: FAIL: %s" % e)
