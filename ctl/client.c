@@ -45,8 +45,7 @@ static int connect_error(const char *path, int err)
 		fix = strerror(err);
 		break;
 	}
-	fprintf(stderr, "mvmctl: cannot connect to mvmd at %s: %s\n", path, fix);
-	return CTL_EXIT_CONNECT;
+	return ctl_error(CTL_EXIT_CONNECT, "connect", "cannot connect to mvmd at %s: %s", path, fix);
 }
 
 /* Connects without printing: 0, or negative errno (`run` retries some). */
@@ -173,9 +172,9 @@ void ctl_take_buffered(struct ctl *c, const char **ret_data, size_t *ret_len)
 
 static int daemon_error(const struct proto_response *resp)
 {
-	fprintf(stderr, "mvmctl: %s (%s)\n", resp->err_message, resp->err_name);
 	/* a scheduler requeues on 75 and fails the job on 1 */
-	return resp->err_code == PROTO_ERR_UNAVAILABLE ? CTL_EXIT_TEMPFAIL : CTL_EXIT_DAEMON;
+	return ctl_error(resp->err_code == PROTO_ERR_UNAVAILABLE ? CTL_EXIT_TEMPFAIL : CTL_EXIT_DAEMON,
+			 resp->err_name, "%s (%s)", resp->err_message, resp->err_name);
 }
 
 static int send_request(struct ctl *c, const json_t *req)
@@ -194,21 +193,21 @@ static int send_request(struct ctl *c, const json_t *req)
 
 static int lost_connection(int r)
 {
+	int exit = r == -EMSGSIZE ? CTL_EXIT_USAGE : CTL_EXIT_CONNECT;
+
 	if (r == -EPIPE || r == -ECONNRESET)
-		fprintf(stderr, "mvmctl: mvmd closed the connection before "
-			"answering; check its log ('journalctl -u mvmd')\n");
-	else if (r == -EBADMSG)
-		fprintf(stderr, "mvmctl: mvmd sent a line that is not a protocol "
-			"message; is --socket pointing at mvmd?\n");
-	else if (r == -EFBIG)
-		fprintf(stderr, "mvmctl: mvmd's answer exceeds %u MiB; narrow it "
-			"with --state or --label\n", CTL_MAX_RESPONSE >> 20);
-	else if (r == -EMSGSIZE)
-		fprintf(stderr, "mvmctl: the request exceeds the protocol's %d-byte "
-			"line limit; shorten the command line or labels\n", PROTO_MAX_LINE);
-	else
-		fprintf(stderr, "mvmctl: talking to mvmd failed: %s\n", strerror(-r));
-	return r == -EMSGSIZE ? CTL_EXIT_USAGE : CTL_EXIT_CONNECT;
+		return ctl_error(exit, "connection", "mvmd closed the connection before "
+				 "answering; check its log ('journalctl -u mvmd')");
+	if (r == -EBADMSG)
+		return ctl_error(exit, "connection", "mvmd sent a line that is not a protocol "
+				 "message; is --socket pointing at mvmd?");
+	if (r == -EFBIG)
+		return ctl_error(exit, "connection", "mvmd's answer exceeds %u MiB; narrow it "
+				 "with --state or --label", CTL_MAX_RESPONSE >> 20);
+	if (r == -EMSGSIZE)
+		return ctl_error(exit, "too_large", "the request exceeds the protocol's %d-byte "
+				 "line limit; shorten the command line or labels", PROTO_MAX_LINE);
+	return ctl_error(exit, "connection", "talking to mvmd failed: %s", strerror(-r));
 }
 
 /* A request with the next id on this connection; aborts on ENOMEM. */

@@ -59,6 +59,9 @@ void ctl_take_buffered(struct ctl *c, const char **ret_data, size_t *ret_len);
 int ctl_write_all(int fd, const void *buf, size_t len);
 
 /* output.c: every byte mvmctl prints for humans or scripts */
+int ctl_error(int exit, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void output_set_json_errors(bool on);
 struct table;
 struct table *table_new(size_t ncols, const char *const *headers);
 void table_add(struct table *t, const char *const *cells);
@@ -83,6 +86,7 @@ int vm_start(struct ctl *c, int argc, char **argv);
 int vm_stop(struct ctl *c, int argc, char **argv);
 int vm_kill(struct ctl *c, int argc, char **argv);
 int vm_rm(struct ctl *c, int argc, char **argv);
+int vm_restart(struct ctl *c, int argc, char **argv);
 int list_list(struct ctl *c, int argc, char **argv);
 int list_show(struct ctl *c, int argc, char **argv);
 int console_console(struct ctl *c, int argc, char **argv);

@@ -5,6 +5,7 @@
  * that scripts and diffs see a stable shape.
  */
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,39 @@ void table_free(struct table *t)
 		free(t->cells[i]);
 	free(t->cells);
 	free(t);
+}
+
+static bool json_errors;
+
+/* With -o json, errors are also written to stdout as a JSON document. */
+void output_set_json_errors(bool on)
+{
+	json_errors = on;
+}
+
+/*
+ * Every error mvmctl reports: "mvmctl: MESSAGE" on stderr and, with -o
+ * json, {"error": {"code": CODE, "message": MESSAGE}, "exit": EXIT} on
+ * stdout, where a script reads the result it asked for.  Returns exit.
+ */
+int ctl_error(int exit, const char *code, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "mvmctl: %s\n", msg);
+	if (json_errors) {
+		json_t *e = json_pack("{s:{s:s, s:s}, s:i}", "error", "code", code,
+				      "message", msg, "exit", exit);
+
+		if (e)
+			output_json(e);
+		json_decref(e);
+	}
+	return exit;
 }
 
 void output_json(const json_t *v)

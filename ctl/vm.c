@@ -320,105 +320,263 @@ int vm_create(struct ctl *c, int argc, char **argv)
 	return r ? r : call_and_print(c, req);
 }
 
-/* NAME plus the -o option every lifecycle command takes, and one extra. */
-static int parse_simple(struct ctl *c, int argc, char **argv,
-			const struct option *extra, json_t *req)
+/*
+ * The VMs a lifecycle command acts on: its NAMEs, or the VMs with every
+ * --label K=V, and the options copied into each request.
+ */
+struct selector {
+	json_t *labels;   /* --label filters */
+	json_t *args;     /* timeout_s, signal, force: set in every request */
+	char **names;
+	int nnames;
+};
+
+static void selector_done(struct selector *s)
 {
-	struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		extra ? *extra : (struct option){ 0 },
-		{ 0 }
-	};
-	int o, sig;
+	json_decref(s->labels);
+	json_decref(s->args);
+}
 
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-		uint64_t v;
+/* One option of a lifecycle command; a usage error code or 0. */
+static int selector_opt(struct ctl *c, const char *cmd, struct selector *s, int o,
+			const char *arg)
+{
+	uint64_t v;
+	int sig;
 
-		if (o == 'o' && ctl_parse_output(optarg, c) == 0)
-			continue;
-		if (o == O_TIMEOUT && util_parse_uint(optarg, 0, 86400, &v) == 0) {
-			proto_request_set_int(req, "timeout_s", (json_int_t)v);
-			continue;
-		}
+	switch (o) {
+	case 'o':
+		if (ctl_parse_output(arg, c) < 0)
+			return ctl_usage_error(cmd, "-o wants json or table, not '%s'", arg);
+		return 0;
+	case O_LABEL:
+		if (add_label(s->labels, arg) < 0)
+			return ctl_usage_error(cmd, "--label wants KEY=VALUE, not '%s'", arg);
+		return 0;
+	case O_TIMEOUT:
+		if (util_parse_uint(arg, 0, 86400, &v) < 0)
+			return ctl_usage_error(cmd, "--timeout wants whole seconds "
+					       "(0 to 86400), not '%s'", arg);
+		json_object_set_new(s->args, "timeout_s", json_integer((json_int_t)v));
+		return 0;
+	case O_SIGNAL:
 		/* the protocol spells signals "SIGTERM"; accept "TERM" and "15" too */
-		sig = o == O_SIGNAL ? proto_signal_from_name(optarg) : -ENOENT;
-		if (sig > 0) {
-			proto_request_set_str(req, "signal", proto_signal_name(sig));
-			continue;
-		}
-		if (o == O_TIMEOUT)
-			return ctl_usage_error(argv[0], "--timeout wants whole seconds "
-					       "(0 to 86400), not '%s'", optarg);
-		if (o == O_SIGNAL)
-			return ctl_usage_error(argv[0], "unknown signal '%s'; use a name "
-					       "such as SIGTERM, TERM or a number", optarg);
-		return ctl_usage_error(argv[0], "bad option or value '%s'", argv[optind - 1]);
+		sig = proto_signal_from_name(arg);
+		if (sig <= 0)
+			return ctl_usage_error(cmd, "unknown signal '%s'; use a name "
+					       "such as SIGTERM, TERM or a number", arg);
+		json_object_set_new(s->args, "signal", json_string(proto_signal_name(sig)));
+		return 0;
+	case 'f':
+		json_object_set_new(s->args, "force", json_true());
+		return 0;
+	case ':':
+		return ctl_usage_error(cmd, "option '%s' needs a value", arg);
 	}
-	if (optind + 1 != argc)
-		return ctl_usage_error(argv[0], "%s wants exactly one NAME", argv[0]);
-	proto_request_set_str(req, "name", argv[optind]);
+	return ctl_usage_error(cmd, "unknown option '%s'", arg);
+}
+
+/* extra: the command's own options ({0}-terminated); shortopts starts with
+ * ":" so that a missing value is reported as such */
+static int parse_selector(struct ctl *c, int argc, char **argv, const struct option *extra,
+			  const char *shortopts, struct selector *s)
+{
+	struct option opts[8] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "label", required_argument, NULL, O_LABEL },
+	};
+	size_t n = 2;
+	int o, r = 0;
+
+	for (; extra && extra->name && n < sizeof(opts) / sizeof(opts[0]) - 1; extra++)
+		opts[n++] = *extra;
+	s->labels = json_object();
+	s->args = json_object();
+	opterr = 0;
+	while (!r && (o = getopt_long(argc, argv, shortopts, opts, NULL)) != -1)
+		r = selector_opt(c, argv[0], s, o, o == '?' || o == ':' ? argv[optind - 1] : optarg);
+	if (r)
+		return r;
+	s->names = argv + optind;
+	s->nnames = argc - optind;
+	if (s->nnames && json_object_size(s->labels))
+		return ctl_usage_error(argv[0], "name VMs or select them with --label, not both");
+	if (!s->nnames && !json_object_size(s->labels))
+		return ctl_usage_error(argv[0], "%s wants a NAME (or several) or --label K=V", argv[0]);
 	return 0;
 }
 
-static int simple_command(struct ctl *c, int argc, char **argv,
-			  const struct option *extra, enum proto_op op)
+/* The names of the VMs with every label in s (vm.list filters them). */
+static int select_by_label(struct ctl *c, struct selector *s, json_t **ret_names)
 {
-	json_t *req = ctl_request(c, op);
-	int r = parse_simple(c, argc, argv, extra, req);
+	json_t *req = ctl_request(c, PROTO_OP_VM_LIST), *res = NULL, *names, *vm;
+	size_t i;
+	int r;
+
+	proto_request_set_json(req, "labels", json_incref(s->labels));
+	r = ctl_call(c, req, &res);
+	if (r)
+		return r;
+	names = json_array();
+	json_array_foreach(json_object_get(res, "vms"), i, vm)
+		json_array_append(names, json_object_get(vm, "name"));
+	json_decref(res);
+	*ret_names = names;
+	return CTL_EXIT_OK;
+}
+
+/* A request for op on name with the selector's options. */
+static json_t *vm_request(struct ctl *c, enum proto_op op, const char *name,
+			  const struct selector *s)
+{
+	json_t *req = ctl_request(c, op), *v;
+	const char *k;
+
+	proto_request_set_str(req, "name", name);
+	json_object_foreach(s->args, k, v)
+		proto_request_set_json(req, k, json_incref(v));
+	return req;
+}
+
+typedef int (*vm_action_fn)(struct ctl *c, enum proto_op op, const char *name,
+			    const struct selector *s);
+
+/* Sends op for name and prints the VM it returns. */
+static int act_print(struct ctl *c, enum proto_op op, const char *name,
+		     const struct selector *s)
+{
+	json_t *res = NULL;
+	int r = ctl_call(c, vm_request(c, op, name, s), &res);
+
+	return r ? r : print_vm_result(c, res);
+}
+
+/*
+ * Runs act on every selected VM in turn over one connection.  A failure
+ * does not stop the others; the first failure's status is the result.
+ */
+static int for_each_selected(struct ctl *c, struct selector *s, enum proto_op op,
+			     vm_action_fn act)
+{
+	json_t *names = NULL;
+	int r = ctl_connect(c), first = CTL_EXIT_OK;
+
+	if (!r && s->nnames) {
+		names = json_array();
+		for (int i = 0; i < s->nnames; i++)
+			json_array_append_new(names, json_string(s->names[i]));
+	} else if (!r) {
+		r = select_by_label(c, s, &names);
+	}
+	if (!r && json_array_size(names) == 0)
+		fprintf(stderr, "mvmctl: no VM has all the labels given; nothing to do\n");
+	for (size_t i = 0; !r && i < json_array_size(names); i++) {
+		int one = act(c, op, json_string_value(json_array_get(names, i)), s);
+
+		if (one == CTL_EXIT_CONNECT)
+			r = one; /* mvmd is gone: the rest would fail the same way */
+		else if (one && !first)
+			first = one;
+	}
+	json_decref(names);
+	selector_done(s);
+	return r ? r : first;
+}
+
+static int selector_command(struct ctl *c, int argc, char **argv, const struct option *extra,
+			    const char *shortopts, enum proto_op op, vm_action_fn act)
+{
+	struct selector s = { 0 };
+	int r = parse_selector(c, argc, argv, extra, shortopts, &s);
 
 	if (r) {
-		json_decref(req);
+		selector_done(&s);
 		return r;
 	}
-	return call_and_print(c, req);
+	return for_each_selected(c, &s, op, act);
 }
 
 int vm_start(struct ctl *c, int argc, char **argv)
 {
-	return simple_command(c, argc, argv, NULL, PROTO_OP_VM_START);
+	return selector_command(c, argc, argv, NULL, ":o:", PROTO_OP_VM_START, act_print);
 }
 
 int vm_stop(struct ctl *c, int argc, char **argv)
 {
-	static const struct option o = { "timeout", required_argument, NULL, O_TIMEOUT };
+	static const struct option o[] = {
+		{ "timeout", required_argument, NULL, O_TIMEOUT }, { 0 } };
 
-	return simple_command(c, argc, argv, &o, PROTO_OP_VM_STOP);
+	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_STOP, act_print);
 }
 
 int vm_kill(struct ctl *c, int argc, char **argv)
 {
-	static const struct option o = { "signal", required_argument, NULL, O_SIGNAL };
+	static const struct option o[] = {
+		{ "signal", required_argument, NULL, O_SIGNAL }, { 0 } };
 
-	return simple_command(c, argc, argv, &o, PROTO_OP_VM_KILL);
+	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_KILL, act_print);
+}
+
+static int act_rm(struct ctl *c, enum proto_op op, const char *name,
+		  const struct selector *s)
+{
+	json_t *out;
+	int r = ctl_call(c, vm_request(c, op, name, s), NULL);
+
+	if (r)
+		return r;
+	if (!c->json) {
+		printf("%s: deleted\n", name);
+		return CTL_EXIT_OK;
+	}
+	out = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
+	output_json(out);
+	json_decref(out);
+	return CTL_EXIT_OK;
 }
 
 int vm_rm(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "force", no_argument, NULL, 'f' },
-		{ 0 }
-	};
-	json_t *req;
-	bool force = false;
-	int o, r;
+	static const struct option o[] = {
+		{ "force", no_argument, NULL, 'f' }, { 0 } };
 
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
-		if (o != 'f')
-			return ctl_usage_error("rm", "unknown option '%s'", argv[optind - 1]);
-		force = true;
-	}
-	if (optind + 1 != argc)
-		return ctl_usage_error("rm", "rm wants exactly one NAME");
-	r = ctl_connect(c);
+	return selector_command(c, argc, argv, o, ":fo:", PROTO_OP_VM_RM, act_rm);
+}
+
+/* Stops the VM where it holds a worker or a queue slot, then starts it. */
+static int act_restart(struct ctl *c, enum proto_op op, const char *name,
+		       const struct selector *s)
+{
+	json_t *req = ctl_request(c, PROTO_OP_VM_SHOW), *res = NULL;
+	const char *state;
+	bool stop;
+	int r;
+
+	proto_request_set_str(req, "name", name);
+	r = ctl_call(c, req, &res);
 	if (r)
 		return r;
-	req = ctl_request(c, PROTO_OP_VM_RM);
-	proto_request_set_str(req, "name", argv[optind]);
-	proto_request_set_bool(req, "force", force);
-	r = ctl_call(c, req, NULL);
-	if (r == CTL_EXIT_OK)
-		printf("%s: deleted\n", argv[optind]);
-	return r;
+	state = json_string_value(json_object_get(json_object_get(res, "vm"), "state"));
+	stop = state && strcmp(state, "created") && strcmp(state, "stopped") &&
+	       strcmp(state, "crashed");
+	json_decref(res);
+	res = NULL;
+	if (stop) {
+		r = ctl_call(c, vm_request(c, PROTO_OP_VM_STOP, name, s), &res);
+		if (r)
+			return r;
+		if (!c->json)
+			print_vm_result(c, res);
+		else
+			json_decref(res);
+	}
+	return act_print(c, op, name, &(struct selector){ .args = NULL });
+}
+
+int vm_restart(struct ctl *c, int argc, char **argv)
+{
+	static const struct option o[] = {
+		{ "timeout", required_argument, NULL, O_TIMEOUT }, { 0 } };
+
+	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_START, act_restart);
 }

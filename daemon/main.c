@@ -61,7 +61,8 @@ static void usage(FILE *f)
 		"  --socket PATH      control socket (default <run-dir>/mvmd.sock)\n"
 		"  --log-level LEVEL  error, warn, info or debug (default info)\n"
 		"  --vmm PATH         the mvm-vmm worker binary\n"
-		"  --help\n");
+		"  --help\n"
+		"  --version\n");
 }
 
 /* Options override the config file, so the file is read first. */
@@ -75,6 +76,7 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "vmm", required_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const keys[] = {
@@ -88,6 +90,10 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 		while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 			if (c == 'h') {
 				usage(stdout);
+				exit(0);
+			}
+			if (c == 'V') {
+				puts(PROTO_SERVER);
 				exit(0);
 			}
 			if (c == '?')

@@ -88,7 +88,7 @@ def cli_basics(env):
     ctl.fails(2, "list", "--state", "sleepy")
     ctl.fails(2, "kill", "a", "--signal", "SIGNOPE")
     ctl.fails(2, "show")
-    ctl.fails(2, "rm", "a", "b")
+    ctl.fails(2, "rm", "a", "--label", "k=v")
 
     # cannot connect: exit 3 and a message that says how to fix it
     err = ctl.fails(3, "--socket", os.path.join(env.root, "nope.sock"), "list")
@@ -138,6 +138,71 @@ def cli_basics(env):
     ctl.ok("rm", "db1")
     check(ctl.ok("list", "-q").split() == [], "list after rm")
     ctl.fails(1, "rm", "db1")
+
+
+@case()
+def cli_habits(env):
+    """--help on every command, --version, other names, typo suggestions,
+    several NAMEs and --label selectors, JSON errors."""
+    ctl = env.ctl
+    check(ctl.ok("--version").strip().startswith("mvmctl "), "mvmctl --version")
+    for cmd in ("create", "run", "start", "stop", "restart", "kill", "rm", "list", "show",
+                "console", "logs", "events", "host", "version", "help",
+                "boot", "shutdown", "destroy", "remove", "delete", "ls"):
+        for flag in ("--help", "-h"):
+            out = ctl.ok(cmd, "x", flag)
+            check(out.startswith("usage: mvmctl "), "%s %s: %r" % (cmd, flag, out))
+    check(ctl.ok("destroy", "--help").startswith("usage: mvmctl kill "), "destroy is kill")
+    check("also remove, delete" in ctl.ok("help", "rm"), "help rm names its other names")
+    err = ctl.fails(2, "lsit")
+    check("did you mean 'list'?" in err, "typo suggestion: %r" % err)
+    err = ctl.fails(2, "stpo", "a")
+    check("did you mean 'stop'?" in err, "typo suggestion: %r" % err)
+    err = ctl.fails(2, "frobnicate")
+    check("did you mean" not in err, "suggestion for a far-off name: %r" % err)
+
+    for name, grp in (("a1", "a"), ("a2", "a"), ("b1", "b")):
+        ctl.ok("create", name, "--kernel", env.kernel, "--no-start", "--label", "grp=" + grp)
+    check(sorted(ctl.ok("ls", "-q").split()) == ["a1", "a2", "b1"], "ls")
+    # bash completion offers the VM names `list -q` prints, and commands
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                          "completion", "mvmctl.bash")
+    for words, want in (("stop a", ["a1", "a2"]), ("--socket %s rm " % env.daemon.sock,
+                                                   ["a1", "a2", "b1"]), ("res", ["restart"])):
+        line = "%s %s" % (ctl.mvmctl, words)
+        r = subprocess.run(["bash", "-c", 'source "$0"; COMP_WORDS=($1); [[ $1 == *" " ]] && '
+                            'COMP_WORDS+=(""); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+                            '_mvmctl; echo "${COMPREPLY[@]}"', script, line],
+                           capture_output=True, text=True, timeout=20,
+                           env=dict(os.environ, MVM_SOCKET=env.daemon.sock if "--socket"
+                                    not in words else "/nonexistent"))
+        check(sorted(r.stdout.split()) == want, "completing '%s': %r %r" % (words, r.stdout, r.stderr))
+    # a selector that matches nothing does nothing, successfully
+    p = ctl.run("start", "--label", "grp=none")
+    check(p.returncode == 0 and b"nothing to do" in p.stderr, "empty selection: %r" % (p,))
+    ctl.fails(2, "stop")
+    ctl.fails(2, "kill", "a1", "--label", "grp=a")
+    # several names: each is tried, the first failure's status is the result
+    p = ctl.run("delete", "ghost", "a1")
+    check(p.returncode == 1 and b"ghost" in p.stderr and b"a1: deleted" in p.stdout,
+          "rm ghost a1: %r" % (p,))
+    docs = ctl.ok("remove", "--label", "grp=a", "-o", "json")
+    check(json.loads(docs) == {"name": "a2", "deleted": True}, "rm --label -o json: %r" % docs)
+    check(ctl.ok("list", "-q").split() == ["b1"], "rm --label removed the wrong VMs")
+
+    # JSON errors: on stdout, with the code and the exit status
+    p = ctl.run("show", "ghost", "-o", "json")
+    e = json.loads(p.stdout)
+    check(p.returncode == 1 and e["exit"] == 1 and e["error"]["code"] == "not_found"
+          and "ghost" in e["error"]["message"], "JSON daemon error: %r" % (p,))
+    p = ctl.run("-o", "json", "lsit")
+    e = json.loads(p.stdout)
+    check(p.returncode == 2 and e["error"]["code"] == "usage", "JSON usage error: %r" % (p,))
+    p = ctl.run("--socket", os.path.join(env.root, "nope.sock"), "-o", "json", "list")
+    e = json.loads(p.stdout)
+    check(p.returncode == 3 and e["error"]["code"] == "connect", "JSON connect error: %r" % (p,))
+    check(not ctl.run("show", "ghost").stdout, "a table-mode error wrote to stdout")
+    ctl.ok("rm", "b1")
 
 
 def expect_error(raw, line, code, field=None, rid=None):
@@ -362,6 +427,33 @@ def lifecycle(env):
     ctl.fails(1, "show", "idle2")
     wait_for(lambda: not pid_alive(pid), 10, "idle2's worker %d to go" % pid)
     ctl.ok("rm", "idle1")
+    check(ctl.ok("list", "-q").split() == [], "VMs left")
+
+
+@case(kvm=True)
+def cli_restart(env):
+    """restart: stop where running, then start; stop and kill by --label."""
+    ctl = env.ctl
+    pid = env.create_guest("r1", "idle", "--label", "role=r")["pid"]
+    env.create_guest("r2", "idle", "--label", "role=r")
+    out = ctl.ok("restart", "r1", "--timeout", "1", timeout=30)
+    check(out.splitlines()[0].startswith("r1: stopped") or
+          out.splitlines()[0].startswith("r1: crashed"), "restart output: %r" % out)
+    vm = ctl.wait_state("r1", "running")
+    check(vm["pid"] != pid, "restart kept worker %d" % pid)
+    wait_for(lambda: not pid_alive(pid), 10, "r1's old worker %d to go" % pid)
+    out = ctl.ok("stop", "--label", "role=r", "--timeout", "1", timeout=60)
+    check(sorted(line.split(":")[0] for line in out.splitlines()) == ["r1", "r2"],
+          "stop --label: %r" % out)
+    # restart of a stopped VM only starts it
+    vm = ctl.json("restart", "r2")["vm"]
+    check(vm["state"] in ("starting", "running"), "restart of a stopped VM: %r" % vm)
+    ctl.wait_state("r2", "running")
+    # r1 is stopped: its refusal is the status, r2 is killed all the same
+    p = ctl.run("kill", "--label", "role=r")
+    check(p.returncode == 1 and b"r1" in p.stderr and b"r2:" in p.stdout, "kill --label: %r" % (p,))
+    ctl.wait_state("r2", "crashed")
+    ctl.ok("rm", "-f", "--label", "role=r")
     check(ctl.ok("list", "-q").split() == [], "VMs left")
 
 
