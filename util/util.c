@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int util_parse_u64_prefix(const char *s, uint64_t *ret, const char **ret_end)
@@ -148,4 +149,27 @@ char *util_trim(char *s)
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
 		*--e = '\0';
 	return s;
+}
+
+int util_cred_enter(uid_t uid, gid_t gid, int ngroups, const gid_t *groups,
+                    struct util_saved_cred *saved)
+{
+	saved->ngroups = getgroups(64, saved->groups);
+	if (saved->ngroups < 0)
+		return -errno;
+	/* groups and gid first: once euid is not 0 they cannot change */
+	if (syscall(SYS_setgroups, (size_t)ngroups, groups) < 0 ||
+	    syscall(SYS_setresgid, (gid_t)-1, gid, (gid_t)-1) < 0 ||
+	    syscall(SYS_setresuid, (uid_t)-1, uid, (uid_t)-1) < 0)
+		return -errno;
+	return 0;
+}
+
+void util_cred_leave(const struct util_saved_cred *saved)
+{
+	/* Cannot fail: the real and saved ids are still root. */
+	syscall(SYS_setresuid, (uid_t)-1, getuid(), (uid_t)-1);
+	syscall(SYS_setresgid, (gid_t)-1, getgid(), (gid_t)-1);
+	if (saved->ngroups >= 0)
+		syscall(SYS_setgroups, (size_t)saved->ngroups, saved->groups);
 }
