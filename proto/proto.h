@@ -115,8 +115,12 @@ int proto_vm_state_from_name(const char *name);   /* state or -ENOENT */
 
 /* The VM object of docs/protocol.md.  Strings and JSON are owned by the
  * struct and released by proto_vm_clear(). */
+/* "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", lower case */
+#define PROTO_UUID_LEN 36
+
 struct proto_vm {
-	int64_t id;                     /* database row id; not on the wire */
+	int64_t id;                     /* database row id, never reused; not on the wire */
+	char uuid[PROTO_UUID_LEN + 1];  /* never reused either; "" until stored */
 	char *name;
 	enum proto_vm_state state;
 	uint32_t owner_uid;
@@ -141,6 +145,8 @@ struct proto_vm {
 };
 
 void proto_vm_clear(struct proto_vm *vm);
+/* A new random (version 4) uuid from getrandom(2).  0 or -errno. */
+int proto_uuid_new(char ret[static PROTO_UUID_LEN + 1]);
 /* Deep copy into *ret_vm.  0 or -ENOMEM (then *ret_vm is untouched). */
 int proto_vm_copy(const struct proto_vm *vm, struct proto_vm *ret_vm);
 /* New JSON object for the wire; NULL on allocation failure. */

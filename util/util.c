@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -172,4 +173,22 @@ void util_cred_leave(const struct util_saved_cred *saved)
 	syscall(SYS_setresgid, (gid_t)-1, getgid(), (gid_t)-1);
 	if (saved->ngroups >= 0)
 		syscall(SYS_setgroups, (size_t)saved->ngroups, saved->groups);
+}
+
+int util_dir_tighten(const char *path, mode_t forbidden, mode_t *ret_old)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		r = -errno;
+	else if (st.st_mode & forbidden)
+		r = fchmod(fd, st.st_mode & 07777 & ~forbidden) < 0 ? -errno : 1;
+	close(fd);
+	if (r == 1 && ret_old)
+		*ret_old = st.st_mode & 07777;
+	return r;
 }

@@ -60,6 +60,11 @@ int util_cred_enter(uid_t uid, gid_t gid, int ngroups, const gid_t *groups,
                     struct util_saved_cred *saved);
 void util_cred_leave(const struct util_saved_cred *saved);
 
+/* Clears the forbidden mode bits of the directory path (not followed if a
+ * symlink).  1: it had some and now has none (*ret_old its old mode);
+ * 0: it had none; -errno: cannot open or chmod it (-EPERM: not ours). */
+int util_dir_tighten(const char *path, mode_t forbidden, mode_t *ret_old);
+
 /* snprintf into buf that truncates quietly; buf may be NULL. */
 void util_bprintf(char *buf, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
