@@ -47,8 +47,8 @@
 #define FSIZE_MARGIN (1u << 20) /* stderr may still grow a little */
 /* Threads of our uid besides ours and the vCPUs: KVM's per-VM worker
  * (kvm-nx-lpage-recovery, since 6.13 a vhost task cloned from this
- * process on the first KVM_RUN and counted against RLIMIT_NPROC), and one
- * spare for a thread of a predecessor with this uid still being torn down. */
+ * process on the first KVM_RUN and counted against RLIMIT_NPROC), and a
+ * thread of a predecessor with this uid that is still being torn down. */
 #define NPROC_MARGIN 2
 #define BPF_MAX_INSNS 4096      /* the kernel's BPF_MAXINSNS */
 
@@ -435,10 +435,9 @@ static void scan_fds(int *ret_max_fd, uint64_t *ret_max_size)
 	}
 }
 
-/* Step 4b.  NPROC counts threads of the uid: room for this thread, one
- * more of ours (the count includes the thread that asks), the vCPU threads
- * vm_run() still starts and NPROC_MARGIN.  A write past FSIZE fails with EFBIG instead of
- * killing the VM with SIGXFSZ. */
+/* Step 4b.  NPROC counts threads of the uid: room for the main thread,
+ * the vCPU threads vm_run() still starts, one spare and NPROC_MARGIN.  A
+ * write past FSIZE fails with EFBIG instead of killing the VM with SIGXFSZ. */
 static int set_rlimits(const struct lockdown *l)
 {
 	uint64_t fsize;
