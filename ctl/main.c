@@ -23,7 +23,7 @@ static const struct ctl_command commands[] = {
 	  "       [-o json]",
 	  "define a VM and start it (SIZE: 256, 256M, 1G; MiB by default); it counts\n"
 	  "       in each --pool; --no-queue fails instead of waiting for a start slot" },
-	{ "start", vm_start, "start NAME [-o json]", "start a created or stopped VM" },
+	{ "start", vm_start, "start NAME [--wait] [-o json]", "start a created or stopped VM" },
 	{ "stop", vm_stop, "stop NAME [--timeout S] [-o json]",
 	  "Ctrl-Alt-Del, then kill after S seconds (default 10)" },
 	{ "kill", vm_kill, "kill NAME [--signal SIG] [-o json]",

@@ -141,26 +141,36 @@ static int parse_restart(json_t *req, const char *s)
 	return 0;
 }
 
-/* Prints the VM a lifecycle call returned: JSON, or "NAME: STATE (reason)". */
-static int print_vm_result(struct ctl *c, json_t *res)
+/* Prints the VM a lifecycle call returned: JSON, or "NAME: STATE (reason)".
+ * A VM waited for (--wait) that crashed instead of running is a failure:
+ * its reason (the worker's own message) goes to stderr, exit 1. */
+static int print_vm_result(struct ctl *c, json_t *res, bool waited)
 {
 	json_t *vm = json_object_get(res, "vm");
 	const char *reason = json_string_value(json_object_get(vm, "exit_reason"));
+	const char *state = json_string_value(json_object_get(vm, "state"));
+	char *name = output_escape(json_string_value(json_object_get(vm, "name")) ?: "?");
+	char *why = output_escape(reason ? reason : "");
+	bool crashed = waited && state && !strcmp(state, "crashed");
 
 	if (c->json)
 		output_json(res);
-	else
-		printf("%s: %s%s%s%s\n",
-		       json_string_value(json_object_get(vm, "name")),
-		       json_string_value(json_object_get(vm, "state")),
-		       reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
+	else if (!crashed)
+		printf("%s: %s%s%s%s\n", name, state ? state : "?",
+		       reason ? " (" : "", why, reason ? ")" : "");
+	if (crashed)
+		fprintf(stderr, "mvmctl: VM %s crashed instead of starting: %s; fix that and "
+		        "run 'mvmctl start %s'\n", name, reason ? why : "no reason given", name);
+	free(name);
+	free(why);
 	json_decref(res);
-	return CTL_EXIT_OK;
+	return crashed ? CTL_EXIT_DAEMON : CTL_EXIT_OK;
 }
 
 /* Connects, sends req (consumed) and prints the VM it returns. */
 static int call_and_print(struct ctl *c, json_t *req)
 {
+	bool waited = json_is_true(json_object_get(json_object_get(req, "args"), "wait"));
 	json_t *res = NULL;
 	int r = ctl_connect(c);
 
@@ -171,7 +181,7 @@ static int call_and_print(struct ctl *c, json_t *req)
 	r = ctl_call(c, req, &res);
 	if (r)
 		return r;
-	return print_vm_result(c, res);
+	return print_vm_result(c, res, waited);
 }
 
 enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_VCPUS, O_MEM, O_DISK, O_NET,
@@ -323,6 +333,10 @@ static int parse_simple(struct ctl *c, int argc, char **argv,
 
 		if (o == 'o' && ctl_parse_output(optarg, c) == 0)
 			continue;
+		if (o == O_WAIT) {
+			proto_request_set_bool(req, "wait", true);
+			continue;
+		}
 		if (o == O_TIMEOUT && util_parse_uint(optarg, 0, 86400, &v) == 0) {
 			proto_request_set_int(req, "timeout_s", (json_int_t)v);
 			continue;
@@ -362,7 +376,9 @@ static int simple_command(struct ctl *c, int argc, char **argv,
 
 int vm_start(struct ctl *c, int argc, char **argv)
 {
-	return simple_command(c, argc, argv, NULL, PROTO_OP_VM_START);
+	static const struct option o = { "wait", no_argument, NULL, O_WAIT };
+
+	return simple_command(c, argc, argv, &o, PROTO_OP_VM_START);
 }
 
 int vm_stop(struct ctl *c, int argc, char **argv)

@@ -387,11 +387,13 @@ enum proto_link_type {
 
 /* Console chunks per message: keeps a link line well under PROTO_MAX_LINE. */
 #define PROTO_LINK_CONSOLE_MAX 16384
+/* An exit reason, "vmm-error: " and the worker's own message included. */
+#define PROTO_LINK_REASON_MAX 256
 
 struct proto_link_msg {
 	enum proto_link_type type;
 	int status;                     /* exit */
-	char reason[64];                /* exit; "" if none */
+	char reason[PROTO_LINK_REASON_MAX]; /* exit; "" if none */
 	unsigned char *data;            /* console, console-in: malloc'd by decode */
 	size_t data_len;
 	/* hello: a worker greets a daemon that connected to its adoption
