@@ -2,9 +2,9 @@
 /*
  * File access on behalf of a client (docs/security.md).  A client may only
  * make a VM use files it can open itself.  A root mvmd opens each file with
- * the client's uid, gid and supplementary groups as the filesystem
- * credentials of the control thread (util_cred_enter), then hands the open
- * fd to the worker, so the file the worker uses is the file that was
+ * the client's uid, gid and supplementary groups as the effective ids of
+ * the control thread (util_cred_enter), then hands the open fd to the
+ * worker, so the file the worker uses is the file that was
  * checked.  Magic links and procfs files are refused: they would hand the
  * guest files of mvmd's own (its database through /proc/self/fd/N).
  */
@@ -100,7 +100,8 @@ int access_open(const struct mvmd *d, const struct cred *cred, const char *field
 			close(fd);
 		proto_error_set(err, PROTO_ERR_PERMISSION_DENIED, field,
 		                "%s is a /proc file or goes through a /proc magic link (or a "
-		                "symlink loop); mvmd opens only files by their own path: give that",
+		                "symlink loop), which mvmd does not open for a VM; give the "
+		                "file's own path instead",
 		                path);
 		return -EPERM;
 	}

@@ -74,7 +74,8 @@ static int out_append(struct control *c, const char *buf, size_t len, bool conso
 {
 	size_t max = console ? OUT_MAX - OUT_RESERVE : OUT_MAX;
 
-	if (len > max - c->out_len)
+	/* control lines may have taken the reserve: out_len > max then */
+	if (c->out_len > max || len > max - c->out_len)
 		return -ENOBUFS;
 	memcpy(c->out + c->out_len, buf, len);
 	c->out_len += len;
