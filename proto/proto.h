@@ -412,5 +412,11 @@ int proto_link_decode(const char *line, size_t len, struct proto_link_msg *ret);
 void proto_link_clear(struct proto_link_msg *msg);
 /* Serialise (data borrowed).  Same contract as proto_encode. */
 int proto_link_encode(const struct proto_link_msg *msg, char **ret_buf, size_t *ret_len);
+/* The console message of len (<= PROTO_LINK_CONSOLE_MAX) bytes, newline
+ * included, written into buf without allocating (the worker's hot path:
+ * its sandbox makes every allocation count).  The line proto_link_encode
+ * writes; its length, or -ENOBUFS when it does not fit in size bytes,
+ * -EMSGSIZE for too much data. */
+int proto_link_encode_console(const void *data, size_t len, char *buf, size_t size);
 
 #endif

@@ -69,29 +69,26 @@ struct control {
 
 /* ---- output ------------------------------------------------------------- */
 
-/* A whole line or nothing; console lines leave OUT_RESERVE free. */
-static int out_append(struct control *c, const char *buf, size_t len, bool console)
+/* A whole control line or nothing; the reserve is theirs. */
+static int out_append(struct control *c, const char *buf, size_t len)
 {
-	size_t max = console ? OUT_MAX - OUT_RESERVE : OUT_MAX;
-
-	/* control lines may have taken the reserve: out_len > max then */
-	if (c->out_len > max || len > max - c->out_len)
+	if (len > OUT_MAX - c->out_len)
 		return -ENOBUFS;
 	memcpy(c->out + c->out_len, buf, len);
 	c->out_len += len;
 	return 0;
 }
 
+/* Control messages (console output goes through encode_console). */
 static int out_msg(struct control *c, const struct proto_link_msg *m)
 {
-	bool console = m->type == PROTO_LINK_CONSOLE;
 	char *line;
 	size_t len;
 	int r = proto_link_encode(m, &line, &len);
 
 	if (r < 0)
 		return r;
-	r = out_append(c, line, len, console);
+	r = out_append(c, line, len);
 	free(line);
 	return r;
 }
@@ -171,23 +168,28 @@ static void console_cb(void *opaque, const uint8_t *buf, size_t len)
 		return;                 /* the counter cannot overflow here */
 }
 
-/* Main loop: turn queued console bytes into link messages; what does not
- * fit is counted in c->dropped. */
+/* Main loop: turn queued console bytes into link messages, encoded in
+ * place (no allocation per message); what does not fit is counted in
+ * c->dropped. */
 static void encode_console(struct control *c, const uint8_t *raw, size_t len)
 {
-	struct proto_link_msg m = { .type = PROTO_LINK_CONSOLE };
+	size_t max = OUT_MAX - OUT_RESERVE, chunk;
+	int n;
 
 	while (len > 0) {
-		m.data = (unsigned char *)raw;
-		m.data_len = len < PROTO_LINK_CONSOLE_MAX ? len : PROTO_LINK_CONSOLE_MAX;
-		if (out_msg(c, &m) < 0) {
+		chunk = len < PROTO_LINK_CONSOLE_MAX ? len : PROTO_LINK_CONSOLE_MAX;
+		n = c->out_len < max ?
+		    proto_link_encode_console(raw, chunk, c->out + c->out_len, max - c->out_len) :
+		    -ENOBUFS;
+		if (n < 0) {
 			c->dropped += len;
 			return;
 		}
-		if (m.data_len == len)
+		c->out_len += (size_t)n;
+		if (chunk == len)
 			report_dropped(c);
-		raw += m.data_len;
-		len -= m.data_len;
+		raw += chunk;
+		len -= chunk;
 	}
 }
 
