@@ -159,8 +159,10 @@ def case_tap_owner(env):
     """A TAP owned by the user attaches (mvmd opens /dev/net/tun itself, the
     tun driver judges the user); a TAP with neither owner nor group, which
     the kernel gives anyone, is refused with the fix; another user's TAP is
-    refused naming the owner rule."""
+    refused naming the owner rule.  Where /dev/net/tun is 0600 (this
+    host's), the owner's attach is the proof that its mode plays no part."""
     h = Hostile(env)
+    print("/dev/net/tun mode %o" % mode("/dev/net/tun"))
     tag = os.getpid() % 100000
     taps = {"own": "mvh%do" % tag, "none": "mvh%dn" % tag, "root": "mvh%dr" % tag}
     try:
