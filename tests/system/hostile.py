@@ -141,6 +141,11 @@ def case_proc_paths(env):
             err = who(1, "create", "p%d" % i, "--kernel", kernel, "--initrd", p)
             check("permission_denied" in err and "/proc" in err,
                   "--initrd %s was not refused as a /proc path: %r" % (p, err))
+    # the other file fields: a kernel, and a writable disk (mvmd.db itself)
+    for args in (["--kernel", paths[0]], ["--kernel", kernel, "--disk", paths[0]],
+                 ["--kernel", kernel, "--disk", paths[0] + ",ro"]):
+        err = h.fails(1, "create", "pf", *args)
+        check("permission_denied" in err and "/proc" in err, "%s: %r" % (args, err))
     check(h.ok("list", "-q").split() == [], "a refused create left a VM")
     # what still works: a symlink to the user's own file, as the user
     mine = os.path.join(h.home, "mine")
