@@ -67,6 +67,9 @@ struct table *table_new(size_t ncols, const char *const *headers);
 void table_add(struct table *t, const char *const *cells);
 void table_print(struct table *t);
 void table_free(struct table *t);
+/* s with control characters escaped for a terminal (\n, \x1b, \u009b,
+ * a backslash doubled); malloc'd, never NULL (aborts on OOM). */
+char *output_escape(const char *s);
 void output_json(const json_t *v);
 void output_json_span(struct proto_span v);
 void output_size_mib(char *buf, size_t n, long long mib);

@@ -30,7 +30,7 @@ static const struct ctl_command commands[] = {
 	  "       off or reset; the worker's status; 75: refused for now, retry; 1:\n"
 	  "       it can never run as asked); SIGTERM/SIGINT stop it (Ctrl-Alt-Del,\n"
 	  "       killed after S seconds, default 10); --rm removes it at the end" },
-	{ "start", vm_start, "start NAME... | --label K=V... [-o json]",
+	{ "start", vm_start, "start NAME... | --label K=V... [--wait] [-o json]",
 	  "start created or stopped VMs" },
 	{ "stop", vm_stop, "stop NAME... | --label K=V... [--timeout S] [-o json]",
 	  "Ctrl-Alt-Del, then kill after S seconds (default 10)" },

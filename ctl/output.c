@@ -2,7 +2,10 @@
 /*
  * Everything mvmctl prints on stdout: aligned tables with units for humans,
  * and `-o json`, which is the daemon's result object with sorted keys so
- * that scripts and diffs see a stable shape.
+ * that scripts and diffs see a stable shape.  Strings a client chose
+ * (names, labels, command lines, paths, reasons) are printed for humans
+ * with control characters escaped (output_escape): another user's label
+ * must not move the operator's cursor or retitle the terminal.
  */
 #include <stddef.h>
 #include <stdarg.h>
@@ -18,6 +21,64 @@ struct table {
 	size_t ncols, nrows, cap;
 	char **cells; /* row-major, row 0 is the header */
 };
+
+/* The escape of one byte of s at i (advancing *i past what it took), or
+ * NULL when the byte prints as itself.  C0 controls, DEL and the C1
+ * controls (U+0080 to U+009F: 8-bit CSI and friends) are escaped, and so is
+ * the backslash, so an escape cannot be faked. */
+static const char *escape_at(const char *s, size_t *i, char buf[8])
+{
+	unsigned char c = (unsigned char)s[*i];
+
+	switch (c) {
+	case '\\': (*i)++; return "\\\\";
+	case '\n': (*i)++; return "\\n";
+	case '\r': (*i)++; return "\\r";
+	case '\t': (*i)++; return "\\t";
+	default: break;
+	}
+	if (c < 0x20 || c == 0x7f) {
+		snprintf(buf, 8, "\\x%02x", c);
+		(*i)++;
+		return buf;
+	}
+	if (c == 0xc2 && (unsigned char)s[*i + 1] >= 0x80 && (unsigned char)s[*i + 1] <= 0x9f) {
+		snprintf(buf, 8, "\\u%04x", (unsigned char)s[*i + 1]);
+		*i += 2;
+		return buf;
+	}
+	return NULL;
+}
+
+char *output_escape(const char *s)
+{
+	size_t n = strlen(s), o = 0, i = 0;
+	char *out = malloc(n * 4 + 1), b[8];  /* 1 byte grows to 4 at most */
+	const char *e;
+
+	if (!out)
+		abort(); /* out of memory while printing */
+	while (s[i]) {
+		e = escape_at(s, &i, b);
+		if (e) {
+			memcpy(out + o, e, strlen(e));
+			o += strlen(e);
+		} else {
+			out[o++] = s[i++];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* "Label:      value\n" with the value escaped */
+static void put_field(const char *label, const char *value)
+{
+	char *e = output_escape(value ? value : "");
+
+	printf("%-12s %s\n", label, e);
+	free(e);
+}
 
 struct table *table_new(size_t ncols, const char *const *headers)
 {
@@ -44,11 +105,7 @@ void table_add(struct table *t, const char *const *cells)
 		t->cap = cap;
 	}
 	for (size_t i = 0; i < t->ncols; i++) {
-		char *s = strdup(cells[i] ? cells[i] : "-");
-
-		if (!s)
-			abort();
-		t->cells[t->nrows * t->ncols + i] = s;
+		t->cells[t->nrows * t->ncols + i] = output_escape(cells[i] ? cells[i] : "-");
 	}
 	t->nrows++;
 }
@@ -352,13 +409,15 @@ void output_vm_list(struct proto_span vms, bool quiet, double now)
 	struct proto_span vm;
 	struct list_fields f;
 	struct table *t;
-	char name[256];
+	char name[256], *e;
 	size_t pos = 0;
 
 	if (quiet) {
 		while (vms.p && proto_scan_next(vms, &pos, NULL, &vm) == 1) {
 			list_fields(vm, &f);
-			printf("%s\n", span_str(f.name, name, sizeof(name)) ? name : "");
+			e = output_escape(span_str(f.name, name, sizeof(name)) ? name : "");
+			printf("%s\n", e);
+			free(e);
 		}
 		return;
 	}
@@ -373,15 +432,20 @@ void output_vm_list(struct proto_span vms, bool quiet, double now)
 
 static void show_files(const json_t *vm)
 {
+	char line[4600];
 	size_t i;
 	json_t *d;
 
-	json_array_foreach(json_object_get(vm, "disks"), i, d)
-		printf("%-12s %s%s\n", i ? "" : "Disks:", str(d, "path"),
-		       json_is_true(json_object_get(d, "readonly")) ? " (read-only)" : "");
-	json_array_foreach(json_object_get(vm, "nics"), i, d)
-		printf("%-12s tap=%s mac=%s\n", i ? "" : "NICs:", str(d, "tap"),
-		       str(d, "mac") ? str(d, "mac") : "auto");
+	json_array_foreach(json_object_get(vm, "disks"), i, d) {
+		snprintf(line, sizeof(line), "%s%s", str(d, "path") ? str(d, "path") : "?",
+		         json_is_true(json_object_get(d, "readonly")) ? " (read-only)" : "");
+		put_field(i ? "" : "Disks:", line);
+	}
+	json_array_foreach(json_object_get(vm, "nics"), i, d) {
+		snprintf(line, sizeof(line), "tap=%s mac=%s", str(d, "tap") ? str(d, "tap") : "?",
+		         str(d, "mac") ? str(d, "mac") : "auto");
+		put_field(i ? "" : "NICs:", line);
+	}
 }
 
 static void show_events(const json_t *events)
@@ -417,10 +481,10 @@ void output_vm_show(const json_t *vm, const json_t *events, double now)
 	fmt_uptime(up, sizeof(up), vm, now);
 	output_time(when, sizeof(when), json_number_value(json_object_get(vm, "created_at")));
 	fmt_labels(labels, sizeof(labels), json_object_get(vm, "labels"));
-	printf("%-12s %s\n", "Name:", str(vm, "name"));
-	printf("%-12s %s\n", "State:", str(vm, "state"));
+	put_field("Name:", str(vm, "name"));
+	put_field("State:", str(vm, "state"));
 	if (str(vm, "exit_reason"))
-		printf("%-12s %s\n", "Exit reason:", str(vm, "exit_reason"));
+		put_field("Exit reason:", str(vm, "exit_reason"));
 	if (json_is_integer(status))
 		printf("%-12s %lld\n", "Exit status:", (long long)json_integer_value(status));
 	printf("%-12s %lld\n", "Owner uid:", (long long)json_integer_value(json_object_get(vm, "owner_uid")));
@@ -430,16 +494,16 @@ void output_vm_show(const json_t *vm, const json_t *events, double now)
 	printf("%-12s %s\n", "Created:", when);
 	printf("%-12s %lld\n", "vCPUs:", (long long)json_integer_value(json_object_get(vm, "vcpus")));
 	printf("%-12s %s\n", "Memory:", mem);
-	printf("%-12s %s\n", "Kernel:", str(vm, "kernel"));
-	printf("%-12s %s\n", "Initrd:", str(vm, "initrd") ? str(vm, "initrd") : "-");
-	printf("%-12s %s\n", "Cmdline:", str(vm, "cmdline") ? str(vm, "cmdline") : "");
+	put_field("Kernel:", str(vm, "kernel"));
+	put_field("Initrd:", str(vm, "initrd") ? str(vm, "initrd") : "-");
+	put_field("Cmdline:", str(vm, "cmdline"));
 	show_files(vm);
-	printf("%-12s %s\n", "Labels:", labels);
+	put_field("Labels:", labels);
 	if (restart && !strcmp(restart, "on-failure"))
 		printf("%-12s on-failure (max %lld, 0 = unlimited)\n", "Restart:",
 		       (long long)json_integer_value(json_object_get(vm, "restart_max")));
 	else
-		printf("%-12s %s\n", "Restart:", restart ? restart : "no");
+		put_field("Restart:", restart ? restart : "no");
 	show_events(events);
 }
 
@@ -447,16 +511,20 @@ void output_vm_show(const json_t *vm, const json_t *events, double now)
 void output_event(const json_t *ev)
 {
 	const char *reason = str(ev, "reason");
-	const char *state = str(ev, "state") ? str(ev, "state") : "?";
+	char *state = output_escape(str(ev, "state") ? str(ev, "state") : "?");
+	char *vm = output_escape(str(ev, "vm") ? str(ev, "vm") : "?");
+	char *why = reason ? output_escape(reason) : NULL;
 	char when[64];
 
 	output_time(when, sizeof(when), json_number_value(json_object_get(ev, "time")));
-	if (reason)
-		printf("%s  %-20s %-9s %s\n", when, str(ev, "vm") ? str(ev, "vm") : "?",
-		       state, reason);
+	if (why)
+		printf("%s  %-20s %-9s %s\n", when, vm, state, why);
 	else
-		printf("%s  %-20s %s\n", when, str(ev, "vm") ? str(ev, "vm") : "?", state);
+		printf("%s  %-20s %s\n", when, vm, state);
 	fflush(stdout);
+	free(state);
+	free(vm);
+	free(why);
 }
 
 static void kv_value(const char *key, const json_t *v)
@@ -468,7 +536,10 @@ static void kv_value(const char *key, const json_t *v)
 		output_size_mib(buf, sizeof(buf), json_integer_value(v));
 		printf("%s\n", buf);
 	} else if (json_is_string(v)) {
-		printf("%s\n", json_string_value(v));
+		char *e = output_escape(json_string_value(v));
+
+		printf("%s\n", e);
+		free(e);
 	} else {
 		char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 

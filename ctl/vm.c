@@ -141,26 +141,36 @@ static int parse_restart(json_t *req, const char *s)
 	return 0;
 }
 
-/* Prints the VM a lifecycle call returned: JSON, or "NAME: STATE (reason)". */
-static int print_vm_result(struct ctl *c, json_t *res)
+/* Prints the VM a lifecycle call returned: JSON, or "NAME: STATE (reason)".
+ * A VM waited for (--wait) that crashed instead of running is a failure:
+ * its reason (the worker's own message) goes to stderr, exit 1. */
+static int print_vm_result(struct ctl *c, json_t *res, bool waited)
 {
 	json_t *vm = json_object_get(res, "vm");
 	const char *reason = json_string_value(json_object_get(vm, "exit_reason"));
+	const char *state = json_string_value(json_object_get(vm, "state"));
+	char *name = output_escape(json_string_value(json_object_get(vm, "name")) ?: "?");
+	char *why = output_escape(reason ? reason : "");
+	bool crashed = waited && state && !strcmp(state, "crashed");
 
 	if (c->json)
 		output_json(res);
-	else
-		printf("%s: %s%s%s%s\n",
-		       json_string_value(json_object_get(vm, "name")),
-		       json_string_value(json_object_get(vm, "state")),
-		       reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
+	else if (!crashed)
+		printf("%s: %s%s%s%s\n", name, state ? state : "?",
+		       reason ? " (" : "", why, reason ? ")" : "");
+	if (crashed)
+		fprintf(stderr, "mvmctl: VM %s crashed instead of starting: %s; fix that and "
+		        "run 'mvmctl start %s'\n", name, reason ? why : "no reason given", name);
+	free(name);
+	free(why);
 	json_decref(res);
-	return CTL_EXIT_OK;
+	return crashed ? CTL_EXIT_DAEMON : CTL_EXIT_OK;
 }
 
 /* Connects, sends req (consumed) and prints the VM it returns. */
 static int call_and_print(struct ctl *c, json_t *req)
 {
+	bool waited = json_is_true(json_object_get(json_object_get(req, "args"), "wait"));
 	json_t *res = NULL;
 	int r = ctl_connect(c);
 
@@ -171,7 +181,7 @@ static int call_and_print(struct ctl *c, json_t *req)
 	r = ctl_call(c, req, &res);
 	if (r)
 		return r;
-	return print_vm_result(c, res);
+	return print_vm_result(c, res, waited);
 }
 
 enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_VCPUS, O_MEM, O_DISK, O_NET,
@@ -370,6 +380,9 @@ static int selector_opt(struct ctl *c, const char *cmd, struct selector *s, int 
 	case 'f':
 		json_object_set_new(s->args, "force", json_true());
 		return 0;
+	case O_WAIT:
+		json_object_set_new(s->args, "wait", json_true());
+		return 0;
 	case ':':
 		return ctl_usage_error(cmd, "option '%s' needs a value", arg);
 	}
@@ -448,7 +461,7 @@ static int act_print(struct ctl *c, enum proto_op op, const char *name,
 	json_t *res = NULL;
 	int r = ctl_call(c, vm_request(c, op, name, s), &res);
 
-	return r ? r : print_vm_result(c, res);
+	return r ? r : print_vm_result(c, res, json_is_true(json_object_get(s->args, "wait")));
 }
 
 /*
@@ -498,7 +511,9 @@ static int selector_command(struct ctl *c, int argc, char **argv, const struct o
 
 int vm_start(struct ctl *c, int argc, char **argv)
 {
-	return selector_command(c, argc, argv, NULL, ":o:", PROTO_OP_VM_START, act_print);
+	static const struct option o[] = { { "wait", no_argument, NULL, O_WAIT }, { 0 } };
+
+	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_START, act_print);
 }
 
 int vm_stop(struct ctl *c, int argc, char **argv)
@@ -566,7 +581,7 @@ static int act_restart(struct ctl *c, enum proto_op op, const char *name,
 		if (r)
 			return r;
 		if (!c->json)
-			print_vm_result(c, res);
+			print_vm_result(c, res, false);
 		else
 			json_decref(res);
 	}

@@ -2,71 +2,70 @@
 /*
  * File access on behalf of a client (docs/security.md).  A client may only
  * make a VM use files it can open itself.  A root mvmd opens each file with
- * the client's uid, gid and supplementary groups as the filesystem
- * credentials of the control thread, then hands the open fd to the worker,
- * so the file the worker uses is the file that was checked.  The raw
- * setfsuid/setfsgid/setgroups syscalls change only the calling thread (the
- * glibc wrappers would change every thread of the process).
+ * the client's uid, gid and supplementary groups as the effective ids of
+ * the control thread (util_cred_enter), then hands the open fd to the
+ * worker, so the file the worker uses is the file that was
+ * checked.  Magic links and procfs files are refused: they would hand the
+ * guest files of mvmd's own (its database through /proc/self/fd/N).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "util/util.h"
 
-struct saved_cred {
-	int ngroups;
-	gid_t groups[64];
-};
-
-static int cred_enter(const struct cred *cred, struct saved_cred *saved)
+/* No magic links (/proc/N/fd/M, /proc/N/root, /proc/N/exe): through them
+ * a path names a file mvmd (or another process) holds open, not one the
+ * client can reach by name; the client's own permission check would then
+ * be of the link, which /proc lets mvmd's own fds pass.  Plain symlinks
+ * stay allowed: they are resolved with the client's rights. */
+static int open_checked(const char *path, int flags)
 {
-	saved->ngroups = getgroups(64, saved->groups);
-	if (saved->ngroups < 0)
-		return -errno;
-	if (syscall(SYS_setgroups, (size_t)cred->ngroups, cred->groups) < 0)
-		return -errno;
-	syscall(SYS_setfsgid, cred->gid);
-	syscall(SYS_setfsuid, cred->uid);
-	/* setfsuid reports the previous value, never an error: read it back */
-	if ((uid_t)syscall(SYS_setfsuid, cred->uid) != cred->uid ||
-	    (gid_t)syscall(SYS_setfsgid, cred->gid) != cred->gid)
-		return -EPERM;
-	return 0;
-}
+	struct open_how how = {
+		.flags = (uint64_t)flags,
+		.resolve = RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
 
-static void cred_leave(const struct saved_cred *saved)
-{
-	syscall(SYS_setfsuid, geteuid());
-	syscall(SYS_setfsgid, getegid());
-	syscall(SYS_setgroups, (size_t)saved->ngroups, saved->groups);
+	return fd < 0 ? -errno : fd;
 }
 
 static int open_as(const struct cred *cred, bool as_client, const char *path,
                    int flags, int *ret_fd)
 {
-	struct saved_cred saved;
+	struct util_saved_cred saved;
 	int fd, r = 0;
 
 	if (as_client) {
-		r = cred_enter(cred, &saved);
+		r = util_cred_enter(cred->uid, cred->gid, cred->ngroups, cred->groups, &saved);
 		if (r < 0) {
-			cred_leave(&saved);
+			util_cred_leave(&saved);
 			return r;
 		}
 	}
-	fd = open(path, flags);
-	if (fd < 0)
-		r = -errno;
+	fd = open_checked(path, flags);
 	if (as_client)
-		cred_leave(&saved);
-	if (r == 0)
-		*ret_fd = fd;
-	return r;
+		util_cred_leave(&saved);
+	if (fd < 0)
+		return fd;
+	*ret_fd = fd;
+	return 0;
+}
+
+/* procfs files (/proc/self/environ, /proc/N/cmdline, ...) describe
+ * processes, mvmd's own among them; no VM boots from one. */
+static bool on_procfs(int fd)
+{
+	struct statfs sf;
+
+	return fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC;
 }
 
 static int file_kind_ok(int fd, bool regular_only)
@@ -96,6 +95,16 @@ int access_open(const struct mvmd *d, const struct cred *cred, const char *field
 		return -EPERM;
 	}
 	r = open_as(cred, root, path, flags, &fd);
+	if (r == -ELOOP || (r == 0 && on_procfs(fd))) {
+		if (r == 0)
+			close(fd);
+		proto_error_set(err, PROTO_ERR_PERMISSION_DENIED, field,
+		                "%s is a /proc file or goes through a /proc magic link (or a "
+		                "symlink loop), which mvmd does not open for a VM; give the "
+		                "file's own path instead",
+		                path);
+		return -EPERM;
+	}
 	if (r == -EACCES || r == -EPERM || r == -EROFS) {
 		proto_error_set(err, PROTO_ERR_PERMISSION_DENIED, field,
 		                "you may not %s %s (%s); fix its permissions or pick another file",

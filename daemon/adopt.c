@@ -319,8 +319,8 @@ static int take_over(struct mvmd *d, struct proto_vm *vm, pid_t pid, int fd, int
 int adopt_vm(struct mvmd *d, struct proto_vm *vm)
 {
 	struct proto_link_msg hello;
-	uint64_t start, rec_start;
-	pid_t pid = (pid_t)vm->pid, rec_pid;
+	uint64_t start, rec_start = 0;
+	pid_t pid = (pid_t)vm->pid, rec_pid = 0;
 	int pidfd = -1, fd, r;
 	bool recorded;
 

@@ -353,7 +353,7 @@ static void op_vm_start(struct conn *c, struct proto_request *req)
 		reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
 		          "VM '%s' is %s; stop it first", vm.name, proto_vm_state_name(vm.state));
 	else
-		start_vm(c, req, &vm, false);
+		start_vm(c, req, &vm, proto_arg_bool(req, "wait", false));
 	proto_vm_clear(&vm);
 }
 

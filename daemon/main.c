@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "util/util.h"
 
 enum log_level mvmd_log_level = LOG_INFO;
 
@@ -149,6 +150,22 @@ static void log_readonly(const struct mvmd *d)
 	          d->cfg.state_dir);
 }
 
+/* Other users must not read the state dir (the database, vmm.log) nor
+ * the group write it: tighten a loose one, or refuse naming the fix. */
+static int tighten_dir(const char *dir)
+{
+	mode_t old = 0;
+	int r = util_dir_tighten(dir, 027, &old);
+
+	if (r == 1)
+		log_warn("%s was mode %04o; made it %04o so other users cannot read VM "
+		         "definitions", dir, (unsigned)old, (unsigned)(old & ~027));
+	else if (r < 0)
+		log_error("cannot make %s private (%s); run 'chmod 0750 %s' as its owner",
+		          dir, strerror(-r), dir);
+	return r < 0 ? r : 0;
+}
+
 static int setup_dirs(struct mvmd *d)
 {
 	char path[4096];
@@ -161,6 +178,8 @@ static int setup_dirs(struct mvmd *d)
 	}
 	if (r == 0 && access(d->cfg.state_dir, W_OK) < 0)
 		r = -errno;
+	if (r == 0 && (tighten_dir(d->cfg.state_dir) < 0 || tighten_dir(path) < 0))
+		return -EPERM;
 	if (r == -EROFS) {
 		log_readonly(d);
 		return r;

@@ -181,7 +181,7 @@ struct worker {
 	bool stop_requested, kill_requested;
 	int64_t exit_status;
 	int term_signal;
-	char link_reason[64];           /* from the worker's exit message */
+	char link_reason[PROTO_LINK_REASON_MAX]; /* from the worker's exit message */
 	bool has_link_status;
 	int link_status;
 	/* Every worker is watched through its pidfd, readable once it

@@ -443,7 +443,7 @@ static int worker_signal(struct worker *w, int sig)
 
 static void worker_finish(struct worker *w)
 {
-	char reason[64];
+	char reason[PROTO_LINK_REASON_MAX];
 	enum proto_vm_state st;
 
 	if (w->finished)

@@ -12,13 +12,21 @@
  * committed change always reaches the copy.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sqlite3.h>
 
 #include "db/db.h"
+
+/* A random (version 4) uuid, for rows that predate the column. */
+#define UUID_V4_SQL "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||" \
+	" substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + abs(random() % 4), 1) ||" \
+	" substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
 
 /* Ordered migrations: entry i brings user_version from i to i + 1.  Never
  * edit an entry once released; append a new one. */
@@ -62,11 +70,48 @@ static const char *const migrations[] = {
 	/* 4: restart-policy failures in a row, so a crash loop is still
 	 * counted across an mvmd restart */
 	"ALTER TABLE vms ADD COLUMN restart_failures INTEGER NOT NULL DEFAULT 0;",
+	/* 5: ids never reused (AUTOINCREMENT), so a new VM never lists a
+	 * deleted one's events, and a uuid per VM.  SQLite cannot add
+	 * AUTOINCREMENT to a table: rebuild it.  The sequence starts past every
+	 * id an event names, deleted VMs' included. */
+	"ALTER TABLE vms RENAME TO vms_v4;"
+	"DROP INDEX vms_state;"
+	"CREATE TABLE vms ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" owner_uid INTEGER NOT NULL,"
+	" state TEXT NOT NULL,"
+	" kernel TEXT NOT NULL,"
+	" initrd TEXT,"
+	" cmdline TEXT NOT NULL,"
+	" vcpus INTEGER NOT NULL,"
+	" mem_mib INTEGER NOT NULL,"
+	" disks TEXT NOT NULL,"
+	" nics TEXT NOT NULL,"
+	" labels TEXT NOT NULL,"
+	" restart TEXT NOT NULL,"
+	" restart_max INTEGER NOT NULL,"
+	" pid INTEGER NOT NULL DEFAULT 0,"
+	" created_at REAL NOT NULL,"
+	" started_at REAL,"
+	" exit_status INTEGER,"
+	" exit_reason TEXT,"
+	" pools TEXT NOT NULL DEFAULT '[]',"
+	" autostart INTEGER NOT NULL DEFAULT 0,"
+	" restart_failures INTEGER NOT NULL DEFAULT 0,"
+	" uuid TEXT NOT NULL UNIQUE);"
+	"INSERT INTO vms SELECT *, " UUID_V4_SQL " FROM vms_v4;"
+	"DROP TABLE vms_v4;"
+	"CREATE INDEX vms_state ON vms(state);"
+	"DELETE FROM sqlite_sequence WHERE name = 'vms';"
+	"INSERT INTO sqlite_sequence (name, seq) SELECT 'vms', max("
+	" (SELECT coalesce(max(id), 0) FROM vms),"
+	" (SELECT coalesce(max(vm_id), 0) FROM events));",
 };
 
 #define VM_COLUMNS "id, name, owner_uid, state, kernel, initrd, cmdline, vcpus, mem_mib," \
 	" disks, nics, labels, restart, restart_max, pid, created_at, started_at," \
-	" exit_status, exit_reason, pools, autostart, restart_failures"
+	" exit_status, exit_reason, pools, autostart, restart_failures, uuid"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -89,8 +134,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_VM_INSERT] = "INSERT INTO vms (name, owner_uid, state, kernel, initrd, cmdline,"
 		" vcpus, mem_mib, disks, nics, labels, restart, restart_max, created_at, pools,"
-		" autostart)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+		" autostart, uuid)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
 	[ST_VM_LIST] = "SELECT " VM_COLUMNS " FROM vms ORDER BY name",
 	[ST_VM_UPDATE] = "UPDATE vms SET state = ?2, pid = ?3, started_at = ?4,"
 		" exit_status = ?5, exit_reason = ?6 WHERE id = ?1",
@@ -363,6 +408,37 @@ static int db_check(struct db *db, char *why, size_t size)
 	return r;
 }
 
+/* The database holds every VM's command line and labels: only mvmd may
+ * read it.  Create it 0600 before SQLite does (SQLite would take 0644 less
+ * the umask) and tighten an existing one; SQLite creates -wal and -shm with
+ * the database's own mode, and existing ones are tightened here too. */
+static int db_files_private(const char *path)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	char p[4096];
+	struct stat st;
+	int fd, r;
+
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffixes[i]) >= sizeof(p))
+			return -ENAMETOOLONG;
+		fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | (i == 0 ? O_CREAT : 0),
+		          0600);
+		if (fd < 0) {
+			if (errno == ENOENT && i > 0)
+				continue;
+			return -errno;
+		}
+		r = fstat(fd, &st) < 0 ? -errno : 0;
+		if (r == 0 && (st.st_mode & 077) && fchmod(fd, st.st_mode & 0700) < 0)
+			r = -errno;
+		close(fd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int db_open(const char *path, struct db **ret_db)
 {
 	return db_open_diag(path, ret_db, NULL, 0);
@@ -377,6 +453,12 @@ int db_open_diag(const char *path, struct db **ret_db, char *why, size_t why_siz
 		why[0] = '\0';
 	if (!db)
 		return -ENOMEM;
+	r = db_files_private(path);
+	if (r < 0) {
+		why_set(why, why_size, "cannot make %s private (mode 0600): %s", path, strerror(-r));
+		free(db);
+		return r;
+	}
 	rc = sqlite3_open_v2(path, &db->conn,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 	                     NULL);
@@ -439,6 +521,16 @@ static int col_json(sqlite3_stmt *st, int col, json_t **ret)
 	return *ret ? 0 : -EINVAL;
 }
 
+static bool col_uuid(sqlite3_stmt *st, int col, char ret[static PROTO_UUID_LEN + 1])
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+
+	if (!s || strlen(s) != PROTO_UUID_LEN)
+		return false;
+	memcpy(ret, s, PROTO_UUID_LEN + 1);
+	return true;
+}
+
 static int row_to_vm(sqlite3_stmt *st, struct proto_vm *ret)
 {
 	struct proto_vm vm = { 0 };
@@ -467,6 +559,8 @@ static int row_to_vm(sqlite3_stmt *st, struct proto_vm *ret)
 	r = r ?: col_strdup(st, 12, false, &vm.restart);
 	r = r ?: col_strdup(st, 18, true, &vm.exit_reason);
 	r = r ?: col_json(st, 19, &vm.pools);
+	if (r == 0 && !col_uuid(st, 22, vm.uuid))
+		r = -EINVAL;
 	if (r < 0) {
 		proto_vm_clear(&vm);
 		return r;
@@ -659,6 +753,7 @@ static int bind_vm_insert(sqlite3_stmt *st, const struct proto_vm *vm)
 	sqlite3_bind_double(st, 14, vm->created_at);
 	r = r ?: bind_json(st, 15, vm->pools, "[]");
 	sqlite3_bind_int(st, 16, vm->autostart);
+	sqlite3_bind_text(st, 17, vm->uuid, -1, SQLITE_STATIC);
 	return r;
 }
 
@@ -702,7 +797,8 @@ int db_vm_insert(struct db *db, struct proto_vm *vm)
 	bool found;
 	int r;
 
-	r = rec_new(vm, &rec);
+	r = proto_uuid_new(vm->uuid);
+	r = r ?: rec_new(vm, &rec);
 	r = r ?: recs_reserve(db);
 	r = r ?: tx_begin(db);
 	if (r < 0) {

@@ -99,6 +99,7 @@ static int check_signal(const char *key, const char *v, struct proto_error *err)
 static const struct field f_none[] = { F_END };
 static const struct field f_hello[] = { F_INT("version", true, 0, 1 << 30), F_END };
 static const struct field f_name[] = { F_NAME, F_END };
+static const struct field f_start[] = { F_NAME, F_BOOL("wait", 0), F_END };
 static const struct field f_create[] = {
 	F_NAME,
 	F_STR("kernel", true, PATH_MAX_LEN, check_abs_path, NULL),
@@ -142,7 +143,7 @@ static const struct field *const op_fields[PROTO_OP_COUNT_] = {
 	[PROTO_OP_HELLO] = f_hello,
 	[PROTO_OP_VERSION] = f_none,
 	[PROTO_OP_VM_CREATE] = f_create,
-	[PROTO_OP_VM_START] = f_name,
+	[PROTO_OP_VM_START] = f_start,
 	[PROTO_OP_VM_STOP] = f_stop,
 	[PROTO_OP_VM_KILL] = f_kill,
 	[PROTO_OP_VM_RM] = f_rm,

@@ -476,6 +476,22 @@ fail:
 	return NULL;
 }
 
+int proto_link_encode_console(const void *data, size_t len, char *buf, size_t size)
+{
+	static const char head[] = "{\"msg\":\"console\",\"data\":\"";
+	static const char tail[] = "\"}\n";
+	size_t n = sizeof(head) - 1 + PROTO_BASE64_ENC_LEN(len) + sizeof(tail) - 1;
+
+	if (len > PROTO_LINK_CONSOLE_MAX)
+		return -EMSGSIZE;
+	if (n + 1 > size)               /* base64's NUL, overwritten by the tail */
+		return -ENOBUFS;
+	memcpy(buf, head, sizeof(head) - 1);
+	proto_base64_encode(data, len, buf + sizeof(head) - 1);
+	memcpy(buf + n - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
+	return (int)n;
+}
+
 int proto_link_encode(const struct proto_link_msg *msg, char **ret_buf, size_t *ret_len)
 {
 	json_t *o;

@@ -116,8 +116,12 @@ int proto_vm_state_from_name(const char *name);   /* state or -ENOENT */
 
 /* The VM object of docs/protocol.md.  Strings and JSON are owned by the
  * struct and released by proto_vm_clear(). */
+/* "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", lower case */
+#define PROTO_UUID_LEN 36
+
 struct proto_vm {
-	int64_t id;                     /* database row id; not on the wire */
+	int64_t id;                     /* database row id, never reused; not on the wire */
+	char uuid[PROTO_UUID_LEN + 1];  /* never reused either; "" until stored */
 	char *name;
 	enum proto_vm_state state;
 	uint32_t owner_uid;
@@ -142,6 +146,8 @@ struct proto_vm {
 };
 
 void proto_vm_clear(struct proto_vm *vm);
+/* A new random (version 4) uuid from getrandom(2).  0 or -errno. */
+int proto_uuid_new(char ret[static PROTO_UUID_LEN + 1]);
 /* Deep copy into *ret_vm.  0 or -ENOMEM (then *ret_vm is untouched). */
 int proto_vm_copy(const struct proto_vm *vm, struct proto_vm *ret_vm);
 /* New JSON object for the wire; NULL on allocation failure. */
@@ -387,6 +393,8 @@ enum proto_link_type {
 
 /* Console chunks per message: keeps a link line well under PROTO_MAX_LINE. */
 #define PROTO_LINK_CONSOLE_MAX 16384
+/* An exit reason, "vmm-error: " and the worker's own message included. */
+#define PROTO_LINK_REASON_MAX 256
 
 /* Longest result error, in bytes. */
 #define PROTO_LINK_ERROR_MAX 255
@@ -428,7 +436,7 @@ struct proto_link_stats {
 struct proto_link_msg {
 	enum proto_link_type type;
 	int status;                     /* exit */
-	char reason[64];                /* exit; "" if none */
+	char reason[PROTO_LINK_REASON_MAX]; /* exit; "" if none */
 	unsigned char *data;            /* console, console-in: malloc'd by decode */
 	size_t data_len;
 	/* hello: a worker greets a daemon that connected to its adoption
@@ -454,5 +462,11 @@ int proto_link_decode(const char *line, size_t len, struct proto_link_msg *ret);
 void proto_link_clear(struct proto_link_msg *msg);
 /* Serialise (data borrowed).  Same contract as proto_encode. */
 int proto_link_encode(const struct proto_link_msg *msg, char **ret_buf, size_t *ret_len);
+/* The console message of len (<= PROTO_LINK_CONSOLE_MAX) bytes, newline
+ * included, written into buf without allocating (the worker's hot path:
+ * its sandbox makes every allocation count).  The line proto_link_encode
+ * writes; its length, or -ENOBUFS when it does not fit in size bytes,
+ * -EMSGSIZE for too much data. */
+int proto_link_encode_console(const void *data, size_t len, char *buf, size_t size);
 
 #endif

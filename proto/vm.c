@@ -2,8 +2,10 @@
 /* The VM object, names, signals, and lossy UTF-8 strings. */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "proto/proto.h"
 #include "proto/proto-internal.h"
@@ -159,6 +161,23 @@ void proto_vm_clear(struct proto_vm *vm)
 	memset(vm, 0, sizeof(*vm));
 }
 
+int proto_uuid_new(char ret[static PROTO_UUID_LEN + 1])
+{
+	unsigned char b[16];
+	char *p = ret;
+
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return -EAGAIN;
+	b[6] = (b[6] & 0x0f) | 0x40;    /* version 4 */
+	b[8] = (b[8] & 0x3f) | 0x80;    /* RFC 4122 variant */
+	for (int i = 0; i < 16; i++) {
+		p += sprintf(p, "%02x", b[i]);
+		if (i == 3 || i == 5 || i == 7 || i == 9)
+			*p++ = '-';
+	}
+	return 0;
+}
+
 json_t *proto_vm_to_json(const struct proto_vm *vm)
 {
 	json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s?, s:s, s:i, s:I, s:O?, s:O?, s:O?,"
@@ -186,6 +205,8 @@ json_t *proto_vm_to_json(const struct proto_vm *vm)
 	                         vm->exit_reason ? json_string(vm->exit_reason) : json_null());
 	r |= json_object_set_new(o, "pools", vm->pools ? json_incref(vm->pools) : json_array());
 	r |= json_object_set_new(o, "autostart", json_boolean(vm->autostart));
+	if (vm->uuid[0])
+		r |= json_object_set_new(o, "uuid", json_string(vm->uuid));
 	if (r) {
 		json_decref(o);
 		return NULL;
@@ -272,6 +293,7 @@ int proto_vm_from_json(const json_t *cobj, struct proto_vm *ret_vm)
 	json_t *o = (json_t *)cobj;
 	struct proto_vm vm = { 0 };
 	json_t *es = json_object_get(o, "exit_status");
+	const char *uuid = json_string_value(json_object_get(o, "uuid"));
 	int r, st;
 
 	if (!json_is_object(o))
@@ -304,6 +326,8 @@ int proto_vm_from_json(const json_t *cobj, struct proto_vm *ret_vm)
 	vm.nics = json_incref(json_object_get(o, "nics"));
 	vm.labels = json_incref(json_object_get(o, "labels"));
 	vm.pools = json_incref(json_object_get(o, "pools"));
+	if (uuid && strlen(uuid) == PROTO_UUID_LEN)
+		memcpy(vm.uuid, uuid, PROTO_UUID_LEN + 1);
 	*ret_vm = vm;
 	return 0;
 }

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int util_parse_u64_prefix(const char *s, uint64_t *ret, const char **ret_end)
@@ -148,4 +150,45 @@ char *util_trim(char *s)
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
 		*--e = '\0';
 	return s;
+}
+
+int util_cred_enter(uid_t uid, gid_t gid, int ngroups, const gid_t *groups,
+                    struct util_saved_cred *saved)
+{
+	saved->ngroups = getgroups(64, saved->groups);
+	if (saved->ngroups < 0)
+		return -errno;
+	/* groups and gid first: once euid is not 0 they cannot change */
+	if (syscall(SYS_setgroups, (size_t)ngroups, groups) < 0 ||
+	    syscall(SYS_setresgid, (gid_t)-1, gid, (gid_t)-1) < 0 ||
+	    syscall(SYS_setresuid, (uid_t)-1, uid, (uid_t)-1) < 0)
+		return -errno;
+	return 0;
+}
+
+void util_cred_leave(const struct util_saved_cred *saved)
+{
+	/* Cannot fail: the real and saved ids are still root. */
+	syscall(SYS_setresuid, (uid_t)-1, getuid(), (uid_t)-1);
+	syscall(SYS_setresgid, (gid_t)-1, getgid(), (gid_t)-1);
+	if (saved->ngroups >= 0)
+		syscall(SYS_setgroups, (size_t)saved->ngroups, saved->groups);
+}
+
+int util_dir_tighten(const char *path, mode_t forbidden, mode_t *ret_old)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		r = -errno;
+	else if (st.st_mode & forbidden)
+		r = fchmod(fd, st.st_mode & 07777 & ~forbidden) < 0 ? -errno : 1;
+	close(fd);
+	if (r == 1 && ret_old)
+		*ret_old = st.st_mode & 07777;
+	return r;
 }

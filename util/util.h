@@ -42,6 +42,29 @@ int util_proc_start_time(pid_t pid, uint64_t *ret);
  * own, where getpid() says 1.  Falls back to getpid() without NSpid. */
 pid_t util_proc_outer_pid(void);
 
+/*
+ * The one credential switch (mvmd acting for a client): the calling
+ * thread's effective uid, gid and supplementary groups become the client's,
+ * so the kernel's own checks (file permissions, the tun driver's owner and
+ * group) judge the client, not root.  Raw syscalls change only this thread
+ * (the glibc wrappers would change every thread).  Leaving euid 0 clears
+ * the thread's effective capabilities; util_cred_leave restores them from
+ * the permitted set, which needs the real and saved uids to be 0.  On
+ * failure of util_cred_enter, call util_cred_leave all the same.
+ */
+struct util_saved_cred {
+	int ngroups;                    /* -1: nothing to restore */
+	gid_t groups[64];
+};
+int util_cred_enter(uid_t uid, gid_t gid, int ngroups, const gid_t *groups,
+                    struct util_saved_cred *saved);
+void util_cred_leave(const struct util_saved_cred *saved);
+
+/* Clears the forbidden mode bits of the directory path (not followed if a
+ * symlink).  1: it had some and now has none (*ret_old its old mode);
+ * 0: it had none; -errno: cannot open or chmod it (-EPERM: not ours). */
+int util_dir_tighten(const char *path, mode_t forbidden, mode_t *ret_old);
+
 /* snprintf into buf that truncates quietly; buf may be NULL. */
 void util_bprintf(char *buf, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -4,7 +4,12 @@
  * they only append raw bytes to a bounded buffer and wake the main loop
  * through an eventfd.  The main loop encodes link messages and writes them
  * without blocking, so a slow daemon never stalls a vCPU.  Console output
- * that does not fit is dropped from the link only: the serial log keeps it.
+ * that does not fit is dropped from the link only (and counted): the
+ * serial log keeps it.  Every buffer is allocated once at attach and never
+ * grows: a realloc past glibc's mmap threshold calls mremap, which the
+ * sandbox's seccomp filter does not allow (a stopped mvmd used to get its
+ * VMs killed that way).  Control messages (pong, booted, exit, hello) have
+ * OUT_RESERVE of their own that console output never takes.
  *
  * Re-adoption (--adopt-socket PATH): the worker also listens on a Unix
  * socket created before the sandbox locks it down (after pivot_root the
@@ -34,7 +39,8 @@
 #include "util/util.h"
 
 #define RAW_MAX   (1024 * 1024)         /* console bytes waiting for the loop */
-#define OUT_MAX   (4 * 1024 * 1024)     /* encoded bytes waiting for the daemon */
+#define OUT_MAX   (2 * 1024 * 1024)     /* encoded bytes waiting for the daemon */
+#define OUT_RESERVE (64 * 1024)         /* of OUT_MAX, for control messages only */
 #define EXIT_FLUSH_MS 1000
 
 struct control {
@@ -44,11 +50,15 @@ struct control {
 	int efd;
 	bool want_out;                  /* EPOLLOUT registered */
 	pthread_mutex_t lock;           /* raw, raw_len, booted, woken */
-	uint8_t *raw;
+	uint8_t *raw;                   /* RAW_MAX: filled by vCPU threads */
+	uint8_t *raw_loop;              /* RAW_MAX: the loop's, swapped with raw */
 	size_t raw_len;
+	uint64_t raw_dropped;           /* bytes that did not fit in raw */
 	bool booted, booted_sent, woken;
-	char *out;                      /* encoded lines not yet written */
-	size_t out_len, out_cap;
+	char *out;                      /* OUT_MAX: encoded lines not yet written */
+	size_t out_len;
+	uint64_t dropped;               /* console bytes not sent since the last report */
+	uint64_t dropped_total;
 	struct proto_linebuf in;
 	int listen_fd;                  /* adoption socket; -1: none */
 	char *listen_path;
@@ -60,27 +70,17 @@ struct control {
 
 /* ---- output ------------------------------------------------------------- */
 
+/* A whole control line or nothing; the reserve is theirs. */
 static int out_append(struct control *c, const char *buf, size_t len)
 {
-	if (c->out_len + len > OUT_MAX)
+	if (len > OUT_MAX - c->out_len)
 		return -ENOBUFS;
-	if (c->out_len + len > c->out_cap) {
-		size_t cap = c->out_cap ? c->out_cap * 2 : 65536;
-		char *p;
-
-		while (cap < c->out_len + len)
-			cap *= 2;
-		p = realloc(c->out, cap);
-		if (!p)
-			return -ENOMEM;
-		c->out = p;
-		c->out_cap = cap;
-	}
 	memcpy(c->out + c->out_len, buf, len);
 	c->out_len += len;
 	return 0;
 }
 
+/* Control messages (console output goes through encode_console). */
 static int out_msg(struct control *c, const struct proto_link_msg *m)
 {
 	char *line;
@@ -94,6 +94,19 @@ static int out_msg(struct control *c, const struct proto_link_msg *m)
 	return r;
 }
 
+/* Once the link takes console output again, say how much it missed (in
+ * vmm.log; the guest's serial log has every byte). */
+static void report_dropped(struct control *c)
+{
+	if (!c->dropped)
+		return;
+	c->dropped_total += c->dropped;
+	fprintf(stderr, "mvm-vmm: link: the daemon read too slowly; %llu console bytes not "
+	        "sent to it (%llu in all; the serial log has them)\n",
+	        (unsigned long long)c->dropped, (unsigned long long)c->dropped_total);
+	c->dropped = 0;
+}
+
 static void control_drop(struct control *c)
 {
 	if (c->fd < 0)
@@ -101,7 +114,7 @@ static void control_drop(struct control *c)
 	loop_del_fd(c->loop, c->fd);
 	close(c->fd);
 	c->fd = -1;
-	c->out_len = 0;
+	c->out_len = 0;                 /* the next daemon gets a fresh stream */
 	c->want_out = false;
 	/* a half line from this link must not prefix the next link's first */
 	proto_linebuf_free(&c->in);
@@ -143,8 +156,10 @@ static void console_cb(void *opaque, const uint8_t *buf, size_t len)
 
 	pthread_mutex_lock(&c->lock);
 	c->booted = true;
-	if (len > RAW_MAX - c->raw_len)
+	if (len > RAW_MAX - c->raw_len) {
+		c->raw_dropped += len - (RAW_MAX - c->raw_len);
 		len = RAW_MAX - c->raw_len;
+	}
 	memcpy(c->raw + c->raw_len, buf, len);
 	c->raw_len += len;
 	wake = !c->woken;
@@ -154,18 +169,28 @@ static void console_cb(void *opaque, const uint8_t *buf, size_t len)
 		return;                 /* the counter cannot overflow here */
 }
 
-/* Main loop: turn queued console bytes into link messages. */
+/* Main loop: turn queued console bytes into link messages, encoded in
+ * place (no allocation per message); what does not fit is counted in
+ * c->dropped. */
 static void encode_console(struct control *c, const uint8_t *raw, size_t len)
 {
-	struct proto_link_msg m = { .type = PROTO_LINK_CONSOLE };
+	size_t max = OUT_MAX - OUT_RESERVE, chunk;
+	int n;
 
 	while (len > 0) {
-		m.data = (unsigned char *)raw;
-		m.data_len = len < PROTO_LINK_CONSOLE_MAX ? len : PROTO_LINK_CONSOLE_MAX;
-		if (out_msg(c, &m) < 0)
+		chunk = len < PROTO_LINK_CONSOLE_MAX ? len : PROTO_LINK_CONSOLE_MAX;
+		n = c->out_len < max ?
+		    proto_link_encode_console(raw, chunk, c->out + c->out_len, max - c->out_len) :
+		    -ENOBUFS;
+		if (n < 0) {
+			c->dropped += len;
 			return;
-		raw += m.data_len;
-		len -= m.data_len;
+		}
+		c->out_len += (size_t)n;
+		if (chunk == len)
+			report_dropped(c);
+		raw += chunk;
+		len -= chunk;
 	}
 }
 
@@ -173,30 +198,33 @@ static void wake_cb(void *opaque, uint32_t events)
 {
 	struct control *c = opaque;
 	struct proto_link_msg booted = { .type = PROTO_LINK_BOOTED };
-	uint8_t *raw = malloc(RAW_MAX);
-	size_t len = 0;
-	uint64_t v;
+	uint8_t *raw;
+	size_t len;
+	uint64_t v, raw_dropped;
 	bool send_booted;
 
 	if (read(c->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		v = 0;
+	/* swap the buffers: the vCPUs fill the other one meanwhile */
 	pthread_mutex_lock(&c->lock);
-	if (raw) {
-		memcpy(raw, c->raw, c->raw_len);
-		len = c->raw_len;
-		c->raw_len = 0;
-	}
+	raw = c->raw;
+	len = c->raw_len;
+	c->raw = c->raw_loop;
+	c->raw_loop = raw;
+	c->raw_len = 0;
+	raw_dropped = c->raw_dropped;
+	c->raw_dropped = 0;
 	send_booted = c->booted && !c->booted_sent;
 	c->booted_sent = c->booted;
 	c->woken = false;
 	pthread_mutex_unlock(&c->lock);
-	if (c->fd >= 0) {
-		if (send_booted)
-			out_msg(c, &booted);
-		encode_console(c, raw, len);
-		out_flush(c);
-	}
-	free(raw);
+	if (c->fd < 0)
+		return;
+	c->dropped += raw_dropped;
+	if (send_booted)
+		out_msg(c, &booted);
+	encode_console(c, raw, len);
+	out_flush(c);
 }
 
 /* ---- input -------------------------------------------------------------- */
@@ -424,6 +452,27 @@ static void exit_cb(void *opaque, int status, const char *reason)
 
 /* ---- setup -------------------------------------------------------------- */
 
+void control_report_setup_error(int fd, int status, const char *msg)
+{
+	struct proto_link_msg m = { .type = PROTO_LINK_EXIT, .status = status & 0xff };
+	char *line;
+	size_t len, off = 0;
+	ssize_t n;
+
+	snprintf(m.reason, sizeof(m.reason), "vmm-error: %s", msg);
+	if (proto_link_encode(&m, &line, &len) < 0)
+		return;
+	while (off < len) {
+		n = write(fd, line + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	free(line);
+}
+
 int control_attach(struct vm *vm, int fd, struct control **ret)
 {
 	struct control *c = calloc(1, sizeof(*c));
@@ -437,11 +486,17 @@ int control_attach(struct vm *vm, int fd, struct control **ret)
 	c->listen_fd = -1;
 	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	c->raw = malloc(RAW_MAX);
+	c->raw_loop = malloc(RAW_MAX);
+	c->out = malloc(OUT_MAX);
 	pthread_mutex_init(&c->lock, NULL);
 	proto_linebuf_init(&c->in);
-	if (c->efd < 0 || !c->raw || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+	if (!c->raw || !c->raw_loop || !c->out) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (c->efd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
 	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-		r = c->raw ? -errno : -ENOMEM;
+		r = -errno;
 		goto fail;
 	}
 	r = loop_add_fd(c->loop, c->efd, EPOLLIN, wake_cb, c);
@@ -479,6 +534,7 @@ void control_free(struct control *c)
 	pthread_mutex_destroy(&c->lock);
 	proto_linebuf_free(&c->in);
 	free(c->raw);
+	free(c->raw_loop);
 	free(c->out);
 	free(c);
 }

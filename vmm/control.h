@@ -19,5 +19,10 @@ int control_attach(struct vm *vm, int fd, struct control **ret);
  * the worker may connect. */
 int control_listen(struct control *c, const char *path);
 void control_free(struct control *c);
+/* Before there is a VM (a kernel that does not load): tell the daemon on
+ * the link fd why, as the exit message "vmm-error: msg", so the client
+ * that waits hears the worker's own words.  Best effort, one blocking
+ * write of one short line. */
+void control_report_setup_error(int fd, int status, const char *msg);
 
 #endif

@@ -467,6 +467,49 @@ static int parse_args(int argc, char **argv, struct options *o)
 	return -1;
 }
 
+/* msg with each "/proc/self/fd/N" (how mvmd hands over the client's
+ * files) replaced by the path the kernel knows that file by, so the
+ * client reads the name of its own file. */
+static void name_fd_paths(const char *msg, char *out, size_t size)
+{
+	static const char prefix[] = "/proc/self/fd/";
+	char link[24], target[512];
+	size_t o = 0, n;
+	ssize_t t;
+
+	while (*msg && o + 1 < size) {
+		n = strncmp(msg, prefix, sizeof(prefix) - 1) ? 0 :
+		    strspn(msg + sizeof(prefix) - 1, "0123456789");
+		if (n == 0 || n > 5) {
+			out[o++] = *msg++;
+			continue;
+		}
+		snprintf(link, sizeof(link), "%.*s", (int)(sizeof(prefix) - 1 + n), msg);
+		t = readlink(link, target, sizeof(target) - 1);
+		if (t <= 0 || target[0] != '/')
+			t = (ssize_t)snprintf(target, sizeof(target), "%s", link);
+		target[t] = '\0';
+		o += (size_t)snprintf(out + o, size - o, "%s", target);
+		if (o >= size)
+			o = size - 1;
+		msg += sizeof(prefix) - 1 + n;
+	}
+	out[o] = '\0';
+}
+
+/* A VM that could not be set up: the message on stderr (vmm.log) and, for
+ * mvmd, on the link, both with the client's paths. */
+static int setup_error(const struct options *o, const struct vm_error *err)
+{
+	char msg[sizeof(err->msg) + 512];
+
+	name_fd_paths(err->msg, msg, sizeof(msg));
+	usage_error("%s", msg);
+	if (o->control_fd >= 0)
+		control_report_setup_error(o->control_fd, err->status, msg);
+	return err->status;
+}
+
 /* Signals that end the VM arrive on a signalfd in the main loop; vCPU
  * threads inherit the blocked mask, so only the loop sees them. */
 struct sig_watch {
@@ -574,10 +617,8 @@ int main(int argc, char **argv)
 		        "the guest was not started\n", strerror(-status));
 		return VMM_EXIT_ERROR;
 	}
-	if (vm_create(&o.cfg, &vm, &err) < 0) {
-		usage_error("%s", err.msg);
-		return err.status;
-	}
+	if (vm_create(&o.cfg, &vm, &err) < 0)
+		return setup_error(&o, &err);
 	if (o.control_fd >= 0 && !o.dump_dir && control_attach(vm, o.control_fd, &ctl) < 0) {
 		vm_destroy(vm);
 		return usage_error("cannot use --control-fd %d: %s", o.control_fd, strerror(errno));

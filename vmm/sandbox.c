@@ -45,6 +45,11 @@
 #define FD_SCAN_MAX 1024
 #define NOFILE_MARGIN 16        /* fds still opened after lockdown (signalfd) */
 #define FSIZE_MARGIN (1u << 20) /* stderr may still grow a little */
+/* Threads of our uid besides ours and the vCPUs: KVM's per-VM worker
+ * (kvm-nx-lpage-recovery, since 6.13 a vhost task cloned from this
+ * process on the first KVM_RUN and counted against RLIMIT_NPROC), and a
+ * thread of a predecessor with this uid that is still being torn down. */
+#define NPROC_MARGIN 2
 #define BPF_MAX_INSNS 4096      /* the kernel's BPF_MAXINSNS */
 
 /* What the steps need besides the options. */
@@ -430,9 +435,9 @@ static void scan_fds(int *ret_max_fd, uint64_t *ret_max_size)
 	}
 }
 
-/* Step 4b.  NPROC counts threads of the uid: room for the vCPU threads
- * vm_run() still starts.  A write past FSIZE fails with EFBIG instead of
- * killing the VM with SIGXFSZ. */
+/* Step 4b.  NPROC counts threads of the uid: room for the main thread,
+ * the vCPU threads vm_run() still starts, one spare and NPROC_MARGIN.  A
+ * write past FSIZE fails with EFBIG instead of killing the VM with SIGXFSZ. */
 static int set_rlimits(const struct lockdown *l)
 {
 	uint64_t fsize;
@@ -443,7 +448,7 @@ static int set_rlimits(const struct lockdown *l)
 		fsize = l->log_max;
 	signal(SIGXFSZ, SIG_IGN);
 	if ((r = set_limit(RLIMIT_NOFILE, (rlim_t)max_fd + 1 + NOFILE_MARGIN)) < 0 ||
-	    (r = set_limit(RLIMIT_NPROC, (rlim_t)l->nvcpus + 2)) < 0 ||
+	    (r = set_limit(RLIMIT_NPROC, (rlim_t)l->nvcpus + 2 + NPROC_MARGIN)) < 0 ||
 	    (r = set_limit(RLIMIT_FSIZE, (rlim_t)(fsize + FSIZE_MARGIN))) < 0 ||
 	    (r = set_limit(RLIMIT_CORE, 0)) < 0 ||
 	    (r = set_limit(RLIMIT_MEMLOCK, 0)) < 0)

@@ -163,6 +163,15 @@ static void do_uspeed(const char *arg)
 	kprintf("MVMTEST uspeed done\n");
 }
 
+/* Console output as fast as the serial port takes it, for links and logs
+ * that must cope with a reader that stopped. */
+static noreturn void do_flood(const char *arg)
+{
+	kprintf("MVMTEST flood\n");
+	for (uint64_t i = 0;; i++)
+		kprintf("MVMTEST flood line=%lu ................................................\n", i);
+}
+
 static const struct scenario {
 	const char *name;
 	void (*run)(const char *arg);
@@ -175,6 +184,7 @@ static const struct scenario {
 	{ "triple", do_triple },
 	{ "idle", do_idle },
 	{ "spin", do_spin },
+	{ "flood", do_flood },
 	{ "touch", do_touch },
 	{ "kspeed", do_kspeed },
 	{ "uspeed", do_uspeed },

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
@@ -184,7 +185,7 @@ static void test_newer_schema(const char *path)
 	sqlite3_close(c);
 	CHECK_EQ(db_open(path, &db), -EPROTO);
 	CHECK_EQ(db_open_diag(path, &db, why, sizeof(why)), -EPROTO);
-	CHECK(!strcmp(why, "schema 999 > 4"));
+	CHECK(!strcmp(why, "schema 999 > 5"));
 }
 
 /* The pid stored after a spawn adds no event; failure counts persist. */
@@ -269,6 +270,112 @@ static void test_not_db_and_corrupt(const char *dir)
 	fprintf(stderr, "corrupt database refused: %s\n", why);
 }
 
+static mode_t file_mode(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_mode & 07777 : (mode_t)-1;
+}
+
+/* The database and its WAL are mvmd's alone, a loose existing one too. */
+static void test_private(const char *dir)
+{
+	char path[256], wal[300];
+	struct proto_vm vm;
+	struct db *db;
+
+	snprintf(path, sizeof(path), "%s/loose.db", dir);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	umask(022);
+	CHECK_EQ(db_open(path, &db), 0);
+	make_vm(&vm, "p1", 1000);
+	CHECK_EQ(db_vm_insert(db, &vm), 0);
+	proto_vm_clear(&vm);
+	CHECK_EQ(file_mode(path), 0600);
+	CHECK_EQ(file_mode(wal), 0600);
+	db_close(db);
+	CHECK_EQ(chmod(path, 0644), 0);
+	CHECK_EQ(db_open(path, &db), 0);
+	CHECK_EQ(file_mode(path), 0600);
+	db_close(db);
+}
+
+/* A deleted VM's id is never given again, so its events stay its own;
+ * every VM has a uuid of its own. */
+static void test_ids_not_reused(struct db *db)
+{
+	struct proto_vm a, b, c;
+	json_t *events;
+
+	make_vm(&a, "reuse", 1000);
+	CHECK_EQ(db_vm_insert(db, &a), 0);
+	CHECK_EQ(strlen(a.uuid), PROTO_UUID_LEN);
+	CHECK_EQ(a.uuid[14], '4');
+	a.state = PROTO_VM_RUNNING;
+	CHECK_EQ(db_vm_transition(db, &a, "user", 101), 0);
+	CHECK_EQ(db_vm_delete(db, &a, 102), 0);
+	make_vm(&b, "reuse", 2000);
+	CHECK_EQ(db_vm_insert(db, &b), 0);
+	CHECK(b.id > a.id);
+	CHECK(strcmp(a.uuid, b.uuid) != 0);
+	CHECK_EQ(db_event_list(db, b.id, &events), 0);
+	CHECK_EQ(json_array_size(events), 1);   /* its own "created" only */
+	json_decref(events);
+	CHECK_EQ(db_vm_get(db, "reuse", &c), 0);
+	CHECK(!strcmp(c.uuid, b.uuid));
+	proto_vm_clear(&c);
+	CHECK_EQ(db_vm_delete(db, &b, 103), 0);
+	proto_vm_clear(&a);
+	proto_vm_clear(&b);
+}
+
+/* A schema 4 database (ids reused): migration 5 keeps its rows, gives them
+ * uuids and starts new ids past every id its events name. */
+static void test_migrate_v4(const char *dir)
+{
+	static const char v4[] =
+		"CREATE TABLE vms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+		" owner_uid INTEGER NOT NULL, state TEXT NOT NULL, kernel TEXT NOT NULL,"
+		" initrd TEXT, cmdline TEXT NOT NULL, vcpus INTEGER NOT NULL,"
+		" mem_mib INTEGER NOT NULL, disks TEXT NOT NULL, nics TEXT NOT NULL,"
+		" labels TEXT NOT NULL, restart TEXT NOT NULL, restart_max INTEGER NOT NULL,"
+		" pid INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, started_at REAL,"
+		" exit_status INTEGER, exit_reason TEXT, pools TEXT NOT NULL DEFAULT '[]',"
+		" autostart INTEGER NOT NULL DEFAULT 0,"
+		" restart_failures INTEGER NOT NULL DEFAULT 0);"
+		"CREATE INDEX vms_state ON vms(state);"
+		"CREATE TABLE events (id INTEGER PRIMARY KEY, vm_id INTEGER NOT NULL,"
+		" vm TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, time REAL NOT NULL);"
+		"CREATE INDEX events_vm ON events(vm_id, id);"
+		"INSERT INTO vms (id, name, owner_uid, state, kernel, cmdline, vcpus, mem_mib,"
+		" disks, nics, labels, restart, restart_max, created_at)"
+		" VALUES (3, 'old', 1000, 'stopped', '/k', '', 1, 64, '[]', '[]', '{}', 'no', 0, 1);"
+		"INSERT INTO events (vm_id, vm, state, time) VALUES (3, 'old', 'created', 1);"
+		"INSERT INTO events (vm_id, vm, state, time) VALUES (9, 'gone', 'created', 1);"
+		"PRAGMA user_version = 4;";
+	char path[256];
+	struct proto_vm old, vm;
+	sqlite3 *c;
+	struct db *db;
+
+	snprintf(path, sizeof(path), "%s/v4.db", dir);
+	CHECK_EQ(sqlite3_open(path, &c), SQLITE_OK);
+	CHECK_EQ(sqlite3_exec(c, v4, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(c);
+	CHECK_EQ(db_open(path, &db), 0);
+	CHECK_EQ(db_schema_version(db), 5);
+	CHECK_EQ(db_vm_get(db, "old", &old), 0);
+	CHECK_EQ(old.id, 3);
+	CHECK_EQ(strlen(old.uuid), PROTO_UUID_LEN);
+	CHECK_EQ(old.uuid[14], '4');
+	make_vm(&vm, "gone", 1000);
+	CHECK_EQ(db_vm_insert(db, &vm), 0);
+	CHECK(vm.id > 9);
+	proto_vm_clear(&vm);
+	proto_vm_clear(&old);
+	db_close(db);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/mvm-test-db-XXXXXX";
@@ -281,10 +388,11 @@ int main(void)
 		return 1;
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 4);
+	CHECK_EQ(db_schema_version(db), 5);
 	test_insert_get(db);
 	test_transitions(db);
 	test_list_delete(db);
+	test_ids_not_reused(db);
 	fill_mirror(db);
 	CHECK_EQ(db_vm_count(db), 5);
 	snap = mirror_snapshot(db);
@@ -293,7 +401,7 @@ int main(void)
 	/* reopen: migrations are not rerun and the data is still there, read
 	 * back exactly as the in-memory copy had it */
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 4);
+	CHECK_EQ(db_schema_version(db), 5);
 	CHECK_EQ(db_vm_get(db, "web1", &vm), 0);
 	proto_vm_clear(&vm);
 	snap2 = mirror_snapshot(db);
@@ -304,6 +412,8 @@ int main(void)
 	test_store_failures(path);
 	test_newer_schema(path);
 	test_not_db_and_corrupt(dir);
+	test_private(dir);
+	test_migrate_v4(dir);
 
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
 	if (system(path) != 0)

@@ -216,6 +216,20 @@ static void test_link(void)
 	CHECK_EQ(out.type, PROTO_LINK_CONSOLE);
 	CHECK(out.data_len == 256 && !memcmp(out.data, bytes, 256));
 	proto_link_clear(&out);
+	/* the allocation-free encoder writes the same line, or nothing */
+	{
+		char buf[512];
+		int k = proto_link_encode_console(bytes, sizeof(bytes), buf, sizeof(buf));
+
+		CHECK(k > 0 && (size_t)k == n && !memcmp(buf, line, n));
+		CHECK_EQ(proto_link_encode_console(bytes, sizeof(bytes), buf, n), -ENOBUFS);
+		CHECK_EQ(proto_link_encode_console(bytes, PROTO_LINK_CONSOLE_MAX + 1, buf,
+		                                   sizeof(buf)), -EMSGSIZE);
+		CHECK_EQ(proto_link_encode_console(bytes, 0, buf, sizeof(buf)), 28);
+		CHECK_EQ(proto_link_decode(buf, 27, &out), 0);
+		CHECK(out.type == PROTO_LINK_CONSOLE && out.data_len == 0);
+		proto_link_clear(&out);
+	}
 	free(line);
 
 	m = (struct proto_link_msg){ .type = PROTO_LINK_EXIT, .status = 3 };

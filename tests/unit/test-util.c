@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,6 +108,58 @@ static void test_text(void)
 	CHECK(!strcmp(util_trim(line + sizeof(line) - 1), ""));
 }
 
+/* Loose bits go, kept ones stay; a symlink is not followed. */
+static void test_dir_tighten(void)
+{
+	char dir[] = "/tmp/mvm-test-tighten-XXXXXX", link[64];
+	struct stat st;
+	mode_t old = 0;
+	int r;
+
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK_EQ(chmod(dir, 0777), 0);
+	CHECK_EQ(util_dir_tighten(dir, 027, &old), 1);
+	CHECK_EQ(old, 0777);
+	CHECK_EQ(stat(dir, &st), 0);
+	CHECK_EQ(st.st_mode & 07777, 0750);
+	CHECK_EQ(util_dir_tighten(dir, 027, &old), 0);
+	snprintf(link, sizeof(link), "%s.link", dir);
+	CHECK_EQ(symlink(dir, link), 0);
+	r = util_dir_tighten(link, 027, NULL);
+	CHECK(r == -ELOOP || r == -ENOTDIR);
+	unlink(link);
+	rmdir(dir);
+	CHECK_EQ(util_dir_tighten(dir, 027, NULL), -ENOENT);
+}
+
+/* As root: the thread takes the client's ids and gives them back. */
+static void test_cred(void)
+{
+	char dir[] = "/tmp/mvm-test-cred-XXXXXX";
+	gid_t groups[1] = { 65534 };
+	struct util_saved_cred saved;
+	int fd;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "util: not root, credential switch not tested\n");
+		return;
+	}
+	CHECK(mkdtemp(dir) != NULL);   /* 0700, root's */
+	CHECK_EQ(util_cred_enter(65534, 65534, 1, groups, &saved), 0);
+	CHECK_EQ(geteuid(), 65534);
+	CHECK_EQ(getegid(), 65534);
+	/* the kernel judges 65534 now: a 0700 directory of root's is closed */
+	CHECK_EQ(open(dir, O_RDONLY | O_DIRECTORY), -1);
+	CHECK_EQ(errno, EACCES);
+	util_cred_leave(&saved);
+	CHECK_EQ(geteuid(), 0);
+	CHECK_EQ(getegid(), 0);
+	fd = open(dir, O_RDONLY | O_DIRECTORY);
+	CHECK(fd >= 0);
+	close(fd);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	test_parse();
@@ -113,5 +167,7 @@ int main(void)
 	test_files();
 	test_start_time();
 	test_text();
+	test_dir_tighten();
+	test_cred();
 	return check_result("util");
 }
