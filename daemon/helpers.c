@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Helpers every mvmd file may use and that belong to no role: the logger,
- * the clock and the paths of a VM's files.  They call nothing of mvmd.
+ * the clocks (wall time for what people read, monotonic time for every
+ * interval) and the paths of a VM's files.  They call nothing of mvmd.
  */
 #include <errno.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -34,6 +37,14 @@ double mvmd_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+double mvmd_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 int mvmd_vm_dir(const struct mvmd *d, const char *name, const char *file,
                 char *buf, size_t size)
 {
@@ -41,4 +52,20 @@ int mvmd_vm_dir(const struct mvmd *d, const char *name, const char *file,
 	                 file ? "/" : "", file ? file : "");
 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int mvmd_adopt_socket(const struct mvmd *d, const char *name, char *buf, size_t size)
+{
+	struct sockaddr_un sa;
+	int n;
+
+	n = snprintf(buf, size, "%s/vms", d->cfg.run_dir);
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	n = snprintf(buf, size, "%s/vms/%s.sock", d->cfg.run_dir, name);
+	if (n < 0 || (size_t)n >= size || (size_t)n >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	return 0;
 }

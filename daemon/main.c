@@ -237,7 +237,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	admit_free(d);
-	adopt_free(d);
+	restart_free(d);
 }
 
 static void sighup_cb(uv_signal_t *h, int signum)
@@ -302,13 +302,18 @@ static int run(struct mvmd *d)
 	r = open_db(d);
 	if (r < 0)
 		return r;
+	/* observers in the order they hear a worker's end: waiting clients
+	 * first, then capacity given back, then the restart policy */
+	dispatch_init(d);
 	r = admit_init(d);
 	if (r < 0)
 		return r;
-	r = dispatch_recover(d);
+	restart_init(d);
+	r = adopt_recover(d);
 	if (r < 0)
 		log_warn("could not mark VMs of an earlier mvmd as crashed: %s", strerror(-r));
-	adopt_finish(d);
+	adopt_sweep(d);
+	restart_start(d);
 	r = control_listen(d);
 	if (r < 0)
 		return r;
@@ -334,12 +339,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	d.loop = uv_default_loop();
+	TAILQ_INIT(&d.conns);
+	TAILQ_INIT(&d.workers);
+	TAILQ_INIT(&d.sandbox_uids);
+	vms_init(&d);
 	r = run(&d);
 	if (d.listening)
 		control_close_all(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	admit_free(&d);
+	restart_free(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	vms_free(&d);
 	if (uv_loop_close(d.loop) != 0)
 		log_debug("handles left open at exit");
 	db_close(d.db);

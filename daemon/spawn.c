@@ -145,3 +145,8 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd)
 	*ret_pidfd = pidfd;
 	return 0;
 }
+
+int spawn_signal(int pidfd, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
