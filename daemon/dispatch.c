@@ -462,6 +462,9 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 	vm->owner_uid = c->cred.uid;
 	vm->vcpus = proto_arg_int(req, "vcpus", 1);
 	vm->mem_mib = proto_arg_int(req, "mem_mib", 128);
+	vm->restart = proto_restart_from_name(proto_arg_str(req, "restart"));
+	if ((int)vm->restart < 0)
+		vm->restart = PROTO_RESTART_NO;     /* checked by the decoder */
 	vm->restart_max = proto_arg_int(req, "restart_max", 0);
 	vm->autostart = proto_arg_bool(req, "autostart", false);
 	vm->created_at = mvmd_now();
@@ -473,7 +476,6 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 	r = r ?: dup_arg(req, "kernel", &vm->kernel);
 	r = r ?: dup_arg(req, "initrd", &vm->initrd);
 	r = r ?: dup_arg(req, "cmdline", &vm->cmdline);
-	r = r ?: dup_arg(req, "restart", &vm->restart);
 	if (r == 0 && (!vm->disks || !vm->nics || !vm->labels || !vm->pools))
 		r = -ENOMEM;
 	return r;

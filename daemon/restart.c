@@ -23,11 +23,9 @@
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "daemon/restart_policy.h"
 #include "daemon/tap.h"
 
-#define BACKOFF_MIN_S 1.0
-#define BACKOFF_MAX_S 60.0
-#define RESET_AFTER_S 60.0              /* a run this long forgets failures */
 #define BOOT_MARKER "mvmd.booted"       /* in the run dir: absent after a reboot */
 
 /* A VM's restart state, in its record (vm->restart). */
@@ -99,16 +97,6 @@ static void set_failures(struct restart_rec *rec, int n)
 	if (r < 0 && r != -ENOENT)
 		log_warn("VM %s: cannot store its restart failures: %s", rec->vm->row.name,
 		         strerror(-r));
-}
-
-/* 1 s after the first failure, doubling up to 60 s. */
-static double backoff_s(int failures)
-{
-	double delay = BACKOFF_MIN_S;
-
-	for (int i = 1; i < failures && delay < BACKOFF_MAX_S; i++)
-		delay *= 2;
-	return delay < BACKOFF_MAX_S ? delay : BACKOFF_MAX_S;
 }
 
 /* Owner credentials for files opened on the owner's behalf (a restart
@@ -188,8 +176,9 @@ static void restart_now(struct restart_rec *rec)
 		return;                 /* removed, started or changed by hand meanwhile */
 	if (vm->worker)
 		return;
-	log_info("VM %s: restarting (policy %s, failure %d)", vm->row.name,
-	         vm->row.restart ? vm->row.restart : "autostart", rec->failures);
+	log_info("VM %s: restarting (policy %s%s, failure %d)", vm->row.name,
+	         proto_restart_name(vm->row.restart), vm->row.autostart ? ", autostart" : "",
+	         rec->failures);
 	if (open_files(d, &vm->row, &files, &err) == 0) {
 		if (admit_reserve(d, &vm->row, false, &a, &err) == 0) {
 			admit_launch(a, vm, &files, &err);
@@ -238,7 +227,11 @@ static void crash_loop(struct vm *vm, int failures)
 void restart_vm_ended(struct vm *vm, bool requested, double ran_s)
 {
 	struct restart_state *st = vm->d->restart;
-	const char *pol = vm->row.restart ? vm->row.restart : "no";
+	struct restart_decision dec;
+	struct restart_end e = {
+		.policy = vm->row.restart, .restart_max = vm->row.restart_max,
+		.state = vm->row.state, .requested = requested, .ran_s = ran_s,
+	};
 	struct restart_rec *rec;
 
 	if (!st || vm->d->shutting_down || vm->row.state == PROTO_VM_DELETED)
@@ -246,19 +239,14 @@ void restart_vm_ended(struct vm *vm, bool requested, double ran_s)
 	rec = rec_of(st, vm);
 	if (!rec)
 		return;
-	if (requested || ran_s >= RESET_AFTER_S)
-		set_failures(rec, 0);
-	if (requested || !strcmp(pol, "no") ||
-	    (!strcmp(pol, "on-failure") && vm->row.state != PROTO_VM_CRASHED))
-		return;
-	/* restart_max 0: no limit, the backoff alone paces the retries */
-	if (rec->failures + 1 > vm->row.restart_max && vm->row.restart_max > 0) {
-		crash_loop(vm, rec->failures + 1);
-		set_failures(rec, 0);   /* a manual start begins a new count */
-		return;
-	}
-	set_failures(rec, rec->failures + 1);
-	schedule(rec, backoff_s(rec->failures));
+	e.failures = rec->failures;
+	restart_decide(&e, &dec);
+	if (dec.action == RESTART_CRASH_LOOP)
+		crash_loop(vm, dec.loop_failures);
+	if (dec.failures != rec->failures)
+		set_failures(rec, dec.failures);
+	if (dec.action == RESTART_AFTER)
+		schedule(rec, dec.delay_s);
 }
 
 static const struct worker_hooks restart_hooks = {
@@ -293,7 +281,7 @@ static void for_rows(struct mvmd *d, bool (*want)(const struct proto_vm *),
 static bool waiting_restart(const struct proto_vm *vm)
 {
 	return (vm->state == PROTO_VM_CRASHED || vm->state == PROTO_VM_STOPPED) &&
-	       vm->restart && strcmp(vm->restart, "no") != 0;
+	       vm->restart != PROTO_RESTART_NO;
 }
 
 static void resume_one(struct restart_rec *rec)
@@ -302,7 +290,7 @@ static void resume_one(struct restart_rec *rec)
 		return;
 	log_info("VM %s: resuming its restart policy (failure %d)", rec->vm->row.name,
 	         rec->failures);
-	schedule(rec, backoff_s(rec->failures));
+	schedule(rec, restart_backoff_s(rec->failures));
 }
 
 static bool autostarts(const struct proto_vm *vm)
