@@ -21,7 +21,7 @@ static const struct ctl_command commands[] = {
 	  "       [--label K=V]... [--restart no|on-failure[:N]|always]\n"
 	  "       [--pool NAME]... [--no-start] [--no-queue] [--autostart] [--wait]\n"
 	  "       [-o json]",
-	  "define a VM and start it (SIZE: 256, 256M, 1G; MiB by default); it counts\n"
+	  "define a VM and start it (SIZE: 256, 256M, 1.5G, 2048K; MiB by default); it counts\n"
 	  "       in each --pool; --no-queue fails instead of waiting for a start slot" },
 	{ "start", vm_start, "start NAME [-o json]", "start a created or stopped VM" },
 	{ "stop", vm_stop, "stop NAME [--timeout S] [-o json]",
