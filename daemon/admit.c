@@ -16,7 +16,9 @@
  *
  * admit.c answers no client: admit_launch() returns what happened, and a
  * queued VM whose start fails later is reported through
- * d->admit_start_failed_cb.  It hears of workers through worker_hooks.
+ * d->admit_start_failed_cb.  It starts workers through d->start_worker and
+ * hears of them through admit_worker_hooks (main.c wires both), so
+ * tests/unit/test-admit.c runs it without the supervisor.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,7 +51,6 @@ struct admission {
 };
 
 static void drain(struct mvmd *d);
-static const struct worker_hooks admit_hooks;
 
 static uint64_t now_ns(void)
 {
@@ -79,7 +80,8 @@ static void set_budget(struct mvmd *d)
 
 int admit_init(struct mvmd *d)
 {
-	struct cgroup_opts o = { .parent = d->cfg.cgroup_parent, .move_to_leaf = true };
+	struct cgroup_opts o = { .root = d->cfg.cgroup_root, .parent = d->cfg.cgroup_parent,
+	                         .move_to_leaf = true };
 	char err[512];
 	int r;
 
@@ -104,7 +106,6 @@ int admit_init(struct mvmd *d)
 	uv_timer_init(d->loop, &d->start_timer);
 	d->start_timer.data = d;
 	TAILQ_INIT(&d->admissions);
-	supervisor_observe(d, &admit_hooks);
 	d->admit_ready = true;
 	return 0;
 }
@@ -258,7 +259,7 @@ static int adm_start(struct admission *a, struct vm_files *files, struct proto_e
 		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
 		                       "cannot create the VM's cgroup: %s", msg);
 	}
-	return supervisor_start(a->vm, files, err);
+	return d->start_worker(a->vm, files, err);
 }
 
 /* The start failed: give everything back (unless the worker's end did). */
@@ -461,7 +462,7 @@ static void ended_cb(struct vm *vm, bool requested, double ran_s)
 	drain(d);
 }
 
-static const struct worker_hooks admit_hooks = {
+const struct worker_hooks admit_worker_hooks = {
 	.spawned_cb = spawned_cb,
 	.booted_cb = booted_cb,
 	.exit_reason_cb = exit_reason_cb,
@@ -543,7 +544,7 @@ json_t *admit_host_json(struct mvmd *d)
 }
 
 /* New limits in force: cap the cgroup parent, start what now fits. */
-static int apply_limits(struct mvmd *d, const struct cap_limits *l, char *err, size_t n)
+int admit_set_limits(struct mvmd *d, const struct cap_limits *l, char *err, size_t n)
 {
 	int r = cap_set_limits(&d->cap, l, err, n);
 
@@ -567,31 +568,7 @@ int admit_host_set(struct mvmd *d, const char *key, const char *value, char *msg
 	*l = *cap_limits(&d->cap);
 	r = cap_limits_set(l, key, value, msg, size);
 	if (r == 0)
-		r = apply_limits(d, l, msg, size);
+		r = admit_set_limits(d, l, msg, size);
 	free(l);
 	return r;
-}
-
-void admit_reload(struct mvmd *d)
-{
-	struct config cfg;
-	char msg[512];
-	int line = 0, r;
-
-	if (!d->cfg.path) {
-		log_info("SIGHUP: no --config file; limits unchanged");
-		return;
-	}
-	r = config_defaults(&cfg, NULL);
-	if (r == 0)
-		r = config_load(&cfg, d->cfg.path, &line);
-	if (r < 0) {
-		log_error("SIGHUP: config %s line %d: %s; limits unchanged", d->cfg.path, line,
-		          cfg.error[0] ? cfg.error : strerror(-r));
-	} else if (apply_limits(d, &cfg.limits, msg, sizeof(msg)) < 0) {
-		log_error("SIGHUP: %s; limits unchanged", msg);
-	} else {
-		log_info("SIGHUP: capacity limits reloaded from %s", d->cfg.path);
-	}
-	config_free(&cfg);
 }

@@ -238,7 +238,7 @@ static void ended_cb(struct vm *vm, bool requested, double ran_s)
 	}
 }
 
-static const struct worker_hooks dispatch_hooks = {
+const struct worker_hooks dispatch_worker_hooks = {
 	.booted_cb = booted_cb,
 	.console_cb = console_cb,
 	.ended_cb = ended_cb,
@@ -253,7 +253,6 @@ static void start_failed_cb(struct vm *vm, const struct proto_error *err)
 void dispatch_init(struct mvmd *d)
 {
 	vms_observe(d, &events_observer);
-	supervisor_observe(d, &dispatch_hooks);
 	d->admit_start_failed_cb = start_failed_cb;
 }
 

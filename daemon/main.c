@@ -240,10 +240,35 @@ static void signal_cb(uv_signal_t *h, int signum)
 	restart_free(d);
 }
 
+/* SIGHUP: the capacity limits again from the config file. */
+static void reload_limits(struct mvmd *d)
+{
+	struct config cfg;
+	char msg[512];
+	int line = 0, r;
+
+	if (!d->cfg.path) {
+		log_info("SIGHUP: no --config file; limits unchanged");
+		return;
+	}
+	r = config_defaults(&cfg, NULL);
+	if (r == 0)
+		r = config_load(&cfg, d->cfg.path, &line);
+	if (r < 0) {
+		log_error("SIGHUP: config %s line %d: %s; limits unchanged", d->cfg.path, line,
+		          cfg.error[0] ? cfg.error : strerror(-r));
+	} else if (admit_set_limits(d, &cfg.limits, msg, sizeof(msg)) < 0) {
+		log_error("SIGHUP: %s; limits unchanged", msg);
+	} else {
+		log_info("SIGHUP: capacity limits reloaded from %s", d->cfg.path);
+	}
+	config_free(&cfg);
+}
+
 static void sighup_cb(uv_signal_t *h, int signum)
 {
 	(void)signum;
-	admit_reload(h->data);
+	reload_limits(h->data);
 }
 
 static int setup_signals(struct mvmd *d)
@@ -302,8 +327,12 @@ static int run(struct mvmd *d)
 	r = open_db(d);
 	if (r < 0)
 		return r;
-	/* observers in the order they hear a worker's end: waiting clients
-	 * first, then capacity given back, then the restart policy */
+	/* the order observers hear a worker's end in: waiting clients first,
+	 * then capacity given back, then the restart policy */
+	supervisor_observe(d, &dispatch_worker_hooks);
+	supervisor_observe(d, &admit_worker_hooks);
+	supervisor_observe(d, &restart_worker_hooks);
+	d->start_worker = supervisor_start;
 	dispatch_init(d);
 	r = admit_init(d);
 	if (r < 0)

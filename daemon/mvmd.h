@@ -44,6 +44,7 @@ struct config {
 	enum log_level log_level;
 	char *path;                     /* the config file, for SIGHUP; NULL: none */
 	char *cgroup_parent;            /* NULL: "mvm" beneath mvmd's own cgroup */
+	const char *cgroup_root;        /* not a key: NULL /sys/fs/cgroup (unit tests) */
 	struct cap_limits limits;       /* capacity keys, parsed by capacity.c */
 	double health_interval;         /* seconds between pings to a worker; 0: off */
 	double health_timeout;          /* no pong for this long: hung, killed */
@@ -83,6 +84,7 @@ struct admission;
 struct waiter;
 struct restart_rec;
 struct vm_observer;
+struct vm_files;
 
 TAILQ_HEAD(conn_list, conn);
 TAILQ_HEAD(worker_list, worker);
@@ -118,6 +120,9 @@ struct mvmd {
 	bool admit_ready;
 	/* a queued VM's start failed: dispatch.c answers whoever waits */
 	void (*admit_start_failed_cb)(struct vm *vm, const struct proto_error *err);
+	/* how admit.c starts a worker: supervisor_start (main.c sets it), or
+	 * a unit test's own */
+	int (*start_worker)(struct vm *vm, struct vm_files *files, struct proto_error *err);
 	struct restart_state *restart;  /* health checks, restart backoff (restart.c) */
 	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
 };
@@ -178,6 +183,9 @@ int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason);
 int vm_store(struct vm *vm);
 /* Delete the row; observers hear state "deleted". */
 int vm_delete(struct vm *vm);
+/* struct vm_files (below): none open; close what is open. */
+void vm_files_init(struct vm_files *f);
+void vm_files_close(struct vm_files *f);
 /* A storage_error for a commit that failed with r: says what is wrong
  * with the state dir (locked by another process, read-only, full). */
 void vms_storage_error(const struct mvmd *d, int r, struct proto_error *err);
@@ -234,8 +242,12 @@ bool conn_may_access(const struct conn *c, uint32_t owner);
 
 /* ---- dispatch (dispatch.c) ---------------------------------------------- */
 
-/* Subscribe to VM changes, worker events and admission failures. */
+/* Subscribe to VM changes and admission failures. */
 void dispatch_init(struct mvmd *d);
+/* What dispatch.c, admit.c and restart.c hear from workers; main.c adds
+ * them to the supervisor in that order. */
+extern const struct worker_hooks dispatch_worker_hooks, admit_worker_hooks,
+	restart_worker_hooks;
 /* Handle one decoded request; it answers now or, for requests that wait on
  * a VM, marks the connection busy and answers later. */
 void dispatch_request(struct conn *c, struct proto_request *req);
@@ -247,7 +259,8 @@ void dispatch_conn_closed(struct conn *c);
 /* ---- workers (supervisor.c) --------------------------------------------- */
 
 /* How the supervisor reports: each observer's hooks, in the order they
- * were added (dispatch, admission, restart policy).  Any may be NULL. */
+ * were added (main.c: dispatch, admission, restart policy).  Any may be
+ * NULL. */
 struct worker_hooks {
 	/* right after the spawn: it has only exec'd */
 	void (*spawned_cb)(struct vm *vm, pid_t pid);
@@ -307,8 +320,6 @@ struct vm_files {
 	int nnics;
 };
 
-void vm_files_init(struct vm_files *f);
-void vm_files_close(struct vm_files *f);
 
 /* Spawn a worker for vm (state must allow it); commits "starting".
  * Takes ownership of the fds in files on success and failure. */
@@ -426,11 +437,12 @@ int admit_launch(struct admission *a, struct vm *vm, struct vm_files *files,
 int admit_cancel(struct vm *vm, const char *reason);
 /* An adopted worker holds capacity again (forced: it runs already). */
 void admit_adopted(struct vm *vm);
-/* host.info's capacity part, host.set's change, and SIGHUP. */
+/* host.info's capacity part; host.set's change of one key; new limits
+ * (SIGHUP) in force: 0, or -errno with msg saying why (nothing changed). */
 json_t *admit_host_json(struct mvmd *d);
 int admit_host_set(struct mvmd *d, const char *key, const char *value, char *msg,
                    size_t size);
-void admit_reload(struct mvmd *d);
+int admit_set_limits(struct mvmd *d, const struct cap_limits *l, char *msg, size_t size);
 /* Daemon start: remove the cgroup an earlier mvmd left for a VM. */
 void admit_cleanup_stale(struct mvmd *d, const char *name);
 

@@ -50,8 +50,6 @@ struct restart_state {
 	bool freeing;
 };
 
-static const struct worker_hooks restart_hooks;
-
 void restart_init(struct mvmd *d)
 {
 	struct restart_state *st = calloc(1, sizeof(*st));
@@ -63,7 +61,6 @@ void restart_init(struct mvmd *d)
 	st->d = d;
 	TAILQ_INIT(&st->recs);
 	d->restart = st;
-	supervisor_observe(d, &restart_hooks);
 }
 
 /* ---- restart policies --------------------------------------------------- */
@@ -249,7 +246,7 @@ void restart_vm_ended(struct vm *vm, bool requested, double ran_s)
 		schedule(rec, dec.delay_s);
 }
 
-static const struct worker_hooks restart_hooks = {
+const struct worker_hooks restart_worker_hooks = {
 	.ended_cb = restart_vm_ended,
 };
 

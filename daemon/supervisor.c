@@ -32,26 +32,6 @@
 
 static void worker_finish(struct worker *w);
 
-void vm_files_init(struct vm_files *f)
-{
-	f->kernel_fd = f->initrd_fd = -1;
-	f->ndisks = 0;
-	f->nnics = 0;
-}
-
-void vm_files_close(struct vm_files *f)
-{
-	if (f->kernel_fd >= 0)
-		close(f->kernel_fd);
-	if (f->initrd_fd >= 0)
-		close(f->initrd_fd);
-	for (int i = 0; i < f->ndisks; i++)
-		close(f->disk_fds[i]);
-	for (int i = 0; i < f->nnics; i++)
-		close(f->nic_fds[i]);
-	vm_files_init(f);
-}
-
 /* ---- lifetime ----------------------------------------------------------- */
 
 static void worker_free(struct worker *w)

@@ -7,6 +7,7 @@
  * a reference while they do; the record goes when the last one lets go.
  */
 #include <errno.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,4 +186,26 @@ void vms_storage_error(const struct mvmd *d, int r, struct proto_error *err)
 		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state database could not "
 		                "commit the change (%s); nothing changed; check space and "
 		                "permissions of the state dir %s", strerror(-r), dir);
+}
+
+/* ---- the files a start needs ------------------------------------------- */
+
+void vm_files_init(struct vm_files *f)
+{
+	f->kernel_fd = f->initrd_fd = -1;
+	f->ndisks = 0;
+	f->nnics = 0;
+}
+
+void vm_files_close(struct vm_files *f)
+{
+	if (f->kernel_fd >= 0)
+		close(f->kernel_fd);
+	if (f->initrd_fd >= 0)
+		close(f->initrd_fd);
+	for (int i = 0; i < f->ndisks; i++)
+		close(f->disk_fds[i]);
+	for (int i = 0; i < f->nnics; i++)
+		close(f->nic_fds[i]);
+	vm_files_init(f);
 }
