@@ -365,6 +365,19 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd);
 int spawn_reap(int pidfd, siginfo_t *si, bool block);
 /* The pidfd names its process even if its pid were reused: 0 or -errno. */
 int spawn_signal(int pidfd, int sig);
+/* A worker's command line and fd layout (docs/protocol.md "Worker link"):
+ * the VM's files as fds 4.., the link as fd 3, the VMM log as 1 and 2. */
+struct spawn_worker_req {
+	const char *vmm_path;
+	const struct proto_vm *vm;
+	const struct vm_files *files;
+	const char *console_log;        /* --serial-log */
+	const char *adopt_socket;       /* NULL: none */
+	int log_fd, link_fd;
+	const char *sandbox_dir;        /* NULL: unsandboxed */
+	uint32_t sandbox_id;            /* its uid and gid */
+};
+int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidfd);
 
 /* ---- worker sandbox: uids and run dirs (sandbox.c) ---------------------- */
 

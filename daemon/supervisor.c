@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <seccomp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,151 +512,6 @@ void supervisor_remove_runtime(struct mvmd *d, const char *name)
 
 /* ---- spawning ----------------------------------------------------------- */
 
-#define ARGV_MAX 96
-#define ARG_BUFS 32                     /* 6 + a disk or NIC value each */
-
-struct spawn_args {
-	char *argv[ARGV_MAX];
-	int argc;
-	char bufs[ARG_BUFS][4200];      /* formatted argument values */
-	int nbufs;
-};
-
-static void arg_add(struct spawn_args *a, const char *s)
-{
-	if (a->argc < ARGV_MAX - 1)
-		a->argv[a->argc++] = (char *)s;
-}
-
-static void arg_addf(struct spawn_args *a, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void arg_addf(struct spawn_args *a, const char *fmt, ...)
-{
-	va_list ap;
-	char *b;
-
-	if (a->nbufs >= ARG_BUFS)
-		return;
-	b = a->bufs[a->nbufs++];
-	va_start(ap, fmt);
-	vsnprintf(b, sizeof(a->bufs[0]), fmt, ap);
-	va_end(ap);
-	arg_add(a, b);
-}
-
-/* The worker's fd for disk i and NIC i: after the link (3), the kernel
- * (4) and the initrd (5, if any), in that order; worker_spawn() maps them. */
-static int disk_fd_no(const struct vm_files *f, int i)
-{
-	return (f->initrd_fd >= 0 ? 6 : 5) + i;
-}
-
-static int nic_fd_no(const struct vm_files *f, int i)
-{
-	return disk_fd_no(f, f->ndisks) + i;
-}
-
-/* A NIC without a MAC in its definition gets 52:54:00 and three bytes of
- * FNV-1a over the VM's name and the NIC's index: stable across restarts,
- * different between VMs (the worker's own default only sees fd numbers). */
-static void nic_default_mac(const char *vm_name, int index, char *buf, size_t size)
-{
-	uint32_t h = 2166136261u;
-
-	for (const char *p = vm_name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	h = (h ^ (uint8_t)index) * 16777619u;
-	snprintf(buf, size, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
-}
-
-/* --disk /proc/self/fd/N[,ro] and --net fd=N[,mac=MAC]: the worker uses
- * the very fds that were opened for the client (docs/security.md). */
-static void build_device_argv(const struct proto_vm *vm, const struct vm_files *f,
-                              struct spawn_args *a)
-{
-	char def_mac[18];
-	json_t *o, *mac;
-
-	for (int i = 0; i < f->ndisks; i++) {
-		o = json_array_get(vm->disks, (size_t)i);
-		arg_add(a, "--disk");
-		arg_addf(a, "/proc/self/fd/%d%s", disk_fd_no(f, i),
-		         json_is_true(json_object_get(o, "readonly")) ? ",ro" : "");
-	}
-	for (int i = 0; i < f->nnics; i++) {
-		mac = json_object_get(json_array_get(vm->nics, (size_t)i), "mac");
-		arg_add(a, "--net");
-		if (json_is_string(mac))
-			snprintf(def_mac, sizeof(def_mac), "%s", json_string_value(mac));
-		else
-			nic_default_mac(vm->name, i, def_mac, sizeof(def_mac));
-		arg_addf(a, "fd=%d,mac=%s", nic_fd_no(f, i), def_mac);
-	}
-}
-
-/* Worker fds: 3 the link, 4 the kernel, 5 the initrd, then disks and
- * NICs.  The worker opens /proc/self/fd/N for the kernel and initrd and
- * takes disk and TAP fds over as they are: the very files that were
- * checked for the client. */
-static void build_argv(struct mvmd *d, const struct proto_vm *vm,
-                       const struct vm_files *files, const char *log_path,
-                       struct spawn_args *a)
-{
-	arg_add(a, d->cfg.vmm_path);
-	arg_add(a, "--kernel");
-	arg_addf(a, "/proc/self/fd/%d", 4);
-	if (files->initrd_fd >= 0) {
-		arg_add(a, "--initrd");
-		arg_addf(a, "/proc/self/fd/%d", 5);
-	}
-	arg_add(a, "--cmdline");
-	arg_add(a, vm->cmdline);
-	arg_add(a, "--mem");
-	arg_addf(a, "%lldM", (long long)vm->mem_mib);
-	arg_add(a, "--vcpus");
-	arg_addf(a, "%d", vm->vcpus);
-	arg_add(a, "--serial");
-	arg_add(a, "/dev/null");
-	arg_add(a, "--serial-log");
-	arg_add(a, log_path);
-	arg_add(a, "--serial-log-max");
-	arg_add(a, "1M");
-	build_device_argv(vm, files, a);
-	arg_add(a, "--control-fd");
-	arg_add(a, "3");
-	if (a->nbufs < ARG_BUFS &&
-	    mvmd_adopt_socket(d, vm->name, a->bufs[a->nbufs], sizeof(a->bufs[0])) == 0) {
-		arg_add(a, "--adopt-socket");
-		arg_add(a, a->bufs[a->nbufs++]);
-	}
-	a->argv[a->argc] = NULL;
-}
-
-/* docs/security.md "Worker sandbox": its own uid and gid, and the per-VM
- * directory as its whole root. */
-static void build_sandbox_argv(const struct worker *w, const char *dir, struct spawn_args *a)
-{
-	uint32_t id = sandbox_uid_id(w->d, w->uid);
-
-	arg_add(a, "--sandbox");
-	arg_add(a, "--sandbox-uid");
-	arg_addf(a, "%u", id);
-	arg_add(a, "--sandbox-gid");
-	arg_addf(a, "%u", id);
-	arg_add(a, "--sandbox-dir");
-	arg_add(a, dir);
-#ifdef MVM_TEST_HOOKS
-	/* Test builds only: MVM_TEST_FORBIDDEN_SYSCALL=<VM name> in mvmd's
-	 * environment makes that VM's worker break its filter on purpose. */
-	const char *t = getenv("MVM_TEST_FORBIDDEN_SYSCALL");
-
-	if (t && !strcmp(t, w->vm->row.name))
-		arg_add(a, "--test-forbidden-syscall");
-#endif
-	a->argv[a->argc] = NULL;
-}
-
 static int open_vmm_log(struct mvmd *d, const char *name, char *console_log, size_t size)
 {
 	char path[4096];
@@ -677,51 +531,34 @@ static int open_vmm_log(struct mvmd *d, const char *name, char *console_log, siz
 	return r < 0 ? -errno : r;
 }
 
-/* fd 0 /dev/null, 1 and 2 the VMM log, 3 the link, 4 the kernel, then
- * initrd, disks and TAPs in the order build_argv() named them. */
 static int worker_spawn(struct worker *w, const struct vm_files *files, int link_fd,
                         int log_fd)
 {
 	struct mvmd *d = w->d;
-	int fds[SPAWN_MAX_FDS];
-	struct spawn_req req = { .path = d->cfg.vmm_path, .fds = fds,
-	                         .new_pid_ns = w->uid != NULL };
-	struct spawn_args *a = calloc(1, sizeof(*a));
-	char console_log[4096], sandbox[4096];
+	char console_log[4096], sandbox[4096], sock[4096];
+	struct spawn_worker_req req = {
+		.vmm_path = d->cfg.vmm_path, .vm = &w->vm->row, .files = files,
+		.console_log = console_log, .log_fd = log_fd, .link_fd = link_fd,
+	};
 	pid_t pid;
-	int r, n = 0;
+	int r;
 
-	if (!a)
-		return -ENOMEM;
 	r = mvmd_vm_dir(d, w->vm->row.name, "console.log", console_log, sizeof(console_log));
-	if (r == 0 && w->uid)
+	if (r == 0 && w->uid) {
 		r = sandbox_dir(d, w->vm->row.name, sandbox, sizeof(sandbox));
+		req.sandbox_dir = sandbox;
+		req.sandbox_id = sandbox_uid_id(d, w->uid);
+	}
 	if (r < 0)
-		goto out;
-	build_argv(d, &w->vm->row, files, console_log, a);
-	if (w->uid)
-		build_sandbox_argv(w, sandbox, a);
-	fds[n++] = -1;
-	fds[n++] = log_fd;
-	fds[n++] = log_fd;
-	fds[n++] = link_fd;
-	fds[n++] = files->kernel_fd;
-	if (files->initrd_fd >= 0)
-		fds[n++] = files->initrd_fd;
-	for (int i = 0; i < files->ndisks; i++)
-		fds[n++] = files->disk_fds[i];
-	for (int i = 0; i < files->nnics; i++)
-		fds[n++] = files->nic_fds[i];
-	req.argv = a->argv;
-	req.nfds = n;
-	r = spawn_process(&req, &pid, &w->pidfd);
+		return r;
+	if (mvmd_adopt_socket(d, w->vm->row.name, sock, sizeof(sock)) == 0)
+		req.adopt_socket = sock;
+	r = spawn_worker(&req, &pid, &w->pidfd);
 	if (r == 0) {
 		w->vm->row.pid = pid;
 		HOOKS(w, spawned_cb, w->vm, pid);
 		record_spawn(d, w->vm->row.name, pid);
 	}
-out:
-	free(a);
 	return r;
 }
 
@@ -837,8 +674,8 @@ static int supervisor_started(struct worker *w, int link_fd, struct proto_error 
 	}
 	r = vm_store(w->vm);
 	if (r < 0) {
-		/* the client must not hear of a start that is not stored */
-		log_error("VM %s: cannot store its worker's pid: %s", w->vm->row.name, strerror(-r));
+		/* the client must not hear of a start that is not stored; the
+		 * caller logs err */
 		w->kill_requested = true;
 		worker_signal(w, SIGKILL);
 		vms_storage_error(w->d, r, err);
