@@ -95,6 +95,7 @@ enum waiter_kind { WAIT_RUNNING, WAIT_EXIT };
 
 struct waiter {
 	TAILQ_ENTRY(waiter) link;
+	struct waiter_list *list;       /* the one it is on */
 	struct vm *vm;                  /* a reference */
 	struct conn *conn;
 	json_t *id;
@@ -104,7 +105,7 @@ struct waiter {
 
 static void waiter_free(struct waiter *wt)
 {
-	TAILQ_REMOVE(&wt->vm->waiters, wt, link);
+	TAILQ_REMOVE(wt->list, wt, link);
 	wt->conn->waiter = NULL;
 	json_decref(wt->id);
 	vm_release(wt->vm);
@@ -127,6 +128,7 @@ static void add_waiter(struct conn *c, struct proto_request *req, struct vm *vm,
 	wt->kind = kind;
 	wt->rm_after = rm_after;
 	TAILQ_INSERT_TAIL(&vm->waiters, wt, link);
+	wt->list = &vm->waiters;
 	c->waiter = wt;
 	c->busy = true;
 }
@@ -157,18 +159,26 @@ static void waiter_answer(struct waiter *wt, const struct proto_error *err)
 	conn_resume(c);
 }
 
-/* Answer vm's waiters of kind (all of them when all is true). */
+/* Answer vm's waiters of kind (all of them when all is true).  They are
+ * taken off first: an answer lets its connection go on with its next
+ * request, which may wait on this VM again and must not be answered now. */
 static void answer_waiters(struct vm *vm, enum waiter_kind kind, bool all,
                            const struct proto_error *err)
 {
+	struct waiter_list due = TAILQ_HEAD_INITIALIZER(due);
 	struct waiter *wt, *next;
 
 	vm_ref(vm);
 	for (wt = TAILQ_FIRST(&vm->waiters); wt; wt = next) {
 		next = TAILQ_NEXT(wt, link);
-		if (all || wt->kind == kind)
-			waiter_answer(wt, err);
+		if (!all && wt->kind != kind)
+			continue;
+		TAILQ_REMOVE(&vm->waiters, wt, link);
+		TAILQ_INSERT_TAIL(&due, wt, link);
+		wt->list = &due;        /* a connection closed meanwhile leaves it */
 	}
+	while ((wt = TAILQ_FIRST(&due)))
+		waiter_answer(wt, err);
 	vm_release(vm);
 }
 
