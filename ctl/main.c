@@ -22,7 +22,7 @@ static const struct ctl_command commands[] = {
 	  "       [--label K=V]... [--restart no|on-failure[:N]|always]\n"
 	  "       [--pool NAME]... [--no-start] [--no-queue] [--autostart] [--wait]\n"
 	  "       [-o json]",
-	  "define a VM and start it (SIZE: 256, 256M, 1G; MiB by default); it counts\n"
+	  "define a VM and start it (SIZE: 256, 256M, 1.5G, 2048K; MiB by default); it counts\n"
 	  "       in each --pool; --no-queue fails instead of waiting for a start slot" },
 	{ "run", run_run,
 	  "run NAME [create options] [--rm] [--stop-timeout S]",

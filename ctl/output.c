@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "ctl/ctl.h"
+#include "util/util.h"
 
 struct table {
 	size_t ncols, nrows, cap;
@@ -590,18 +591,6 @@ static const char *fmt_mib(char *buf, size_t n, long long mib, bool zero_unlimit
 	return buf;
 }
 
-/* 1.0, 2.5, 1.25: one decimal at least, no trailing zeros beyond it. */
-static const char *fmt_ratio(char *buf, size_t n, double v)
-{
-	size_t l;
-
-	snprintf(buf, n, "%.3f", v);
-	l = strlen(buf);
-	while (l > 2 && buf[l - 1] == '0' && buf[l - 2] != '.')
-		buf[--l] = '\0';
-	return buf;
-}
-
 /* One resource row: limit, used, and what is left (or how far over). */
 static void host_row(struct table *t, const char *name, long long limit, long long used,
 		     bool mib, bool zero_unlimited)
@@ -652,12 +641,12 @@ static void host_limit_terms(const json_t *lim)
 	       "each VM also charged %s)\n",
 	       fmt_mib(a, sizeof(a), num(lim, "memory_limit_mib"), false),
 	       fmt_mib(b, sizeof(b), num(lim, "memory_budget_mib"), false),
-	       fmt_ratio(c, sizeof(c), json_real_value(json_object_get(lim, "memory_overcommit"))),
+	       util_fmt_ratio(c, sizeof(c), json_real_value(json_object_get(lim, "memory_overcommit"))),
 	       fmt_mib(d, sizeof(d), num(lim, "memory_reserved_mib"), false),
 	       fmt_mib(e, sizeof(e), num(lim, "vmm_overhead_mib"), false));
 	printf("vCPU limit    %lld = %lld host CPUs x oversubscription %s\n",
 	       num(lim, "vcpus_limit"), num(lim, "host_cpus"),
-	       fmt_ratio(c, sizeof(c), json_real_value(json_object_get(lim, "vcpu_oversubscription"))));
+	       util_fmt_ratio(c, sizeof(c), json_real_value(json_object_get(lim, "vcpu_oversubscription"))));
 }
 
 static void owner_row(struct table *t, const char *who, const json_t *q)
@@ -701,7 +690,7 @@ static void host_starts(const json_t *lim, const json_t *use)
 	       num(use, "starting"), fmt_count(a, sizeof(a), num(lim, "max_concurrent_starts"), true),
 	       num(use, "queued"));
 	if (rate > 0)
-		snprintf(b, sizeof(b), "%s per second", fmt_ratio(r, sizeof(r), rate));
+		snprintf(b, sizeof(b), "%s per second", util_fmt_ratio(r, sizeof(r), rate));
 	printf("start rate    %s, bursts of %lld\n", rate > 0 ? b : "unlimited",
 	       num(lim, "start_burst"));
 }

@@ -13,29 +13,21 @@
 #include "ctl/ctl.h"
 #include "util/util.h"
 
-/* "256", "256M", "256MiB", "1G", "1GiB": MiB when no unit is given. */
+/* A size (util_parse_size: MiB when no unit is given), a whole number of
+ * MiB: "256", "256M", "1.5G", "2048K". */
 static int parse_mem(const char *s, long long *ret_mib)
 {
-	static const struct { const char *suffix; long long mul; } units[] = {
-		{ "", 1 }, { "m", 1 }, { "mb", 1 }, { "mib", 1 },
-		{ "g", 1024 }, { "gb", 1024 }, { "gib", 1024 },
-	};
-	char *end;
-	long long v;
+	uint64_t b;
+	int r = util_parse_size(s, 1 << 20, &b);
 
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || v <= 0)
+	if (r < 0)
+		return r;
+	if (b == 0 || b % (1 << 20))
 		return -EINVAL;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcasecmp(end, units[i].suffix))
-			continue;
-		if (v > LLONG_MAX / units[i].mul)
-			return -ERANGE;
-		*ret_mib = v * units[i].mul;
-		return 0;
-	}
-	return -EINVAL;
+	if ((b >> 20) > LLONG_MAX)
+		return -ERANGE;
+	*ret_mib = (long long)(b >> 20);
+	return 0;
 }
 
 /* The daemon resolves paths in its own cwd, so send absolute ones. */
@@ -219,7 +211,7 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 		return 0;
 	case O_MEM:
 		if (parse_mem(arg, &v) < 0)
-			return ctl_usage_error("create", "--mem wants a size like 256, 256M or 1G, not '%s'", arg);
+			return ctl_usage_error("create", "--mem wants a whole number of MiB like 256, 256M, 1.5G or 2048K, not '%s'", arg);
 		proto_request_set_int(req, "mem_mib", v);
 		return 0;
 	case O_DISK:

@@ -2,7 +2,7 @@
 /*
  * Capacity in mvmd: the one place where VMs are admitted (capacity.c's
  * accounting), queued while the boot-storm limits say wait, started in
- * FIFO order as starting slots free, placed in their cgroup, and where
+ * FIFO order as start permits free, placed in their cgroup, and where
  * their reservation is given back when they end.
  *
  * Admission is atomic with the state change: mvmd's loop is single-
@@ -10,9 +10,15 @@
  * VM to queued or starting no other request runs; a failed commit gives
  * the reservation back before the next request is read.
  *
- * A VM's reservation lives in its vm_slot from admission until its worker
- * ended (or it left the queue), and cap_release() zeroes the token, so
- * every path (stop, crash, kill, rm, failed start) gives it back once.
+ * A VM's reservation lives in its admission from admission until its
+ * worker ended (or it left the queue), and cap_release() zeroes the token,
+ * so every path (stop, crash, kill, rm, failed start) gives it back once.
+ *
+ * admit.c answers no client: admit_launch() returns what happened, and a
+ * queued VM whose start fails later is reported through
+ * d->admit_start_failed_cb.  It starts workers through d->start_worker and
+ * hears of them through admit_worker_hooks (main.c wires both), so
+ * tests/unit/test-admit.c runs it without the supervisor.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,6 +30,25 @@
 #include <time.h>
 
 #include "daemon/mvmd.h"
+
+/*
+ * One admitted VM: its reservation from admission until it ends, its place
+ * in the start queue and the files its start needs while queued, and its
+ * cgroup once started.  Only VMs that hold a reservation (queued, starting,
+ * running, stopping) have one.
+ */
+struct admission {
+	TAILQ_ENTRY(admission) link;
+	bool linked;
+	struct mvmd *d;
+	struct vm *vm;                  /* its record (a reference) once launched */
+	struct cap_resv resv;
+	struct cap_qnode qnode;
+	bool starting;                  /* counted by cap_start_try */
+	bool attach_failed;             /* its worker could not join the cgroup */
+	struct vm_files files;          /* queued: opened for the client */
+	struct cgroup_vm *cg;
+};
 
 static void drain(struct mvmd *d);
 
@@ -55,7 +80,8 @@ static void set_budget(struct mvmd *d)
 
 int admit_init(struct mvmd *d)
 {
-	struct cgroup_opts o = { .parent = d->cfg.cgroup_parent, .move_to_leaf = true };
+	struct cgroup_opts o = { .root = d->cfg.cgroup_root, .parent = d->cfg.cgroup_parent,
+	                         .move_to_leaf = true };
 	char err[512];
 	int r;
 
@@ -79,77 +105,56 @@ int admit_init(struct mvmd *d)
 	set_budget(d);
 	uv_timer_init(d->loop, &d->start_timer);
 	d->start_timer.data = d;
+	TAILQ_INIT(&d->admissions);
 	d->admit_ready = true;
 	return 0;
 }
 
-/* ---- slots -------------------------------------------------------------- */
+/* ---- admissions -------------------------------------------------------- */
 
-static struct vm_slot *slot_find(struct mvmd *d, int64_t vm_id)
+static struct admission *adm_new(struct mvmd *d)
 {
-	for (struct vm_slot *s = d->slots; s; s = s->next)
-		if (s->vm_id == vm_id)
-			return s;
-	return NULL;
+	struct admission *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->d = d;
+	vm_files_init(&a->files);
+	return a;
 }
 
-static void slot_link(struct mvmd *d, struct vm_slot *s)
+/* From now on its record knows it. */
+static void adm_link(struct admission *a, struct vm *vm)
 {
-	s->next = d->slots;
-	if (d->slots)
-		d->slots->pprev = &s->next;
-	s->pprev = &d->slots;
-	d->slots = s;
-}
-
-static void slot_unlink(struct vm_slot *s)
-{
-	if (!s->pprev)
-		return;
-	if (s->next)
-		s->next->pprev = s->pprev;
-	*s->pprev = s->next;
-	s->pprev = NULL;
-}
-
-/* A waiting client of a queued VM hears the VM or an error, once. */
-static void slot_answer(struct vm_slot *s, const struct proto_vm *vm,
-                        const struct proto_error *err)
-{
-	struct conn *c = s->wait_conn;
-
-	if (!c)
-		return;
-	if (err)
-		conn_reply_error(c, s->wait_id, err);
-	else
-		conn_reply_ok(c, s->wait_id, json_pack("{s:o}", "vm", proto_vm_to_json(vm)));
-	json_decref(s->wait_id);
-	s->wait_conn = NULL;
-	s->wait_id = NULL;
-	conn_resume(c);
+	a->vm = vm_ref(vm);
+	vm->adm = a;
+	TAILQ_INSERT_TAIL(&a->d->admissions, a, link);
+	a->linked = true;
 }
 
 /* Give everything back.  destroy: remove the cgroup (false at daemon
  * exit, when the worker keeps running in it). */
-static void slot_free(struct vm_slot *s, bool destroy)
+static void adm_free(struct admission *a, bool destroy)
 {
-	struct mvmd *d = s->d;
+	struct mvmd *d = a->d;
 	char err[512];
 
-	slot_unlink(s);
-	cap_queue_remove(&d->cap, &s->qnode);
-	if (s->starting)
+	if (a->linked)
+		TAILQ_REMOVE(&d->admissions, a, link);
+	cap_queue_remove(&d->cap, &a->qnode);
+	if (a->starting)
 		cap_start_done(&d->cap);
-	cap_release(&d->cap, &s->resv);
-	if (s->cg && !destroy)
-		cgroup_vm_close(s->cg);
-	else if (s->cg && cgroup_vm_destroy(s->cg, err, sizeof(err)) < 0)
-		log_warn("VM id %lld: cgroup: %s", (long long)s->vm_id, err);
-	json_decref(s->wait_id);        /* a waiter left only at daemon exit */
-	vm_files_close(&s->files);
-	proto_vm_clear(&s->vm);
-	free(s);
+	cap_release(&d->cap, &a->resv);
+	if (a->cg && !destroy)
+		cgroup_vm_close(a->cg);
+	else if (a->cg && cgroup_vm_destroy(a->cg, err, sizeof(err)) < 0)
+		log_warn("VM %s: cgroup: %s", a->vm ? a->vm->row.name : "?", err);
+	vm_files_close(&a->files);
+	if (a->vm) {
+		a->vm->adm = NULL;
+		vm_release(a->vm);
+	}
+	free(a);
 }
 
 void admit_free(struct mvmd *d)
@@ -157,8 +162,8 @@ void admit_free(struct mvmd *d)
 	if (!d->admit_ready)
 		return;
 	d->admit_ready = false;
-	while (d->slots)
-		slot_free(d->slots, false);
+	while (!TAILQ_EMPTY(&d->admissions))
+		adm_free(TAILQ_FIRST(&d->admissions), false);
 	uv_close((uv_handle_t *)&d->start_timer, NULL);
 	cap_free(&d->cap);
 	cgroup_free(&d->cg);
@@ -195,30 +200,28 @@ static enum proto_err admit_error_code(int r)
 }
 
 int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
-                  struct vm_slot **ret, struct proto_error *err)
+                  struct admission **ret, struct proto_error *err)
 {
-	struct vm_slot *s = calloc(1, sizeof(*s));
+	struct admission *a = adm_new(d);
 	struct cap_request req;
 	char msg[512];
 	int r;
 
-	if (!s)
+	if (!a)
 		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL, "out of memory");
-	s->d = d;
-	vm_files_init(&s->files);
 	r = request_of(vm, &req);
 	if (r == 0)
-		r = cap_admit(&d->cap, &req, &s->resv, msg, sizeof(msg));
+		r = cap_admit(&d->cap, &req, &a->resv, msg, sizeof(msg));
 	if (r < 0) {
 		proto_error_set(err, admit_error_code(r), r == -ENOENT ? "pools" : NULL,
 		                "%s", r == -EINVAL && !msg[0] ? "too many pools" : msg);
-		free(s);
+		free(a);
 		return r;
 	}
 	/* FIFO: nobody overtakes a VM already queued */
 	r = cap_queue_len(&d->cap) ? -EBUSY : cap_start_try(&d->cap, now_ns());
 	if (r == 0) {
-		s->starting = true;
+		a->starting = true;
 	} else if (no_queue) {
 		if (cap_queue_len(&d->cap))
 			snprintf(msg, sizeof(msg), "starts: %zu VMs queued ahead",
@@ -226,136 +229,107 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 		else
 			cap_start_explain(&d->cap, r, now_ns(), msg, sizeof(msg));
 		proto_error_set(err, admit_error_code(-EAGAIN), NULL, "%s; not queued (no_queue)", msg);
-		slot_free(s, true);
+		adm_free(a, true);
 		return r;
 	}
-	*ret = s;
+	*ret = a;
 	return 0;
 }
 
-void admit_abandon(struct vm_slot *s)
+void admit_abandon(struct admission *a)
 {
-	slot_free(s, true);
+	adm_free(a, true);
 }
 
 /* ---- starting ----------------------------------------------------------- */
 
-/* Create the VM's cgroup and spawn its worker (admit_spawned puts it in
- * the cgroup).  On failure err says why and the caller frees s. */
-static int slot_start(struct vm_slot *s, const struct proto_vm *vm, struct vm_files *files,
-                      struct worker **ret_w, struct proto_error *err)
+/* Create the VM's cgroup and spawn its worker (the spawned hook puts it in
+ * the cgroup).  On failure err says why and the caller frees a. */
+static int adm_start(struct admission *a, struct vm_files *files, struct proto_error *err)
 {
-	struct mvmd *d = s->d;
+	struct mvmd *d = a->d;
+	const struct proto_vm *vm = &a->vm->row;
 	uint64_t mem = (uint64_t)vm->mem_mib + cap_limits(&d->cap)->vmm_overhead_mib;
 	char msg[512];
 	int r;
 
-	r = cgroup_vm_create(&d->cg, vm->name, mem << 20, (unsigned)vm->vcpus, 0, &s->cg,
+	r = cgroup_vm_create(&d->cg, vm->name, mem << 20, (unsigned)vm->vcpus, 0, &a->cg,
 	                     msg, sizeof(msg));
 	if (r < 0) {
 		vm_files_close(files);
 		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
 		                       "cannot create the VM's cgroup: %s", msg);
 	}
-	return supervisor_start(d, vm, files, ret_w, err);
+	return d->start_worker(a->vm, files, err);
+}
+
+/* The start failed: give everything back (unless the worker's end did). */
+static void adm_start_failed(struct admission *a, struct vm *vm)
+{
+	struct mvmd *d = a->d;
+
+	if (vm->adm == a)
+		adm_free(a, true);
+	drain(d);       /* its starting permit is free again */
 }
 
 /* Commit "queued" and wait in the FIFO, holding the client's files. */
-static int slot_queue(struct vm_slot *s, const struct proto_vm *vm, struct vm_files *files)
+static int adm_queue(struct admission *a, struct vm_files *files)
 {
-	struct mvmd *d = s->d;
-	double now = mvmd_now();
-	int r = proto_vm_copy(vm, &s->vm);
+	int r = vm_commit(a->vm, PROTO_VM_QUEUED, NULL);
 
 	if (r < 0)
 		return r;
-	s->vm.state = PROTO_VM_QUEUED;
-	r = db_vm_transition(d->db, &s->vm, NULL, now);
-	if (r < 0)
-		return r;
-	s->files = *files;
+	a->files = *files;
 	vm_files_init(files);
-	cap_queue_push(&d->cap, &s->qnode, s->vm_id);
-	dispatch_event(d, &s->vm, NULL, now);
+	cap_queue_push(&a->d->cap, &a->qnode, a->vm->row.id);
 	return 0;
 }
 
-void admit_launch(struct conn *c, struct proto_request *req, struct vm_slot *s,
-                  const struct proto_vm *vm, struct vm_files *files, bool wait)
+int admit_launch(struct admission *a, struct vm *vm, struct vm_files *files,
+                 struct proto_error *err)
 {
-	struct mvmd *d = s->d;
-	struct proto_error err;
-	struct worker *w;
+	struct mvmd *d = a->d;
 	int r;
 
-	/* c NULL: a restart policy or autostart (adopt.c); nobody to answer */
-	s->vm_id = vm->id;
-	slot_link(s->d, s);
-	if (s->starting) {
-		r = slot_start(s, vm, files, &w, &err);
+	adm_link(a, vm);
+	if (a->starting) {
+		r = adm_start(a, files, err);
 		if (r < 0) {
-			log_error("VM %s: %s", vm->name, err.message);
-			if (c)
-				conn_reply_error(c, req->id, &err);
-			slot_free(s, true);
-			drain(d);       /* its starting slot is free again */
-		} else if (!c) {
-			return;
-		} else if (wait && w->vm.state == PROTO_VM_STARTING) {
-			supervisor_add_waiter(w, c, req->id, WAIT_RUNNING, false);
-		} else {
-			conn_reply_ok(c, req->id, json_pack("{s:o}", "vm", proto_vm_to_json(&w->vm)));
+			log_error("VM %s: %s", vm->row.name, err->message);
+			adm_start_failed(a, vm);
 		}
-		return;
+		return r;
 	}
-	r = slot_queue(s, vm, files);
+	r = adm_queue(a, files);
 	if (r < 0) {
 		vm_files_close(files);
-		dispatch_storage_error(d, r, &err);
-		if (c)
-			conn_reply_error(c, req->id, &err);
-		slot_free(s, true);
-		return;
+		vms_storage_error(d, r, err);
+		adm_free(a, true);
+		return r;
 	}
-	if (!c) {
-		/* nobody waits */
-	} else if (wait) {
-		s->wait_conn = c;
-		s->wait_id = json_incref(req->id);
-		c->busy = true;
-	} else {
-		conn_reply_ok(c, req->id, json_pack("{s:o}", "vm", proto_vm_to_json(&s->vm)));
-	}
-	drain(s->d);            /* arms the rate timer when that is what waits */
+	drain(d);               /* arms the rate timer when that is what waits */
+	return 1;
 }
 
 /* A queued VM whose turn came: start it, or record why it could not. */
-static void start_queued(struct vm_slot *s)
+static void start_queued(struct admission *a)
 {
-	struct mvmd *d = s->d;
+	struct mvmd *d = a->d;
+	struct vm *vm = vm_ref(a->vm);
 	struct proto_error err;
-	struct worker *w;
-	double now;
 
-	if (slot_start(s, &s->vm, &s->files, &w, &err) == 0) {
-		if (s->wait_conn && w->vm.state == PROTO_VM_STARTING)
-			supervisor_add_waiter(w, s->wait_conn, s->wait_id, WAIT_RUNNING, false);
-		else
-			slot_answer(s, &w->vm, NULL);
-		json_decref(s->wait_id);
-		s->wait_conn = NULL;
-		s->wait_id = NULL;
-		return;
+	if (adm_start(a, &a->files, &err) < 0) {
+		log_error("VM %s: queued start failed: %s", vm->row.name, err.message);
+		free(vm->row.exit_reason);
+		vm->row.exit_reason = strdup("start failed");
+		vm_commit(vm, PROTO_VM_CRASHED, "start failed");
+		if (d->admit_start_failed_cb)
+			d->admit_start_failed_cb(vm, &err);
+		if (vm->adm == a)
+			adm_free(a, true);
 	}
-	log_error("VM %s: queued start failed: %s", s->vm.name, err.message);
-	now = mvmd_now();
-	s->vm.state = PROTO_VM_CRASHED;
-	free(s->vm.exit_reason);
-	s->vm.exit_reason = strdup("start failed");
-	if (db_vm_transition(d->db, &s->vm, "start failed", now) == 0)
-		dispatch_event(d, &s->vm, "start failed", now);
-	slot_answer(s, NULL, &err);
-	slot_free(s, true);
+	vm_release(vm);
 }
 
 static void timer_cb(uv_timer_t *t)
@@ -383,104 +357,118 @@ static void drain(struct mvmd *d)
 		if (r < 0)
 			return;         /* -EBUSY: the next start_done drains */
 		cap_queue_pop(&d->cap);
-		struct vm_slot *s = (struct vm_slot *)((char *)n - offsetof(struct vm_slot, qnode));
+		struct admission *a = (struct admission *)((char *)n - offsetof(struct admission, qnode));
 
-		s->starting = true;
-		start_queued(s);
+		a->starting = true;
+		start_queued(a);
 	}
 }
 
-int admit_cancel(struct mvmd *d, struct proto_vm *vm, const char *reason)
+int admit_cancel(struct vm *vm, const char *reason)
 {
-	struct vm_slot *s = slot_find(d, vm->id);
-	double now = mvmd_now();
+	struct admission *a = vm->adm;
+	struct mvmd *d = vm->d;
 	int r = 0;
 
-	if (!s || !cap_queue_linked(&s->qnode))
+	if (!a || !cap_queue_linked(&a->qnode))
 		return -ENOENT;
-	cap_queue_remove(&d->cap, &s->qnode);
+	cap_queue_remove(&d->cap, &a->qnode);
 	if (reason) {
-		vm->state = PROTO_VM_STOPPED;
-		free(vm->exit_reason);
-		vm->exit_reason = strdup(reason);
-		r = db_vm_transition(d->db, vm, reason, now);
-		if (r == 0)
-			dispatch_event(d, vm, reason, now);
+		free(vm->row.exit_reason);
+		vm->row.exit_reason = strdup(reason);
+		r = vm_commit(vm, PROTO_VM_STOPPED, reason);
 	}
-	slot_answer(s, vm, NULL);
-	slot_free(s, true);
+	adm_free(a, true);
 	drain(d);
 	return r;
+}
+
+/* The adopted VM holds capacity again, exactly once: a forced reservation
+ * (it runs already, whatever the limits say now) and its cgroup. */
+void admit_adopted(struct vm *vm)
+{
+	struct mvmd *d = vm->d;
+	struct admission *a = adm_new(d);
+	struct cap_request req;
+	char err[512];
+
+	if (!a) {
+		log_error("VM %s: out of memory; its capacity is not counted", vm->row.name);
+		return;
+	}
+	/* the same request admission built when the VM started */
+	if (request_of(&vm->row, &req) < 0 ||
+	    cap_reserve_force(&d->cap, &req, &a->resv, err, sizeof(err)) < 0)
+		log_warn("VM %s: its capacity cannot be counted: %s", vm->row.name,
+		         req.npools == CAP_REQ_MAX_POOLS ? "too many pools" : err);
+	if (cgroup_usable(&d->cg) &&
+	    cgroup_vm_open(&d->cg, vm->row.name, &a->cg, err, sizeof(err)) < 0)
+		a->cg = NULL;
+	adm_link(a, vm);
 }
 
 /* ---- worker hooks ------------------------------------------------------- */
 
 /* Right after the spawn: the worker has only exec'd, its vCPU threads come
  * later and inherit the cgroup.  A worker that cannot join is killed. */
-void admit_spawned(struct mvmd *d, int64_t vm_id, pid_t pid)
+static void spawned_cb(struct vm *vm, pid_t pid)
 {
-	struct vm_slot *s = slot_find(d, vm_id);
+	struct admission *a = vm->adm;
 	char err[512];
 
-	if (!s || !s->cg || cgroup_vm_attach(s->cg, pid, err, sizeof(err)) == 0)
+	if (!a || !a->cg || cgroup_vm_attach(a->cg, pid, err, sizeof(err)) == 0)
 		return;
-	log_error("VM %lld: cannot move its worker into its cgroup: %s; killing it",
-	          (long long)vm_id, err);
-	s->attach_failed = true;
+	log_error("VM %s: cannot move its worker into its cgroup: %s; killing it",
+	          vm->row.name, err);
+	a->attach_failed = true;
 	kill(pid, SIGKILL);
 }
 
-static void start_done(struct mvmd *d, struct vm_slot *s)
+/* Its first byte ends the starting phase. */
+static void booted_cb(struct vm *vm)
 {
-	if (!s->starting)
+	struct admission *a = vm->adm;
+
+	if (!a || !a->starting)
 		return;
-	s->starting = false;
-	cap_start_done(&d->cap);
-	drain(d);
+	a->starting = false;
+	cap_start_done(&a->d->cap);
+	drain(a->d);
 }
 
-void admit_booted(struct mvmd *d, int64_t vm_id)
+/* The kernel OOM-killed the worker, or it never joined its cgroup. */
+static void exit_reason_cb(struct vm *vm, char *reason, size_t size)
 {
-	struct vm_slot *s = slot_find(d, vm_id);
+	struct admission *a = vm->adm;
 
-	if (s)
-		start_done(d, s);
-}
-
-void admit_exit_reason(struct mvmd *d, int64_t vm_id, int term_signal, char *reason,
-                       size_t size)
-{
-	struct vm_slot *s = slot_find(d, vm_id);
-
-	if (!s || term_signal != SIGKILL)
+	if (!a)
 		return;
-	if (s->attach_failed)
+	if (a->attach_failed)
 		snprintf(reason, size, "cgroup: worker could not join its cgroup");
-	else if (s->cg && cgroup_vm_oom_killed(s->cg) > 0)
+	else if (a->cg && cgroup_vm_oom_killed(a->cg) > 0)
 		snprintf(reason, size, "oom-killed: memory limit %" PRIu64 " MiB, budget %" PRIu64 " MiB",
-		         s->cg->mem_bytes >> 20, budget_mib(cap_limits(&d->cap)));
+		         a->cg->mem_bytes >> 20, budget_mib(cap_limits(&a->d->cap)));
 }
 
-void admit_ended(struct mvmd *d, int64_t vm_id)
+/* Capacity back, cgroup gone, the next queued VM may start. */
+static void ended_cb(struct vm *vm, bool requested, double ran_s)
 {
-	struct vm_slot *s = slot_find(d, vm_id);
+	struct mvmd *d = vm->d;
 
-	if (!s)
+	(void)requested;
+	(void)ran_s;
+	if (!vm->adm)
 		return;
-	slot_free(s, true);
+	adm_free(vm->adm, true);
 	drain(d);
 }
 
-void admit_forget_conn(struct mvmd *d, struct conn *c)
-{
-	for (struct vm_slot *s = d->slots; s; s = s->next) {
-		if (s->wait_conn != c)
-			continue;
-		json_decref(s->wait_id);
-		s->wait_conn = NULL;
-		s->wait_id = NULL;
-	}
-}
+const struct worker_hooks admit_worker_hooks = {
+	.spawned_cb = spawned_cb,
+	.booted_cb = booted_cb,
+	.exit_reason_cb = exit_reason_cb,
+	.ended_cb = ended_cb,
+};
 
 void admit_cleanup_stale(struct mvmd *d, const char *name)
 {
@@ -557,7 +545,7 @@ json_t *admit_host_json(struct mvmd *d)
 }
 
 /* New limits in force: cap the cgroup parent, start what now fits. */
-static int apply_limits(struct mvmd *d, const struct cap_limits *l, char *err, size_t n)
+int admit_set_limits(struct mvmd *d, const struct cap_limits *l, char *err, size_t n)
 {
 	int r = cap_set_limits(&d->cap, l, err, n);
 
@@ -568,60 +556,20 @@ static int apply_limits(struct mvmd *d, const struct cap_limits *l, char *err, s
 	return 0;
 }
 
-void admit_host_set(struct conn *c, struct proto_request *req)
+int admit_host_set(struct mvmd *d, const char *key, const char *value, char *msg,
+                   size_t size)
 {
-	const char *key = proto_arg_str(req, "key"), *value = proto_arg_str(req, "value");
 	struct cap_limits *l = malloc(sizeof(*l));
-	struct proto_error err = { 0 };
-	char msg[512] = "";
 	int r;
 
-	if (c->cred.uid != 0 && c->cred.uid != c->d->uid) {
-		proto_error_set(&err, PROTO_ERR_PERMISSION_DENIED, "key",
-		                "only root or mvmd's own user may change host limits");
-		goto out;
-	}
 	if (!l) {
-		proto_error_set(&err, PROTO_ERR_INTERNAL, NULL, "out of memory");
-		goto out;
+		snprintf(msg, size, "out of memory");
+		return -ENOMEM;
 	}
-	*l = *cap_limits(&c->d->cap);
-	r = cap_limits_set(l, key, value, msg, sizeof(msg));
+	*l = *cap_limits(&d->cap);
+	r = cap_limits_set(l, key, value, msg, size);
 	if (r == 0)
-		r = apply_limits(c->d, l, msg, sizeof(msg));
-	if (r < 0) {
-		proto_error_set(&err, PROTO_ERR_BAD_REQUEST, r == -ENOENT ? "key" : "value",
-		                "%s", msg);
-		goto out;
-	}
-	log_info("uid %u set %s = %s", (unsigned)c->cred.uid, key, value);
-	conn_reply_ok(c, req->id, json_pack("{s:o}", "host", admit_host_json(c->d)));
-out:
-	if (err.code)
-		conn_reply_error(c, req->id, &err);
+		r = admit_set_limits(d, l, msg, size);
 	free(l);
-}
-
-void admit_reload(struct mvmd *d)
-{
-	struct config cfg;
-	char msg[512];
-	int line = 0, r;
-
-	if (!d->cfg.path) {
-		log_info("SIGHUP: no --config file; limits unchanged");
-		return;
-	}
-	r = config_defaults(&cfg, NULL);
-	if (r == 0)
-		r = config_load(&cfg, d->cfg.path, &line);
-	if (r < 0) {
-		log_error("SIGHUP: config %s line %d: %s; limits unchanged", d->cfg.path, line,
-		          cfg.error[0] ? cfg.error : strerror(-r));
-	} else if (apply_limits(d, &cfg.limits, msg, sizeof(msg)) < 0) {
-		log_error("SIGHUP: %s; limits unchanged", msg);
-	} else {
-		log_info("SIGHUP: capacity limits reloaded from %s", d->cfg.path);
-	}
-	config_free(&cfg);
+	return r;
 }

@@ -18,18 +18,6 @@
 #define CAP_MAX_CPUS  (UINT64_C(1) << 20)
 #define NS_PER_S      UINT64_C(1000000000)
 
-/* 1.0, 2.5, 1.25: at least one decimal, no trailing zeros beyond it. */
-static const char *fmt_ratio(double v, char *buf, size_t len)
-{
-	size_t n;
-
-	snprintf(buf, len, "%.3f", v);
-	n = strlen(buf);
-	while (n > 2 && buf[n - 1] == '0' && buf[n - 2] != '.')
-		buf[--n] = '\0';
-	return buf;
-}
-
 static uint64_t left_of(uint64_t limit, uint64_t used)
 {
 	return limit > used ? limit - used : 0;
@@ -188,37 +176,21 @@ static int parse_count(const char *s, bool unlimited_ok, uint64_t *ret)
 	return 0;
 }
 
-/* "512", "512M", "512MiB", "4G", "1048576K": a whole number of MiB. */
+/* A size (util_parse_size: MiB when no unit is given) that is a whole
+ * number of MiB: "512", "512M", "4G", "1.5G", "1048576K". */
 static int parse_size_mib(const char *s, uint64_t *ret)
 {
-	static const struct { const char *sfx; int shift; } units[] = {
-		{ "", 0 }, { "M", 0 }, { "MiB", 0 }, { "G", 10 }, { "GiB", 10 },
-		{ "T", 20 }, { "TiB", 20 }, { "K", -10 }, { "KiB", -10 },
-	};
-	const char *end;
-	uint64_t v;
-	size_t i;
+	uint64_t b;
+	int r = util_parse_size(s, 1 << 20, &b);
 
-	if (util_parse_u64_prefix(s, &v, &end) < 0)
+	if (r < 0)
+		return r;
+	if (b % (1 << 20))
 		return -EINVAL;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].sfx))
-			continue;
-		if (units[i].shift < 0) {
-			if (v % 1024)
-				return -EINVAL;
-			v /= 1024;
-		} else if (v > (CAP_MAX_MIB >> units[i].shift)) {
-			return -ERANGE;
-		} else {
-			v <<= units[i].shift;
-		}
-		if (v > CAP_MAX_MIB)
-			return -ERANGE;
-		*ret = v;
-		return 0;
-	}
-	return -EINVAL;
+	if ((b >> 20) > CAP_MAX_MIB)
+		return -ERANGE;
+	*ret = b >> 20;
+	return 0;
 }
 
 static int parse_double(const char *s, double *ret)
@@ -240,8 +212,8 @@ static const char *kind_expect(enum key_kind k)
 {
 	switch (k) {
 	case K_COUNT:    return "a whole number, 0 or 'unlimited' for no limit";
-	case K_SIZE:     return "a size in MiB, or with a K/M/G/T suffix";
-	case K_BUDGET:   return "'auto' or a size in MiB, or with a K/M/G/T suffix";
+	case K_SIZE:     return "a size: MiB, or with a K/M/G/T suffix (1.5G, 2048K)";
+	case K_BUDGET:   return "'auto' or a size: MiB, or with a K/M/G/T suffix";
 	case K_RATIO:    return "a number greater than 0, at most 1000";
 	case K_RATE:     return "starts per second (0 or 'unlimited' for no limit)";
 	case K_POSITIVE: return "a whole number from 1 to 1048576";
@@ -713,13 +685,13 @@ static int host_check(const struct cap *c, const struct cap_request *r,
 		return count_refuse("vms", 1, u->vms, l->max_vms, "max_vms", err, errlen);
 	if (charge > left_of(mem, u->mem_mib)) {
 		snprintf(why, sizeof(why), "overcommit %s",
-		               fmt_ratio(l->memory_overcommit, rb, sizeof(rb)));
+		               util_fmt_ratio(rb, sizeof(rb), l->memory_overcommit));
 		return mem_refuse("", r->mem_mib, l->vmm_overhead_mib, u->mem_mib, mem,
 		                        why, err, errlen);
 	}
 	if (r->vcpus > left_of(vcpus, u->vcpus)) {
 		snprintf(why, sizeof(why), "%" PRIu64 " host CPUs x oversubscription %s",
-		               l->host_cpus, fmt_ratio(l->vcpu_oversubscription, rb, sizeof(rb)));
+		               l->host_cpus, util_fmt_ratio(rb, sizeof(rb), l->vcpu_oversubscription));
 		return count_refuse("vcpus", r->vcpus, u->vcpus, vcpus, why, err, errlen);
 	}
 	return 0;
@@ -1085,7 +1057,7 @@ void cap_start_explain(const struct cap *c, int r, uint64_t now_ns, char *err, s
 		                   " (max_concurrent_starts)", c->starting, l->max_concurrent_starts);
 	else if (r == -EAGAIN)
 		util_bprintf(err, errlen, "starts: rate %s/s with burst %" PRIu64 " allows the next in %"
-		                   PRIu64 " ms (start_rate)", fmt_ratio(l->start_rate, rb, sizeof(rb)),
+		                   PRIu64 " ms (start_rate)", util_fmt_ratio(rb, sizeof(rb), l->start_rate),
 		                   l->start_burst, (cap_next_wakeup_ns(c, now_ns) - now_ns + 999999) / 1000000);
 	else
 		util_bprintf(err, errlen, "starts: no limit refused this start");

@@ -8,41 +8,18 @@
  * seen.  Every decision is O(1) in the number of VMs: the module keeps
  * running sums, never scans VMs.  Single-threaded, like mvmd's loop.
  *
- * Integration guide (mvmd):
- *
- *  main.c    At start: cap_limits_init(&l); cap_host_defaults(&l); then
- *            for each capacity line of the config file
- *            cap_limits_parse_line(&l, line, err, sizeof err) (it accepts
- *            `key = value` and `pool NAME max N`; return 1 means "not a
- *            capacity key", leave it to config.c).  cap_init(&cap, &l).
- *            Re-adopt: for every VM the database says is queued, starting
- *            or running, cap_reserve_force() with its definition (it may
- *            leave the host over limit; never refuses for a limit).
- *            On SIGHUP: build a fresh cap_limits the same way and call
- *            cap_set_limits(&cap, &l, err, n); existing reservations stay.
- *  dispatch  vm.create / vm.start: build a cap_request from the VM's
- *            definition and the caller's uid, call cap_admit() inside the
- *            same SQLite transaction that moves the VM to starting/queued;
- *            on -EAGAIN answer `unavailable`, on -ENOSPC `limit_exceeded`,
- *            with the message, and roll back; if the commit fails,
- *            cap_release() the reservation.
- *            Keep the struct cap_resv in the VM's in-memory record.
- *            Then cap_start_try(&cap, now): 0 -> start the worker now;
- *            -EBUSY/-EAGAIN -> with --no-queue, cap_release() and answer
- *            `unavailable` with cap_start_explain(); otherwise set state
- *            `queued` and cap_queue_push() the VM's node.
- *            vm.stop/kill/rm of a queued VM: cap_queue_remove() and
- *            cap_release().  host.info: cap_usage_get(), cap_over_limit().
- *            `host set KEY=VALUE`: copy cap_limits(&cap), cap_limits_set()
- *            on the copy, then cap_set_limits().
- *  supervisor  When a started VM leaves the starting phase (first guest
- *            output, worker exit, or spawn failure): cap_start_done().
- *            When a VM stops, crashes or is removed: cap_release() (the
- *            token is zeroed, so a second call is a no-op).  After either,
- *            drain the queue: while cap_queue_peek() and cap_start_try()
- *            == 0, cap_queue_pop() and start it.  If the queue is not empty
- *            and cap_start_try() said -EAGAIN, arm a uv_timer for
- *            cap_next_wakeup_ns() - now and drain again when it fires.
+ * Its one user is daemon/admit.c: config.c hands it the capacity lines
+ * (cap_limits_parse_line); admit_reserve() calls cap_admit() (-ENOSPC: can never fit, answered
+ * `limit_exceeded`; -EAGAIN: not now, answered `unavailable`) and, for a
+ * start now, cap_start_try() before the row moves to starting or queued
+ * (a failed commit gives the reservation back with cap_release()); a
+ * queued VM waits in cap_queue_push()'s FIFO, drained while
+ * cap_start_try() allows, with a uv_timer at cap_next_wakeup_ns() for the
+ * start rate; the first guest output or the worker's end calls
+ * cap_start_done(), and the end cap_release() (the token is zeroed, so a
+ * second call is a no-op).  A worker re-adopted at start-up is counted
+ * again with cap_reserve_force().  host.set and SIGHUP: cap_limits_set()
+ * on a copy, then cap_set_limits() (existing reservations stay).
  *
  * Units: memory in MiB, time in CLOCK_MONOTONIC nanoseconds.  For count
  * limits (max_vms, max_concurrent_starts, owner quotas, start_rate) the

@@ -11,28 +11,16 @@
  * false, cgroup_reason() says why, and every other call is a no-op.
  * Errors are negative errno plus a message in err; nothing is printed.
  *
- * Integration guide (mvmd):
- *
- *  main.c    At start: cgroup_init(&cg, &opts) with opts.parent from the
- *            config (NULL: "mvm" beneath mvmd's own cgroup) and
- *            opts.move_to_leaf = true; log
- *            cgroup_reason() once (info when usable, warning when not) and
- *            show it in host.info.  cgroup_parent_set_budget(&cg, budget)
- *            with the capacity module's memory budget in bytes (again on
- *            SIGHUP or `host set`).  At exit: cgroup_free(&cg) (the parent
- *            directory stays for the next start).
- *  supervisor  Before spawning a worker: cgroup_vm_create(&cg, name,
- *            (mem_mib + vmm_overhead_mib) << 20, vcpus, pids_max, &vmcg,
- *            err, n); on failure refuse the start with the message.  Right
- *            after uv_spawn returns: cgroup_vm_attach(vmcg, pid) (the worker
- *            creates its vCPU threads later, so they inherit the cgroup);
- *            on failure kill the worker.  On worker exit by SIGKILL: if
- *            cgroup_vm_oom_killed(vmcg) > 0 record the exit reason as
- *            "killed by the kernel: out of memory (cgroup limit N MiB)".
- *            Then cgroup_vm_destroy(vmcg, err, n) (logs its error if any).
- *            At daemon exit with workers left running: cgroup_vm_close().
- *  re-adopt  A worker found running at start: cgroup_vm_open() for it,
- *            destroyed on its exit like above.
+ * Its one user is daemon/admit.c: cgroup_init() at start with the
+ * config's cgroup_parent (its reason logged once and shown in host.info),
+ * cgroup_parent_set_budget() with the memory budget (again on SIGHUP or
+ * host.set); cgroup_vm_create() before a worker is spawned (a failure
+ * refuses the start), cgroup_vm_attach() right after the spawn (the vCPU
+ * threads come later and inherit it; a failure kills the worker),
+ * cgroup_vm_oom_killed() for the exit reason of a worker killed by
+ * SIGKILL, cgroup_vm_destroy() once it ended; cgroup_vm_open() for a
+ * worker re-adopted at start-up, cgroup_vm_close() for workers left
+ * running at daemon exit.
  */
 #ifndef MVM_CGROUP_H
 #define MVM_CGROUP_H

@@ -77,7 +77,7 @@ int log_level_parse(const char *s)
 	return -EINVAL;
 }
 
-/* Worker health timing (adopt.c): seconds, fractions allowed, 0 to a day. */
+/* Worker health timing (restart.c): seconds, fractions allowed, 0 to a day. */
 static int set_seconds(double *ret, const char *value)
 {
 	char *end;

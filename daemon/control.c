@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The control socket: listening, peer credentials, line framing, in-order
- * request handling, writes, console mode.
+ * request handling, writes.  What a line or a console byte means is
+ * dispatch.c's business; this file only moves them.
  */
 #include <errno.h>
 #include <grp.h>
@@ -47,10 +48,8 @@ void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	if (c->next)
-		c->next->pprev = c->pprev;
-	*c->pprev = c->next;
-	supervisor_forget_conn(c->d, c);
+	TAILQ_REMOVE(&c->d->conns, c, link);
+	dispatch_conn_closed(c);
 	/* uv_close lets queued writes fail with ECANCELED; their callbacks
 	 * still run and free the buffers. */
 	uv_close((uv_handle_t *)&c->pipe, conn_close_cb);
@@ -88,8 +87,8 @@ void conn_end(struct conn *c)
 
 void control_close_all(struct mvmd *d)
 {
-	while (d->conns)
-		conn_close(d->conns);
+	while (!TAILQ_EMPTY(&d->conns))
+		conn_close(TAILQ_FIRST(&d->conns));
 	if (d->listening) {
 		d->listening = false;
 		uv_close((uv_handle_t *)&d->listener, NULL);
@@ -186,17 +185,6 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = buf->base ? 65536 : 0;
 }
 
-static void conn_console_input(struct conn *c, const char *data, size_t len)
-{
-	struct worker *w = supervisor_find(c->d, c->console_vm);
-
-	if (!w) {
-		conn_close(c);
-		return;
-	}
-	supervisor_console_in(w, data, len);
-}
-
 static void conn_handle_line(struct conn *c, const char *line, size_t len)
 {
 	struct proto_request req;
@@ -258,7 +246,7 @@ static void conn_pump(struct conn *c)
 		/* bytes sent right after the vm.console request are input */
 		proto_linebuf_take_rest(&c->lb, &rest, &rest_len);
 		if (rest_len)
-			conn_console_input(c, rest, rest_len);
+			dispatch_console_in(c, rest, rest_len);
 	}
 	conn_set_reading(c, proto_linebuf_pending(&c->lb) < CONN_INPUT_MAX);
 }
@@ -283,7 +271,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (c->mode == CONN_CONSOLE) {
-		conn_console_input(c, buf->base, n);
+		dispatch_console_in(c, buf->base, n);
 	} else if (proto_linebuf_feed(&c->lb, buf->base, n) < 0) {
 		free(buf->base);
 		conn_close(c);
@@ -333,11 +321,7 @@ static void connection_cb(uv_stream_t *server, int status)
 	proto_linebuf_init(&c->lb);
 	uv_pipe_init(d->loop, &c->pipe, 0);
 	c->pipe.data = c;
-	c->next = d->conns;
-	if (d->conns)
-		d->conns->pprev = &c->next;
-	c->pprev = &d->conns;
-	d->conns = c;
+	TAILQ_INSERT_TAIL(&d->conns, c, link);
 	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 || conn_read_cred(c) < 0) {
 		conn_close(c);
 		return;

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * One handler per operation.  Every handler answers exactly once: now, or
- * (requests that wait on a VM) later through a worker waiter while the
- * connection is busy.  State changes are committed before the answer.
+ * (requests that wait on a VM) later through a waiter on the VM's record
+ * while the connection is busy.  State changes are committed before the
+ * answer.  Only this file answers clients: the layers below report through
+ * vm_observer (every committed change, fanned out as events), worker_hooks
+ * (boot, console output, exit) and d->admit_start_failed_cb.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,34 +42,11 @@ static void reply_err(struct conn *c, struct proto_request *req, enum proto_err 
 	conn_reply_error(c, req->id, &err);
 }
 
-void dispatch_storage_error(const struct mvmd *d, int r, struct proto_error *err)
-{
-	const char *dir = d->cfg.state_dir;
-
-	if (r == -EBUSY)
-		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state database in %s is "
-		                "locked by another process (held past %d ms; an sqlite3 shell?); "
-		                "nothing changed; close it and retry", dir, DB_BUSY_TIMEOUT_MS);
-	else if (r == -EROFS)
-		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state dir %s is read-only "
-		                "(%s); nothing changed; remount it read-write", dir, strerror(-r));
-	else if (r == -ENOSPC || r == -EDQUOT)
-		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state dir %s is full (%s); "
-		                "nothing changed; free disk space there", dir, strerror(-r));
-	else if (r == -EACCES || r == -EPERM)
-		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "mvmd may not write to its state "
-		                "dir %s (%s); nothing changed; fix its permissions", dir, strerror(-r));
-	else
-		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state database could not "
-		                "commit the change (%s); nothing changed; check space and "
-		                "permissions of the state dir %s", strerror(-r), dir);
-}
-
 static void reply_storage(struct conn *c, struct proto_request *req, int r)
 {
 	struct proto_error err;
 
-	dispatch_storage_error(c->d, r, &err);
+	vms_storage_error(c->d, r, &err);
 	log_error("database: %s", err.message);
 	conn_reply_error(c, req->id, &err);
 }
@@ -103,21 +83,198 @@ static int load_vm(struct conn *c, struct proto_request *req, const char *name,
 
 static struct worker *vm_worker(struct conn *c, const struct proto_vm *vm)
 {
-	return supervisor_find(c->d, vm->id);
+	struct vm *rec = vms_find(c->d, vm->id);
+
+	return rec ? rec->worker : NULL;
 }
 
-/* ---- events ------------------------------------------------------------- */
+/* ---- waiters ------------------------------------------------------------ */
 
-void dispatch_event(struct mvmd *d, const struct proto_vm *vm, const char *reason,
-                    double time)
+/* A client waiting on a VM: answered on a state change or at exit. */
+enum waiter_kind { WAIT_RUNNING, WAIT_EXIT };
+
+struct waiter {
+	TAILQ_ENTRY(waiter) link;
+	struct waiter_list *list;       /* the one it is on */
+	struct vm *vm;                  /* a reference */
+	struct conn *conn;
+	json_t *id;
+	enum waiter_kind kind;
+	bool rm_after;                  /* vm.rm --force: delete after exit */
+};
+
+static void waiter_free(struct waiter *wt)
 {
-	for (struct conn *c = d->conns; c; c = c->next) {
+	TAILQ_REMOVE(wt->list, wt, link);
+	wt->conn->waiter = NULL;
+	json_decref(wt->id);
+	vm_release(wt->vm);
+	free(wt);
+}
+
+/* Answer later: the connection reads nothing more until then. */
+static void add_waiter(struct conn *c, struct proto_request *req, struct vm *vm,
+                       enum waiter_kind kind, bool rm_after)
+{
+	struct waiter *wt = calloc(1, sizeof(*wt));
+
+	if (!wt) {
+		conn_close(c);
+		return;
+	}
+	wt->vm = vm_ref(vm);
+	wt->conn = c;
+	wt->id = json_incref(req->id);
+	wt->kind = kind;
+	wt->rm_after = rm_after;
+	TAILQ_INSERT_TAIL(&vm->waiters, wt, link);
+	wt->list = &vm->waiters;
+	c->waiter = wt;
+	c->busy = true;
+}
+
+static void remove_vm_files(struct mvmd *d, const char *name);
+
+/* The VM, or with rm_after its deletion; err: what went wrong instead. */
+static void waiter_answer(struct waiter *wt, const struct proto_error *err)
+{
+	struct conn *c = wt->conn;
+	struct vm *vm = wt->vm;
+	struct proto_error e;
+	int r;
+
+	if (err) {
+		conn_reply_error(c, wt->id, err);
+	} else if (!wt->rm_after) {
+		conn_reply_ok(c, wt->id, vm_result(&vm->row));
+	} else if ((r = vm_delete(vm)) < 0) {
+		proto_error_set(&e, PROTO_ERR_STORAGE_ERROR, NULL,
+		                "the VM stopped but could not be deleted: %s", strerror(-r));
+		conn_reply_error(c, wt->id, &e);
+	} else {
+		remove_vm_files(c->d, vm->row.name);
+		conn_reply_ok(c, wt->id, NULL);
+	}
+	waiter_free(wt);
+	conn_resume(c);
+}
+
+/* Answer vm's waiters of kind (all of them when all is true).  They are
+ * taken off first: an answer lets its connection go on with its next
+ * request, which may wait on this VM again and must not be answered now. */
+static void answer_waiters(struct vm *vm, enum waiter_kind kind, bool all,
+                           const struct proto_error *err)
+{
+	struct waiter_list due = TAILQ_HEAD_INITIALIZER(due);
+	struct waiter *wt, *next;
+
+	vm_ref(vm);
+	for (wt = TAILQ_FIRST(&vm->waiters); wt; wt = next) {
+		next = TAILQ_NEXT(wt, link);
+		if (!all && wt->kind != kind)
+			continue;
+		TAILQ_REMOVE(&vm->waiters, wt, link);
+		TAILQ_INSERT_TAIL(&due, wt, link);
+		wt->list = &due;        /* a connection closed meanwhile leaves it */
+	}
+	while ((wt = TAILQ_FIRST(&due)))
+		waiter_answer(wt, err);
+	vm_release(vm);
+}
+
+void dispatch_conn_closed(struct conn *c)
+{
+	if (c->waiter)
+		waiter_free(c->waiter);
+}
+
+/* ---- events and console fan-out ----------------------------------------- */
+
+static void publish_event(struct mvmd *d, const struct proto_vm *vm, const char *reason,
+                          double time)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&d->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
 		if (!c->subscribed || !conn_may_access(c, vm->owner_uid))
 			continue;
 		if (c->sub_vm[0] && strcmp(c->sub_vm, vm->name))
 			continue;
 		conn_send(c, proto_event_vm(vm->name, vm->state, reason, time));
 	}
+}
+
+static void vm_changed_cb(struct vm_observer *o, struct vm *vm, const char *reason,
+                          double time)
+{
+	(void)o;
+	publish_event(vm->d, &vm->row, reason, time);
+}
+
+static struct vm_observer events_observer = { .changed_cb = vm_changed_cb };
+
+static void booted_cb(struct vm *vm)
+{
+	answer_waiters(vm, WAIT_RUNNING, false, NULL);
+}
+
+static void console_cb(struct vm *vm, const unsigned char *data, size_t len)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&vm->d->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->mode == CONN_CONSOLE && c->console_vm == vm->row.id)
+			conn_send_raw(c, data, len);
+		else if (c->follow_vm == vm->row.id)
+			conn_send(c, proto_event_log(vm->row.name, data, len));
+	}
+}
+
+/* Everyone waiting hears; console and follow clients get EOF. */
+static void ended_cb(struct vm *vm, bool requested, double ran_s)
+{
+	struct conn *c, *next;
+
+	(void)requested;
+	(void)ran_s;
+	answer_waiters(vm, WAIT_EXIT, true, NULL);
+	for (c = TAILQ_FIRST(&vm->d->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if ((c->mode == CONN_CONSOLE && c->console_vm == vm->row.id) ||
+		    c->follow_vm == vm->row.id)
+			conn_end(c);
+	}
+}
+
+const struct worker_hooks dispatch_worker_hooks = {
+	.booted_cb = booted_cb,
+	.console_cb = console_cb,
+	.ended_cb = ended_cb,
+};
+
+/* A queued VM's turn came and its start failed. */
+static void start_failed_cb(struct vm *vm, const struct proto_error *err)
+{
+	answer_waiters(vm, WAIT_RUNNING, true, err);
+}
+
+void dispatch_init(struct mvmd *d)
+{
+	vms_observe(d, &events_observer);
+	d->admit_start_failed_cb = start_failed_cb;
+}
+
+void dispatch_console_in(struct conn *c, const void *data, size_t len)
+{
+	struct vm *vm = vms_find(c->d, c->console_vm);
+
+	if (!vm || !vm->worker) {
+		conn_close(c);
+		return;
+	}
+	supervisor_console_in(vm->worker, data, len);
 }
 
 static void remove_vm_files(struct mvmd *d, const char *name)
@@ -132,14 +289,6 @@ static void remove_vm_files(struct mvmd *d, const char *name)
 		rmdir(path);
 }
 
-void dispatch_deleted(struct mvmd *d, const struct proto_vm *vm)
-{
-	struct proto_vm ev = *vm;
-
-	ev.state = PROTO_VM_DELETED;
-	dispatch_event(d, &ev, NULL, mvmd_now());
-	remove_vm_files(d, vm->name);
-}
 
 /* ---- hello, version, host ----------------------------------------------- */
 
@@ -171,7 +320,7 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 	struct db_totals t;
 	struct sysinfo si;
 	const char *why;
-	bool sandboxed = supervisor_sandbox_on(c->d, &why);
+	bool sandboxed = sandbox_on(c->d, &why);
 	int r = db_vm_totals(c->d->db, &t);
 
 	if (r < 0) {
@@ -193,6 +342,30 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		"sandbox", "enabled", sandboxed, "reason", why,
 		"uid_base", (json_int_t)c->d->cfg.sandbox_uid_base,
 		"uid_count", (json_int_t)c->d->cfg.sandbox_uid_count));
+}
+
+static void op_host_set(struct conn *c, struct proto_request *req)
+{
+	const char *key = proto_arg_str(req, "key"), *value = proto_arg_str(req, "value");
+	char msg[512] = "";
+	int r;
+
+	if (c->cred.uid != 0 && c->cred.uid != c->d->uid) {
+		reply_err(c, req, PROTO_ERR_PERMISSION_DENIED, "key",
+		          "only root or mvmd's own user may change host limits");
+		return;
+	}
+	r = admit_host_set(c->d, key, value, msg, sizeof(msg));
+	if (r == -ENOMEM) {
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		return;
+	}
+	if (r < 0) {
+		reply_err(c, req, PROTO_ERR_BAD_REQUEST, r == -ENOENT ? "key" : "value", "%s", msg);
+		return;
+	}
+	log_info("uid %u set %s = %s", (unsigned)c->cred.uid, key, value);
+	conn_reply_ok(c, req->id, json_pack("{s:o}", "host", admit_host_json(c->d)));
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -236,23 +409,47 @@ static int open_vm_files(struct conn *c, struct proto_request *req,
 	return r;
 }
 
-/* Admit vm and start or queue it (admit.c); with wait, answer once the
- * guest is running. */
+/* Start or queue the admitted vm (admit.c) and answer; with wait, once
+ * the guest is running. */
+static void launch(struct conn *c, struct proto_request *req, struct admission *a,
+                   const struct proto_vm *row, struct vm_files *files, bool wait)
+{
+	struct vm *vm = vms_hold(c->d, row);
+	struct proto_error err;
+	int r;
+
+	if (!vm) {
+		admit_abandon(a);
+		vm_files_close(files);
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		return;
+	}
+	r = admit_launch(a, vm, files, &err);
+	if (r < 0)
+		conn_reply_error(c, req->id, &err);
+	else if (wait && (vm->row.state == PROTO_VM_STARTING || vm->row.state == PROTO_VM_QUEUED))
+		add_waiter(c, req, vm, WAIT_RUNNING, false);
+	else
+		conn_reply_ok(c, req->id, vm_result(&vm->row));
+	vm_release(vm);
+}
+
+/* Admit vm and start or queue it. */
 static void start_vm(struct conn *c, struct proto_request *req,
                      const struct proto_vm *vm, bool wait)
 {
 	struct proto_error err;
 	struct vm_files files;
-	struct vm_slot *s;
+	struct admission *a;
 
 	if (open_vm_files(c, req, vm, &files) < 0)
 		return;
-	if (admit_reserve(c->d, vm, false, &s, &err) < 0) {
+	if (admit_reserve(c->d, vm, false, &a, &err) < 0) {
 		vm_files_close(&files);
 		conn_reply_error(c, req->id, &err);
 		return;
 	}
-	admit_launch(c, req, s, vm, &files, wait);
+	launch(c, req, a, vm, &files, wait);
 }
 
 /* ---- create ------------------------------------------------------------- */
@@ -274,6 +471,9 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 	vm->owner_uid = c->cred.uid;
 	vm->vcpus = proto_arg_int(req, "vcpus", 1);
 	vm->mem_mib = proto_arg_int(req, "mem_mib", 128);
+	vm->restart = proto_restart_from_name(proto_arg_str(req, "restart"));
+	if ((int)vm->restart < 0)
+		vm->restart = PROTO_RESTART_NO;     /* checked by the decoder */
 	vm->restart_max = proto_arg_int(req, "restart_max", 0);
 	vm->autostart = proto_arg_bool(req, "autostart", false);
 	vm->created_at = mvmd_now();
@@ -285,7 +485,6 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 	r = r ?: dup_arg(req, "kernel", &vm->kernel);
 	r = r ?: dup_arg(req, "initrd", &vm->initrd);
 	r = r ?: dup_arg(req, "cmdline", &vm->cmdline);
-	r = r ?: dup_arg(req, "restart", &vm->restart);
 	if (r == 0 && (!vm->disks || !vm->nics || !vm->labels || !vm->pools))
 		r = -ENOMEM;
 	return r;
@@ -294,7 +493,7 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 static void op_vm_create(struct conn *c, struct proto_request *req)
 {
 	bool start = proto_arg_bool(req, "start", true);
-	struct vm_slot *s = NULL;
+	struct admission *s = NULL;
 	struct proto_error err;
 	struct vm_files files;
 	struct proto_vm vm;
@@ -331,9 +530,9 @@ static void op_vm_create(struct conn *c, struct proto_request *req)
 		reply_storage(c, req, r);
 		goto out;
 	}
-	dispatch_event(c->d, &vm, NULL, vm.created_at);
+	publish_event(c->d, &vm, NULL, vm.created_at);
 	if (s)
-		admit_launch(c, req, s, &vm, &files, proto_arg_bool(req, "wait", false));
+		launch(c, req, s, &vm, &files, proto_arg_bool(req, "wait", false));
 	else
 		conn_reply_ok(c, req->id, vm_result(&vm));
 out:
@@ -374,15 +573,22 @@ static struct worker *running_worker(struct conn *c, struct proto_request *req,
 static bool stop_queued(struct conn *c, struct proto_request *req, struct proto_vm *vm,
                         const char *reason)
 {
-	int r;
+	struct vm *rec = vms_find(c->d, vm->id);
+	int r = -ENOENT;
 
 	if (vm->state != PROTO_VM_QUEUED)
 		return false;
-	r = admit_cancel(c->d, vm, reason);
+	if (rec) {
+		vm_ref(rec);
+		r = admit_cancel(rec, reason);
+		/* a create --wait that waited for it hears how it ended */
+		answer_waiters(rec, WAIT_RUNNING, true, NULL);
+	}
 	if (r < 0 && r != -ENOENT)
 		reply_storage(c, req, r);
 	else
-		conn_reply_ok(c, req->id, vm_result(vm));
+		conn_reply_ok(c, req->id, vm_result(rec ? &rec->row : vm));
+	vm_release(rec);
 	return true;
 }
 
@@ -402,7 +608,7 @@ static void op_vm_stop(struct conn *c, struct proto_request *req)
 		if (r < 0)
 			reply_storage(c, req, r);
 		else
-			supervisor_add_waiter(w, c, req->id, WAIT_EXIT, false);
+			add_waiter(c, req, w->vm, WAIT_EXIT, false);
 	}
 out:
 	proto_vm_clear(&vm);
@@ -445,18 +651,39 @@ static void op_vm_kill(struct conn *c, struct proto_request *req)
 		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "cannot signal the worker: %s",
 		          strerror(-r));
 	else if (proto_signal_ends_process(sig))
-		supervisor_add_waiter(w, c, req->id, WAIT_EXIT, false);
+		add_waiter(c, req, w->vm, WAIT_EXIT, false);
 	else
-		conn_reply_ok(c, req->id, vm_result(&w->vm));
+		conn_reply_ok(c, req->id, vm_result(&w->vm->row));
 out:
 	proto_vm_clear(&vm);
+}
+
+/* A VM without a worker: a queued one leaves the queue first. */
+static void rm_now(struct conn *c, struct proto_request *req, const struct proto_vm *row)
+{
+	struct vm *vm = vms_hold(c->d, row);
+	int r;
+
+	if (!vm) {
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		return;
+	}
+	if (admit_cancel(vm, NULL) == 0)
+		answer_waiters(vm, WAIT_RUNNING, true, NULL);
+	r = vm_delete(vm);
+	if (r < 0) {
+		reply_storage(c, req, r);
+	} else {
+		remove_vm_files(c->d, vm->row.name);
+		conn_reply_ok(c, req->id, NULL);
+	}
+	vm_release(vm);
 }
 
 static void op_vm_rm(struct conn *c, struct proto_request *req)
 {
 	struct proto_vm vm;
 	struct worker *w;
-	int r;
 
 	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
 		return;
@@ -464,19 +691,12 @@ static void op_vm_rm(struct conn *c, struct proto_request *req)
 	if ((w || vm.state == PROTO_VM_QUEUED) && !proto_arg_bool(req, "force", false)) {
 		reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
 		          "VM '%s' is %s; stop it first or remove it with force (mvmctl rm -f)",
-		          vm.name, proto_vm_state_name(w ? w->vm.state : vm.state));
+		          vm.name, proto_vm_state_name(w ? w->vm->row.state : vm.state));
 	} else if (w) {
 		supervisor_kill(w, SIGKILL);
-		supervisor_add_waiter(w, c, req->id, WAIT_EXIT, true);
+		add_waiter(c, req, w->vm, WAIT_EXIT, true);
 	} else {
-		admit_cancel(c->d, &vm, NULL);         /* a queued VM leaves the queue */
-		r = db_vm_delete(c->d->db, &vm, mvmd_now());
-		if (r < 0) {
-			reply_storage(c, req, r);
-		} else {
-			dispatch_deleted(c->d, &vm);
-			conn_reply_ok(c, req->id, NULL);
-		}
+		rm_now(c, req, &vm);
 	}
 	proto_vm_clear(&vm);
 }
@@ -666,7 +886,7 @@ static const handler_fn handlers[PROTO_OP_COUNT_] = {
 	[PROTO_OP_VM_CONSOLE] = op_vm_console,
 	[PROTO_OP_EVENTS_SUBSCRIBE] = op_events_subscribe,
 	[PROTO_OP_HOST_INFO] = op_host_info,
-	[PROTO_OP_HOST_SET] = admit_host_set,
+	[PROTO_OP_HOST_SET] = op_host_set,
 };
 
 void dispatch_request(struct conn *c, struct proto_request *req)
@@ -679,41 +899,4 @@ void dispatch_request(struct conn *c, struct proto_request *req)
 		return;
 	}
 	handlers[req->op](c, req);
-}
-
-/* ---- recovery ----------------------------------------------------------- */
-
-static int recover_queued(struct mvmd *d, struct proto_vm *vm)
-{
-	vm->state = PROTO_VM_STOPPED;
-	free(vm->exit_reason);
-	vm->exit_reason = strdup("daemon restarted while queued");
-	log_info("VM %s: was queued; marked stopped (daemon restarted)", vm->name);
-	return db_vm_transition(d->db, vm, "daemon restarted while queued", mvmd_now());
-}
-
-int dispatch_recover(struct mvmd *d)
-{
-	struct proto_vm *vms;
-	size_t n;
-	int r = db_vm_list(d->db, NULL, &vms, &n);
-
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < n && r == 0; i++) {
-		struct proto_vm *vm = &vms[i];
-
-		if (vm->state == PROTO_VM_QUEUED) {
-			/* its files and client went with the earlier mvmd */
-			r = recover_queued(d, vm);
-			continue;
-		}
-		if (vm->state != PROTO_VM_STARTING && vm->state != PROTO_VM_RUNNING &&
-		    vm->state != PROTO_VM_STOPPING)
-			continue;
-		/* take the worker over, or record why it is gone (adopt.c) */
-		r = adopt_vm(d, vm);
-	}
-	db_vm_list_free(vms, n);
-	return r;
 }

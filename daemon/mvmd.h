@@ -1,9 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mvmd internals shared by its files: main.c (args, config, loop),
- * config.c, control.c (socket, framing, credentials), dispatch.c (one
- * handler per operation), supervisor.c (workers), access.c (file checks
- * with the client's credentials), notify.c (sd_notify).
+ * mvmd internals shared by its files.  Calls run one way, top to bottom
+ * (docs/architecture.md "Layers"); a lower layer reports upward only
+ * through callbacks (worker_hooks, vm_observer):
+ *   main.c        options, config, the loop, start-up order
+ *   control.c     the socket, framing, credentials
+ *   dispatch.c    one handler per operation; every reply, waiter and
+ *                 event/console fan-out
+ *   adopt.c       start-up reconciliation with what an earlier mvmd left
+ *   restart.c     restart policies and health checks (a worker observer)
+ *   admit.c       admission, the start queue, cgroups; never replies
+ *   supervisor.c  worker processes: spawn, pidfd, link, exit decision
+ *   vms.c         one record per VM, one commit path (store, update,
+ *                 publish) over db/
+ * Leaves: capacity.c, cgroup.c, sandbox.c (worker uids and run dirs),
+ * spawn.c, access.c, tap.c, config.c, notify.c, helpers.c (log, clock,
+ * paths).
  */
 #ifndef MVM_MVMD_H
 #define MVM_MVMD_H
@@ -11,6 +23,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -31,13 +44,14 @@ struct config {
 	enum log_level log_level;
 	char *path;                     /* the config file, for SIGHUP; NULL: none */
 	char *cgroup_parent;            /* NULL: "mvm" beneath mvmd's own cgroup */
+	const char *cgroup_root;        /* not a key: NULL /sys/fs/cgroup (unit tests) */
 	struct cap_limits limits;       /* capacity keys, parsed by capacity.c */
 	double health_interval;         /* seconds between pings to a worker; 0: off */
 	double health_timeout;          /* no pong for this long: hung, killed */
-	/* worker sandbox (supervisor.c): -1 unset, on when mvmd runs as root */
+	/* worker sandbox (sandbox.c): -1 unset, on when mvmd runs as root */
 	int sandbox;
-	uint32_t sandbox_uid_base;      /* workers run as base + slot (uid and gid) */
-	uint32_t sandbox_uid_count;     /* slots: at most this many sandboxed workers */
+	uint32_t sandbox_uid_base;      /* workers run as base + index (uid and gid) */
+	uint32_t sandbox_uid_count;     /* uids: at most this many sandboxed workers */
 	char error[256];                /* why config_load failed, if it says */
 };
 
@@ -63,7 +77,23 @@ extern enum log_level mvmd_log_level;
 /* ---- the daemon --------------------------------------------------------- */
 
 struct conn;
+struct vm;
 struct worker;
+struct worker_hooks;
+struct admission;
+struct waiter;
+struct restart_rec;
+struct vm_observer;
+struct vm_files;
+
+TAILQ_HEAD(conn_list, conn);
+TAILQ_HEAD(worker_list, worker);
+TAILQ_HEAD(admission_list, admission);
+TAILQ_HEAD(waiter_list, waiter);
+TAILQ_HEAD(vm_observer_list, vm_observer);
+TAILQ_HEAD(sandbox_uid_list, sandbox_uid);
+
+#define WORKER_HOOKS_MAX 4
 
 struct mvmd {
 	uv_loop_t *loop;
@@ -72,24 +102,93 @@ struct mvmd {
 	uid_t uid;                      /* the daemon's own uid */
 	uv_pipe_t listener;
 	bool listening;
-	struct conn *conns;             /* all connections */
-	struct worker *workers;         /* one per VM with a live worker */
+	struct conn_list conns;         /* all connections (control.c) */
+	struct worker_list workers;     /* live workers (supervisor.c) */
+	struct vm **vms;                /* hash of per-VM records by row id (vms.c) */
+	size_t vms_buckets, nvms;
+	struct vm_observer_list vm_observers;
+	const struct worker_hooks *worker_hooks[WORKER_HOOKS_MAX];
+	int nworker_hooks;
+	struct sandbox_uid_list sandbox_uids;   /* uids held by our workers (sandbox.c) */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	bool shutting_down;
 	/* capacity (admit.c) */
 	struct cap cap;
 	struct cgroup cg;
-	struct vm_slot *slots;          /* VMs holding a reservation */
+	struct admission_list admissions;       /* VMs holding a reservation */
 	uv_timer_t start_timer;         /* the start rate's next token */
 	bool admit_ready;
-	struct adopt_state *adopt;      /* health checks, restart backoff (adopt.c) */
+	/* a queued VM's start failed: dispatch.c answers whoever waits */
+	void (*admit_start_failed_cb)(struct vm *vm, const struct proto_error *err);
+	/* how admit.c starts a worker: supervisor_start (main.c sets it), or
+	 * a unit test's own */
+	int (*start_worker)(struct vm *vm, struct vm_files *files, struct proto_error *err);
+	struct restart_state *restart;  /* health checks, restart backoff (restart.c) */
 	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
 };
 
+/* helpers.c: no role, called from every file, calling none. */
+/* Wall-clock seconds: timestamps people read (rows, events). */
 double mvmd_now(void);
+/* Monotonic seconds: every interval (health, backoff, run length). */
+double mvmd_mono(void);
 /* <state-dir>/vms/<name>[/<file>] */
 int mvmd_vm_dir(const struct mvmd *d, const char *name, const char *file,
                 char *buf, size_t size);
+/* <run-dir>/vms/<name>.sock, the worker's adoption socket (creates
+ * <run-dir>/vms). */
+int mvmd_adopt_socket(const struct mvmd *d, const char *name, char *buf, size_t size);
+
+/* ---- per-VM records (vms.c) --------------------------------------------- */
+
+/*
+ * One record per VM that some layer holds state for (a worker, an
+ * admission, a restart record, a waiting client), found by row id.  Each
+ * layer keeps its part here and holds a reference while it does.  row is
+ * the VM's row, kept in step with the database: every state change goes
+ * through vm_commit().
+ */
+struct vm {
+	struct mvmd *d;
+	struct vm *hnext;               /* hash chain */
+	int refs;
+	struct proto_vm row;
+	struct worker *worker;          /* supervisor.c: its live worker */
+	struct admission *adm;          /* admit.c: its reservation */
+	struct restart_rec *restart;    /* restart.c: its restart policy state */
+	struct waiter_list waiters;     /* dispatch.c: clients waiting on it */
+};
+
+/* Told of every committed change (and of deletion: state "deleted"). */
+struct vm_observer {
+	TAILQ_ENTRY(vm_observer) link;
+	void (*changed_cb)(struct vm_observer *o, struct vm *vm, const char *reason,
+	                   double time);
+};
+
+void vms_init(struct mvmd *d);
+/* Daemon exit, after every holder let go. */
+void vms_free(struct mvmd *d);
+void vms_observe(struct mvmd *d, struct vm_observer *o);
+/* The record of row->id, created with a copy of row; a reference. */
+struct vm *vms_hold(struct mvmd *d, const struct proto_vm *row);
+struct vm *vm_ref(struct vm *vm);
+void vm_release(struct vm *vm);
+struct vm *vms_find(struct mvmd *d, int64_t id);
+/* The one transition path: set the state, store the row with an event,
+ * publish to observers.  On a storage error (-errno) the row in memory is
+ * unchanged and nobody hears of it; the caller logs. */
+int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason);
+/* Store the row's runtime columns without an event (a spawned pid). */
+int vm_store(struct vm *vm);
+/* Delete the row; observers hear state "deleted". */
+int vm_delete(struct vm *vm);
+/* struct vm_files (below): none open; close what is open. */
+void vm_files_init(struct vm_files *f);
+void vm_files_close(struct vm_files *f);
+/* A storage_error for a commit that failed with r: says what is wrong
+ * with the state dir (locked by another process, read-only, full). */
+void vms_storage_error(const struct mvmd *d, int r, struct proto_error *err);
 
 /* ---- control connections (control.c) ----------------------------------- */
 
@@ -105,15 +204,17 @@ enum conn_mode { CONN_JSON, CONN_CONSOLE };
 
 struct conn {
 	struct mvmd *d;
-	struct conn *next, **pprev;
+	TAILQ_ENTRY(conn) link;
 	uv_pipe_t pipe;
 	struct cred cred;
 	struct proto_linebuf lb;
-	enum conn_mode mode;
 	bool reading;
 	bool busy;                      /* a request is waiting for the VM */
 	bool closing;
 	bool ending;                    /* conn_end: shutdown in flight */
+	/* dispatch.c's, per connection */
+	enum conn_mode mode;
+	struct waiter *waiter;          /* its busy request's waiter, if any */
 	int64_t console_vm;             /* CONN_CONSOLE: the VM row id */
 	int64_t follow_vm;              /* vm.logs follow: row id, 0 none */
 	bool subscribed;                /* events.subscribe */
@@ -141,42 +242,49 @@ bool conn_may_access(const struct conn *c, uint32_t owner);
 
 /* ---- dispatch (dispatch.c) ---------------------------------------------- */
 
+/* Subscribe to VM changes and admission failures. */
+void dispatch_init(struct mvmd *d);
+/* What dispatch.c, admit.c and restart.c hear from workers; main.c adds
+ * them to the supervisor in that order. */
+extern const struct worker_hooks dispatch_worker_hooks, admit_worker_hooks,
+	restart_worker_hooks;
 /* Handle one decoded request; it answers now or, for requests that wait on
  * a VM, marks the connection busy and answers later. */
 void dispatch_request(struct conn *c, struct proto_request *req);
-/* Broadcast a lifecycle event to subscribers who may see the VM. */
-void dispatch_event(struct mvmd *d, const struct proto_vm *vm, const char *reason,
-                    double time);
-/* After a VM's row was deleted: tell subscribers, remove its files. */
-void dispatch_deleted(struct mvmd *d, const struct proto_vm *vm);
-/* Mark rows left starting/running/stopping by an earlier mvmd as crashed. */
-int dispatch_recover(struct mvmd *d);
-/* A storage_error for a commit that failed with r: says what is wrong
- * with the state dir (locked by another process, read-only, full). */
-void dispatch_storage_error(const struct mvmd *d, int r, struct proto_error *err);
+/* Bytes a console client typed. */
+void dispatch_console_in(struct conn *c, const void *data, size_t len);
+/* A connection is closing: forget what waits for it. */
+void dispatch_conn_closed(struct conn *c);
 
 /* ---- workers (supervisor.c) --------------------------------------------- */
 
-/* Someone waiting on a worker: answered on a state change or at exit. */
-enum waiter_kind { WAIT_RUNNING, WAIT_EXIT };
-
-struct waiter {
-	struct waiter *next;
-	struct conn *conn;
-	json_t *id;
-	enum waiter_kind kind;
-	bool rm_after;                  /* vm.rm --force: delete after exit */
+/* How the supervisor reports: each observer's hooks, in the order they
+ * were added (main.c: dispatch, admission, restart policy).  Any may be
+ * NULL. */
+struct worker_hooks {
+	/* right after the spawn: it has only exec'd */
+	void (*spawned_cb)(struct vm *vm, pid_t pid);
+	/* its first output; vm is committed running */
+	void (*booted_cb)(struct vm *vm);
+	void (*console_cb)(struct vm *vm, const unsigned char *data, size_t len);
+	/* it died by a SIGKILL nobody asked for: a better reason, if known */
+	void (*exit_reason_cb)(struct vm *vm, char *reason, size_t size);
+	/* it ended and its final state is committed; requested: the user
+	 * stopped or killed it; ran_s: how long it ran */
+	void (*ended_cb)(struct vm *vm, bool requested, double ran_s);
 };
+
+void supervisor_observe(struct mvmd *d, const struct worker_hooks *h);
 
 struct worker {
 	struct mvmd *d;
-	struct worker *next, **pprev;
-	struct proto_vm vm;             /* current row, kept in step with the db */
-	uv_pipe_t link;
+	TAILQ_ENTRY(worker) link;
+	bool linked;
+	struct vm *vm;                  /* its record (a reference) */
+	uv_pipe_t link_pipe;
 	uv_timer_t timer;               /* stop timeout, kill grace, exit settle */
 	int handles;                    /* open libuv handles; freed at 0 */
 	struct proto_linebuf lb;
-	struct waiter *waiters;
 	bool booted, exited, link_eof, finished;
 	bool stop_requested, kill_requested;
 	int64_t exit_status;
@@ -192,15 +300,13 @@ struct worker {
 	int pidfd;                      /* -1: none */
 	bool watched;                   /* pidfd_poll initialised */
 	uv_poll_t pidfd_poll;
-	/* health (adopt.c): pings over the link, answered by pongs */
-	double last_pong;               /* mvmd_now() of the last pong or start */
+	double started_mono;            /* mvmd_mono() when it started */
+	/* health (restart.c): pings over the link, answered by pongs */
+	double last_pong;               /* mvmd_mono() of the last pong or start */
 	double ping_since;              /* the oldest unanswered ping; 0: none */
 	int64_t ping_seq;
 	bool hung;                      /* killed for not answering */
-	/* sandbox (supervisor.c): uid and gid sandbox_uid_base + slot */
-	bool has_slot;
-	uint32_t slot;
-	int slot_fd;                    /* its host-wide claim on the uid; -1: none */
+	struct sandbox_uid *uid;        /* sandbox.c: its uid; NULL unsandboxed */
 	bool has_seccomp_nr;            /* its SIGSYS handler reported a syscall */
 	int64_t seccomp_nr;
 };
@@ -214,11 +320,32 @@ struct vm_files {
 	int nnics;
 };
 
-/* Remove <run-dir>/vms/<name>/, a worker's sandbox directory, and all in it
- * (the VM ended, or its worker is gone). */
-void supervisor_sandbox_remove(struct mvmd *d, const char *name);
-/* Whether workers start sandboxed; if not, *ret_why says why. */
-bool supervisor_sandbox_on(const struct mvmd *d, const char **ret_why);
+
+/* Spawn a worker for vm (state must allow it); commits "starting".
+ * Takes ownership of the fds in files on success and failure. */
+int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *err);
+/* Graceful stop: Ctrl-Alt-Del now, SIGKILL after timeout_s. */
+int supervisor_stop(struct worker *w, int64_t timeout_s);
+int supervisor_kill(struct worker *w, int sig);
+void supervisor_console_in(struct worker *w, const void *data, size_t len);
+/* Daemon exit: close links, leave the workers running. */
+void supervisor_detach_all(struct mvmd *d);
+/* Take over a live worker of an earlier mvmd (adopt.c): link_fd is the
+ * connected adoption socket (its hello already read), pidfd the worker's
+ * pidfd; both are taken over on success and failure. */
+int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
+                     struct worker **ret_w);
+/* Health: send a ping; kill a worker that stopped answering as hung. */
+int supervisor_ping(struct worker *w);
+void supervisor_hung(struct worker *w);
+/* The pid and process start time supervisor_start recorded beside the VM's
+ * logs, which re-adoption checks so a recycled pid is never taken over:
+ * 0, or -errno (none recorded). */
+int supervisor_spawn_record(struct mvmd *d, const char *name, pid_t *ret_pid,
+                            uint64_t *ret_start);
+/* What a worker of name left in the run dir: its socket, its spawn
+ * record, its sandbox directory. */
+void supervisor_remove_runtime(struct mvmd *d, const char *name);
 
 /* spawn.c: start path with fds[i] as fd i (-1: /dev/null), in its own
  * session, optionally as the init of a new PID namespace. */
@@ -236,80 +363,69 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd);
 /* Reap the child behind pidfd into *si: 0, or -EAGAIN if it still runs
  * (block false), or -ECHILD if it is not our child (an adopted worker). */
 int spawn_reap(int pidfd, siginfo_t *si, bool block);
+/* The pidfd names its process even if its pid were reused: 0 or -errno. */
+int spawn_signal(int pidfd, int sig);
+/* A worker's command line and fd layout (docs/protocol.md "Worker link"):
+ * the VM's files as fds 4.., the link as fd 3, the VMM log as 1 and 2. */
+struct spawn_worker_req {
+	const char *vmm_path;
+	const struct proto_vm *vm;
+	const struct vm_files *files;
+	const char *console_log;        /* --serial-log */
+	const char *adopt_socket;       /* NULL: none */
+	int log_fd, link_fd;
+	const char *sandbox_dir;        /* NULL: unsandboxed */
+	uint32_t sandbox_id;            /* its uid and gid */
+};
+int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidfd);
 
-void vm_files_init(struct vm_files *f);
-void vm_files_close(struct vm_files *f);
+/* ---- worker sandbox: uids and run dirs (sandbox.c) ---------------------- */
 
-/* Spawn a worker for vm (state must allow it); commits "starting".
- * Takes ownership of the fds in files on success and failure. */
-int supervisor_start(struct mvmd *d, const struct proto_vm *vm,
-                     struct vm_files *files, struct worker **ret_w,
-                     struct proto_error *err);
-struct worker *supervisor_find(struct mvmd *d, int64_t vm_id);
-/* Graceful stop: Ctrl-Alt-Del now, SIGKILL after timeout_s. */
-int supervisor_stop(struct worker *w, int64_t timeout_s);
-int supervisor_kill(struct worker *w, int sig);
-void supervisor_console_in(struct worker *w, const void *data, size_t len);
-void supervisor_add_waiter(struct worker *w, struct conn *c, json_t *id,
-                           enum waiter_kind kind, bool rm_after);
-/* A connection went away: forget its waiters. */
-void supervisor_forget_conn(struct mvmd *d, struct conn *c);
-/* Daemon exit: close links, leave the workers running. */
-void supervisor_detach_all(struct mvmd *d);
-/* Commit a state change of w's VM, then tell subscribers. */
-int supervisor_transition(struct worker *w, enum proto_vm_state state,
-                          const char *reason);
-/* Take over a live worker of an earlier mvmd (adopt.c): link_fd is the
- * connected adoption socket (its hello already read), pidfd the worker's
- * pidfd; both are taken over on success and failure. */
-int supervisor_adopt(struct mvmd *d, const struct proto_vm *vm, int link_fd, int pidfd,
-                     bool booted, struct worker **ret_w);
-/* Health: send a ping; kill a worker that stopped answering as hung. */
-int supervisor_ping(struct worker *w);
-void supervisor_hung(struct worker *w);
+/* One uid (and gid) of the sandbox range held by one of our workers. */
+struct sandbox_uid {
+	TAILQ_ENTRY(sandbox_uid) link;
+	uint32_t index;                 /* uid sandbox_uid_base + index */
+	int claim_fd;                   /* its host-wide claim; -1: none */
+};
 
-/* ---- reliability (adopt.c) ---------------------------------------------- */
+/* Whether workers start sandboxed; if not, *ret_why says why. */
+bool sandbox_on(const struct mvmd *d, const char **ret_why);
+/* The same, said once in the log when it is off. */
+bool sandbox_enabled(const struct mvmd *d);
+/* A free uid and a fresh, empty <run-dir>/vms/<name>/ only it may enter:
+ * 0, or -EUSERS (every uid in use) or -errno. */
+int sandbox_prepare(struct mvmd *d, const char *name, struct sandbox_uid **ret_uid,
+                    char *dir, size_t size);
+/* An adopted worker keeps its uid: NULL if pid runs as none of ours. */
+struct sandbox_uid *sandbox_uid_of(struct mvmd *d, pid_t pid);
+uint32_t sandbox_uid_id(const struct mvmd *d, const struct sandbox_uid *u);
+void sandbox_uid_release(struct mvmd *d, struct sandbox_uid *u);
+/* <run-dir>/vms/<name>: the worker's sandbox directory, its whole root. */
+int sandbox_dir(const struct mvmd *d, const char *name, char *buf, size_t size);
+/* Remove <run-dir>/vms/<name>/ and all in it. */
+void sandbox_remove(struct mvmd *d, const char *name);
 
-/* <run-dir>/vms/<name>.sock, the worker's adoption socket. */
-int adopt_socket_path(const struct mvmd *d, const char *name, char *buf, size_t size);
-/* After spawning: record pid and process start time beside the VM's logs,
- * which re-adoption checks so a recycled pid is never taken over. */
-void adopt_record_spawn(struct mvmd *d, const char *name, pid_t pid);
-/* Daemon start, for a row left starting/running/stopping: re-adopt its
- * worker or record why it is gone.  0 or -errno (storage). */
-int adopt_vm(struct mvmd *d, struct proto_vm *vm);
+/* ---- start-up reconciliation (adopt.c) ---------------------------------- */
+
+/* Daemon start, for every row left queued/starting/running/stopping:
+ * re-adopt its worker or record why it is gone.  0 or -errno (storage). */
+int adopt_recover(struct mvmd *d);
 /* Daemon start, after every row: kill workers that have no row (or whose
- * row says they should not run), remove stale sockets, start health
- * checks and the VMs that should run (restart always, autostart). */
-int adopt_finish(struct mvmd *d);
-/* A worker ended (supervisor.c): remove its socket, apply the restart
- * policy.  requested: the user stopped or killed it. */
-void adopt_worker_ended(struct mvmd *d, const struct proto_vm *vm, bool requested,
-                        double ran_s);
-void adopt_free(struct mvmd *d);
+ * row says they should not run), remove stale sockets and files. */
+void adopt_sweep(struct mvmd *d);
+
+/* ---- restart policies and health (restart.c) ---------------------------- */
+
+/* Watch worker ends for the restart policy. */
+void restart_init(struct mvmd *d);
+/* A VM ended without a worker to say so (adopt.c found it gone). */
+void restart_vm_ended(struct vm *vm, bool requested, double ran_s);
+/* Daemon start, after adopt_sweep: health checks, the systemd watchdog,
+ * restarts an earlier mvmd left waiting, autostart after a host boot. */
+void restart_start(struct mvmd *d);
+void restart_free(struct mvmd *d);
 
 /* ---- capacity: admission, start queue, cgroups (admit.c) ---------------- */
-
-/*
- * One admitted VM: its reservation from admission until it ends, its place
- * in the start queue and the files its start needs while queued, and its
- * cgroup once started.  Only VMs that hold a reservation (queued, starting,
- * running, stopping) have one.
- */
-struct vm_slot {
-	struct vm_slot *next, **pprev;
-	struct mvmd *d;
-	int64_t vm_id;
-	struct cap_resv resv;
-	struct cap_qnode qnode;
-	bool starting;                  /* counted by cap_start_try */
-	bool attach_failed;             /* its worker could not join the cgroup */
-	struct proto_vm vm;             /* queued: the row to start */
-	struct vm_files files;          /* queued: opened for the client */
-	struct conn *wait_conn;         /* queued create --wait: who waits */
-	json_t *wait_id;
-	struct cgroup_vm *cg;
-};
 
 int admit_init(struct mvmd *d);
 void admit_free(struct mvmd *d);
@@ -320,29 +436,27 @@ void admit_free(struct mvmd *d);
  * --no-queue: unavailable when it would wait).
  * Nothing is stored: a refused vm.create leaves no row. */
 int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
-                  struct vm_slot **ret, struct proto_error *err);
+                  struct admission **ret, struct proto_error *err);
 /* The row could not be stored after admit_reserve: give it all back. */
-void admit_abandon(struct vm_slot *s);
-/* Start the admitted vm (stored, vm->id set) now or commit "queued";
- * answers the request (with wait: once running).  Takes files over. */
-void admit_launch(struct conn *c, struct proto_request *req, struct vm_slot *s,
-                  const struct proto_vm *vm, struct vm_files *files, bool wait);
+void admit_abandon(struct admission *a);
+/* Start the admitted vm (stored) now or commit "queued"; takes files
+ * over.  0 started, 1 queued, or -errno with err saying why (the
+ * reservation given back).  It answers nobody: d->admit_start_failed_cb
+ * hears when a queued VM's turn came and its start failed. */
+int admit_launch(struct admission *a, struct vm *vm, struct vm_files *files,
+                 struct proto_error *err);
 /* A queued VM stopped (reason: stored as its exit reason, state stopped)
  * or removed (reason NULL): leave the queue and give capacity back.
  * -ENOENT if vm is not queued. */
-int admit_cancel(struct mvmd *d, struct proto_vm *vm, const char *reason);
-/* Worker hooks (supervisor.c). */
-void admit_spawned(struct mvmd *d, int64_t vm_id, pid_t pid);
-void admit_booted(struct mvmd *d, int64_t vm_id);
-/* Rewrite an exit reason when the kernel OOM-killed the worker. */
-void admit_exit_reason(struct mvmd *d, int64_t vm_id, int term_signal, char *reason,
-                       size_t size);
-void admit_ended(struct mvmd *d, int64_t vm_id);
-void admit_forget_conn(struct mvmd *d, struct conn *c);
-/* host.info's capacity part, host.set, and SIGHUP. */
+int admit_cancel(struct vm *vm, const char *reason);
+/* An adopted worker holds capacity again (forced: it runs already). */
+void admit_adopted(struct vm *vm);
+/* host.info's capacity part; host.set's change of one key; new limits
+ * (SIGHUP) in force: 0, or -errno with msg saying why (nothing changed). */
 json_t *admit_host_json(struct mvmd *d);
-void admit_host_set(struct conn *c, struct proto_request *req);
-void admit_reload(struct mvmd *d);
+int admit_host_set(struct mvmd *d, const char *key, const char *value, char *msg,
+                   size_t size);
+int admit_set_limits(struct mvmd *d, const struct cap_limits *l, char *msg, size_t size);
 /* Daemon start: remove the cgroup an earlier mvmd left for a VM. */
 void admit_cleanup_stale(struct mvmd *d, const char *name);
 

@@ -15,6 +15,9 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -144,4 +147,185 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd)
 	*ret_pid = (pid_t)pid;
 	*ret_pidfd = pidfd;
 	return 0;
+}
+
+int spawn_signal(int pidfd, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+/* ---- the worker's command line and fds --------------------------------- */
+
+#define ARGV_MAX 96
+#define ARG_BUFS 32                     /* 6 + a disk or NIC value each */
+
+struct spawn_args {
+	char *argv[ARGV_MAX];
+	int argc;
+	char bufs[ARG_BUFS][4200];      /* formatted argument values */
+	int nbufs;
+};
+
+static void arg_add(struct spawn_args *a, const char *s)
+{
+	if (a->argc < ARGV_MAX - 1)
+		a->argv[a->argc++] = (char *)s;
+}
+
+static void arg_addf(struct spawn_args *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void arg_addf(struct spawn_args *a, const char *fmt, ...)
+{
+	va_list ap;
+	char *b;
+
+	if (a->nbufs >= ARG_BUFS)
+		return;
+	b = a->bufs[a->nbufs++];
+	va_start(ap, fmt);
+	vsnprintf(b, sizeof(a->bufs[0]), fmt, ap);
+	va_end(ap);
+	arg_add(a, b);
+}
+
+/* The worker's fd for disk i and NIC i: after the link (3), the kernel
+ * (4) and the initrd (5, if any), in that order; spawn_worker() maps them. */
+static int disk_fd_no(const struct vm_files *f, int i)
+{
+	return (f->initrd_fd >= 0 ? 6 : 5) + i;
+}
+
+static int nic_fd_no(const struct vm_files *f, int i)
+{
+	return disk_fd_no(f, f->ndisks) + i;
+}
+
+/* A NIC without a MAC in its definition gets 52:54:00 and three bytes of
+ * FNV-1a over the VM's name and the NIC's index: stable across restarts,
+ * different between VMs (the worker's own default only sees fd numbers). */
+static void nic_default_mac(const char *vm_name, int index, char *buf, size_t size)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = vm_name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ (uint8_t)index) * 16777619u;
+	snprintf(buf, size, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+}
+
+/* --disk /proc/self/fd/N[,ro] and --net fd=N[,mac=MAC]: the worker uses
+ * the very fds that were opened for the client (docs/security.md). */
+static void build_device_argv(const struct proto_vm *vm, const struct vm_files *f,
+                              struct spawn_args *a)
+{
+	char def_mac[18];
+	json_t *o, *mac;
+
+	for (int i = 0; i < f->ndisks; i++) {
+		o = json_array_get(vm->disks, (size_t)i);
+		arg_add(a, "--disk");
+		arg_addf(a, "/proc/self/fd/%d%s", disk_fd_no(f, i),
+		         json_is_true(json_object_get(o, "readonly")) ? ",ro" : "");
+	}
+	for (int i = 0; i < f->nnics; i++) {
+		mac = json_object_get(json_array_get(vm->nics, (size_t)i), "mac");
+		arg_add(a, "--net");
+		if (json_is_string(mac))
+			snprintf(def_mac, sizeof(def_mac), "%s", json_string_value(mac));
+		else
+			nic_default_mac(vm->name, i, def_mac, sizeof(def_mac));
+		arg_addf(a, "fd=%d,mac=%s", nic_fd_no(f, i), def_mac);
+	}
+}
+
+/* Worker fds: 3 the link, 4 the kernel, 5 the initrd, then disks and
+ * NICs.  The worker opens /proc/self/fd/N for the kernel and initrd and
+ * takes disk and TAP fds over as they are: the very files that were
+ * checked for the client. */
+static void build_argv(const struct spawn_worker_req *r, struct spawn_args *a)
+{
+	const struct proto_vm *vm = r->vm;
+
+	arg_add(a, r->vmm_path);
+	arg_add(a, "--kernel");
+	arg_addf(a, "/proc/self/fd/%d", 4);
+	if (r->files->initrd_fd >= 0) {
+		arg_add(a, "--initrd");
+		arg_addf(a, "/proc/self/fd/%d", 5);
+	}
+	arg_add(a, "--cmdline");
+	arg_add(a, vm->cmdline);
+	arg_add(a, "--mem");
+	arg_addf(a, "%lldM", (long long)vm->mem_mib);
+	arg_add(a, "--vcpus");
+	arg_addf(a, "%d", vm->vcpus);
+	arg_add(a, "--serial");
+	arg_add(a, "/dev/null");
+	arg_add(a, "--serial-log");
+	arg_add(a, r->console_log);
+	arg_add(a, "--serial-log-max");
+	arg_add(a, "1M");
+	build_device_argv(vm, r->files, a);
+	arg_add(a, "--control-fd");
+	arg_add(a, "3");
+	if (r->adopt_socket) {
+		arg_add(a, "--adopt-socket");
+		arg_add(a, r->adopt_socket);
+	}
+}
+
+/* docs/security.md "Worker sandbox": its own uid and gid, and the per-VM
+ * directory as its whole root. */
+static void build_sandbox_argv(const struct spawn_worker_req *r, struct spawn_args *a)
+{
+	arg_add(a, "--sandbox");
+	arg_add(a, "--sandbox-uid");
+	arg_addf(a, "%u", r->sandbox_id);
+	arg_add(a, "--sandbox-gid");
+	arg_addf(a, "%u", r->sandbox_id);
+	arg_add(a, "--sandbox-dir");
+	arg_add(a, r->sandbox_dir);
+#ifdef MVM_TEST_HOOKS
+	/* Test builds only: MVM_TEST_FORBIDDEN_SYSCALL=<VM name> in mvmd's
+	 * environment makes that VM's worker break its filter on purpose. */
+	const char *t = getenv("MVM_TEST_FORBIDDEN_SYSCALL");
+
+	if (t && !strcmp(t, r->vm->name))
+		arg_add(a, "--test-forbidden-syscall");
+#endif
+}
+
+/* fd 0 /dev/null, 1 and 2 the VMM log, 3 the link, 4 the kernel, then
+ * initrd, disks and TAPs in the order build_argv() named them. */
+int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidfd)
+{
+	const struct vm_files *f = r->files;
+	int fds[SPAWN_MAX_FDS], n = 0, rc;
+	struct spawn_req req = { .path = r->vmm_path, .fds = fds,
+	                         .new_pid_ns = r->sandbox_dir != NULL };
+	struct spawn_args *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return -ENOMEM;
+	build_argv(r, a);
+	if (r->sandbox_dir)
+		build_sandbox_argv(r, a);
+	a->argv[a->argc] = NULL;
+	fds[n++] = -1;
+	fds[n++] = r->log_fd;
+	fds[n++] = r->log_fd;
+	fds[n++] = r->link_fd;
+	fds[n++] = f->kernel_fd;
+	if (f->initrd_fd >= 0)
+		fds[n++] = f->initrd_fd;
+	for (int i = 0; i < f->ndisks; i++)
+		fds[n++] = f->disk_fds[i];
+	for (int i = 0; i < f->nnics; i++)
+		fds[n++] = f->nic_fds[i];
+	req.argv = a->argv;
+	req.nfds = n;
+	rc = spawn_process(&req, ret_pid, ret_pidfd);
+	free(a);
+	return rc;
 }

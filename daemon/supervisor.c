@@ -7,59 +7,29 @@
  * to it.  A worker is finished once both its process exited and its link
  * reached EOF (whichever comes last), so the exit message is never lost to
  * the race between the exit and the last read.
+ *
+ * This file knows processes only: it commits the VM's state through
+ * vm_commit() and tells everything else (waiting clients, console
+ * clients, capacity, the restart policy) through worker_hooks.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <seccomp.h>
-#include <stddef.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "util/util.h"
 
 /* After the process exited, wait this long for the link's EOF. */
 #define EXIT_SETTLE_MS 1000
 
 static void worker_finish(struct worker *w);
-static void slot_release(struct worker *w);
-
-void vm_files_init(struct vm_files *f)
-{
-	f->kernel_fd = f->initrd_fd = -1;
-	f->ndisks = 0;
-	f->nnics = 0;
-}
-
-void vm_files_close(struct vm_files *f)
-{
-	if (f->kernel_fd >= 0)
-		close(f->kernel_fd);
-	if (f->initrd_fd >= 0)
-		close(f->initrd_fd);
-	for (int i = 0; i < f->ndisks; i++)
-		close(f->disk_fds[i]);
-	for (int i = 0; i < f->nnics; i++)
-		close(f->nic_fds[i]);
-	vm_files_init(f);
-}
-
-struct worker *supervisor_find(struct mvmd *d, int64_t vm_id)
-{
-	for (struct worker *w = d->workers; w; w = w->next)
-		if (w->vm.id == vm_id)
-			return w;
-	return NULL;
-}
 
 /* ---- lifetime ----------------------------------------------------------- */
 
@@ -67,10 +37,11 @@ static void worker_free(struct worker *w)
 {
 	if (w->pidfd >= 0)
 		close(w->pidfd);
-	if (w->slot_fd >= 0)
-		close(w->slot_fd);
+	sandbox_uid_release(w->d, w->uid);
 	proto_linebuf_free(&w->lb);
-	proto_vm_clear(&w->vm);
+	if (w->vm->worker == w)
+		w->vm->worker = NULL;
+	vm_release(w->vm);
 	free(w);
 }
 
@@ -90,104 +61,37 @@ static void worker_close_handle(struct worker *w, uv_handle_t *h)
 
 static void worker_unlink(struct worker *w)
 {
-	if (!w->pprev)
+	if (!w->linked)
 		return;
-	if (w->next)
-		w->next->pprev = w->pprev;
-	*w->pprev = w->next;
-	w->pprev = NULL;
+	TAILQ_REMOVE(&w->d->workers, w, link);
+	w->linked = false;
+	if (w->vm->worker == w)
+		w->vm->worker = NULL;
 }
 
-/* ---- state -------------------------------------------------------------- */
-
-int supervisor_transition(struct worker *w, enum proto_vm_state state,
-                          const char *reason)
+void supervisor_observe(struct mvmd *d, const struct worker_hooks *h)
 {
-	enum proto_vm_state old = w->vm.state;
-	double now = mvmd_now();
-	int r;
+	if (d->nworker_hooks < WORKER_HOOKS_MAX)
+		d->worker_hooks[d->nworker_hooks++] = h;
+}
 
-	w->vm.state = state;
-	r = db_vm_transition(w->d->db, &w->vm, reason, now);
-	if (r < 0) {
-		log_error("VM %s: cannot store state %s: %s", w->vm.name,
+/* Tell every observer that has this hook. */
+#define HOOKS(w, hook, ...)                                                   \
+	do {                                                                  \
+		for (int i_ = 0; i_ < (w)->d->nworker_hooks; i_++)            \
+			if ((w)->d->worker_hooks[i_]->hook)                   \
+				(w)->d->worker_hooks[i_]->hook(__VA_ARGS__);  \
+	} while (0)
+
+/* A state change of w's VM; a failure is logged here, once. */
+static int transition(struct worker *w, enum proto_vm_state state, const char *reason)
+{
+	int r = vm_commit(w->vm, state, reason);
+
+	if (r < 0)
+		log_error("VM %s: cannot store state %s: %s", w->vm->row.name,
 		          proto_vm_state_name(state), strerror(-r));
-		w->vm.state = old;
-		return r;
-	}
-	dispatch_event(w->d, &w->vm, reason, now);
-	return 0;
-}
-
-static void waiter_answer(struct worker *w, struct waiter *wt)
-{
-	struct proto_error err;
-	int r;
-
-	if (!wt->rm_after) {
-		conn_reply_ok(wt->conn, wt->id, json_pack("{s:o}", "vm", proto_vm_to_json(&w->vm)));
-	} else if ((r = db_vm_delete(w->d->db, &w->vm, mvmd_now())) < 0) {
-		proto_error_set(&err, PROTO_ERR_STORAGE_ERROR, NULL,
-		                "the VM stopped but could not be deleted: %s", strerror(-r));
-		conn_reply_error(wt->conn, wt->id, &err);
-	} else {
-		dispatch_deleted(w->d, &w->vm);
-		conn_reply_ok(wt->conn, wt->id, NULL);
-	}
-	conn_resume(wt->conn);
-}
-
-/* Answer waiters of the given kind (all kinds when exit is true). */
-static void worker_answer(struct worker *w, enum waiter_kind kind, bool all)
-{
-	struct waiter **pp = &w->waiters, *wt;
-
-	while ((wt = *pp)) {
-		if (!all && wt->kind != kind) {
-			pp = &wt->next;
-			continue;
-		}
-		*pp = wt->next;
-		waiter_answer(w, wt);
-		json_decref(wt->id);
-		free(wt);
-	}
-}
-
-void supervisor_add_waiter(struct worker *w, struct conn *c, json_t *id,
-                           enum waiter_kind kind, bool rm_after)
-{
-	struct waiter *wt = calloc(1, sizeof(*wt));
-
-	if (!wt) {
-		conn_close(c);
-		return;
-	}
-	wt->conn = c;
-	wt->id = json_incref(id);
-	wt->kind = kind;
-	wt->rm_after = rm_after;
-	wt->next = w->waiters;
-	w->waiters = wt;
-	c->busy = true;
-}
-
-void supervisor_forget_conn(struct mvmd *d, struct conn *c)
-{
-	admit_forget_conn(d, c);
-	for (struct worker *w = d->workers; w; w = w->next) {
-		struct waiter **pp = &w->waiters, *wt;
-
-		while ((wt = *pp)) {
-			if (wt->conn != c) {
-				pp = &wt->next;
-				continue;
-			}
-			*pp = wt->next;
-			json_decref(wt->id);
-			free(wt);
-		}
-	}
+	return r;
 }
 
 /* ---- link --------------------------------------------------------------- */
@@ -223,7 +127,7 @@ static int link_send(struct worker *w, const struct proto_link_msg *msg)
 		return -ENOMEM;
 	}
 	lw->buf = uv_buf_init(buf, len);
-	r = uv_write(&lw->req, (uv_stream_t *)&w->link, &lw->buf, 1, link_write_cb);
+	r = uv_write(&lw->req, (uv_stream_t *)&w->link_pipe, &lw->buf, 1, link_write_cb);
 	if (r < 0) {
 		free(buf);
 		free(lw);
@@ -245,28 +149,14 @@ void supervisor_console_in(struct worker *w, const void *data, size_t len)
 	}
 }
 
-static void worker_console(struct worker *w, const unsigned char *data, size_t len)
-{
-	struct conn *c, *next;
-
-	for (c = w->d->conns; c; c = next) {
-		next = c->next;
-		if (c->mode == CONN_CONSOLE && c->console_vm == w->vm.id)
-			conn_send_raw(c, data, len);
-		else if (c->follow_vm == w->vm.id)
-			conn_send(c, proto_event_log(w->vm.name, data, len));
-	}
-}
-
 static void worker_booted(struct worker *w)
 {
 	if (w->booted)
 		return;
 	w->booted = true;
-	if (w->vm.state == PROTO_VM_STARTING)
-		supervisor_transition(w, PROTO_VM_RUNNING, NULL);
-	worker_answer(w, WAIT_RUNNING, false);
-	admit_booted(w->d, w->vm.id);   /* its first byte ends the starting phase */
+	if (w->vm->row.state == PROTO_VM_STARTING)
+		transition(w, PROTO_VM_RUNNING, NULL);
+	HOOKS(w, booted_cb, w->vm);
 }
 
 static void link_message(struct worker *w, const char *line, size_t len)
@@ -274,7 +164,7 @@ static void link_message(struct worker *w, const char *line, size_t len)
 	struct proto_link_msg m;
 
 	if (proto_link_decode(line, len, &m) < 0) {
-		log_warn("VM %s: malformed message from its worker ignored", w->vm.name);
+		log_warn("VM %s: malformed message from its worker ignored", w->vm->row.name);
 		return;
 	}
 	switch (m.type) {
@@ -283,7 +173,7 @@ static void link_message(struct worker *w, const char *line, size_t len)
 		break;
 	case PROTO_LINK_CONSOLE:
 		worker_booted(w);       /* output implies boot, even if "booted" was lost */
-		worker_console(w, m.data, m.data_len);
+		HOOKS(w, console_cb, w->vm, m.data, m.data_len);
 		break;
 	case PROTO_LINK_EXIT:
 		w->has_link_status = true;
@@ -291,7 +181,7 @@ static void link_message(struct worker *w, const char *line, size_t len)
 		snprintf(w->link_reason, sizeof(w->link_reason), "%s", m.reason);
 		break;
 	case PROTO_LINK_PONG:
-		w->last_pong = mvmd_now();
+		w->last_pong = mvmd_mono();
 		w->ping_since = 0;
 		break;
 	case PROTO_LINK_HELLO:
@@ -304,7 +194,7 @@ static void link_message(struct worker *w, const char *line, size_t len)
 		}
 		break;
 	default:
-		log_warn("VM %s: unexpected '%s' from its worker", w->vm.name,
+		log_warn("VM %s: unexpected '%s' from its worker", w->vm->row.name,
 		         proto_link_name(m.type));
 	}
 	proto_link_clear(&m);
@@ -319,7 +209,7 @@ static void link_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void link_eof(struct worker *w)
 {
 	w->link_eof = true;
-	worker_close_handle(w, (uv_handle_t *)&w->link);
+	worker_close_handle(w, (uv_handle_t *)&w->link_pipe);
 	if (w->exited)
 		worker_finish(w);
 }
@@ -422,23 +312,9 @@ static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t s
 	return w->exit_status == 0 ? PROTO_VM_STOPPED : PROTO_VM_CRASHED;
 }
 
-/* Console and follow clients of a VM that ended get EOF. */
-static void worker_close_clients(struct worker *w)
-{
-	struct conn *c, *next;
-
-	for (c = w->d->conns; c; c = next) {
-		next = c->next;
-		if ((c->mode == CONN_CONSOLE && c->console_vm == w->vm.id) ||
-		    c->follow_vm == w->vm.id)
-			conn_end(c);
-	}
-}
-
-/* The pidfd names this process even if its pid were reused. */
 static int worker_signal(struct worker *w, int sig)
 {
-	return syscall(SYS_pidfd_send_signal, w->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+	return spawn_signal(w->pidfd, sig);
 }
 
 static void worker_finish(struct worker *w)
@@ -452,27 +328,25 @@ static void worker_finish(struct worker *w)
 	uv_timer_stop(&w->timer);
 	st = exit_outcome(w, reason, sizeof(reason));
 	if (w->term_signal == SIGKILL && !w->kill_requested && !w->stop_requested)
-		admit_exit_reason(w->d, w->vm.id, w->term_signal, reason, sizeof(reason));
-	free(w->vm.exit_reason);
-	w->vm.exit_reason = strdup(reason);
-	w->vm.has_exit_status = true;
-	w->vm.exit_status = w->term_signal ? 128 + w->term_signal : (int)w->exit_status;
-	w->vm.pid = 0;
-	log_info("VM %s: worker ended: %s", w->vm.name, reason);
-	supervisor_transition(w, st, reason);
+		HOOKS(w, exit_reason_cb, w->vm, reason, sizeof(reason));
+	free(w->vm->row.exit_reason);
+	w->vm->row.exit_reason = strdup(reason);
+	w->vm->row.has_exit_status = true;
+	w->vm->row.exit_status = w->term_signal ? 128 + w->term_signal : (int)w->exit_status;
+	w->vm->row.pid = 0;
+	log_info("VM %s: worker ended: %s", w->vm->row.name, reason);
+	transition(w, st, reason);
 	worker_unlink(w);
-	worker_answer(w, WAIT_EXIT, true);
-	worker_close_clients(w);
 	worker_close_handle(w, (uv_handle_t *)&w->timer);
-	worker_close_handle(w, (uv_handle_t *)&w->link);
+	worker_close_handle(w, (uv_handle_t *)&w->link_pipe);
 	if (w->watched)
 		worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
-	/* capacity back, cgroup gone, the next queued VM may start */
-	admit_ended(w->d, w->vm.id);
-	supervisor_sandbox_remove(w->d, w->vm.name);
-	slot_release(w);
-	adopt_worker_ended(w->d, &w->vm, w->stop_requested || w->kill_requested,
-	                   mvmd_now() - w->vm.started_at);
+	supervisor_remove_runtime(w->d, w->vm->row.name);
+	sandbox_uid_release(w->d, w->uid);
+	w->uid = NULL;
+	/* waiters answered, capacity back, the restart policy applied */
+	HOOKS(w, ended_cb, w->vm, w->stop_requested || w->kill_requested,
+	      mvmd_mono() - w->started_mono);
 }
 
 static void settle_cb(uv_timer_t *t)
@@ -539,7 +413,7 @@ int supervisor_stop(struct worker *w, int64_t timeout_s)
 
 	if (w->stop_requested)
 		return 0;
-	r = supervisor_transition(w, PROTO_VM_STOPPING, NULL);
+	r = vm_commit(w->vm, PROTO_VM_STOPPING, NULL);
 	if (r < 0)
 		return r;
 	w->stop_requested = true;
@@ -571,420 +445,72 @@ void supervisor_detach_all(struct mvmd *d)
 
 	/* Closing the process handle leaves the process running; closing the
 	 * link tells the worker nobody listens (it keeps its VM running). */
-	while ((w = d->workers)) {
+	while ((w = TAILQ_FIRST(&d->workers))) {
 		worker_unlink(w);
 		w->finished = true;
-		while (w->waiters) {
-			struct waiter *wt = w->waiters;
-
-			w->waiters = wt->next;
-			json_decref(wt->id);
-			free(wt);
-		}
 		worker_close_handle(w, (uv_handle_t *)&w->timer);
-		worker_close_handle(w, (uv_handle_t *)&w->link);
+		worker_close_handle(w, (uv_handle_t *)&w->link_pipe);
 		if (w->watched)
 			worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
 	}
 }
 
-/* ---- sandbox ------------------------------------------------------------ */
+/* ---- runtime files ------------------------------------------------------ */
 
-/* Sandboxing needs root: only root can give the worker its own uid. */
-bool supervisor_sandbox_on(const struct mvmd *d, const char **ret_why)
+/* After spawning: the pid and its process start time beside the VM's logs
+ * (adopt.c checks both before it takes a worker over). */
+static void record_spawn(struct mvmd *d, const char *name, pid_t pid)
 {
-	bool root = geteuid() == 0;
+	char path[4096], line[64];
+	uint64_t start;
+	int fd, n;
 
-	if (root && d->cfg.sandbox != 0) {
-		*ret_why = NULL;
-		return true;
-	}
-	if (root)
-		*ret_why = "config says sandbox = false";
-	else if (d->cfg.sandbox > 0)
-		*ret_why = "mvmd is not root, so it cannot give a worker its own uid "
-		           "(sandbox = true ignored)";
-	else
-		*ret_why = "mvmd is not root, so it cannot give a worker its own uid";
-	return false;
-}
-
-/* Said once, at the first start, when workers run without it. */
-static bool sandbox_enabled(const struct mvmd *d)
-{
-	static bool told;
-	const char *why;
-	bool on = supervisor_sandbox_on(d, &why);
-
-	if (!on && !told) {
-		told = true;
-		log_warn("workers run without their sandbox: %s", why);
-	}
-	return on;
-}
-
-/* <run-dir>/vms/<name>: the worker's sandbox directory, its whole root. */
-static int sandbox_dir(const struct mvmd *d, const char *name, char *buf, size_t size)
-{
-	int n = snprintf(buf, size, "%s/vms/%s", d->cfg.run_dir, name);
-
-	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-/* Removes what dfd holds (taking dfd); bounded depth: the directory holds
- * sockets, at most a host application's own subdirectory. */
-static void remove_below(int dfd, int depth)
-{
-	DIR *dp = fdopendir(dfd);
-	struct dirent *e;
-	int sub;
-
-	if (!dp) {
-		close(dfd);
+	if (util_proc_start_time(pid, &start) < 0 ||
+	    mvmd_vm_dir(d, name, "worker", path, sizeof(path)) < 0)
 		return;
-	}
-	while ((e = readdir(dp))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		if (unlinkat(dirfd(dp), e->d_name, 0) == 0 || errno != EISDIR)
-			continue;
-		sub = openat(dirfd(dp), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sub >= 0 && depth > 0)
-			remove_below(sub, depth - 1);
-		else if (sub >= 0)
-			close(sub);
-		unlinkat(dirfd(dp), e->d_name, AT_REMOVEDIR);
-	}
-	closedir(dp);
+	n = snprintf(line, sizeof(line), "%d %llu\n", (int)pid, (unsigned long long)start);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	/* without the record, adoption falls back to the socket's own proof */
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		log_warn("VM %s: cannot record its worker in %s: %s", name, path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
 }
 
-void supervisor_sandbox_remove(struct mvmd *d, const char *name)
+int supervisor_spawn_record(struct mvmd *d, const char *name, pid_t *ret_pid,
+                            uint64_t *ret_start)
 {
 	char path[4096];
-	int fd;
+	unsigned long long start;
+	int pid, r = -ENOENT;
+	FILE *f;
 
-	if (!name[0] || sandbox_dir(d, name, path, sizeof(path)) < 0)
-		return;
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	remove_below(fd, 4);
-	if (rmdir(path) < 0 && errno != ENOENT)
-		log_warn("VM %s: cannot remove its sandbox directory %s: %s", name, path,
-		         strerror(errno));
-}
-
-/* The real uid of process `name` (a /proc entry), or -1. */
-static long long proc_uid(int proc_fd, const char *name)
-{
-	char path[NAME_MAX + 16], buf[1024], *p;
-	unsigned long uid;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/status", name);
-	fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strstr(buf, "\nUid:");
-	return p && sscanf(p + 5, "%lu", &uid) == 1 ? (long long)uid : -1;
-}
-
-/* Marks the slots whose uid some process on the host runs as: another
- * mvmd's worker (a test daemon beside a real one) or anything else that
- * uses the range.  RLIMIT_NPROC counts every task of a uid, and a shared
- * uid would let two VMs' workers signal each other. */
-static void slots_in_use_on_host(const struct config *c, uint64_t n, unsigned char *used)
-{
-	DIR *dp = opendir("/proc");
-	struct dirent *e;
-	long long uid;
-
-	if (!dp)
-		return;
-	while ((e = readdir(dp)))
-		if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
-		    (uid = proc_uid(dirfd(dp), e->d_name)) >= c->sandbox_uid_base &&
-		    (uint64_t)uid - c->sandbox_uid_base < n) {
-			uid -= c->sandbox_uid_base;
-			used[uid / 8] |= (unsigned char)(1u << (uid % 8));
-		}
-	closedir(dp);
-}
-
-/*
- * A host-wide claim on a uid: the abstract Unix socket "mvm-uid-N" can be
- * bound only once per network namespace, so two mvmds (a test daemon
- * beside another) never hand out the same uid in the moment between
- * choosing it and the worker switching to it.  Held until the worker ends.
- */
-static int slot_claim(uint32_t uid)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), n;
-
-	if (fd < 0)
+	if (mvmd_vm_dir(d, name, "worker", path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	f = fopen(path, "re");
+	if (!f)
 		return -errno;
-	n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "mvm-uid-%u", uid);
-	if (bind(fd, (struct sockaddr *)&sa,
-	         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0) {
-		n = -errno;
-		close(fd);
-		return n;
+	if (fscanf(f, "%d %llu", &pid, &start) == 2 && pid > 0) {
+		*ret_pid = pid;
+		*ret_start = start;
+		r = 0;
 	}
-	return fd;
-}
-
-static void slot_release(struct worker *w)
-{
-	if (w->slot_fd >= 0)
-		close(w->slot_fd);
-	w->slot_fd = -1;
-	w->has_slot = false;
-}
-
-/* The lowest slot that no live worker holds, no process uses and no other
- * mvmd claimed: uid and gid base + slot, unique per live worker. */
-static int slot_alloc(const struct mvmd *d, uint32_t *ret, int *ret_fd)
-{
-	uint64_t n = d->cfg.sandbox_uid_count, slot;
-	unsigned char *used;
-	int fd = -EUSERS;
-
-	if (d->cfg.sandbox_uid_base + n > 0xffffffffULL)
-		n = 0xffffffffULL - d->cfg.sandbox_uid_base;
-	used = calloc(n / 8 + 1, 1);
-	if (!used)
-		return -ENOMEM;
-	/* our own first: a worker just spawned still runs as root */
-	for (const struct worker *w = d->workers; w; w = w->next)
-		if (w->has_slot && w->slot < n)
-			used[w->slot / 8] |= (unsigned char)(1u << (w->slot % 8));
-	slots_in_use_on_host(&d->cfg, n, used);
-	for (slot = 0; slot < n; slot++) {
-		if (used[slot / 8] & (1u << (slot % 8)))
-			continue;
-		fd = slot_claim(d->cfg.sandbox_uid_base + (uint32_t)slot);
-		if (fd >= 0 || fd != -EADDRINUSE)
-			break;
-	}
-	free(used);
-	if (slot == n)
-		return -EUSERS;
-	if (fd < 0)
-		return fd;
-	*ret = (uint32_t)slot;
-	*ret_fd = fd;
-	return 0;
-}
-
-/* A slot and a fresh, empty sandbox directory that only its uid may enter
- * (and root, for the host ends of vsock sockets). */
-static int sandbox_prepare(struct worker *w, char *dir, size_t size)
-{
-	struct mvmd *d = w->d;
-	uid_t id;
-	int r;
-
-	r = slot_alloc(d, &w->slot, &w->slot_fd);
-	if (r < 0)
-		return r;
-	w->has_slot = true;
-	id = d->cfg.sandbox_uid_base + w->slot;
-	/* what a worker of this VM that died unseen left behind */
-	supervisor_sandbox_remove(d, w->vm.name);
-	r = sandbox_dir(d, "", dir, size);      /* <run-dir>/vms/ first */
-	if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
-		r = -errno;
-	if (r == 0)
-		r = sandbox_dir(d, w->vm.name, dir, size);
-	if (r == 0 && mkdir(dir, 0700) < 0)
-		r = -errno;
-	else if (r == 0 && (chown(dir, id, id) < 0 || chmod(dir, 0700) < 0)) {
-		r = -errno;
-		rmdir(dir);
-	}
-	if (r < 0)
-		slot_release(w);
+	fclose(f);
 	return r;
 }
 
-/* An adopted worker keeps its slot: its uid says which (0 before its
- * lockdown or unsandboxed: none). */
-static void slot_of_adopted(struct worker *w)
+void supervisor_remove_runtime(struct mvmd *d, const char *name)
 {
-	const struct config *c = &w->d->cfg;
-	char path[64], line[256];
-	unsigned long uid;
-	FILE *f;
+	char path[4096];
 
-	snprintf(path, sizeof(path), "/proc/%lld/status", (long long)w->vm.pid);
-	f = fopen(path, "re");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Uid: %lu", &uid) == 1) {
-			if (uid >= c->sandbox_uid_base && uid - c->sandbox_uid_base < c->sandbox_uid_count) {
-				w->has_slot = true;
-				w->slot = (uint32_t)(uid - c->sandbox_uid_base);
-				w->slot_fd = slot_claim((uint32_t)uid);
-			}
-			break;
-		}
-	fclose(f);
+	if (mvmd_adopt_socket(d, name, path, sizeof(path)) == 0)
+		unlink(path);
+	if (mvmd_vm_dir(d, name, "worker", path, sizeof(path)) == 0)
+		unlink(path);
+	sandbox_remove(d, name);
 }
 
 /* ---- spawning ----------------------------------------------------------- */
-
-#define ARGV_MAX 96
-#define ARG_BUFS 32                     /* 6 + a disk or NIC value each */
-
-struct spawn_args {
-	char *argv[ARGV_MAX];
-	int argc;
-	char bufs[ARG_BUFS][4200];      /* formatted argument values */
-	int nbufs;
-};
-
-static void arg_add(struct spawn_args *a, const char *s)
-{
-	if (a->argc < ARGV_MAX - 1)
-		a->argv[a->argc++] = (char *)s;
-}
-
-static void arg_addf(struct spawn_args *a, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void arg_addf(struct spawn_args *a, const char *fmt, ...)
-{
-	va_list ap;
-	char *b;
-
-	if (a->nbufs >= ARG_BUFS)
-		return;
-	b = a->bufs[a->nbufs++];
-	va_start(ap, fmt);
-	vsnprintf(b, sizeof(a->bufs[0]), fmt, ap);
-	va_end(ap);
-	arg_add(a, b);
-}
-
-/* The worker's fd for disk i and NIC i: after the link (3), the kernel
- * (4) and the initrd (5, if any), in that order; worker_spawn() maps them. */
-static int disk_fd_no(const struct vm_files *f, int i)
-{
-	return (f->initrd_fd >= 0 ? 6 : 5) + i;
-}
-
-static int nic_fd_no(const struct vm_files *f, int i)
-{
-	return disk_fd_no(f, f->ndisks) + i;
-}
-
-/* A NIC without a MAC in its definition gets 52:54:00 and three bytes of
- * FNV-1a over the VM's name and the NIC's index: stable across restarts,
- * different between VMs (the worker's own default only sees fd numbers). */
-static void nic_default_mac(const char *vm_name, int index, char *buf, size_t size)
-{
-	uint32_t h = 2166136261u;
-
-	for (const char *p = vm_name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	h = (h ^ (uint8_t)index) * 16777619u;
-	snprintf(buf, size, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
-}
-
-/* --disk /proc/self/fd/N[,ro] and --net fd=N[,mac=MAC]: the worker uses
- * the very fds that were opened for the client (docs/security.md). */
-static void build_device_argv(const struct proto_vm *vm, const struct vm_files *f,
-                              struct spawn_args *a)
-{
-	char def_mac[18];
-	json_t *o, *mac;
-
-	for (int i = 0; i < f->ndisks; i++) {
-		o = json_array_get(vm->disks, (size_t)i);
-		arg_add(a, "--disk");
-		arg_addf(a, "/proc/self/fd/%d%s", disk_fd_no(f, i),
-		         json_is_true(json_object_get(o, "readonly")) ? ",ro" : "");
-	}
-	for (int i = 0; i < f->nnics; i++) {
-		mac = json_object_get(json_array_get(vm->nics, (size_t)i), "mac");
-		arg_add(a, "--net");
-		if (json_is_string(mac))
-			snprintf(def_mac, sizeof(def_mac), "%s", json_string_value(mac));
-		else
-			nic_default_mac(vm->name, i, def_mac, sizeof(def_mac));
-		arg_addf(a, "fd=%d,mac=%s", nic_fd_no(f, i), def_mac);
-	}
-}
-
-/* Worker fds: 3 the link, 4 the kernel, 5 the initrd, then disks and
- * NICs.  The worker opens /proc/self/fd/N for the kernel and initrd and
- * takes disk and TAP fds over as they are: the very files that were
- * checked for the client. */
-static void build_argv(struct mvmd *d, const struct proto_vm *vm,
-                       const struct vm_files *files, const char *log_path,
-                       struct spawn_args *a)
-{
-	arg_add(a, d->cfg.vmm_path);
-	arg_add(a, "--kernel");
-	arg_addf(a, "/proc/self/fd/%d", 4);
-	if (files->initrd_fd >= 0) {
-		arg_add(a, "--initrd");
-		arg_addf(a, "/proc/self/fd/%d", 5);
-	}
-	arg_add(a, "--cmdline");
-	arg_add(a, vm->cmdline);
-	arg_add(a, "--mem");
-	arg_addf(a, "%lldM", (long long)vm->mem_mib);
-	arg_add(a, "--vcpus");
-	arg_addf(a, "%d", vm->vcpus);
-	arg_add(a, "--serial");
-	arg_add(a, "/dev/null");
-	arg_add(a, "--serial-log");
-	arg_add(a, log_path);
-	arg_add(a, "--serial-log-max");
-	arg_add(a, "1M");
-	build_device_argv(vm, files, a);
-	arg_add(a, "--control-fd");
-	arg_add(a, "3");
-	if (a->nbufs < ARG_BUFS &&
-	    adopt_socket_path(d, vm->name, a->bufs[a->nbufs], sizeof(a->bufs[0])) == 0) {
-		arg_add(a, "--adopt-socket");
-		arg_add(a, a->bufs[a->nbufs++]);
-	}
-	a->argv[a->argc] = NULL;
-}
-
-/* docs/security.md "Worker sandbox": its own uid and gid, and the per-VM
- * directory as its whole root. */
-static void build_sandbox_argv(const struct worker *w, const char *dir, struct spawn_args *a)
-{
-	uint32_t id = w->d->cfg.sandbox_uid_base + w->slot;
-
-	arg_add(a, "--sandbox");
-	arg_add(a, "--sandbox-uid");
-	arg_addf(a, "%u", id);
-	arg_add(a, "--sandbox-gid");
-	arg_addf(a, "%u", id);
-	arg_add(a, "--sandbox-dir");
-	arg_add(a, dir);
-#ifdef MVM_TEST_HOOKS
-	/* Test builds only: MVM_TEST_FORBIDDEN_SYSCALL=<VM name> in mvmd's
-	 * environment makes that VM's worker break its filter on purpose. */
-	const char *t = getenv("MVM_TEST_FORBIDDEN_SYSCALL");
-
-	if (t && !strcmp(t, w->vm.name))
-		arg_add(a, "--test-forbidden-syscall");
-#endif
-	a->argv[a->argc] = NULL;
-}
 
 static int open_vmm_log(struct mvmd *d, const char *name, char *console_log, size_t size)
 {
@@ -1005,85 +531,57 @@ static int open_vmm_log(struct mvmd *d, const char *name, char *console_log, siz
 	return r < 0 ? -errno : r;
 }
 
-/* fd 0 /dev/null, 1 and 2 the VMM log, 3 the link, 4 the kernel, then
- * initrd, disks and TAPs in the order build_argv() named them. */
 static int worker_spawn(struct worker *w, const struct vm_files *files, int link_fd,
                         int log_fd)
 {
 	struct mvmd *d = w->d;
-	int fds[SPAWN_MAX_FDS];
-	struct spawn_req req = { .path = d->cfg.vmm_path, .fds = fds,
-	                         .new_pid_ns = w->has_slot };
-	struct spawn_args *a = calloc(1, sizeof(*a));
-	char console_log[4096], sandbox[4096];
+	char console_log[4096], sandbox[4096], sock[4096];
+	struct spawn_worker_req req = {
+		.vmm_path = d->cfg.vmm_path, .vm = &w->vm->row, .files = files,
+		.console_log = console_log, .log_fd = log_fd, .link_fd = link_fd,
+	};
 	pid_t pid;
-	int r, n = 0;
+	int r;
 
-	if (!a)
-		return -ENOMEM;
-	r = mvmd_vm_dir(d, w->vm.name, "console.log", console_log, sizeof(console_log));
-	if (r == 0 && w->has_slot)
-		r = sandbox_dir(d, w->vm.name, sandbox, sizeof(sandbox));
-	if (r < 0)
-		goto out;
-	build_argv(d, &w->vm, files, console_log, a);
-	if (w->has_slot)
-		build_sandbox_argv(w, sandbox, a);
-	fds[n++] = -1;
-	fds[n++] = log_fd;
-	fds[n++] = log_fd;
-	fds[n++] = link_fd;
-	fds[n++] = files->kernel_fd;
-	if (files->initrd_fd >= 0)
-		fds[n++] = files->initrd_fd;
-	for (int i = 0; i < files->ndisks; i++)
-		fds[n++] = files->disk_fds[i];
-	for (int i = 0; i < files->nnics; i++)
-		fds[n++] = files->nic_fds[i];
-	req.argv = a->argv;
-	req.nfds = n;
-	r = spawn_process(&req, &pid, &w->pidfd);
-	if (r == 0) {
-		w->vm.pid = pid;
-		admit_spawned(d, w->vm.id, pid);
-		adopt_record_spawn(d, w->vm.name, pid);
+	r = mvmd_vm_dir(d, w->vm->row.name, "console.log", console_log, sizeof(console_log));
+	if (r == 0 && w->uid) {
+		r = sandbox_dir(d, w->vm->row.name, sandbox, sizeof(sandbox));
+		req.sandbox_dir = sandbox;
+		req.sandbox_id = sandbox_uid_id(d, w->uid);
 	}
-out:
-	free(a);
+	if (r < 0)
+		return r;
+	if (mvmd_adopt_socket(d, w->vm->row.name, sock, sizeof(sock)) == 0)
+		req.adopt_socket = sock;
+	r = spawn_worker(&req, &pid, &w->pidfd);
+	if (r == 0) {
+		w->vm->row.pid = pid;
+		HOOKS(w, spawned_cb, w->vm, pid);
+		record_spawn(d, w->vm->row.name, pid);
+	}
 	return r;
 }
 
-static struct worker *worker_new(struct mvmd *d, const struct proto_vm *vm)
+static struct worker *worker_new(struct vm *vm)
 {
 	struct worker *w = calloc(1, sizeof(*w));
-	json_t *j;
 
 	if (!w)
 		return NULL;
-	w->d = d;
+	w->d = vm->d;
+	w->vm = vm_ref(vm);
 	w->pidfd = -1;
-	w->slot_fd = -1;
-	w->last_pong = mvmd_now();
+	w->last_pong = mvmd_mono();
+	w->started_mono = mvmd_mono();
 	proto_linebuf_init(&w->lb);
-	/* a private copy of the row, kept in step with the db */
-	j = proto_vm_to_json(vm);
-	if (!j || proto_vm_from_json(j, &w->vm) < 0) {
-		json_decref(j);
-		free(w);
-		return NULL;
-	}
-	json_decref(j);
-	w->vm.id = vm->id;
 	return w;
 }
 
-static void worker_link(struct mvmd *d, struct worker *w)
+static void worker_link(struct worker *w)
 {
-	w->next = d->workers;
-	if (d->workers)
-		d->workers->pprev = &w->next;
-	w->pprev = &d->workers;
-	d->workers = w;
+	TAILQ_INSERT_TAIL(&w->d->workers, w, link);
+	w->linked = true;
+	w->vm->worker = w;
 }
 
 /* The pidfd watch, link pipe and timer: all three must exist before any of
@@ -1094,9 +592,9 @@ static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
 	int r;
 
 	*ret_opened = false;
-	uv_pipe_init(w->d->loop, &w->link, 0);
+	uv_pipe_init(w->d->loop, &w->link_pipe, 0);
 	uv_timer_init(w->d->loop, &w->timer);
-	w->link.data = w->timer.data = w->pidfd_poll.data = w;
+	w->link_pipe.data = w->timer.data = w->pidfd_poll.data = w;
 	w->handles = 2;
 	r = uv_poll_init(w->d->loop, &w->pidfd_poll, w->pidfd);
 	if (r < 0)
@@ -1105,10 +603,10 @@ static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
 	w->watched = true;
 	r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb);
 	if (r == 0)
-		r = uv_pipe_open(&w->link, link_fd);
+		r = uv_pipe_open(&w->link_pipe, link_fd);
 	*ret_opened = r == 0;
 	if (r == 0)
-		r = uv_read_start((uv_stream_t *)&w->link, link_alloc_cb, link_read_cb);
+		r = uv_read_start((uv_stream_t *)&w->link_pipe, link_alloc_cb, link_read_cb);
 	return r;
 }
 
@@ -1122,19 +620,20 @@ static int start_fail(struct proto_error *err, int r, const char *what)
 /* Crash ordering (docs/architecture.md): "starting" is committed before
  * the spawn, as the intent to spawn, and the pid after it.  A crash in
  * between leaves a row "starting" whose worker, if any, the next mvmd
- * finds through the record adopt_record_spawn() wrote. */
+ * finds through the record record_spawn() wrote. */
 static int commit_starting(struct worker *w, struct proto_error *err)
 {
 	int r;
 
-	w->vm.pid = 0;
-	w->vm.started_at = mvmd_now();
-	w->vm.has_exit_status = false;
-	free(w->vm.exit_reason);
-	w->vm.exit_reason = NULL;
-	r = supervisor_transition(w, PROTO_VM_STARTING, NULL);
+	w->vm->row.pid = 0;
+	w->vm->row.started_at = mvmd_now();
+	w->vm->row.has_exit_status = false;
+	free(w->vm->row.exit_reason);
+	w->vm->row.exit_reason = NULL;
+	w->started_mono = mvmd_mono();
+	r = vm_commit(w->vm, PROTO_VM_STARTING, NULL);
 	if (r < 0)
-		dispatch_storage_error(w->d, r, err);
+		vms_storage_error(w->d, r, err);
 	return r;
 }
 
@@ -1144,15 +643,14 @@ static void commit_start_failed(struct worker *w, const struct proto_error *err)
 	char why[600];
 
 	snprintf(why, sizeof(why), "start failed: %s", err->message);
-	free(w->vm.exit_reason);
-	w->vm.exit_reason = strdup(why);
-	w->vm.pid = 0;
-	supervisor_transition(w, PROTO_VM_CRASHED, why);
+	free(w->vm->row.exit_reason);
+	w->vm->row.exit_reason = strdup(why);
+	w->vm->row.pid = 0;
+	transition(w, PROTO_VM_CRASHED, why);
 }
 
 /* The process runs: watch its link and store its pid. */
-static int supervisor_started(struct worker *w, int link_fd, struct worker **ret_w,
-                              struct proto_error *err)
+static int supervisor_started(struct worker *w, int link_fd, struct proto_error *err)
 {
 	bool opened;
 	int r = worker_handles(w, link_fd, &opened);
@@ -1174,24 +672,22 @@ static int supervisor_started(struct worker *w, int link_fd, struct worker **ret
 		}
 		return start_fail(err, r, "link");
 	}
-	r = db_vm_store(w->d->db, &w->vm);
+	r = vm_store(w->vm);
 	if (r < 0) {
-		/* the client must not hear of a start that is not stored */
-		log_error("VM %s: cannot store its worker's pid: %s", w->vm.name, strerror(-r));
+		/* the client must not hear of a start that is not stored; the
+		 * caller logs err */
 		w->kill_requested = true;
 		worker_signal(w, SIGKILL);
-		dispatch_storage_error(w->d, r, err);
+		vms_storage_error(w->d, r, err);
 		return r;
 	}
-	*ret_w = w;
 	return 0;
 }
 
-int supervisor_start(struct mvmd *d, const struct proto_vm *vm,
-                     struct vm_files *files, struct worker **ret_w,
-                     struct proto_error *err)
+int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *err)
 {
-	struct worker *w = worker_new(d, vm);
+	struct mvmd *d = vm->d;
+	struct worker *w = worker_new(vm);
 	char console_log[4096], sandbox[4096];
 	int sp[2] = { -1, -1 }, log_fd, r;
 
@@ -1199,12 +695,13 @@ int supervisor_start(struct mvmd *d, const struct proto_vm *vm,
 		vm_files_close(files);
 		return start_fail(err, -ENOMEM, "out of memory");
 	}
-	log_fd = open_vmm_log(d, vm->name, console_log, sizeof(console_log));
+	log_fd = open_vmm_log(d, vm->row.name, console_log, sizeof(console_log));
 	if (log_fd < 0) {
 		r = start_fail(err, log_fd, "VM directory");
 		goto fail;
 	}
-	if (sandbox_enabled(d) && (r = sandbox_prepare(w, sandbox, sizeof(sandbox))) < 0) {
+	if (sandbox_enabled(d) &&
+	    (r = sandbox_prepare(d, vm->row.name, &w->uid, sandbox, sizeof(sandbox))) < 0) {
 		start_fail(err, r, r == -EUSERS ? "sandbox: every uid of sandbox_uid_count is in use"
 		                                 : "sandbox directory");
 		goto fail_log;
@@ -1222,53 +719,42 @@ int supervisor_start(struct mvmd *d, const struct proto_vm *vm,
 		                "cannot start the worker %s: %s; point mvmd's vmm_path (or --vmm) "
 		                "at an executable mvm-vmm", d->cfg.vmm_path, strerror(-r));
 		commit_start_failed(w, err);
-		goto fail_sp;
+		goto fail_pair;
 	}
 	close(sp[1]);
 	close(log_fd);
 	vm_files_close(files);
-	worker_link(d, w);
-	return supervisor_started(w, sp[0], ret_w, err);
-fail_sp:
-	close(sp[0]);
-	close(sp[1]);
-	close(log_fd);
-	vm_files_close(files);
-	if (w->has_slot)
-		supervisor_sandbox_remove(d, vm->name);
-	slot_release(w);
-	worker_free(w);
-	return r;
+	worker_link(w);
+	return supervisor_started(w, sp[0], err);
 fail_pair:
 	close(sp[0]);
 	close(sp[1]);
 fail_log:
 	close(log_fd);
-	if (w->has_slot)
-		supervisor_sandbox_remove(d, vm->name);
-	slot_release(w);
+	if (w->uid)
+		sandbox_remove(d, vm->row.name);
 fail:
 	vm_files_close(files);
 	worker_free(w);
 	return r;
 }
 
-/* ---- re-adoption and health (the policy lives in adopt.c) --------------- */
+/* ---- re-adoption and health (the policy lives in restart.c) ------------- */
 
 static void handles_fail(struct worker *w)
 {
 	w->finished = true;
 	w->link_eof = true;
 	worker_close_handle(w, (uv_handle_t *)&w->timer);
-	worker_close_handle(w, (uv_handle_t *)&w->link);
+	worker_close_handle(w, (uv_handle_t *)&w->link_pipe);
 	if (w->watched)
 		worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
 }
 
-int supervisor_adopt(struct mvmd *d, const struct proto_vm *vm, int link_fd, int pidfd,
-                     bool booted, struct worker **ret_w)
+int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
+                     struct worker **ret_w)
 {
-	struct worker *w = worker_new(d, vm);
+	struct worker *w = worker_new(vm);
 	bool opened = false;
 	int r;
 
@@ -1279,8 +765,9 @@ int supervisor_adopt(struct mvmd *d, const struct proto_vm *vm, int link_fd, int
 	}
 	w->adopted = true;
 	w->pidfd = pidfd;
-	w->vm.pid = vm->pid;
-	slot_of_adopted(w);
+	/* it runs since started_at, on the wall clock the row keeps */
+	w->started_mono = mvmd_mono() - (mvmd_now() - vm->row.started_at);
+	w->uid = sandbox_uid_of(vm->d, (pid_t)vm->row.pid);
 	r = worker_handles(w, link_fd, &opened);
 	if (r < 0) {
 		if (!opened)
@@ -1288,7 +775,7 @@ int supervisor_adopt(struct mvmd *d, const struct proto_vm *vm, int link_fd, int
 		handles_fail(w);
 		return r;
 	}
-	worker_link(d, w);
+	worker_link(w);
 	/* hello said booted: the first byte of output may be long past */
 	if (booted)
 		worker_booted(w);
@@ -1301,7 +788,7 @@ int supervisor_ping(struct worker *w)
 	struct proto_link_msg m = { .type = PROTO_LINK_PING, .seq = ++w->ping_seq };
 
 	if (w->ping_since == 0)
-		w->ping_since = mvmd_now();
+		w->ping_since = mvmd_mono();
 	return link_send(w, &m);
 }
 
@@ -1310,7 +797,7 @@ void supervisor_hung(struct worker *w)
 	if (w->exited || w->hung)
 		return;
 	log_error("VM %s: worker pid %lld did not answer pings; killing it as hung",
-	          w->vm.name, (long long)w->vm.pid);
+	          w->vm->row.name, (long long)w->vm->row.pid);
 	w->hung = true;
 	worker_signal(w, SIGKILL);
 }

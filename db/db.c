@@ -513,6 +513,16 @@ static int col_strdup(sqlite3_stmt *st, int col, bool nullable, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+static int col_restart(sqlite3_stmt *st, int col, enum proto_restart *ret)
+{
+	int p = proto_restart_from_name((const char *)sqlite3_column_text(st, col));
+
+	if (p < 0)
+		return -EINVAL;
+	*ret = p;
+	return 0;
+}
+
 static int col_json(sqlite3_stmt *st, int col, json_t **ret)
 {
 	const char *s = (const char *)sqlite3_column_text(st, col);
@@ -556,7 +566,7 @@ static int row_to_vm(sqlite3_stmt *st, struct proto_vm *ret)
 	r = r ?: col_json(st, 9, &vm.disks);
 	r = r ?: col_json(st, 10, &vm.nics);
 	r = r ?: col_json(st, 11, &vm.labels);
-	r = r ?: col_strdup(st, 12, false, &vm.restart);
+	r = r ?: col_restart(st, 12, &vm.restart);
 	r = r ?: col_strdup(st, 18, true, &vm.exit_reason);
 	r = r ?: col_json(st, 19, &vm.pools);
 	if (r == 0 && !col_uuid(st, 22, vm.uuid))
@@ -704,8 +714,6 @@ static int rec_new(const struct proto_vm *vm, struct vm_rec **ret)
 	r = proto_vm_copy(vm, c);
 	if (r == 0 && !c->cmdline && !(c->cmdline = strdup("")))
 		r = -ENOMEM;
-	if (r == 0 && !c->restart && !(c->restart = strdup("no")))
-		r = -ENOMEM;
 	if (r == 0 && !c->disks && !(c->disks = json_array()))
 		r = -ENOMEM;
 	if (r == 0 && !c->nics && !(c->nics = json_array()))
@@ -748,7 +756,7 @@ static int bind_vm_insert(sqlite3_stmt *st, const struct proto_vm *vm)
 	r = r ?: bind_json(st, 9, vm->disks, "[]");
 	r = r ?: bind_json(st, 10, vm->nics, "[]");
 	r = r ?: bind_json(st, 11, vm->labels, "{}");
-	sqlite3_bind_text(st, 12, vm->restart ? vm->restart : "no", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 12, proto_restart_name(vm->restart), -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 13, vm->restart_max);
 	sqlite3_bind_double(st, 14, vm->created_at);
 	r = r ?: bind_json(st, 15, vm->pools, "[]");

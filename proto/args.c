@@ -65,7 +65,7 @@ static int check_abs_path(const char *key, const char *v, struct proto_error *er
 
 static int check_restart(const char *key, const char *v, struct proto_error *err)
 {
-	if (!strcmp(v, "no") || !strcmp(v, "on-failure") || !strcmp(v, "always"))
+	if (proto_restart_from_name(v) >= 0)
 		return 0;
 	return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
 	                       "field '%s' must be one of no, on-failure, always", key);

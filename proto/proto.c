@@ -28,6 +28,12 @@ static const char *const state_names[] = {
 #undef PROTO_STATE_NAME_
 };
 
+static const char *const restart_names[] = {
+#define PROTO_RESTART_NAME_(id, name) [PROTO_RESTART_##id] = name,
+	PROTO_RESTART_POLICIES(PROTO_RESTART_NAME_)
+#undef PROTO_RESTART_NAME_
+};
+
 static int name_lookup(const char *const *names, int n, int first, const char *name)
 {
 	if (!name)
@@ -66,6 +72,16 @@ const char *proto_vm_state_name(enum proto_vm_state s)
 int proto_vm_state_from_name(const char *name)
 {
 	return name_lookup(state_names, PROTO_VM_STATE_COUNT_, 0, name);
+}
+
+const char *proto_restart_name(enum proto_restart p)
+{
+	return (unsigned)p < PROTO_RESTART_COUNT_ ? restart_names[p] : "?";
+}
+
+int proto_restart_from_name(const char *name)
+{
+	return name_lookup(restart_names, PROTO_RESTART_COUNT_, 0, name);
 }
 
 int proto_error_set(struct proto_error *err, enum proto_err code,

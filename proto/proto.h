@@ -3,9 +3,9 @@
  * The mvm wire protocol (docs/protocol.md): newline-delimited JSON between
  * clients and mvmd, and the worker link between mvmd and mvm-vmm.
  *
- * Every message is defined once, in proto.c's tables (ops and their argument
- * fields) and in the X-macros below (op names, error codes, VM states, link
- * messages).  One decoder checks keys, types and lengths of every request.
+ * Every message is defined once: in the X-macros below (op names, error
+ * codes, VM states, restart policies, link messages) and in args.c's table
+ * of each op's argument fields.  One decoder checks keys, types and lengths of every request.
  * Nothing here prints; functions return negative errno or fill a
  * struct proto_error that the caller sends back.
  */
@@ -114,6 +114,23 @@ enum proto_vm_state {
 const char *proto_vm_state_name(enum proto_vm_state s);
 int proto_vm_state_from_name(const char *name);   /* state or -ENOENT */
 
+/* Restart policies (docs/protocol.md): what mvmd does when a VM ends
+ * without being asked to; on the wire and in the database by name. */
+#define PROTO_RESTART_POLICIES(X) \
+	X(NO,         "no")         \
+	X(ON_FAILURE, "on-failure") \
+	X(ALWAYS,     "always")
+
+enum proto_restart {
+#define PROTO_RESTART_ENUM_(id, name) PROTO_RESTART_##id,
+	PROTO_RESTART_POLICIES(PROTO_RESTART_ENUM_)
+#undef PROTO_RESTART_ENUM_
+	PROTO_RESTART_COUNT_
+};
+
+const char *proto_restart_name(enum proto_restart p);
+int proto_restart_from_name(const char *name);    /* policy or -ENOENT */
+
 /* The VM object of docs/protocol.md.  Strings and JSON are owned by the
  * struct and released by proto_vm_clear(). */
 /* "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", lower case */
@@ -134,7 +151,7 @@ struct proto_vm {
 	json_t *nics;                   /* array of {tap, mac} */
 	json_t *labels;                 /* object of strings */
 	json_t *pools;                  /* array of quota pool names */
-	char *restart;                  /* "no", "on-failure", "always" */
+	enum proto_restart restart;
 	int restart_max;
 	bool autostart;                 /* start when mvmd starts after a host boot */
 	int64_t pid;                    /* 0: no worker */

@@ -152,7 +152,6 @@ void proto_vm_clear(struct proto_vm *vm)
 	free(vm->kernel);
 	free(vm->initrd);
 	free(vm->cmdline);
-	free(vm->restart);
 	free(vm->exit_reason);
 	json_decref(vm->disks);
 	json_decref(vm->nics);
@@ -187,7 +186,7 @@ json_t *proto_vm_to_json(const struct proto_vm *vm)
 	                      "initrd", vm->initrd, "cmdline", vm->cmdline,
 	                      "vcpus", vm->vcpus, "mem_mib", (json_int_t)vm->mem_mib,
 	                      "disks", vm->disks, "nics", vm->nics, "labels", vm->labels,
-	                      "restart", vm->restart ? vm->restart : "no",
+	                      "restart", proto_restart_name(vm->restart),
 	                      "restart_max", vm->restart_max,
 	                      "pid", (json_int_t)vm->pid,
 	                      "created_at", vm->created_at, "started_at", vm->started_at);
@@ -244,13 +243,12 @@ int proto_vm_copy(const struct proto_vm *vm, struct proto_vm *ret_vm)
 	struct proto_vm c = *vm;
 	int r;
 
-	c.name = c.kernel = c.initrd = c.cmdline = c.restart = c.exit_reason = NULL;
+	c.name = c.kernel = c.initrd = c.cmdline = c.exit_reason = NULL;
 	c.disks = c.nics = c.labels = c.pools = NULL;
 	r = copy_str(vm->name, &c.name);
 	r = r ?: copy_str(vm->kernel, &c.kernel);
 	r = r ?: copy_str(vm->initrd, &c.initrd);
 	r = r ?: copy_str(vm->cmdline, &c.cmdline);
-	r = r ?: copy_str(vm->restart, &c.restart);
 	r = r ?: copy_str(vm->exit_reason, &c.exit_reason);
 	r = r ?: copy_json(vm->disks, &c.disks);
 	r = r ?: copy_json(vm->nics, &c.nics);
@@ -294,19 +292,20 @@ int proto_vm_from_json(const json_t *cobj, struct proto_vm *ret_vm)
 	struct proto_vm vm = { 0 };
 	json_t *es = json_object_get(o, "exit_status");
 	const char *uuid = json_string_value(json_object_get(o, "uuid"));
-	int r, st;
+	int r, st, pol;
 
 	if (!json_is_object(o))
 		return -EINVAL;
 	st = proto_vm_state_from_name(json_string_value(json_object_get(o, "state")));
-	if (st < 0)
+	pol = proto_restart_from_name(json_string_value(json_object_get(o, "restart")));
+	if (st < 0 || pol < 0)
 		return -EINVAL;
 	vm.state = st;
+	vm.restart = pol;
 	r = dup_str(o, "name", false, &vm.name);
 	r = r ?: dup_str(o, "kernel", false, &vm.kernel);
 	r = r ?: dup_str(o, "initrd", true, &vm.initrd);
 	r = r ?: dup_str(o, "cmdline", false, &vm.cmdline);
-	r = r ?: dup_str(o, "restart", false, &vm.restart);
 	r = r ?: dup_str(o, "exit_reason", true, &vm.exit_reason);
 	if (r < 0) {
 		proto_vm_clear(&vm);

@@ -2,12 +2,14 @@
 /* Small shared helpers; see util.h. */
 #include "util/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -43,6 +45,73 @@ int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 		return -ERANGE;
 	*ret = v;
 	return 0;
+}
+
+/* The multiplier of a unit suffix ("" : unit), or 0 if it is none. */
+static uint64_t size_unit(const char *sfx, uint64_t unit)
+{
+	static const char letters[] = "kmgt";
+	const char *l;
+
+	if (!*sfx)
+		return unit;
+	l = strchr(letters, tolower((unsigned char)sfx[0]));
+	if (!l)
+		return 0;
+	sfx++;
+	if (*sfx && strcasecmp(sfx, "B") && strcasecmp(sfx, "iB"))
+		return 0;
+	return 1ull << (10 * (l - letters + 1));
+}
+
+int util_parse_size(const char *s, uint64_t unit, uint64_t *ret_bytes)
+{
+	uint64_t whole, frac = 0, scale = 1, mul, v;
+	const char *end;
+	int r = util_parse_u64_prefix(s, &whole, &end);
+
+	if (r < 0)
+		return r;
+	if (*end == '.') {
+		/* up to 18 fractional digits, so frac * 10 never overflows */
+		if (end[1] < '0' || end[1] > '9')
+			return -EINVAL;
+		for (end++; *end >= '0' && *end <= '9'; end++) {
+			if (scale >= 1000000000000000000ull)
+				return -EINVAL;
+			frac = frac * 10 + (uint64_t)(*end - '0');
+			scale *= 10;
+		}
+	}
+	mul = size_unit(end, unit);
+	if (!mul)
+		return -EINVAL;
+	if (whole > UINT64_MAX / mul)
+		return -ERANGE;
+	v = whole * mul;
+	if (frac) {
+		/* frac / scale of mul: exact, or it is not a whole number of bytes */
+		unsigned __int128 f = (unsigned __int128)frac * mul;
+
+		if (f % scale)
+			return -EINVAL;
+		if ((uint64_t)(f / scale) > UINT64_MAX - v)
+			return -ERANGE;
+		v += (uint64_t)(f / scale);
+	}
+	*ret_bytes = v;
+	return 0;
+}
+
+const char *util_fmt_ratio(char *buf, size_t len, double v)
+{
+	size_t n;
+
+	snprintf(buf, len, "%.3f", v);
+	n = strlen(buf);
+	while (n > 2 && buf[n - 1] == '0' && buf[n - 2] != '.')
+		buf[--n] = '\0';
+	return buf;
 }
 
 int util_proc_fd_number(const char *path)

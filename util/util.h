@@ -20,6 +20,22 @@ int util_parse_u64_prefix(const char *s, uint64_t *ret, const char **ret_end);
  * decimal; -ERANGE: out of range. */
 int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
+/*
+ * The one size grammar of mvmctl, the mvmd config file and mvm-vmm
+ * (docs/architecture.md "Sizes"):
+ *   SIZE   = DIGITS [ "." DIGITS ] [ UNIT ]
+ *   UNIT   = ( "K" | "M" | "G" | "T" ) [ "B" | "iB" ]   (letters in any case)
+ * Units are binary: 1K = 1KB = 1KiB = 1024.  A number without a unit counts
+ * in `unit` bytes (1 for mvm-vmm's byte sizes, 1 MiB for memory in MiB).
+ * A fraction must come out as a whole number of bytes.  0 and *ret_bytes,
+ * -EINVAL (not a size) or -ERANGE (more than 64 bits).
+ */
+int util_parse_size(const char *s, uint64_t unit, uint64_t *ret_bytes);
+
+/* A ratio for people: 1.0, 2.5, 1.25 (at least one decimal, at most
+ * three, no trailing zeros beyond the first).  Returns buf. */
+const char *util_fmt_ratio(char *buf, size_t len, double v);
+
 /* "/proc/self/fd/N" (how mvmd hands a worker a file it opened) gives N,
  * 0 to 65535; any other path gives -1. */
 int util_proc_fd_number(const char *path);

@@ -105,32 +105,11 @@ static int usage_error(const char *fmt, ...)
 	return VMM_EXIT_USAGE;
 }
 
-/* "128M", "1G", "512K", "4096": a K/M/G/T suffix (optionally "iB" or "B"),
- * nothing else after the digits, no overflow. */
+/* A size in bytes when no unit is given (util_parse_size): "128M", "1G",
+ * "512K", "4096". */
 static int parse_size(const char *s, uint64_t *ret)
 {
-	unsigned shift = 0;
-	const char *end;
-	uint64_t v;
-	int r = util_parse_u64_prefix(s, &v, &end);
-
-	if (r < 0)
-		return r;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
-	}
-	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
-		end += strlen(end);
-	if (*end)
-		return -EINVAL;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	*ret = v << shift;
-	return 0;
+	return util_parse_size(s, 1, ret);
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *ret)

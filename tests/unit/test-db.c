@@ -24,7 +24,7 @@ static void make_vm(struct proto_vm *vm, const char *name, uint32_t uid)
 	vm->disks = json_pack("[{s:s, s:b}]", "path", "/d.img", "readonly", 1);
 	vm->nics = json_array();
 	vm->labels = json_pack("{s:s}", "role", "web");
-	vm->restart = strdup("on-failure");
+	vm->restart = PROTO_RESTART_ON_FAILURE;
 	vm->restart_max = 3;
 	vm->created_at = 100.25;
 }
@@ -41,7 +41,7 @@ static void test_insert_get(struct db *db)
 	CHECK(got.state == PROTO_VM_CREATED && got.owner_uid == 1000);
 	CHECK(got.initrd == NULL && got.exit_reason == NULL && !got.has_exit_status);
 	CHECK(got.vcpus == 2 && got.mem_mib == 256 && got.restart_max == 3);
-	CHECK(!strcmp(got.restart, "on-failure") && got.created_at == 100.25);
+	CHECK(got.restart == PROTO_RESTART_ON_FAILURE && got.created_at == 100.25);
 	CHECK(json_equal(got.disks, vm.disks) && json_equal(got.labels, vm.labels));
 	proto_vm_clear(&got);
 

@@ -456,7 +456,7 @@ static void test_vm_json(void)
 		.name = strdup("v"), .state = PROTO_VM_RUNNING, .owner_uid = 1000,
 		.kernel = strdup("/k"), .cmdline = strdup("c"), .vcpus = 2, .mem_mib = 256,
 		.disks = json_array(), .nics = json_array(), .labels = json_object(),
-		.restart = strdup("no"), .pid = 42, .created_at = 1.5,
+		.restart = PROTO_RESTART_NO, .pid = 42, .created_at = 1.5,
 	}, back;
 	json_t *j = proto_vm_to_json(&vm);
 
@@ -507,7 +507,7 @@ static void test_listbuf(void)
 		.kernel = strdup("/k\"\\/\t"), .initrd = strdup("/i"), .cmdline = strdup(""),
 		.vcpus = 1, .mem_mib = 64, .disks = json_pack("[{s:s,s:b}]", "path", "/d", "readonly", 0),
 		.nics = json_array(), .labels = json_pack("{s:s,s:s}", "b", "2", "a", "1"),
-		.restart = strdup("always"), .created_at = 1712345678.123456789,
+		.restart = PROTO_RESTART_ALWAYS, .created_at = 1712345678.123456789,
 		.started_at = 0.1, .has_exit_status = true, .exit_status = -1,
 		.exit_reason = strdup("signal"),
 	};
@@ -666,7 +666,7 @@ static void test_scan(void)
 			                   "path", "/b", "readonly", 0),
 			.nics = json_pack("[{s:s,s:n}]", "tap", "tap0", "mac"),
 			.labels = json_pack("{s:s,s:s,s:s}", "zz", "1", "\xc3\xa9", "2", "a b", "3"),
-			.restart = strdup("on-failure"), .restart_max = 3, .pid = 99,
+			.restart = PROTO_RESTART_ON_FAILURE, .restart_max = 3, .pid = 99,
 			.created_at = 1712345678.987654321, .started_at = 1712345679.5,
 		};
 		char *enc;

@@ -160,9 +160,53 @@ static void test_cred(void)
 	rmdir(dir);
 }
 
+/* One grammar for mvmctl --mem, the config file's sizes and mvm-vmm. */
+static void test_size(void)
+{
+	static const struct { const char *s; uint64_t unit, want; } ok[] = {
+		{ "4096", 1, 4096 }, { "256", 1 << 20, 256ull << 20 },
+		{ "1.5G", 1 << 20, 1536ull << 20 }, { "2048K", 1 << 20, 2ull << 20 },
+		{ "64GB", 1, 64ull << 30 }, { "64gib", 1, 64ull << 30 },
+		{ "1T", 1, 1ull << 40 }, { "0.5k", 1, 512 }, { "48MiB", 1, 48ull << 20 },
+		{ "0", 1 << 20, 0 }, { "16777215T", 1, 16777215ull << 40 },
+	};
+	static const char *const bad[] = {
+		"", "G", "-1", "+1", " 1", "1 G", "1.", ".5", "1.5", "1X", "1GiBB", "1Gb2",
+		"0.3K",         /* 307.2 bytes: not whole */
+	};
+	uint64_t v;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		v = 7;
+		CHECK_EQ(util_parse_size(ok[i].s, ok[i].unit, &v), 0);
+		CHECK_EQ(v, ok[i].want);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = 7;
+		CHECK_EQ(util_parse_size(bad[i], 1, &v), -EINVAL);
+		CHECK_EQ(v, 7);         /* untouched on failure */
+	}
+	CHECK_EQ(util_parse_size("16777216T", 1, &v), -ERANGE);
+	CHECK_EQ(util_parse_size("18446744073709551615", 1, &v), 0);
+	CHECK_EQ(util_parse_size("18446744073709551615K", 1, &v), -ERANGE);
+}
+
+static void test_ratio(void)
+{
+	char b[32];
+
+	CHECK(!strcmp(util_fmt_ratio(b, sizeof(b), 1), "1.0"));
+	CHECK(!strcmp(util_fmt_ratio(b, sizeof(b), 2.5), "2.5"));
+	CHECK(!strcmp(util_fmt_ratio(b, sizeof(b), 1.25), "1.25"));
+	CHECK(!strcmp(util_fmt_ratio(b, sizeof(b), 0.125), "0.125"));
+	CHECK(!strcmp(util_fmt_ratio(b, sizeof(b), 10), "10.0"));
+}
+
 int main(void)
 {
 	test_parse();
+	test_ratio();
+	test_size();
 	test_proc_fd();
 	test_files();
 	test_start_time();

@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Restart policies and health: an observer of worker ends (worker_hooks)
+ * that restarts VMs through admission as vm.start would, pings workers and
+ * kills the hung, and keeps systemd's watchdog fed.
+ *
+ * Restart policies (docs/protocol.md): a VM that ended without being asked
+ * to restarts after 1 s, doubling to 60 s; the count of failures resets
+ * once a run lasted 60 s.  After N failed restarts in a row (restart_max;
+ * 0 means no limit) it stays crashed with reason "crash-loop: ...".  The
+ * count lives in the VM's row (db_vm_set_failures), so an mvmd restart
+ * neither forgets a crash loop nor a restart that was waiting out its
+ * backoff: the next mvmd schedules that again.  Every interval here is on
+ * the monotonic clock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/mvmd.h"
+#include "daemon/restart_policy.h"
+#include "daemon/tap.h"
+
+#define BOOT_MARKER "mvmd.booted"       /* in the run dir: absent after a reboot */
+
+/* A VM's restart state, in its record (vm->restart). */
+struct restart_rec {
+	TAILQ_ENTRY(restart_rec) link;
+	struct restart_state *st;
+	struct vm *vm;                  /* a reference */
+	int failures;                   /* ended without being asked, in a row */
+	uv_timer_t timer;
+	bool timer_init;
+};
+
+struct restart_state {
+	struct mvmd *d;
+	uv_timer_t health;
+	bool health_init;
+	double health_last;             /* mvmd_mono() of the last health tick */
+	uv_timer_t watchdog;            /* sd_notify WATCHDOG=1 (WatchdogSec) */
+	bool watchdog_init;
+	TAILQ_HEAD(, restart_rec) recs;
+	int handles;                    /* open handles; freed at 0 after restart_free */
+	bool freeing;
+};
+
+void restart_init(struct mvmd *d)
+{
+	struct restart_state *st = calloc(1, sizeof(*st));
+
+	if (!st) {
+		log_error("out of memory: restart policies and health checks are off");
+		return;
+	}
+	st->d = d;
+	TAILQ_INIT(&st->recs);
+	d->restart = st;
+}
+
+/* ---- restart policies --------------------------------------------------- */
+
+/* vm's restart state, created with the failure count its row kept. */
+static struct restart_rec *rec_of(struct restart_state *st, struct vm *vm)
+{
+	struct restart_rec *r;
+	int n;
+
+	if (vm->restart)
+		return vm->restart;
+	if (!(r = calloc(1, sizeof(*r))))
+		return NULL;
+	r->st = st;
+	r->vm = vm_ref(vm);
+	n = db_vm_failures(st->d->db, &vm->row);
+	r->failures = n > 0 ? n : 0;
+	TAILQ_INSERT_TAIL(&st->recs, r, link);
+	vm->restart = r;
+	return r;
+}
+
+static void set_failures(struct restart_rec *rec, int n)
+{
+	int r;
+
+	rec->failures = n;
+	r = db_vm_set_failures(rec->st->d->db, &rec->vm->row, n);
+	/* the count in memory still paces this mvmd's restarts */
+	if (r < 0 && r != -ENOENT)
+		log_warn("VM %s: cannot store its restart failures: %s", rec->vm->row.name,
+		         strerror(-r));
+}
+
+/* Owner credentials for files opened on the owner's behalf (a restart
+ * has no client). */
+static void owner_cred(uint32_t uid, struct cred *c)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	memset(c, 0, sizeof(*c));
+	c->uid = uid;
+	c->gid = pw ? pw->pw_gid : uid;
+	c->pid = 0;
+	c->ngroups = 64;
+	if (!pw || getgrouplist(pw->pw_name, pw->pw_gid, c->groups, &c->ngroups) < 0) {
+		c->groups[0] = c->gid;
+		c->ngroups = 1;
+	}
+}
+
+static int open_files(struct mvmd *d, const struct proto_vm *vm, struct vm_files *f,
+                      struct proto_error *err)
+{
+	struct cred cred;
+	size_t i;
+	json_t *disk;
+	json_t *nic;
+	int r;
+
+	owner_cred(vm->owner_uid, &cred);
+	vm_files_init(f);
+	r = access_open(d, &cred, "kernel", vm->kernel, false, true, &f->kernel_fd, err);
+	if (r == 0 && vm->initrd)
+		r = access_open(d, &cred, "initrd", vm->initrd, false, true, &f->initrd_fd, err);
+	json_array_foreach(vm->disks, i, disk) {
+		if (r < 0 || f->ndisks >= 16)
+			break;
+		r = access_open(d, &cred, "disks", json_string_value(json_object_get(disk, "path")),
+		                !json_is_true(json_object_get(disk, "readonly")), false,
+		                &f->disk_fds[f->ndisks], err);
+		if (r == 0)
+			f->ndisks++;
+	}
+	/* TAPs again as the owner, through the same check as vm.create: an
+	 * owner who lost the right to a TAP meanwhile gets no restart */
+	json_array_foreach(vm->nics, i, nic) {
+		if (r < 0 || f->nnics >= 8)
+			break;
+		r = tap_open(d, &cred, json_string_value(json_object_get(nic, "tap")),
+		             &f->nic_fds[f->nnics], err);
+		if (r == 0)
+			f->nnics++;
+	}
+	if (r < 0)
+		vm_files_close(f);
+	return r;
+}
+
+static void record_failure(struct vm *vm, const char *why)
+{
+	free(vm->row.exit_reason);
+	vm->row.exit_reason = strdup(why);
+	vm_commit(vm, PROTO_VM_CRASHED, why);
+}
+
+/* The backoff ran out: start the VM through admission, as vm.start would. */
+static void restart_now(struct restart_rec *rec)
+{
+	struct mvmd *d = rec->st->d;
+	struct vm *vm = rec->vm;
+	struct proto_error err;
+	struct vm_files files;
+	struct admission *a;
+	char why[600];
+
+	if (vm->row.state != PROTO_VM_CRASHED && vm->row.state != PROTO_VM_STOPPED &&
+	    vm->row.state != PROTO_VM_CREATED)
+		return;                 /* removed, started or changed by hand meanwhile */
+	if (vm->worker)
+		return;
+	log_info("VM %s: restarting (policy %s%s, failure %d)", vm->row.name,
+	         proto_restart_name(vm->row.restart), vm->row.autostart ? ", autostart" : "",
+	         rec->failures);
+	if (open_files(d, &vm->row, &files, &err) == 0) {
+		if (admit_reserve(d, &vm->row, false, &a, &err) == 0) {
+			admit_launch(a, vm, &files, &err);
+			return;
+		}
+		vm_files_close(&files);
+	}
+	snprintf(why, sizeof(why), "restart failed: %s", err.message);
+	log_error("VM %s: %s", vm->row.name, why);
+	record_failure(vm, why);
+}
+
+static void restart_timer_cb(uv_timer_t *t)
+{
+	restart_now(t->data);
+}
+
+static void schedule(struct restart_rec *rec, double delay_s)
+{
+	struct mvmd *d = rec->st->d;
+
+	if (!rec->timer_init) {
+		uv_timer_init(d->loop, &rec->timer);
+		rec->timer.data = rec;
+		rec->timer_init = true;
+		rec->st->handles++;
+	}
+	uv_timer_start(&rec->timer, restart_timer_cb, (uint64_t)(delay_s * 1000), 0);
+}
+
+static bool scheduled(const struct restart_rec *rec)
+{
+	return rec->timer_init && uv_is_active((const uv_handle_t *)&rec->timer);
+}
+
+static void crash_loop(struct vm *vm, int failures)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "crash-loop: failed %d times in a row; not restarting "
+	         "(mvmctl start resets)", failures);
+	log_error("VM %s: %s", vm->row.name, why);
+	record_failure(vm, why);
+}
+
+void restart_vm_ended(struct vm *vm, bool requested, double ran_s)
+{
+	struct restart_state *st = vm->d->restart;
+	struct restart_decision dec;
+	struct restart_end e = {
+		.policy = vm->row.restart, .restart_max = vm->row.restart_max,
+		.state = vm->row.state, .requested = requested, .ran_s = ran_s,
+	};
+	struct restart_rec *rec;
+
+	if (!st || vm->d->shutting_down || vm->row.state == PROTO_VM_DELETED)
+		return;
+	rec = rec_of(st, vm);
+	if (!rec)
+		return;
+	e.failures = rec->failures;
+	restart_decide(&e, &dec);
+	if (dec.action == RESTART_CRASH_LOOP)
+		crash_loop(vm, dec.loop_failures);
+	if (dec.failures != rec->failures)
+		set_failures(rec, dec.failures);
+	if (dec.action == RESTART_AFTER)
+		schedule(rec, dec.delay_s);
+}
+
+const struct worker_hooks restart_worker_hooks = {
+	.ended_cb = restart_vm_ended,
+};
+
+/* Run f on the record of every row that passes want (start-up only). */
+static void for_rows(struct mvmd *d, bool (*want)(const struct proto_vm *),
+                     void (*f)(struct restart_rec *rec))
+{
+	struct restart_state *st = d->restart;
+	size_t n = db_vm_count(d->db);
+
+	for (size_t i = 0; st && i < n; i++) {
+		const struct proto_vm *row = db_vm_at(d->db, i);
+		struct vm *vm;
+		struct restart_rec *rec;
+
+		vm = vms_find(d, row->id);
+		if (!want(row) || (vm && vm->worker))
+			continue;
+		vm = vms_hold(d, row);
+		rec = vm ? rec_of(st, vm) : NULL;
+		if (rec && !scheduled(rec))
+			f(rec);
+		vm_release(vm);
+	}
+}
+
+/* A VM that failed and was waiting out its backoff when the earlier mvmd
+ * ended (its row kept the count). */
+static bool waiting_restart(const struct proto_vm *vm)
+{
+	return (vm->state == PROTO_VM_CRASHED || vm->state == PROTO_VM_STOPPED) &&
+	       vm->restart != PROTO_RESTART_NO;
+}
+
+static void resume_one(struct restart_rec *rec)
+{
+	if (rec->failures <= 0)
+		return;
+	log_info("VM %s: resuming its restart policy (failure %d)", rec->vm->row.name,
+	         rec->failures);
+	schedule(rec, restart_backoff_s(rec->failures));
+}
+
+static bool autostarts(const struct proto_vm *vm)
+{
+	return vm->autostart && (vm->state == PROTO_VM_CREATED || vm->state == PROTO_VM_STOPPED ||
+	                         vm->state == PROTO_VM_CRASHED);
+}
+
+static void start_one(struct restart_rec *rec)
+{
+	schedule(rec, 0);
+}
+
+/* ---- health ------------------------------------------------------------- */
+
+static void health_cb(uv_timer_t *t)
+{
+	struct restart_state *st = t->data;
+	struct mvmd *d = st->d;
+	double now = mvmd_mono();
+	struct worker *w, *next;
+	/* mvmd itself stood still (a database lock held for seconds): pongs
+	 * may wait unread, so nobody is hung for that; pings start afresh */
+	bool stalled = st->health_last > 0 &&
+	               now - st->health_last > 2 * d->cfg.health_interval + 1;
+
+	st->health_last = now;
+	for (w = TAILQ_FIRST(&d->workers); w; w = next) {
+		next = TAILQ_NEXT(w, link);
+		if (w->exited || w->link_eof || w->finished)
+			continue;
+		if (stalled)
+			w->ping_since = 0;
+		/* timed from the oldest unanswered ping, not the last pong: the
+		 * timeout may be shorter than the interval */
+		if (w->ping_since > 0 && now - w->ping_since > d->cfg.health_timeout)
+			supervisor_hung(w);
+		else
+			supervisor_ping(w);
+	}
+}
+
+static void health_start(struct restart_state *st)
+{
+	struct mvmd *d = st->d;
+	uint64_t ms = (uint64_t)(d->cfg.health_interval * 1000);
+
+	if (ms == 0 || st->health_init)
+		return;
+	uv_timer_init(d->loop, &st->health);
+	st->health.data = st;
+	st->health_init = true;
+	st->handles++;
+	uv_timer_start(&st->health, health_cb, ms, ms);
+}
+
+/* ---- systemd watchdog --------------------------------------------------- */
+
+/* WATCHDOG=1 from the loop itself, at half the period systemd asked for:
+ * a loop that stops turning stops the pings, and systemd restarts mvmd
+ * (KillMode=process: the workers stay and are re-adopted). */
+static void watchdog_cb(uv_timer_t *t)
+{
+	notify_send("WATCHDOG=1");
+}
+
+static void watchdog_start(struct restart_state *st)
+{
+	const char *usec = getenv("WATCHDOG_USEC"), *wpid = getenv("WATCHDOG_PID");
+	unsigned long long us = usec ? strtoull(usec, NULL, 10) : 0;
+
+	if (us == 0 || st->watchdog_init || (wpid && atoi(wpid) != (int)getpid()))
+		return;
+	uv_timer_init(st->d->loop, &st->watchdog);
+	st->watchdog.data = st;
+	st->watchdog_init = true;
+	st->handles++;
+	uv_timer_start(&st->watchdog, watchdog_cb, 0, us / 2000 ? us / 2000 : 1);
+}
+
+/* ---- start and teardown ------------------------------------------------- */
+
+/* A run dir without our marker was wiped: the host rebooted (or someone
+ * emptied it), so autostart VMs start again. */
+static bool host_booted(struct mvmd *d)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" BOOT_MARKER, d->cfg.run_dir);
+	if (access(path, F_OK) == 0)
+		return false;
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0)
+		close(fd);
+	return true;
+}
+
+void restart_start(struct mvmd *d)
+{
+	struct restart_state *st = d->restart;
+
+	if (!st)
+		return;
+	health_start(st);
+	watchdog_start(st);
+	for_rows(d, waiting_restart, resume_one);
+	if (host_booted(d))
+		for_rows(d, autostarts, start_one);
+}
+
+static void state_release(struct restart_state *st)
+{
+	struct restart_rec *r;
+
+	if (--st->handles > 0 || !st->freeing)
+		return;
+	while ((r = TAILQ_FIRST(&st->recs))) {
+		TAILQ_REMOVE(&st->recs, r, link);
+		r->vm->restart = NULL;
+		vm_release(r->vm);
+		free(r);
+	}
+	free(st);
+}
+
+static void health_close_cb(uv_handle_t *h)
+{
+	state_release(h->data);
+}
+
+static void rec_close_cb(uv_handle_t *h)
+{
+	state_release(((struct restart_rec *)h->data)->st);
+}
+
+void restart_free(struct mvmd *d)
+{
+	struct restart_state *st = d->restart;
+	struct restart_rec *r;
+
+	if (!st)
+		return;
+	d->restart = NULL;
+	st->freeing = true;
+	st->handles++;                  /* held until every close was asked for */
+	if (st->health_init)
+		uv_close((uv_handle_t *)&st->health, health_close_cb);
+	if (st->watchdog_init)
+		uv_close((uv_handle_t *)&st->watchdog, health_close_cb);
+	TAILQ_FOREACH(r, &st->recs, link)
+		if (r->timer_init)
+			uv_close((uv_handle_t *)&r->timer, rec_close_cb);
+	state_release(st);
+}

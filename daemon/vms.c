@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One record per VM, found by its row id in a hash table, and the one path
+ * every state change takes: vm_commit() sets the state, stores the row with
+ * its event and tells the observers (systemd's "stay uniform").  The layers
+ * above keep their per-VM part in the record (struct vm in mvmd.h) and hold
+ * a reference while they do; the record goes when the last one lets go.
+ */
+#include <errno.h>
+#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/mvmd.h"
+
+#define VMS_BUCKETS_MIN 64
+
+void vms_init(struct mvmd *d)
+{
+	d->vms = NULL;
+	d->vms_buckets = 0;
+	d->nvms = 0;
+	TAILQ_INIT(&d->vm_observers);
+}
+
+void vms_free(struct mvmd *d)
+{
+	if (d->nvms)
+		log_debug("%zu VM records still held at exit", d->nvms);
+	free(d->vms);
+	d->vms = NULL;
+	d->vms_buckets = 0;
+}
+
+void vms_observe(struct mvmd *d, struct vm_observer *o)
+{
+	TAILQ_INSERT_TAIL(&d->vm_observers, o, link);
+}
+
+static size_t bucket_of(size_t buckets, int64_t id)
+{
+	/* Fibonacci hashing: row ids are dense and sequential */
+	return (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15ull) >> 32) & (buckets - 1);
+}
+
+/* Double the table once it holds more records than buckets. */
+static int grow(struct mvmd *d)
+{
+	size_t n = d->vms_buckets ? d->vms_buckets * 2 : VMS_BUCKETS_MIN;
+	struct vm **t = calloc(n, sizeof(*t)), *vm, *next;
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->vms_buckets; i++)
+		for (vm = d->vms[i]; vm; vm = next) {
+			next = vm->hnext;
+			vm->hnext = t[bucket_of(n, vm->row.id)];
+			t[bucket_of(n, vm->row.id)] = vm;
+		}
+	free(d->vms);
+	d->vms = t;
+	d->vms_buckets = n;
+	return 0;
+}
+
+struct vm *vms_find(struct mvmd *d, int64_t id)
+{
+	if (!d->vms_buckets)
+		return NULL;
+	for (struct vm *vm = d->vms[bucket_of(d->vms_buckets, id)]; vm; vm = vm->hnext)
+		if (vm->row.id == id)
+			return vm;
+	return NULL;
+}
+
+struct vm *vms_hold(struct mvmd *d, const struct proto_vm *row)
+{
+	struct vm *vm = vms_find(d, row->id);
+	size_t b;
+
+	if (vm)
+		return vm_ref(vm);
+	if (d->nvms >= d->vms_buckets && grow(d) < 0)
+		return NULL;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return NULL;
+	if (proto_vm_copy(row, &vm->row) < 0) {
+		free(vm);
+		return NULL;
+	}
+	vm->row.id = row->id;
+	vm->d = d;
+	vm->refs = 1;
+	TAILQ_INIT(&vm->waiters);
+	b = bucket_of(d->vms_buckets, row->id);
+	vm->hnext = d->vms[b];
+	d->vms[b] = vm;
+	d->nvms++;
+	return vm;
+}
+
+struct vm *vm_ref(struct vm *vm)
+{
+	vm->refs++;
+	return vm;
+}
+
+void vm_release(struct vm *vm)
+{
+	struct mvmd *d;
+	struct vm **pp;
+
+	if (!vm || --vm->refs > 0)
+		return;
+	d = vm->d;
+	for (pp = &d->vms[bucket_of(d->vms_buckets, vm->row.id)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == vm) {
+			*pp = vm->hnext;
+			break;
+		}
+	d->nvms--;
+	proto_vm_clear(&vm->row);
+	free(vm);
+}
+
+static void publish(struct vm *vm, const char *reason, double time)
+{
+	struct vm_observer *o;
+
+	TAILQ_FOREACH(o, &vm->d->vm_observers, link)
+		o->changed_cb(o, vm, reason, time);
+}
+
+int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason)
+{
+	enum proto_vm_state old = vm->row.state;
+	double now = mvmd_now();
+	int r;
+
+	vm->row.state = state;
+	r = db_vm_transition(vm->d->db, &vm->row, reason, now);
+	if (r < 0) {
+		vm->row.state = old;
+		return r;
+	}
+	publish(vm, reason, now);
+	return 0;
+}
+
+int vm_store(struct vm *vm)
+{
+	return db_vm_store(vm->d->db, &vm->row);
+}
+
+int vm_delete(struct vm *vm)
+{
+	double now = mvmd_now();
+	int r = db_vm_delete(vm->d->db, &vm->row, now);
+
+	if (r < 0)
+		return r;
+	vm->row.state = PROTO_VM_DELETED;
+	publish(vm, NULL, now);
+	return 0;
+}
+
+void vms_storage_error(const struct mvmd *d, int r, struct proto_error *err)
+{
+	const char *dir = d->cfg.state_dir;
+
+	if (r == -EBUSY)
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state database in %s is "
+		                "locked by another process (held past %d ms; an sqlite3 shell?); "
+		                "nothing changed; close it and retry", dir, DB_BUSY_TIMEOUT_MS);
+	else if (r == -EROFS)
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state dir %s is read-only "
+		                "(%s); nothing changed; remount it read-write", dir, strerror(-r));
+	else if (r == -ENOSPC || r == -EDQUOT)
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state dir %s is full (%s); "
+		                "nothing changed; free disk space there", dir, strerror(-r));
+	else if (r == -EACCES || r == -EPERM)
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "mvmd may not write to its state "
+		                "dir %s (%s); nothing changed; fix its permissions", dir, strerror(-r));
+	else
+		proto_error_set(err, PROTO_ERR_STORAGE_ERROR, NULL, "the state database could not "
+		                "commit the change (%s); nothing changed; check space and "
+		                "permissions of the state dir %s", strerror(-r), dir);
+}
+
+/* ---- the files a start needs ------------------------------------------- */
+
+void vm_files_init(struct vm_files *f)
+{
+	f->kernel_fd = f->initrd_fd = -1;
+	f->ndisks = 0;
+	f->nnics = 0;
+}
+
+void vm_files_close(struct vm_files *f)
+{
+	if (f->kernel_fd >= 0)
+		close(f->kernel_fd);
+	if (f->initrd_fd >= 0)
+		close(f->initrd_fd);
+	for (int i = 0; i < f->ndisks; i++)
+		close(f->disk_fds[i]);
+	for (int i = 0; i < f->nnics; i++)
+		close(f->nic_fds[i]);
+	vm_files_init(f);
+}
