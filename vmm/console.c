@@ -26,6 +26,10 @@ enum stdin_mode {
 struct console {
 	int out_fd, log_fd;
 	bool out_owned;
+	/* A sink that failed is only skipped here: console_write() runs on
+	 * vCPU threads, whose seccomp filter has no close(); console_free()
+	 * closes it on the main thread. */
+	bool out_broken, log_broken;
 	atomic_bool abandoned;  /* the VM is stopping: stop waiting on the sink */
 	uint64_t log_size, log_max;
 	console_observer_cb observer;
@@ -123,7 +127,7 @@ void console_free(struct console *c)
 		close(c->rx_efd);
 	if (c->log_fd >= 0)
 		close(c->log_fd);
-	if (c->out_owned)
+	if (c->out_owned && c->out_fd >= 0)
 		close(c->out_fd);
 	pthread_mutex_destroy(&c->in_lock);
 	free(c);
@@ -234,20 +238,17 @@ void console_write(struct console *c, const uint8_t *buf, size_t len)
 {
 	int r;
 
-	if (c->out_fd >= 0 && write_all(c, buf, len) < 0) {
+	if (c->out_fd >= 0 && !c->out_broken && write_all(c, buf, len) < 0) {
 		/* The reader went away (EPIPE) or the sink broke: the guest
 		 * keeps running; the log and observer still get its output. */
-		if (c->out_owned)
-			close(c->out_fd);
-		c->out_fd = -1;
+		c->out_broken = true;
 	}
-	if (c->log_fd >= 0) {
+	if (c->log_fd >= 0 && !c->log_broken) {
 		r = log_append(c, buf, len);
 		if (r < 0) {
 			fprintf(stderr, "mvm-vmm: serial log write failed: %s; log disabled\n",
 			        strerror(-r));
-			close(c->log_fd);
-			c->log_fd = -1;
+			c->log_broken = true;
 		}
 	}
 	if (c->observer)

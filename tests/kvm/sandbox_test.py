@@ -309,6 +309,28 @@ def case_forbidden(tmp):
 SANDBOX_UID = 260000 + os.getpid() % 10000
 
 
+def case_serial_log_full(tmp):
+    """A serial log whose file system fills up is switched off where the
+    write failed, on a vCPU thread; closing it there broke that thread's
+    seccomp filter (no close) and killed the worker with SIGSYS."""
+    fs = os.path.join(tmp, "tiny")
+    os.mkdir(fs)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "mvm-test-tiny", fs], check=True)
+    try:
+        with open(os.path.join(fs, "filler"), "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"x" * 4096)
+            except OSError:
+                pass
+        log = os.path.join(fs, "serial.log")
+        vmm = kvmtest.run_vmm(kvmtest.boot_args("bz", "hello", extra=["--serial-log", log]))
+        check(b"MVMTEST e820 done" in vmm.out.buf, "the console lost output")
+        check("serial log write failed" in vmm.err.text(), "no word of the failed log")
+    finally:
+        subprocess.run(["umount", "-l", fs])
+
+
 def make_jail(tmp):
     """A per-VM directory as mvmd makes one: 0700, owned by the worker's id."""
     jail = os.path.join(tmp, "vms", "jail")
@@ -398,6 +420,7 @@ CASES = {
     "sandbox-elf-hello-4g": lambda tmp: kvmtest.case_hello("elf", mem="4G"),
     "sandbox-serial-log": kvmtest.case_serial_log,                 # FSIZE bounds the log
     "sandbox-serial-file": kvmtest.case_serial_file,
+    "sandbox-serial-log-full": case_serial_log_full,
 }
 
 
