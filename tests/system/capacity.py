@@ -12,6 +12,7 @@ controller for the cgroup cases).  CAP_ROUNDS overrides the storm rounds.
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -510,6 +511,44 @@ def host_ceilings():
         env.ctl.ok("rm", "-f", "c1")
         print("ceilings: %s; %d bind before %d VMs" % (
             ", ".join("%s %s VMs" % (n, c["vms"]) for n, c in sorted(ceil.items())), binding, want))
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
+@case
+def health_spread():
+    """Health pings spread over the interval still find a hung worker: a
+    stopped worker (SIGSTOP) ends crashed "hung" within timeout + interval,
+    its neighbour keeps running and is pinged every interval."""
+    env = Env(["health_interval = 0.5", "health_timeout = 1"])
+    try:
+        env.daemon.start()
+        for n in ("h1", "h2"):
+            env.ctl.ok("create", n, "--kernel", env.guest, "--mem", "16",
+                       "--cmdline", "console=ttyS0 mvmtest=idle")
+        pid = env.ctl.wait_state("h1", "running", timeout=15)["pid"]
+        env.ctl.wait_state("h2", "running", timeout=15)
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        vm = env.ctl.wait_state("h1", ("crashed", "stopped"), timeout=10)
+        took = time.monotonic() - t0
+        check(vm["state"] == "crashed" and vm["exit_reason"] == "hung", "h1 %r" % vm)
+        # found after the timeout, within a tick or two past timeout + interval
+        check(0.9 <= took <= 4.0, "hung found after %.2f s" % took)
+        r = env.raw()
+        try:
+            p0 = r.ok("host.info")["host"]["health"]["pings"]
+            time.sleep(2.1)
+            h = r.ok("host.info")["host"]["health"]
+        finally:
+            r.close()
+        check(h["slices"] == 5, "slices %r" % h)
+        # h2 alone: one ping per 0.5 s interval, 4 in 2.1 s (+-1 for phase)
+        check(3 <= h["pings"] - p0 <= 6, "pings of one VM in 2.1 s: %d" % (h["pings"] - p0))
+        check(env.ctl.vm("h2")["state"] == "running", "h2 not running")
+        env.ctl.ok("rm", "-f", "h1", "h2")
+        print("hung worker found after %.2f s; %d pings of 1 VM in 2.1 s" % (took, h["pings"] - p0))
         env.daemon.check_sanitizers()
     finally:
         env.daemon.cleanup()
