@@ -359,6 +359,7 @@ def main():
     fl = Fleet(p, args)
     storm_lists = []
     traced = None
+    health = None
     try:
         fl.start()
         t_start = time.monotonic()
@@ -379,6 +380,7 @@ def main():
             rows.append((n, lists, creates, used, slab, pt, ks, rss, busy - base_busy, mvmd_busy,
                          fds / n, tasks / max(len(pids), 1)))
         rates = bucket_rates(fl.running, t_start, args.bucket)
+        health = raw.ok("host.info")["host"].get("health")
         raw.close()
         fl.d.check_sanitizers()
     finally:
@@ -395,6 +397,11 @@ def main():
                  min(rates), max(rates)))
     if traced is not None:
         print("mvmd loop thread per start, first fill (strace -c): %s" % traced)
+    if health and health.get("enabled"):
+        print("health checks: every %gs in %d slices of %.0f ms; %d pings, %.1f us of mvmd CPU "
+              "per ping, %.3f ms per tick" % (health["interval_s"], health["slices"],
+                                              health["tick_ms"], health["pings"],
+                                              health["cpu_us_per_ping"], health["cpu_ms_per_tick"]))
     if storm_lists:
         print("vm.list during the fill (median / p99 / max): %s (%d calls)"
               % (ms(storm_lists), len(storm_lists)))
