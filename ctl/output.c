@@ -756,7 +756,8 @@ static void host_ceilings(const json_t *a)
 		snprintf(lim, sizeof(lim), l && !json_is_null(l) ? "%lld" : "none", num(c, "limit"));
 		snprintf(used, sizeof(used), "%lld", num(c, "used"));
 		snprintf(per, sizeof(per), num(c, "per_vm") ? "%lld" : "-", num(c, "per_vm"));
-		snprintf(vms, sizeof(vms), v && !json_is_null(v) ? "%lld" : "no limit", num(c, "vms"));
+		snprintf(vms, sizeof(vms), v && !json_is_null(v) ? "%lld" :
+		         num(c, "per_vm") ? "no limit" : "per process", num(c, "vms"));
 		table_add(t, (const char *const[]){ str(c, "name") ? str(c, "name") : "?",
 			lim, used, per, vms });
 	}
