@@ -26,7 +26,7 @@ workers), /dev/kvm and, for the peer rows, qemu-system-x86_64.
 
 Usage: bench/density.py [--build DIR] [--vms N] [--clients C] [--bucket B]
                         [--mem MIB] [--qemu-fleet F] [--checkpoints A,B,...]
-                        [--config 'key = value']...
+                        [--config 'key = value']... [--strace]
 """
 
 import argparse
@@ -62,6 +62,10 @@ def parse_args():
                     help="comma-separated VM counts to measure at (default F,1000,2000,N)")
     ap.add_argument("--config", action="append", default=[],
                     help="extra mvmd config line (repeatable)")
+    ap.add_argument("--strace", action="store_true",
+                    help="count mvmd's syncs and writes per start during the first fill "
+                         "(strace -c on its loop thread; slows the fill, so its rates are not "
+                         "comparable)")
     return ap.parse_args()
 
 
@@ -241,6 +245,44 @@ class Fleet:
             self.d.cleanup()   # kills the workers left in its cgroups
 
 
+def fds_and_tasks(mvmd_pid, workers):
+    """mvmd's open fds, and the host tasks (threads) of all workers."""
+    fds = len(os.listdir("/proc/%d/fd" % mvmd_pid))
+    tasks = 0
+    for pid in workers:
+        try:
+            tasks += len(os.listdir("/proc/%d/task" % pid))
+        except OSError:
+            pass
+    return fds, tasks
+
+
+STRACE_CALLS = "fdatasync,fsync,write,pwrite64,openat,mkdir,rmdir"
+
+
+def strace_start(pid):
+    out = tempfile.NamedTemporaryFile(prefix="density-strace.", delete=False)
+    out.close()
+    proc = subprocess.Popen(["strace", "-c", "-o", out.name, "-e", "trace=" + STRACE_CALLS,
+                             "-p", str(pid)], stderr=subprocess.DEVNULL)
+    time.sleep(1)   # attached
+    return proc, out.name
+
+
+def strace_stop(st, starts):
+    proc, path = st
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            w = line.split()
+            if len(w) >= 5 and w[-1] in STRACE_CALLS.split(",") and w[3].isdigit():
+                calls[w[-1]] = int(w[3])
+    os.unlink(path)
+    return ", ".join("%s %.1f" % (k, v / starts) for k, v in sorted(calls.items()))
+
+
 def bucket_rates(times, t_start, b):
     rates = []
     prev = t_start
@@ -316,20 +358,29 @@ def main():
         peer = "failed: %s" % e
     fl = Fleet(p, args)
     storm_lists = []
+    traced = None
+    health = None
     try:
         fl.start()
         t_start = time.monotonic()
         raw = Raw(fl.d.sock, 600)
         for n in cps:
             print("density: filling to %d VMs" % n, file=sys.stderr)
+            st = strace_start(fl.d.proc.pid) if args.strace and not rows else None
             storm_lists += fl.fill_to(n)
+            if st:
+                traced = strace_stop(st, n)
             time.sleep(3)
             lists, creates = fl.probe(raw)
             used, slab, pt, ks = memory_row(base, n)
-            rss = rss_kib(fl.worker_pids()) / n / 1024
+            pids = fl.worker_pids()
+            rss = rss_kib(pids) / n / 1024
+            fds, tasks = fds_and_tasks(fl.d.proc.pid, pids)
             busy, mvmd_busy = idle_cpu(fl.d.proc.pid)
-            rows.append((n, lists, creates, used, slab, pt, ks, rss, busy - base_busy, mvmd_busy))
+            rows.append((n, lists, creates, used, slab, pt, ks, rss, busy - base_busy, mvmd_busy,
+                         fds / n, tasks / max(len(pids), 1)))
         rates = bucket_rates(fl.running, t_start, args.bucket)
+        health = raw.ok("host.info")["host"].get("health")
         raw.close()
         fl.d.check_sanitizers()
     finally:
@@ -344,22 +395,31 @@ def main():
               "last/first %.2fx, median bucket %.1f/s, min..max %.1f..%.1f/s"
               % (args.bucket, rates[0], rates[-1], rates[-1] / rates[0], statistics.median(rates),
                  min(rates), max(rates)))
+    if traced is not None:
+        print("mvmd loop thread per start, first fill (strace -c): %s" % traced)
+    if health and health.get("enabled"):
+        print("health checks: every %gs in %d slices of %.0f ms; %d pings, %.1f us of mvmd CPU "
+              "per ping, %.3f ms per tick" % (health["interval_s"], health["slices"],
+                                              health["tick_ms"], health["pings"],
+                                              health["cpu_us_per_ping"], health["cpu_ms_per_tick"]))
     if storm_lists:
         print("vm.list during the fill (median / p99 / max): %s (%d calls)"
               % (ms(storm_lists), len(storm_lists)))
     print()
     hdr = ("VMs", "list med/p99/max", "create->running med/p99/max", "host MiB/VM",
-           "slab", "pgtbl", "kstack", "worker RSS", "idle cores", "mvmd cores")
-    fmt = "%-6s  %-24s  %-28s  %11s  %6s  %6s  %6s  %10s  %10s  %10s"
+           "slab", "pgtbl", "kstack", "worker RSS", "idle cores", "mvmd cores",
+           "fds/VM", "tasks/VM")
+    fmt = "%-6s  %-24s  %-28s  %11s  %6s  %6s  %6s  %10s  %10s  %10s  %6s  %8s"
     print(fmt % hdr)
-    for n, lists, creates, used, slab, pt, ks, rss, busy, mb in rows:
+    for n, lists, creates, used, slab, pt, ks, rss, busy, mb, fpv, tpv in rows:
         print(fmt % (n, ms(lists), ms(creates), "%.2f" % used, "%.2f" % slab, "%.2f" % pt,
-                     "%.2f" % ks, "%.2f" % rss, "%.3f" % busy, "%.3f" % mb))
+                     "%.2f" % ks, "%.2f" % rss, "%.3f" % busy, "%.3f" % mb,
+                     "%.2f" % fpv, "%.2f" % tpv))
     if isinstance(peer, tuple):
         (used, slab, pt, ks), rss, busy = peer
         mine = [r for r in rows if r[0] == args.qemu_fleet]
         print(fmt % ("Q%d" % args.qemu_fleet, "-", "-", "%.2f" % used, "%.2f" % slab, "%.2f" % pt,
-                     "%.2f" % ks, "%.2f" % rss, "%.3f" % (busy - base_busy), "-"))
+                     "%.2f" % ks, "%.2f" % rss, "%.3f" % (busy - base_busy), "-", "-", "-"))
         if mine:
             print("\nmvm / QEMU microvm at %d VMs: host memory per VM %.2fx, worker RSS %.2fx"
                   % (args.qemu_fleet, mine[0][3] / used, mine[0][7] / rss))

@@ -722,6 +722,53 @@ static void host_sandbox(const json_t *sb)
 		printf("sandbox       off: %s\n", str(sb, "reason") ? str(sb, "reason") : "?");
 }
 
+/* Health checks: spread over the interval, and what they cost mvmd. */
+static void host_health(const json_t *h)
+{
+	if (!h)
+		return;
+	if (!json_is_true(json_object_get(h, "enabled"))) {
+		printf("health        off\n");
+		return;
+	}
+	printf("health        every %gs in %lld slices of %.0f ms; %lld pings, "
+	       "%.1f us of mvmd CPU each\n",
+	       json_number_value(json_object_get(h, "interval_s")), num(h, "slices"),
+	       json_number_value(json_object_get(h, "tick_ms")), num(h, "pings"),
+	       json_number_value(json_object_get(h, "cpu_us_per_ping")));
+}
+
+/* Kernel and process limits, with the VMs each allows and the fix of any
+ * that bind before the capacity limits. */
+static void host_ceilings(const json_t *a)
+{
+	static const char *const hdr[] = { "HOST CEILING", "LIMIT", "USED", "PER VM", "VMS" };
+	struct table *t;
+	const json_t *c;
+	char lim[32], used[32], per[32], vms[32];
+	size_t i;
+
+	if (!json_is_array(a) || !(t = table_new(5, hdr)))
+		return;
+	json_array_foreach(a, i, c) {
+		const json_t *l = json_object_get(c, "limit"), *v = json_object_get(c, "vms");
+
+		snprintf(lim, sizeof(lim), l && !json_is_null(l) ? "%lld" : "none", num(c, "limit"));
+		snprintf(used, sizeof(used), "%lld", num(c, "used"));
+		snprintf(per, sizeof(per), num(c, "per_vm") ? "%lld" : "-", num(c, "per_vm"));
+		snprintf(vms, sizeof(vms), v && !json_is_null(v) ? "%lld" :
+		         num(c, "per_vm") ? "no limit" : "per process", num(c, "vms"));
+		table_add(t, (const char *const[]){ str(c, "name") ? str(c, "name") : "?",
+			lim, used, per, vms });
+	}
+	putchar('\n');
+	table_print(t);
+	table_free(t);
+	json_array_foreach(a, i, c)
+		if (str(c, "fix"))
+			printf("ceiling       %s binds first: %s\n", str(c, "name"), str(c, "fix"));
+}
+
 /* host.info's "host" (the machine, then its capacity), or host.set's,
  * which is the capacity alone. */
 void output_host(const json_t *host)
@@ -742,4 +789,6 @@ void output_host(const json_t *host)
 	if (cap)
 		host_capacity(cap);
 	host_sandbox(json_object_get(host, "sandbox"));
+	host_health(json_object_get(host, "health"));
+	host_ceilings(json_object_get(host, "ceilings"));
 }

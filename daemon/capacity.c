@@ -15,6 +15,11 @@
 /* Bounds that keep budget x ratio far from overflowing a double or u64. */
 #define CAP_MAX_MIB   (UINT64_C(1) << 40)
 #define CAP_MAX_RATIO 1000.0
+/* vCPUs oversubscribe much further than memory overcommits: an idle
+ * 1-vCPU VM costs a host almost no CPU (issue 13: 4,000 idle VMs on 2
+ * cores used 4.5% of one), so memory or max_vms is what should bind;
+ * 2^20 CPUs x 1e6 stays far inside a u64 */
+#define CAP_MAX_OVERSUB 1000000.0
 #define CAP_MAX_CPUS  (UINT64_C(1) << 20)
 #define NS_PER_S      UINT64_C(1000000000)
 
@@ -74,6 +79,18 @@ uint64_t cap_limits_vcpus(const struct cap_limits *l)
 	return (uint64_t)floor((double)l->host_cpus * l->vcpu_oversubscription);
 }
 
+uint64_t cap_limits_vms(const struct cap_limits *l, uint64_t mem_mib, uint64_t vcpus)
+{
+	uint64_t n = l->max_vms ? l->max_vms : UINT64_MAX;
+	uint64_t by_mem = cap_limits_mem_mib(l) / (mem_mib + l->vmm_overhead_mib ?
+	                                            mem_mib + l->vmm_overhead_mib : 1);
+	uint64_t by_cpu = cap_limits_vcpus(l) / (vcpus ? vcpus : 1);
+
+	if (by_mem < n)
+		n = by_mem;
+	return by_cpu < n ? by_cpu : n;
+}
+
 static bool pool_name_valid(const char *s)
 {
 	size_t n = strlen(s);
@@ -83,17 +100,19 @@ static bool pool_name_valid(const char *s)
 	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
 }
 
-static bool ratio_valid(double v)
+static bool ratio_valid(double v, double max)
 {
-	return isfinite(v) && v > 0 && v <= CAP_MAX_RATIO;
+	return isfinite(v) && v > 0 && v <= max;
 }
 
 static int limits_check(const struct cap_limits *l, char *err, size_t errlen)
 {
 	size_t i, j;
 
-	if (!ratio_valid(l->memory_overcommit) || !ratio_valid(l->vcpu_oversubscription)) {
-		util_bprintf(err, errlen, "ratios must be in (0, %.0f]", CAP_MAX_RATIO);
+	if (!ratio_valid(l->memory_overcommit, CAP_MAX_RATIO) ||
+	    !ratio_valid(l->vcpu_oversubscription, CAP_MAX_OVERSUB)) {
+		util_bprintf(err, errlen, "memory_overcommit must be in (0, %.0f] and "
+		             "vcpu_oversubscription in (0, %.0f]", CAP_MAX_RATIO, CAP_MAX_OVERSUB);
 		return -EINVAL;
 	}
 	if (!isfinite(l->start_rate) || l->start_rate < 0 || l->start_rate > 1e9) {
@@ -136,6 +155,7 @@ enum key_kind {
 	K_SIZE,         /* MiB, or with a suffix */
 	K_BUDGET,       /* "auto" (0) or a size */
 	K_RATIO,        /* (0, 1000] */
+	K_OVERSUB,      /* (0, 1000000] */
 	K_RATE,         /* [0, 1e9]; 0 or "unlimited" = unlimited */
 	K_POSITIVE,     /* whole number >= 1 */
 };
@@ -155,7 +175,7 @@ static const struct key_desc keys[] = {
 	KEY_AS("vmm_overhead", vmm_overhead_mib, K_SIZE),
 	KEY(memory_overcommit, K_RATIO),
 	KEY(host_cpus, K_POSITIVE),
-	KEY(vcpu_oversubscription, K_RATIO),
+	KEY(vcpu_oversubscription, K_OVERSUB),
 	KEY(max_concurrent_starts, K_COUNT),
 	KEY(start_rate, K_RATE),
 	KEY(start_burst, K_POSITIVE),
@@ -215,6 +235,7 @@ static const char *kind_expect(enum key_kind k)
 	case K_SIZE:     return "a size: MiB, or with a K/M/G/T suffix (1.5G, 2048K)";
 	case K_BUDGET:   return "'auto' or a size: MiB, or with a K/M/G/T suffix";
 	case K_RATIO:    return "a number greater than 0, at most 1000";
+	case K_OVERSUB:  return "a number greater than 0, at most 1000000";
 	case K_RATE:     return "starts per second (0 or 'unlimited' for no limit)";
 	case K_POSITIVE: return "a whole number from 1 to 1048576";
 	}
@@ -242,8 +263,10 @@ static int parse_value(enum key_kind k, const char *s, void *field)
 		}
 		return parse_size_mib(s, u);
 	case K_RATIO:
+	case K_OVERSUB:
 		r = parse_double(s, d);
-		return r < 0 ? r : (ratio_valid(*d) ? 0 : -EINVAL);
+		return r < 0 ? r : (ratio_valid(*d, k == K_RATIO ? CAP_MAX_RATIO : CAP_MAX_OVERSUB) ?
+		                    0 : -EINVAL);
 	case K_RATE:
 		if (!strcmp(s, "unlimited")) {
 			*d = 0;
@@ -377,7 +400,7 @@ int cap_limits_set(struct cap_limits *l, const char *key, const char *value,
 			                   kind_expect(keys[i].kind));
 			return -EINVAL;
 		}
-		width = keys[i].kind == K_RATIO || keys[i].kind == K_RATE
+		width = keys[i].kind == K_RATIO || keys[i].kind == K_OVERSUB || keys[i].kind == K_RATE
 		              ? sizeof(double) : sizeof(uint64_t);
 		memcpy((char *)l + keys[i].off, field, width);
 		return 0;

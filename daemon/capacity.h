@@ -38,7 +38,10 @@
 #define CAP_REQ_MAX_POOLS    8      /* pools one VM may name */
 
 #define CAP_DEFAULT_MEMORY_RESERVED_MIB 512
-#define CAP_DEFAULT_VMM_OVERHEAD_MIB    32
+/* a worker really costs 1.2-1.9 MiB of host memory, kernel included, for
+ * an idle small guest (bench/density.py; README "Density"); 8 MiB leaves
+ * room for page tables of guests of a few GiB that touch all their memory */
+#define CAP_DEFAULT_VMM_OVERHEAD_MIB    8
 #define CAP_DEFAULT_OVERCOMMIT          1.0
 #define CAP_DEFAULT_OVERSUBSCRIPTION    4.0
 #define CAP_DEFAULT_START_BURST         8
@@ -98,6 +101,9 @@ int cap_limits_parse_line(struct cap_limits *l, const char *line,
 /* Effective limits derived from the settings. */
 uint64_t cap_limits_mem_mib(const struct cap_limits *l);
 uint64_t cap_limits_vcpus(const struct cap_limits *l);
+/* The VMs of mem_mib and vcpus each that max_vms, the memory limit and
+ * the vCPU limit admit together (pools and owner quotas aside). */
+uint64_t cap_limits_vms(const struct cap_limits *l, uint64_t mem_mib, uint64_t vcpus);
 
 /* ---- admission ----------------------------------------------------------- */
 

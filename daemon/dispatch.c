@@ -18,6 +18,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "daemon/ceilings.h"
 #include "daemon/mvmd.h"
 #include "daemon/tap.h"
 
@@ -319,6 +320,7 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 {
 	struct db_totals t;
 	struct sysinfo si;
+	struct ceiling ceil[CEIL_COUNT];
 	const char *why;
 	bool sandboxed = sandbox_on(c->d, &why);
 	int r = db_vm_totals(c->d->db, &t);
@@ -328,8 +330,10 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		return;
 	}
 	sysinfo(&si);
+	ceilings_read(ceil, (uint64_t)t.active, CEIL_VM_VCPUS,
+	              cap_limits_vms(cap_limits(&c->d->cap), CEIL_VM_MIB, CEIL_VM_VCPUS));
 	conn_reply_ok(c, req->id, json_pack("{s:{s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:i, s:o,"
-	                                             " s:{s:b, s:s?, s:I, s:I}}}",
+	                                             " s:{s:b, s:s?, s:I, s:I}, s:o, s:o}}",
 		"host",
 		"cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
 		"mem_mib", (json_int_t)((uint64_t)si.totalram * si.mem_unit >> 20),
@@ -341,7 +345,9 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		"capacity", admit_host_json(c->d),
 		"sandbox", "enabled", sandboxed, "reason", why,
 		"uid_base", (json_int_t)c->d->cfg.sandbox_uid_base,
-		"uid_count", (json_int_t)c->d->cfg.sandbox_uid_count));
+		"uid_count", (json_int_t)c->d->cfg.sandbox_uid_count,
+		"health", restart_health_json(c->d),
+		"ceilings", ceilings_json(ceil)));
 }
 
 static void op_host_set(struct conn *c, struct proto_request *req)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/ceilings.h"
 #include "daemon/mvmd.h"
 #include "util/util.h"
 
@@ -326,23 +327,35 @@ static int finish_config(struct mvmd *d)
 	return config_set(&d->cfg, "socket", path);
 }
 
-/* Queued VMs hold their files open until they start: allow as many fds
- * as the hard limit does. */
-static void raise_nofile(void)
+/* Start-up: each host ceiling the configured limits would meet first,
+ * with its fix (also in host.info); mvmd's open-file limit was raised to
+ * the hard one, since queued VMs hold their files open until they start. */
+static void log_ceilings(struct mvmd *d, const char *nofile)
 {
-	struct rlimit rl;
+	struct ceiling c[CEIL_COUNT];
+	struct cap_usage u;
+	uint64_t want = cap_limits_vms(cap_limits(&d->cap), CEIL_VM_MIB, CEIL_VM_VCPUS);
+	int r;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	cap_usage_get(&d->cap, &u);
+	r = ceilings_read(c, u.vms, CEIL_VM_VCPUS, want);
+	if (r < 0)
+		log_warn("host ceilings: cannot read all of them: %s", strerror(-r));
+	log_info("host ceilings: %s", nofile);
+	for (int i = 0; i < CEIL_COUNT; i++)
+		if (c[i].binding)
+			log_warn("host ceiling %s (%llu) allows %llu VMs of %d vCPU, below the %llu "
+			         "the capacity limits admit: %s", c[i].name,
+			         (unsigned long long)c[i].limit, (unsigned long long)c[i].vms,
+			         CEIL_VM_VCPUS, (unsigned long long)want, c[i].fix);
 }
 
 static int run(struct mvmd *d)
 {
+	char nofile[160];
 	int r;
 
-	raise_nofile();
+	ceilings_raise_nofile(nofile, sizeof(nofile));
 	r = setup_dirs(d);
 	if (r < 0)
 		return r;
@@ -367,6 +380,7 @@ static int run(struct mvmd *d)
 	if (r < 0)
 		log_warn("could not mark VMs of an earlier mvmd as crashed: %s", strerror(-r));
 	adopt_sweep(d);
+	log_ceilings(d, nofile);
 	restart_start(d);
 	r = control_listen(d);
 	if (r < 0)

@@ -424,6 +424,10 @@ void restart_vm_ended(struct vm *vm, bool requested, double ran_s);
  * restarts an earlier mvmd left waiting, autostart after a host boot. */
 void restart_start(struct mvmd *d);
 void restart_free(struct mvmd *d);
+/* Health checks: their ticks per interval (each worker is pinged in one),
+ * and host.info's "health" object (timing and mvmd's CPU per ping). */
+unsigned restart_health_slices(double interval_s);
+json_t *restart_health_json(struct mvmd *d);
 
 /* ---- capacity: admission, start queue, cgroups (admit.c) ---------------- */
 

@@ -373,9 +373,15 @@ static int db_configure(struct db *db)
 	 * admin's sqlite3 shell), and the whole daemon waits meanwhile */
 	sqlite3_busy_timeout(db->conn, DB_BUSY_TIMEOUT_MS);
 	r = db_exec(db, "PRAGMA journal_mode = WAL");
-	/* FULL: a commit is on disk when the client hears of the change. */
+	/* NORMAL with WAL: a commit is in the WAL (the kernel's page cache)
+	 * before the client hears of it, so it survives mvmd crashing or being
+	 * killed; the WAL is synced only at a checkpoint, so a power loss or
+	 * kernel crash may roll back the changes since the last one (never
+	 * tearing the file).  FULL synced the WAL at every commit: 2-3
+	 * fdatasync per VM start on the loop's only thread (docs/architecture.md
+	 * "Durability"). */
 	if (r == 0)
-		r = db_exec(db, "PRAGMA synchronous = FULL");
+		r = db_exec(db, "PRAGMA synchronous = NORMAL");
 	if (r == 0)
 		r = db_exec(db, "PRAGMA foreign_keys = ON");
 	return r;

@@ -13,7 +13,7 @@
 -- JobSubmitPlugins=lua.
 
 -- mvmd's vmm_overhead (MiB), the default of daemon/capacity.h
-local VMM_OVERHEAD_MIB = 32
+local VMM_OVERHEAD_MIB = 8
 local DEFAULT_MEM_MIB = 128     -- vm.create's default
 local DEFAULT_VCPUS = 1
 

@@ -289,11 +289,11 @@ class Cluster:
 def slurm_completed(c):
     """A VM that resets by itself: the job is COMPLETED with exit 0, its
     console in the job's output, the VM gone (--rm); job_submit.lua turned
-    "#MVM --vcpus 2 --mem 64M" into 2 CPUs and 64 + 32 MiB."""
+    "#MVM --vcpus 2 --mem 64M" into 2 CPUs and 64 + 8 MiB."""
     jid = c.submit("done", "uspeed:300", mvm="--vcpus 2 --mem 64M")
     j = c.wait_job(jid, ("COMPLETED", "FAILED"), 60)
     check(j["JobState"] == "COMPLETED" and j["ExitCode"] == "0:0", "job: %r" % j)
-    check(j.get("NumCPUs") == "2" and j.get("MinMemoryNode") == "96M",
+    check(j.get("NumCPUs") == "2" and j.get("MinMemoryNode") == "72M",
           "job_submit.lua did not map #MVM: NumCPUs=%s MinMemoryNode=%s"
           % (j.get("NumCPUs"), j.get("MinMemoryNode")))
     check("MVMTEST uspeed done" in c.job_output(jid), "output: %r" % c.job_output(jid))

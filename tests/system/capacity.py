@@ -12,6 +12,7 @@ controller for the cgroup cases).  CAP_ROUNDS overrides the storm rounds.
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -443,6 +444,111 @@ def lower_limit():
         ctl.ok("rm", "-f", "l3")
         check(usage_is_zero(env.host()["usage"]), "leaked: %r" % env.host()["usage"])
         print("lowered max_vms 5 -> 1 with 3 running: over limit until drained; reload ok")
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
+@case
+def host_ceilings():
+    """host.info and mvmctl host report each host ceiling (mvmd's open
+    files, kernel.pid_max, kernel.threads-max, vm.max_map_count) with the
+    VMs it allows and, where it binds before the capacity limits, the fix;
+    and the health checks' slices and cost."""
+    # limits admitting ~10^6 small VMs, so some host ceiling binds first
+    env = Env(["vcpu_oversubscription = 1000000", "memory_overcommit = 1000",
+               "health_interval = 1"])
+    try:
+        env.daemon.start()
+        env.ctl.ok("create", "c1", "--kernel", env.guest, "--mem", "16",
+                   "--cmdline", "console=ttyS0 mvmtest=idle")
+        env.ctl.wait_state("c1", "running", timeout=15)
+        time.sleep(2.5)
+        r = env.raw()
+        try:
+            host = r.ok("host.info")["host"]
+        finally:
+            r.close()
+        lim = host["capacity"]["limits"]
+        want = min(lim["memory_limit_mib"] // (16 + lim["vmm_overhead_mib"]),
+                   lim["vcpus_limit"])
+        ceil = {c["name"]: c for c in host["ceilings"]}
+        check(set(ceil) == {"RLIMIT_NOFILE", "kernel.pid_max", "kernel.threads-max",
+                            "vm.max_map_count"}, "ceilings: %r" % host["ceilings"])
+        with open("/proc/sys/kernel/pid_max") as f:
+            check(ceil["kernel.pid_max"]["limit"] == int(f.read()), "pid_max %r" % ceil)
+        pid = env.daemon.proc.pid
+        with open("/proc/%d/limits" % pid) as f:
+            soft, hard = [ln.split()[3:5] for ln in f if ln.startswith("Max open files")][0]
+        check(soft == hard, "mvmd's open-file soft limit %s not raised to %s" % (soft, hard))
+        check(ceil["RLIMIT_NOFILE"]["limit"] == int(soft), "nofile %r" % ceil)
+        check(ceil["RLIMIT_NOFILE"]["per_vm"] == 3 and ceil["kernel.pid_max"]["per_vm"] == 3,
+              "per VM %r" % ceil)
+        binding = 0
+        for c in ceil.values():
+            if c["per_vm"] and c["limit"] is not None:
+                more = max(c["limit"] - c["used"], 0) // c["per_vm"]
+                check(c["vms"] == 1 + more, "%s: vms %r, want 1 + %d" % (c["name"], c, more))
+                check(c["binding"] == (c["vms"] < want), "%s binding %r (want %d)" %
+                      (c["name"], c, want))
+            else:
+                check(c["vms"] is None and not c["binding"], "per-process %r" % c)
+            check(bool(c.get("fix")) == c["binding"], "fix iff binding: %r" % c)
+            binding += c["binding"]
+        check(binding >= 1, "no ceiling binds before %d VMs: %r" % (want, ceil))
+        fix = ceil["kernel.threads-max"].get("fix") or ""
+        check(not ceil["kernel.threads-max"]["binding"] or "sysctl -w kernel.threads-max=" in fix,
+              "threads-max fix %r" % fix)
+        h = host["health"]
+        check(h["enabled"] and h["slices"] == 10 and abs(h["tick_ms"] - 100) < 1e-6,
+              "health %r" % h)
+        check(h["pings"] >= 2 and h["cpu_us_per_ping"] >= 0, "health pings %r" % h)
+        out = env.ctl.ok("host")
+        check("HOST CEILING" in out and "kernel.pid_max" in out and "binds first" in out,
+              "mvmctl host:\n" + out)
+        check("health        every 1s in 10 slices" in out, "mvmctl host health:\n" + out)
+        check("host ceiling" in env.daemon.log(), "no start-up ceiling warning in the log")
+        env.ctl.ok("rm", "-f", "c1")
+        print("ceilings: %s; %d bind before %d VMs" % (
+            ", ".join("%s %s VMs" % (n, c["vms"]) for n, c in sorted(ceil.items())), binding, want))
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
+@case
+def health_spread():
+    """Health pings spread over the interval still find a hung worker: a
+    stopped worker (SIGSTOP) ends crashed "hung" within timeout + interval,
+    its neighbour keeps running and is pinged every interval."""
+    env = Env(["health_interval = 0.5", "health_timeout = 1"])
+    try:
+        env.daemon.start()
+        for n in ("h1", "h2"):
+            env.ctl.ok("create", n, "--kernel", env.guest, "--mem", "16",
+                       "--cmdline", "console=ttyS0 mvmtest=idle")
+        pid = env.ctl.wait_state("h1", "running", timeout=15)["pid"]
+        env.ctl.wait_state("h2", "running", timeout=15)
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        vm = env.ctl.wait_state("h1", ("crashed", "stopped"), timeout=10)
+        took = time.monotonic() - t0
+        check(vm["state"] == "crashed" and vm["exit_reason"] == "hung", "h1 %r" % vm)
+        # found after the timeout, within a tick or two past timeout + interval
+        check(0.9 <= took <= 4.0, "hung found after %.2f s" % took)
+        r = env.raw()
+        try:
+            p0 = r.ok("host.info")["host"]["health"]["pings"]
+            time.sleep(2.1)
+            h = r.ok("host.info")["host"]["health"]
+        finally:
+            r.close()
+        check(h["slices"] == 5, "slices %r" % h)
+        # h2 alone: one ping per 0.5 s interval, 4 in 2.1 s (+-1 for phase)
+        check(3 <= h["pings"] - p0 <= 6, "pings of one VM in 2.1 s: %d" % (h["pings"] - p0))
+        check(env.ctl.vm("h2")["state"] == "running", "h2 not running")
+        env.ctl.ok("rm", "-f", "h1", "h2")
+        print("hung worker found after %.2f s; %d pings of 1 VM in 2.1 s" % (took, h["pings"] - p0))
         env.daemon.check_sanitizers()
     finally:
         env.daemon.cleanup()

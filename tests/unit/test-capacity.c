@@ -104,6 +104,11 @@ static void test_parse(void)
 	CHECK_EQ(cap_limits_set(&l, "max_vms", "12x", err, sizeof(err)), -EINVAL);
 	CHECK_EQ(cap_limits_set(&l, "memory_overcommit", "0", err, sizeof(err)), -EINVAL);
 	CHECK_EQ(cap_limits_set(&l, "memory_overcommit", "nan", err, sizeof(err)), -EINVAL);
+	CHECK_EQ(cap_limits_set(&l, "memory_overcommit", "1001", err, sizeof(err)), -EINVAL);
+	/* vCPUs oversubscribe to 1e6: 8,000 1-vCPU VMs on 2 CPUs need 4000 */
+	CHECK_EQ(cap_limits_set(&l, "vcpu_oversubscription", "1000001", err, sizeof(err)), -EINVAL);
+	MSG_EQ(err, "vcpu_oversubscription: '1000001' is not valid: expected a number "
+	       "greater than 0, at most 1000000");
 	CHECK_EQ(cap_limits_set(&l, "memory_budget", "1500K", err, sizeof(err)), -EINVAL);
 	CHECK_EQ(cap_limits_set(&l, "start_burst", "0", err, sizeof(err)), -EINVAL);
 	CHECK_EQ(cap_limits_set(&l, "pool.Bad", "1", err, sizeof(err)), -EINVAL);
@@ -112,6 +117,21 @@ static void test_parse(void)
 	MSG_EQ(err, "owner.1000.max_disks: unknown field 'max_disks' (max_vms, max_mem, max_vcpus)");
 	CHECK_EQ(l.max_vms, 0);                 /* failures changed nothing */
 	CHECK(l.memory_overcommit == 1.5);
+	set_ok(&l, "vcpu_oversubscription", "4000");
+	l.host_cpus = 2;
+	CHECK_EQ(cap_limits_vcpus(&l), 8000);
+	/* the VMs the limits admit: the least of max_vms, memory, vCPUs */
+	l.memory_budget_mib = 1000;
+	l.vmm_overhead_mib = 4;
+	CHECK_EQ(cap_limits_vms(&l, 16, 1), 75);        /* 1500 MiB / 20 */
+	l.memory_overcommit = 1000;
+	CHECK_EQ(cap_limits_vms(&l, 16, 1), 8000);      /* vCPUs bind */
+	l.max_vms = 10;
+	CHECK_EQ(cap_limits_vms(&l, 16, 1), 10);
+	l.max_vms = 0;
+	l.memory_budget_mib = 0;
+	l.memory_overcommit = 1.5;
+	set_ok(&l, "vcpu_oversubscription", "2");
 
 	CHECK_EQ(cap_limits_parse_line(&l, "  max_vms = 7 ", err, sizeof(err)), 0);
 	CHECK_EQ(l.max_vms, 7);
