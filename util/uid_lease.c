@@ -34,7 +34,12 @@ int uid_lease_dir_open(const char *dir, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot stat %s: %s", dir, strerror(-r));
 		return r;
 	}
-	/* Anyone else who could enter it could hold every uid hostage. */
+	/* Anyone else who could write in it could hold every uid hostage;
+	 * one only readable by others (systemd's RuntimeDirectoryMode) held
+	 * nothing of theirs, and is closed now. */
+	if (st.st_uid == geteuid() && !(st.st_mode & 022) && (st.st_mode & 077) &&
+	    fchmod(fd, 0700) == 0)
+		st.st_mode &= ~(mode_t)077;
 	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
 		close(fd);
 		snprintf(why, whylen, "the uid lease directory %s is owned by uid %u with mode %04o; "

@@ -20,8 +20,8 @@
 #define UID_LEASE_DIR_DEFAULT "/run/mvm-uid-leases"
 
 /* Creates dir (0700) if missing and checks it is a directory owned by us
- * and closed to everyone else: an fd of it, or -errno with why[] set
- * (what is wrong and the fix). */
+ * that no one else can write in (one others may only read is made 0700):
+ * an fd of it, or -errno with why[] set (what is wrong and the fix). */
 int uid_lease_dir_open(const char *dir, char *why, size_t whylen);
 
 /* Takes the lease on uid (dfd from uid_lease_dir_open): its fd
