@@ -127,6 +127,7 @@ struct mvmd {
 	int (*start_worker)(struct vm *vm, struct vm_files *files, struct proto_error *err);
 	struct restart_state *restart;  /* health checks, restart backoff (restart.c) */
 	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
+	int run_lock_fd;                /* <run-dir>/mvmd.lock, the same */
 };
 
 /* helpers.c: no role, called from every file, calling none. */

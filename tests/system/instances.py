@@ -292,11 +292,32 @@ def case_same_name(insts):
             inst.ctl.ok("rm", "-f", n)
 
 
+def case_run_dir(insts):
+    """A second mvmd on another state dir and socket but the same run dir
+    (where workers' directories and adopt sockets are named by VM) is
+    refused, naming the first."""
+    a, b = insts
+    a.daemon.start()
+    b.daemon.run = a.daemon.run
+    b.daemon.sock = os.path.join(b.daemon.root, "b.sock")
+    try:
+        b.daemon.start(timeout=10)
+        raise TestFailure("a second mvmd started on run dir %s" % a.daemon.run)
+    except TestFailure as e:
+        if "started on run dir" in str(e):
+            raise
+    b.daemon.proc = None
+    want = "another mvmd (pid %d) uses run dir" % a.daemon.proc.pid
+    check(want in b.daemon.log(), "the refusal does not say %r:\n%s" % (want, b.daemon.log()))
+    check(a.daemon.alive(), "the first mvmd died")
+
+
 CASES = {
     "instances-uid-squat": (case_uid_squat, 1, False),
     "instances-two-netns": (case_two_netns, 2, False),
     "instances-no-proc-scan": (case_no_proc_scan, 1, False),
     "instances-same-name": (case_same_name, 2, True),
+    "instances-run-dir": (case_run_dir, 2, False),
 }
 
 
