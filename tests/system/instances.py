@@ -312,12 +312,45 @@ def case_run_dir(insts):
     check(a.daemon.alive(), "the first mvmd died")
 
 
+def case_standalone(insts):
+    """mvm-vmm --sandbox run by hand leases its default uid in the same
+    directory: an mvmd whose whole range is that uid cannot hand it out."""
+    inst, = insts
+    vmm = subprocess.Popen([env_path("MVM_VMM"), "--sandbox", "--kernel", env_path("MVM_BZIMAGE"),
+                            "--cmdline", "console=ttyS0 mvmtest=idle", "--mem", "64M"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
+    try:
+        def locked():
+            # the waiter's child in its PID namespace is the VMM
+            kids = open("/proc/%d/task/%d/children" % (vmm.pid, vmm.pid)).read().split()
+            return int(kids[0]) if kids and uid_of(int(kids[0])) != 0 else None
+        worker = wait_for(locked, 15, "the standalone worker to switch uid")
+        uid = uid_of(worker)
+        print("standalone worker pid %d runs as uid %d" % (worker, uid))
+        check(100000 <= uid < 160000, "standalone uid %d outside 100000..159999" % uid)
+        inst.daemon.write_config(["sandbox_uid_base = %d" % uid, "sandbox_uid_count = 1"])
+        inst.daemon.start()
+        err = inst.ctl.fails(1, "create", "clash", "--kernel", env_path("MVM_BZIMAGE"),
+                             "--cmdline", "console=ttyS0 mvmtest=idle", "--mem", "64", "--wait")
+        check("every uid of sandbox_uid_count is leased" in err, "create: %s" % err)
+    finally:
+        vmm.kill()
+        vmm.wait()
+    # its lease went with it: the same uid is free for mvmd now
+    vm = inst.create("after")
+    check(uid_of(vm["pid"]) == uid, "mvmd did not get uid %d once the worker ended" % uid)
+    inst.ctl.ok("rm", "-f", "clash")
+    inst.ctl.ok("rm", "-f", "after")
+
+
 CASES = {
     "instances-uid-squat": (case_uid_squat, 1, False),
     "instances-two-netns": (case_two_netns, 2, False),
     "instances-no-proc-scan": (case_no_proc_scan, 1, False),
     "instances-same-name": (case_same_name, 2, True),
     "instances-run-dir": (case_run_dir, 2, False),
+    "instances-standalone": (case_standalone, 1, False),
 }
 
 
