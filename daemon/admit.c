@@ -82,8 +82,15 @@ int admit_init(struct mvmd *d)
 {
 	struct cgroup_opts o = { .root = d->cfg.cgroup_root, .parent = d->cfg.cgroup_parent,
 	                         .move_to_leaf = true };
-	char err[512];
+	char err[512], id[32], *state;
 	int r;
+
+	/* this mvmd's own cgroup subtree, named after its state dir: the same
+	 * after a restart, another for every other mvmd */
+	state = realpath(d->cfg.state_dir, NULL);
+	cgroup_instance_id(state ? state : d->cfg.state_dir, id, sizeof(id));
+	free(state);
+	o.instance = id;
 
 	r = cap_init(&d->cap, &d->cfg.limits, err, sizeof(err));
 	if (r < 0) {
@@ -255,6 +262,14 @@ static int adm_start(struct admission *a, struct vm_files *files, struct proto_e
 
 	r = cgroup_vm_create(&d->cg, vm->name, mem << 20, (unsigned)vm->vcpus, 0, &a->cg,
 	                     msg, sizeof(msg));
+	if (r == -EBUSY) {
+		/* the host's paths and pids are for the operator, not the client */
+		log_error("VM %s: %s", vm->name, msg);
+		vm_files_close(files);
+		return proto_error_set(err, PROTO_ERR_UNAVAILABLE, NULL,
+		                       "the VM's cgroup holds processes this mvmd did not start; "
+		                       "mvmd's log names them: ask the host's operator");
+	}
 	if (r < 0) {
 		vm_files_close(files);
 		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL,

@@ -290,10 +290,20 @@ static bool parent_valid(const char *p)
 	return true;
 }
 
+void cgroup_instance_id(const char *key, char *buf, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;     /* FNV-1a, 64 bits */
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	util_bprintf(buf, len, "%016" PRIx64, h);
+}
+
 int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts)
 {
 	static const struct cgroup_opts dflt = { 0 };
-	char v2why[512];
+	char v2why[512], relbuf[4096];
 	const char *rel;
 	struct setup s;
 	int i, r;
@@ -303,6 +313,13 @@ int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts)
 	rel = opts->parent ? opts->parent : DEFAULT_PARENT;
 	if (!parent_valid(rel))
 		return -EINVAL;
+	if (opts->instance) {
+		if (!*opts->instance || strchr(opts->instance, '/') ||
+		    (size_t)snprintf(relbuf, sizeof(relbuf), "%s/mvm-%s", rel, opts->instance) >=
+		    sizeof(relbuf))
+			return -EINVAL;
+		rel = relbuf;
+	}
 	for (i = 0; i < CGROUP_NCTRL; i++) {
 		memset(&s, 0, sizeof(s));
 		s.opts = opts;
@@ -431,7 +448,7 @@ static int vm_alloc(const struct cgroup *cg, const char *vm_name, struct cgroup_
 	for (i = 0; i < CGROUP_NCTRL; i++) {
 		if (cg->mode[i] == CGROUP_NONE)
 			continue;
-		if (asprintf(&v->dir[i], "%s/%s", cg->parent[i], vm_name) < 0) {
+		if (asprintf(&v->dir[i], "%s/vm-%s", cg->parent[i], vm_name) < 0) {
 			v->dir[i] = NULL;
 			cgroup_vm_destroy(v, NULL, 0);
 			return -ENOMEM;
@@ -440,6 +457,30 @@ static int vm_alloc(const struct cgroup *cg, const char *vm_name, struct cgroup_
 	}
 	*ret = v;
 	return 0;
+}
+
+/* -EBUSY (err says which pids) if processes are in the cgroup at dir,
+ * 0 if none, or -errno. */
+static int occupied(const char *dir, char *err, size_t errlen)
+{
+	char procs[128];
+	int r = read_in(dir, "cgroup.procs", procs, sizeof(procs));
+	size_t n;
+
+	if (r < 0)
+		return r;
+	n = strlen(procs);
+	while (n && (procs[n - 1] == '\n' || procs[n - 1] == ' '))
+		procs[--n] = '\0';
+	if (!n)
+		return 0;
+	for (char *p = procs; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	util_bprintf(err, errlen, "cgroup %s already holds processes (pids %.40s%s), not a worker "
+	             "this mvmd started: stop them or move them out, then retry", dir, procs,
+	             n > 40 ? " ..." : "");
+	return -EBUSY;
 }
 
 static int set_memory(struct cgroup_vm *v, uint64_t bytes, char *err, size_t errlen)
@@ -561,13 +602,19 @@ int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_
 	r = vm_alloc(cg, vm_name, &v, err, errlen);
 	if (r < 0)
 		return r;
-	/* A leftover directory from a crashed daemon is reused: rewritten below. */
-	for (i = 0; i < CGROUP_NCTRL; i++)
-		if (v->dir[i] && mkdir(v->dir[i], 0755) < 0 && errno != EEXIST) {
-			r = -errno;
-			util_bprintf(err, errlen, "mkdir %s: %s", v->dir[i], strerror(errno));
-			goto fail;
-		}
+	/* An empty leftover of a crashed daemon is reused (rewritten below);
+	 * one with processes in it is someone else's. */
+	for (i = 0; i < CGROUP_NCTRL; i++) {
+		if (!v->dir[i] || mkdir(v->dir[i], 0755) == 0)
+			continue;
+		r = -errno;
+		if (r == -EEXIST && (r = occupied(v->dir[i], err, errlen)) == 0)
+			continue;
+		if (r != -EBUSY)
+			util_bprintf(err, errlen, "mkdir %s: %s", v->dir[i], strerror(-r));
+		cgroup_vm_close(v);     /* not ours to remove */
+		return r;
+	}
 	r = v->dir[CGROUP_MEMORY] ? set_memory(v, mem_bytes, err, errlen) : 0;
 	if (r == 0 && v->dir[CGROUP_CPU])
 		r = set_cpu(v, vcpus, err, errlen);
@@ -649,28 +696,7 @@ const char *cgroup_vm_dir(const struct cgroup_vm *v, enum cgroup_ctrl c)
 	return c < CGROUP_NCTRL ? v->dir[c] : NULL;
 }
 
-/* Kill what is left in a cgroup so it can be removed. */
-static void kill_leftovers(const char *dir, enum cgroup_mode mode)
-{
-	char procs[8192], *p, *end;
-	long pid;
-
-	if (mode == CGROUP_V2 && write_file(dir, "cgroup.kill", "1") == 0)
-		return;
-	if (read_in(dir, "cgroup.procs", procs, sizeof(procs)) < 0)
-		return;
-	for (p = procs; *p; p = end) {
-		pid = strtol(p, &end, 10);
-		if (end == p)
-			break;
-		if (pid > 0)
-			kill((pid_t)pid, SIGKILL);
-		while (*end == '\n')
-			end++;
-	}
-}
-
-static int remove_dir(const char *dir, enum cgroup_mode mode)
+static int remove_dir(const char *dir)
 {
 	struct timespec ts = { 0, 10 * 1000 * 1000 };
 	int tries;
@@ -680,7 +706,6 @@ static int remove_dir(const char *dir, enum cgroup_mode mode)
 			return 0;
 		if (errno != EBUSY)
 			return -errno;
-		kill_leftovers(dir, mode);
 		nanosleep(&ts, NULL);
 	}
 	return -EBUSY;
@@ -688,6 +713,7 @@ static int remove_dir(const char *dir, enum cgroup_mode mode)
 
 int cgroup_vm_destroy(struct cgroup_vm *v, char *err, size_t errlen)
 {
+	char why[512];
 	int i, r, first = 0;
 
 	if (!v)
@@ -695,10 +721,13 @@ int cgroup_vm_destroy(struct cgroup_vm *v, char *err, size_t errlen)
 	for (i = CGROUP_NCTRL - 1; i >= 0; i--) {
 		if (!v->dir[i])
 			continue;
-		r = remove_dir(v->dir[i], v->mode[i]);
+		r = remove_dir(v->dir[i]);
 		if (r < 0 && !first) {
 			first = r;
-			util_bprintf(err, errlen, "removing %s: %s", v->dir[i], strerror(-r));
+			if (r == -EBUSY && occupied(v->dir[i], why, sizeof(why)) == -EBUSY)
+				util_bprintf(err, errlen, "%s; left in place", why);
+			else
+				util_bprintf(err, errlen, "removing %s: %s", v->dir[i], strerror(-r));
 		}
 		free(v->dir[i]);
 	}

@@ -41,6 +41,10 @@ struct cgroup_opts {
 	/* NULL: "mvm".  Relative: beneath mvmd's own cgroup, per hierarchy.
 	 * Absolute: from the hierarchy's root. */
 	const char *parent;
+	/* NULL: VMs' cgroups sit in the parent.  Else this mvmd's own subtree
+	 * <parent>/mvm-<instance> holds them (cgroup_instance_id), so two
+	 * mvmds never share a VM's cgroup. */
+	const char *instance;
 	bool no_v2;             /* use v1 even where v2 is usable (tests) */
 	/* v2 only: where the cgroup we start from holds processes (a systemd
 	 * service with Delegate=yes), move them into its "daemon" child so
@@ -62,6 +66,10 @@ struct cgroup_vm {
 	char note[256];                 /* a limit that could not be set */
 };
 
+/* A stable id for the mvmd whose state lives at key (its state dir): 16
+ * hex digits, the same across restarts, so re-adopted workers' cgroups are
+ * found again.  buf holds at least 17 bytes. */
+void cgroup_instance_id(const char *key, char *buf, size_t len);
 /* 0 whether or not any controller is usable; -ENOMEM or -EINVAL (bad
  * opts.parent) otherwise. */
 int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts);
@@ -78,7 +86,10 @@ int cgroup_parent_set_budget(const struct cgroup *cg, uint64_t mem_bytes,
  * empty); for tests and uninstall. */
 int cgroup_parent_remove(struct cgroup *cg, char *err, size_t errlen);
 
-/* mem_bytes: guest memory + VMM overhead; pids_max 0: the default.
+/* mem_bytes: guest memory + VMM overhead; pids_max 0: the default.  A
+ * VM's directory is vm-<name> (so no VM name is a control file's).  An
+ * existing empty one (a crashed mvmd's) is reused; one that holds
+ * processes is refused with -EBUSY: they are not ours to adopt or kill.
  * With no usable controller, *ret is an empty handle (all no-ops). */
 int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_bytes,
                      unsigned vcpus, uint64_t pids_max, struct cgroup_vm **ret,
@@ -95,9 +106,11 @@ int cgroup_vm_oom_killed(const struct cgroup_vm *v);
 /* Directory of one controller's cgroup, NULL when not controlled. */
 const char *cgroup_vm_dir(const struct cgroup_vm *v, enum cgroup_ctrl c);
 /*
- * Remove every directory; tasks still inside are killed first (cgroup.kill
- * on v2, SIGKILL to each listed pid on v1) and the removal retried for up
- * to a second.  Frees v in all cases; returns the first failure.
+ * Remove every directory, retried for up to a second while the worker's
+ * last tasks go (it ended before this is called).  Tasks still inside
+ * were not spawned by mvmd as this VM's worker and are never killed: the
+ * directory stays and -EBUSY says which pids hold it.  Frees v in all
+ * cases; returns the first failure.
  */
 int cgroup_vm_destroy(struct cgroup_vm *v, char *err, size_t errlen);
 /* Free the handle and leave the cgroup as it is (daemon exit while the

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "util/uid_lease.h"
 #include "util/util.h"
 
 #ifndef MVM_VMM_INSTALLED
@@ -63,6 +64,7 @@ int config_defaults(struct config *cfg, const char *argv0)
 	cap_host_defaults(&cfg->limits);
 	r = set_str(&cfg->state_dir, "/var/lib/mvm");
 	r = r ?: set_str(&cfg->run_dir, "/run/mvm");
+	r = r ?: set_str(&cfg->sandbox_lease_dir, UID_LEASE_DIR_DEFAULT);
 	r = r ?: default_vmm(cfg, argv0);
 	return r;
 }
@@ -137,6 +139,8 @@ int config_set(struct config *cfg, const char *key, const char *value)
 		return set_uid_range(&cfg->sandbox_uid_base, value, true);
 	if (!strcmp(key, "sandbox_uid_count"))
 		return set_uid_range(&cfg->sandbox_uid_count, value, false);
+	if (!strcmp(key, "sandbox_lease_dir"))
+		return set_str(&cfg->sandbox_lease_dir, value);
 	if (!strcmp(key, "log_level")) {
 		lvl = log_level_parse(value);
 		if (lvl < 0)
@@ -197,5 +201,6 @@ void config_free(struct config *cfg)
 	free(cfg->vmm_path);
 	free(cfg->path);
 	free(cfg->cgroup_parent);
+	free(cfg->sandbox_lease_dir);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -350,6 +350,38 @@ static void log_ceilings(struct mvmd *d, const char *nofile)
 			         CEIL_VM_VCPUS, (unsigned long long)want, c[i].fix);
 }
 
+/* One mvmd per run dir too: its workers' directories and adopt sockets
+ * are named by VM there, so two mvmds (with different sockets) sharing
+ * one would take each other's. */
+static int lock_run_dir(struct mvmd *d)
+{
+	char path[4096];
+	long holder;
+	int fd, r;
+
+	snprintf(path, sizeof(path), "%s/mvmd.lock", d->cfg.run_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		r = -errno;
+		log_error("cannot open lock file %s: %s; the run dir must be writable", path,
+		          strerror(-r));
+		return r;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		holder = r == -EBUSY ? lock_holder(fd) : 0;
+		log_error("another mvmd (pid %ld) uses run dir %s: its workers' directories and "
+		          "sockets are there; give this one its own --run-dir", holder,
+		          d->cfg.run_dir);
+		close(fd);
+		return r;
+	}
+	if (ftruncate(fd, 0) < 0 || dprintf(fd, "%ld\n", (long)getpid()) < 0)
+		log_warn("cannot write pid to %s: %s", path, strerror(errno));
+	d->run_lock_fd = fd;
+	return 0;
+}
+
 static int run(struct mvmd *d)
 {
 	char nofile[160];
@@ -360,6 +392,8 @@ static int run(struct mvmd *d)
 	if (r < 0)
 		return r;
 	r = lock_state_dir(d);
+	if (r == 0)
+		r = lock_run_dir(d);
 	if (r < 0)
 		return r;
 	r = open_db(d);
@@ -423,7 +457,7 @@ static int loop_close(uv_loop_t *loop)
 
 int main(int argc, char **argv)
 {
-	struct mvmd d = { .uid = getuid(), .lock_fd = -1 };
+	struct mvmd d = { .uid = getuid(), .lock_fd = -1, .run_lock_fd = -1 };
 	int r;
 
 	if (config_defaults(&d.cfg, argv[0]) < 0 || parse_args(&d.cfg, argc, argv) < 0 ||
@@ -449,6 +483,8 @@ int main(int argc, char **argv)
 	db_close(d.db);
 	if (d.lock_fd >= 0)
 		close(d.lock_fd);       /* after the database: the lock guards it */
+	if (d.run_lock_fd >= 0)
+		close(d.run_lock_fd);
 	config_free(&d.cfg);
 	return r < 0 ? 1 : 0;
 }

@@ -52,13 +52,14 @@ struct config {
 	int sandbox;
 	uint32_t sandbox_uid_base;      /* workers run as base + index (uid and gid) */
 	uint32_t sandbox_uid_count;     /* uids: at most this many sandboxed workers */
+	char *sandbox_lease_dir;        /* host-wide uid leases (util/uid_lease.h) */
 	char error[256];                /* why config_load failed, if it says */
 };
 
 /* Built-in defaults; argv0 locates a build-tree mvm-vmm. */
 int config_defaults(struct config *cfg, const char *argv0);
 /* `key = value` lines (state_dir, run_dir, socket, log_level, vmm,
- * cgroup_parent, sandbox, sandbox_uid_base, sandbox_uid_count, and the capacity keys of capacity.h including `pool NAME
+ * cgroup_parent, sandbox, sandbox_uid_base, sandbox_uid_count, sandbox_lease_dir, and the capacity keys of capacity.h including `pool NAME
  * max N`); '#' comments.  On error *ret_line says where and cfg->error,
  * when set, why. */
 int config_load(struct config *cfg, const char *path, int *ret_line);
@@ -110,6 +111,7 @@ struct mvmd {
 	const struct worker_hooks *worker_hooks[WORKER_HOOKS_MAX];
 	int nworker_hooks;
 	struct sandbox_uid_list sandbox_uids;   /* uids held by our workers (sandbox.c) */
+	uint32_t sandbox_next;          /* index the next uid search starts at */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	bool shutting_down;
 	/* capacity (admit.c) */
@@ -125,6 +127,7 @@ struct mvmd {
 	int (*start_worker)(struct vm *vm, struct vm_files *files, struct proto_error *err);
 	struct restart_state *restart;  /* health checks, restart backoff (restart.c) */
 	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
+	int run_lock_fd;                /* <run-dir>/mvmd.lock, the same */
 };
 
 /* helpers.c: no role, called from every file, calling none. */
@@ -376,6 +379,7 @@ struct spawn_worker_req {
 	int log_fd, link_fd;
 	const char *sandbox_dir;        /* NULL: unsandboxed */
 	uint32_t sandbox_id;            /* its uid and gid */
+	int sandbox_lease_fd;           /* its uid lease (a copy it keeps); -1: none */
 };
 int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidfd);
 
@@ -385,21 +389,27 @@ int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidf
 struct sandbox_uid {
 	TAILQ_ENTRY(sandbox_uid) link;
 	uint32_t index;                 /* uid sandbox_uid_base + index */
-	int claim_fd;                   /* its host-wide claim; -1: none */
+	/* its lease (util/uid_lease.h); the worker holds a copy.  -1: an
+	 * adopted worker holds it alone. */
+	int lease_fd;
 };
 
 /* Whether workers start sandboxed; if not, *ret_why says why. */
 bool sandbox_on(const struct mvmd *d, const char **ret_why);
 /* The same, said once in the log when it is off. */
 bool sandbox_enabled(const struct mvmd *d);
-/* A free uid and a fresh, empty <run-dir>/vms/<name>/ only it may enter:
- * 0, or -EUSERS (every uid in use) or -errno. */
+/* A leased uid and a fresh, empty <run-dir>/vms/<name>/ only it may
+ * enter: 0, or -EUSERS (every uid leased) or -errno; for a failure of the
+ * lease directory, why[] says what is wrong. */
 int sandbox_prepare(struct mvmd *d, const char *name, struct sandbox_uid **ret_uid,
-                    char *dir, size_t size);
-/* An adopted worker keeps its uid: NULL if pid runs as none of ours. */
+                    char *dir, size_t size, char *why, size_t whylen);
+/* An adopted worker keeps its uid (and its lease): NULL if pid runs as
+ * none of ours. */
 struct sandbox_uid *sandbox_uid_of(struct mvmd *d, pid_t pid);
 uint32_t sandbox_uid_id(const struct mvmd *d, const struct sandbox_uid *u);
 void sandbox_uid_release(struct mvmd *d, struct sandbox_uid *u);
+/* The fd the worker inherits to hold its lease with us; -1: none. */
+int sandbox_uid_lease_fd(const struct sandbox_uid *u);
 /* <run-dir>/vms/<name>: the worker's sandbox directory, its whole root. */
 int sandbox_dir(const struct mvmd *d, const char *name, char *buf, size_t size);
 /* Remove <run-dir>/vms/<name>/ and all in it. */

@@ -2,10 +2,11 @@
 /*
  * The worker sandbox's host side (docs/security.md "Worker sandbox"): the
  * uids (and equal gids) sandbox_uid_base .. + sandbox_uid_count that
- * workers run as, one per live worker, and each worker's directory
- * <run-dir>/vms/<name>/, its whole root.  The worker narrows itself
- * (vmm/sandbox.c); mvmd only hands it a uid nobody else uses and an empty
- * directory only that uid may enter.
+ * workers run as, one per live worker, each held by a host-wide lease
+ * (util/uid_lease.h) that the worker inherits, and each worker's
+ * directory <run-dir>/vms/<name>/, its whole root.  The worker narrows
+ * itself (vmm/sandbox.c); mvmd only hands it a uid nobody else holds and
+ * an empty directory only that uid may enter.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,12 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "util/uid_lease.h"
 
 /* Sandboxing needs root: only root can give the worker its own uid. */
 bool sandbox_on(const struct mvmd *d, const char **ret_why)
@@ -113,16 +113,16 @@ uint32_t sandbox_uid_id(const struct mvmd *d, const struct sandbox_uid *u)
 	return d->cfg.sandbox_uid_base + u->index;
 }
 
-/* The real uid of process `name` (a /proc entry), or -1. */
-static long long proc_uid(int proc_fd, const char *name)
+/* The real uid of process pid, or -1: one read of /proc/PID/status. */
+static long long proc_uid(pid_t pid)
 {
-	char path[NAME_MAX + 16], buf[1024], *p;
+	char path[48], buf[1024], *p;
 	unsigned long uid;
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/status", name);
-	fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -134,59 +134,14 @@ static long long proc_uid(int proc_fd, const char *name)
 	return p && sscanf(p + 5, "%lu", &uid) == 1 ? (long long)uid : -1;
 }
 
-/* Marks the uids some process on the host runs as: another mvmd's worker
- * (a test daemon beside a real one) or anything else that uses the range.
- * RLIMIT_NPROC counts every task of a uid, and a shared uid would let two
- * VMs' workers signal each other. */
-static void uids_in_use_on_host(const struct config *c, uint64_t n, unsigned char *used)
-{
-	DIR *dp = opendir("/proc");
-	struct dirent *e;
-	long long uid;
-
-	if (!dp)
-		return;
-	while ((e = readdir(dp)))
-		if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
-		    (uid = proc_uid(dirfd(dp), e->d_name)) >= c->sandbox_uid_base &&
-		    (uint64_t)uid - c->sandbox_uid_base < n) {
-			uid -= c->sandbox_uid_base;
-			used[uid / 8] |= (unsigned char)(1u << (uid % 8));
-		}
-	closedir(dp);
-}
-
-/*
- * A host-wide claim on a uid: the abstract Unix socket "mvm-uid-N" can be
- * bound only once per network namespace, so two mvmds (a test daemon
- * beside another) never hand out the same uid in the moment between
- * choosing it and the worker switching to it.  Held until the worker ends.
- */
-static int uid_claim(uint32_t uid)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), n;
-
-	if (fd < 0)
-		return -errno;
-	n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "mvm-uid-%u", uid);
-	if (bind(fd, (struct sockaddr *)&sa,
-	         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0) {
-		n = -errno;
-		close(fd);
-		return n;
-	}
-	return fd;
-}
-
-static struct sandbox_uid *uid_new(struct mvmd *d, uint32_t index, int claim_fd)
+static struct sandbox_uid *uid_new(struct mvmd *d, uint32_t index, int lease_fd)
 {
 	struct sandbox_uid *u = calloc(1, sizeof(*u));
 
 	if (!u)
 		return NULL;
 	u->index = index;
-	u->claim_fd = claim_fd;
+	u->lease_fd = lease_fd;
 	TAILQ_INSERT_TAIL(&d->sandbox_uids, u, link);
 	return u;
 }
@@ -196,43 +151,57 @@ void sandbox_uid_release(struct mvmd *d, struct sandbox_uid *u)
 	if (!u)
 		return;
 	TAILQ_REMOVE(&d->sandbox_uids, u, link);
-	if (u->claim_fd >= 0)
-		close(u->claim_fd);
+	if (u->lease_fd >= 0)
+		close(u->lease_fd);
 	free(u);
 }
 
-/* The lowest uid that no live worker holds, no process uses and no other
- * mvmd claimed: unique per live worker. */
-static int uid_alloc(struct mvmd *d, struct sandbox_uid **ret)
+int sandbox_uid_lease_fd(const struct sandbox_uid *u)
 {
-	uint64_t n = d->cfg.sandbox_uid_count, i;
-	struct sandbox_uid *u;
-	unsigned char *used;
-	int fd = -EUSERS;
+	return u ? u->lease_fd : -1;
+}
 
-	if (d->cfg.sandbox_uid_base + n > 0xffffffffULL)
-		n = 0xffffffffULL - d->cfg.sandbox_uid_base;
-	used = calloc(n / 8 + 1, 1);
-	if (!used)
-		return -ENOMEM;
-	/* our own first: a worker just spawned still runs as root */
-	TAILQ_FOREACH(u, &d->sandbox_uids, link)
-		if (u->index < n)
-			used[u->index / 8] |= (unsigned char)(1u << (u->index % 8));
-	uids_in_use_on_host(&d->cfg, n, used);
+static uint64_t uid_count(const struct config *c)
+{
+	uint64_t n = c->sandbox_uid_count;
+
+	return c->sandbox_uid_base + n > 0xffffffffULL ? 0xffffffffULL - c->sandbox_uid_base : n;
+}
+
+/*
+ * The next uid whose lease we can take (util/uid_lease.h), searched from
+ * where the last search stopped: a lease is taken by no one else, our own
+ * workers and other mvmds' included (flock excludes every other open of
+ * the file, in this process too), so no bitmap is needed and a start
+ * costs one open and one flock while the range has room.
+ */
+static int uid_alloc(struct mvmd *d, struct sandbox_uid **ret, char *why, size_t whylen)
+{
+	uint64_t n = uid_count(&d->cfg), i, idx = 0;
+	int dfd, fd = -EUSERS;
+
+	if (n == 0)
+		return -EUSERS;
+	dfd = uid_lease_dir_open(d->cfg.sandbox_lease_dir, why, whylen);
+	if (dfd < 0)
+		return dfd;
 	for (i = 0; i < n; i++) {
-		if (used[i / 8] & (1u << (i % 8)))
-			continue;
-		fd = uid_claim(d->cfg.sandbox_uid_base + (uint32_t)i);
-		if (fd >= 0 || fd != -EADDRINUSE)
+		idx = (d->sandbox_next + i) % n;
+		fd = uid_lease_take(dfd, d->cfg.sandbox_uid_base + (uint32_t)idx);
+		if (fd != -EWOULDBLOCK)
 			break;
 	}
-	free(used);
-	if (i == n)
+	close(dfd);
+	if (fd == -EWOULDBLOCK)
 		return -EUSERS;
-	if (fd < 0)
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot take the lease on uid %u in %s: %s",
+		         d->cfg.sandbox_uid_base + (uint32_t)idx, d->cfg.sandbox_lease_dir,
+		         strerror(-fd));
 		return fd;
-	*ret = uid_new(d, (uint32_t)i, fd);
+	}
+	d->sandbox_next = (uint32_t)((idx + 1) % n);
+	*ret = uid_new(d, (uint32_t)idx, fd);
 	if (!*ret) {
 		close(fd);
 		return -ENOMEM;
@@ -241,13 +210,14 @@ static int uid_alloc(struct mvmd *d, struct sandbox_uid **ret)
 }
 
 int sandbox_prepare(struct mvmd *d, const char *name, struct sandbox_uid **ret_uid,
-                    char *dir, size_t size)
+                    char *dir, size_t size, char *why, size_t whylen)
 {
 	struct sandbox_uid *u;
 	uid_t id;
 	int r;
 
-	r = uid_alloc(d, &u);
+	why[0] = '\0';
+	r = uid_alloc(d, &u, why, whylen);
 	if (r < 0)
 		return r;
 	id = sandbox_uid_id(d, u);
@@ -272,20 +242,27 @@ int sandbox_prepare(struct mvmd *d, const char *name, struct sandbox_uid **ret_u
 	return 0;
 }
 
-/* Its uid says which (0 before its lockdown or unsandboxed: none). */
+/*
+ * Its uid says which (0 before its lockdown or unsandboxed: none).  The
+ * worker still holds its lease (the copy it inherited): taking it again
+ * fails, and the uid stays ours until the worker ends.  If the lease is
+ * free (a worker of an mvmd before leases), we take it now.
+ */
 struct sandbox_uid *sandbox_uid_of(struct mvmd *d, pid_t pid)
 {
 	const struct config *c = &d->cfg;
-	char name[24];
-	long long uid;
-	int proc_fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	long long uid = proc_uid(pid);
+	char why[256];
+	int dfd, fd = -1;
 
-	if (proc_fd < 0)
+	if (uid < c->sandbox_uid_base || (uint64_t)(uid - c->sandbox_uid_base) >= uid_count(c))
 		return NULL;
-	snprintf(name, sizeof(name), "%d", (int)pid);
-	uid = proc_uid(proc_fd, name);
-	close(proc_fd);
-	if (uid < c->sandbox_uid_base || uid - c->sandbox_uid_base >= c->sandbox_uid_count)
-		return NULL;
-	return uid_new(d, (uint32_t)(uid - c->sandbox_uid_base), uid_claim((uint32_t)uid));
+	dfd = uid_lease_dir_open(c->sandbox_lease_dir, why, sizeof(why));
+	if (dfd < 0)
+		log_warn("worker %d: %s", (int)pid, why);
+	else if ((fd = uid_lease_take(dfd, (uint32_t)uid)) < 0)
+		fd = -1;
+	if (dfd >= 0)
+		close(dfd);
+	return uid_new(d, (uint32_t)(uid - c->sandbox_uid_base), fd);
 }

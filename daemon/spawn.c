@@ -157,7 +157,7 @@ int spawn_signal(int pidfd, int sig)
 /* ---- the worker's command line and fds --------------------------------- */
 
 #define ARGV_MAX 96
-#define ARG_BUFS 32                     /* 6 + a disk or NIC value each */
+#define ARG_BUFS 40                     /* 6, a disk or NIC each, ids, lease */
 
 struct spawn_args {
 	char *argv[ARGV_MAX];
@@ -297,7 +297,8 @@ static void build_sandbox_argv(const struct spawn_worker_req *r, struct spawn_ar
 }
 
 /* fd 0 /dev/null, 1 and 2 the VMM log, 3 the link, 4 the kernel, then
- * initrd, disks and TAPs in the order build_argv() named them. */
+ * initrd, disks and TAPs in the order build_argv() named them, then the
+ * uid lease. */
 int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidfd)
 {
 	const struct vm_files *f = r->files;
@@ -311,7 +312,6 @@ int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidf
 	build_argv(r, a);
 	if (r->sandbox_dir)
 		build_sandbox_argv(r, a);
-	a->argv[a->argc] = NULL;
 	fds[n++] = -1;
 	fds[n++] = r->log_fd;
 	fds[n++] = r->log_fd;
@@ -323,6 +323,14 @@ int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidf
 		fds[n++] = f->disk_fds[i];
 	for (int i = 0; i < f->nnics; i++)
 		fds[n++] = f->nic_fds[i];
+	/* the worker keeps a copy of its uid lease: it holds the uid for as
+	 * long as it lives, past mvmd's own exit */
+	if (r->sandbox_dir && r->sandbox_lease_fd >= 0) {
+		arg_add(a, "--sandbox-lease-fd");
+		arg_addf(a, "%d", n);
+		fds[n++] = r->sandbox_lease_fd;
+	}
+	a->argv[a->argc] = NULL;
 	req.argv = a->argv;
 	req.nfds = n;
 	rc = spawn_process(&req, ret_pid, ret_pidfd);

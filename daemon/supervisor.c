@@ -539,6 +539,7 @@ static int worker_spawn(struct worker *w, const struct vm_files *files, int link
 	struct spawn_worker_req req = {
 		.vmm_path = d->cfg.vmm_path, .vm = &w->vm->row, .files = files,
 		.console_log = console_log, .log_fd = log_fd, .link_fd = link_fd,
+		.sandbox_lease_fd = sandbox_uid_lease_fd(w->uid),
 	};
 	pid_t pid;
 	int r;
@@ -688,7 +689,7 @@ int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *
 {
 	struct mvmd *d = vm->d;
 	struct worker *w = worker_new(vm);
-	char console_log[4096], sandbox[4096];
+	char console_log[4096], sandbox[4096], why[512];
 	int sp[2] = { -1, -1 }, log_fd, r;
 
 	if (!w) {
@@ -701,9 +702,11 @@ int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *
 		goto fail;
 	}
 	if (sandbox_enabled(d) &&
-	    (r = sandbox_prepare(d, vm->row.name, &w->uid, sandbox, sizeof(sandbox))) < 0) {
-		start_fail(err, r, r == -EUSERS ? "sandbox: every uid of sandbox_uid_count is in use"
-		                                 : "sandbox directory");
+	    (r = sandbox_prepare(d, vm->row.name, &w->uid, sandbox, sizeof(sandbox), why,
+	                         sizeof(why))) < 0) {
+		start_fail(err, r, r == -EUSERS ? "sandbox: every uid of sandbox_uid_count is leased; "
+		                                  "raise sandbox_uid_count or stop a VM"
+		                                : why[0] ? why : "sandbox directory");
 		goto fail_log;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {

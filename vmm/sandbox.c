@@ -146,6 +146,15 @@ int sandbox_parse_option(struct sandbox_config *cfg, int c, const char *arg, con
 		}
 		cfg->cgroup_procs[cfg->ncgroups++] = arg;
 		return 1;
+	case SANDBOX_OPT_LEASE_FD:
+		if (parse_id(arg, &id) < 0 || id < 3 || id >= FD_SCAN_MAX ||
+		    cfg->nkeep == SANDBOX_KEEP_FDS_MAX) {
+			*ret_why = "--sandbox-lease-fd takes an inherited fd from 3 to 1023";
+			return -EINVAL;
+		}
+		cfg->keep_fds[cfg->nkeep++] = (int)id;
+		cfg->have_lease = true;
+		return 1;
 	case SANDBOX_OPT_TEST_FORBIDDEN: cfg->test_forbidden_syscall = true; return 1;
 	default: return 0;
 	}
@@ -207,6 +216,44 @@ static int close_inherited(const struct lockdown *l)
 	if (close_range(FD_SCAN_MAX, ~0u, 0) < 0 && errno != ENOSYS)
 		return -errno;
 	return clear_environment();
+}
+
+/* The id a worker run by hand takes by default; set by take_lease. */
+static unsigned default_id;
+
+/* Step 1b, while the host's /run is still there.  Run by hand without
+ * --sandbox-uid, the worker leases its uid as mvmd does, in the same
+ * directory: two of them, or one and mvmd, never share a uid.  The lease
+ * fd is ours (not inherited) and stays open until we exit. */
+static int take_lease(const struct lockdown *l)
+{
+	unsigned first = (unsigned)l->outer_pid % SANDBOX_ID_SPAN, i;
+	char why[512];
+	int dfd, fd = -EWOULDBLOCK;
+
+	if (l->cfg->have_lease && !l->cfg->have_uid) {
+		fprintf(stderr, "mvm-vmm: --sandbox-lease-fd needs the --sandbox-uid it leases\n");
+		return -EINVAL;
+	}
+	if (l->cfg->have_uid)
+		return 0;
+	dfd = uid_lease_dir_open(UID_LEASE_DIR_DEFAULT, why, sizeof(why));
+	if (dfd < 0) {
+		fprintf(stderr, "mvm-vmm: %s\n", why);
+		return dfd;
+	}
+	for (i = 0; i < SANDBOX_ID_SPAN && fd == -EWOULDBLOCK; i++) {
+		default_id = SANDBOX_ID_BASE + (first + i) % SANDBOX_ID_SPAN;
+		fd = uid_lease_take(dfd, default_id);
+	}
+	close(dfd);
+	if (fd == -EWOULDBLOCK) {
+		fprintf(stderr, "mvm-vmm: every uid from %u to %u is leased in %s; "
+		        "pass --sandbox-uid and --sandbox-gid\n", SANDBOX_ID_BASE,
+		        SANDBOX_ID_BASE + SANDBOX_ID_SPAN - 1, UID_LEASE_DIR_DEFAULT);
+		return -EUSERS;
+	}
+	return fd < 0 ? fd : 0;
 }
 
 /* Step 5, done before step 3: the cgroup.procs paths live on the host
@@ -390,9 +437,8 @@ static int rearm_parent_death(void)
 static int drop_privileges(const struct lockdown *l)
 {
 	const struct sandbox_config *cfg = l->cfg;
-	unsigned id = SANDBOX_ID_BASE + (unsigned)l->outer_pid % SANDBOX_ID_SPAN;
-	uid_t uid = cfg->have_uid ? cfg->uid : id;
-	gid_t gid = cfg->have_gid ? cfg->gid : id;
+	uid_t uid = cfg->have_uid ? cfg->uid : default_id;
+	gid_t gid = cfg->have_gid ? cfg->gid : cfg->have_uid ? cfg->uid : default_id;
 	int r;
 
 	if ((r = drop_capability_sets()) < 0)
@@ -574,6 +620,7 @@ int sandbox_enter(const struct sandbox_config *cfg, const struct vm_config *vm,
 		int (*fn)(const struct lockdown *l);
 	} steps[] = {
 		{ "close inherited fds", close_inherited },
+		{ "lease a uid", take_lease },
 		{ "join cgroups", join_cgroups },
 		{ "enter namespaces and empty root", enter_namespaces },
 		{ "drop uid, gid and capabilities", drop_privileges },

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util/uid_lease.h"
 #include "vmm/vm.h"
 
 /*
@@ -18,7 +19,9 @@
 
 #define SANDBOX_CGROUPS_MAX 8
 #define SANDBOX_KEEP_FDS_MAX 8
-/* Default per-VM ids when run by hand: SANDBOX_ID_BASE + pid % SANDBOX_ID_SPAN. */
+/* Default per-VM ids when run by hand: the first free uid lease
+ * (util/uid_lease.h, in UID_LEASE_DIR_DEFAULT, shared with mvmd) from
+ * SANDBOX_ID_BASE + pid % SANDBOX_ID_SPAN on, within the span. */
 #define SANDBOX_ID_BASE 100000u
 #define SANDBOX_ID_SPAN 60000u
 #define SANDBOX_DIR_DEFAULT "/tmp"
@@ -30,6 +33,7 @@ struct sandbox_config {
 	 * holds read-only at its own path and nothing else. */
 	const char *dir;
 	bool have_uid, have_gid;
+	bool have_lease;        /* --sandbox-lease-fd: mvmd leased the uid */
 	uid_t uid;
 	gid_t gid;
 	const char *cgroup_procs[SANDBOX_CGROUPS_MAX];
@@ -44,7 +48,7 @@ struct sandbox_config {
 /* getopt_long entries and their --help text, for main.c's tables. */
 enum {
 	SANDBOX_OPT_ENABLE = 1000, SANDBOX_OPT_DIR, SANDBOX_OPT_UID, SANDBOX_OPT_GID,
-	SANDBOX_OPT_CGROUP, SANDBOX_OPT_TEST_FORBIDDEN,
+	SANDBOX_OPT_CGROUP, SANDBOX_OPT_TEST_FORBIDDEN, SANDBOX_OPT_LEASE_FD,
 };
 
 #ifdef MVM_TEST_HOOKS
@@ -60,6 +64,7 @@ enum {
 	{ "sandbox-uid", required_argument, NULL, SANDBOX_OPT_UID }, \
 	{ "sandbox-gid", required_argument, NULL, SANDBOX_OPT_GID }, \
 	{ "cgroup-procs", required_argument, NULL, SANDBOX_OPT_CGROUP }, \
+	{ "sandbox-lease-fd", required_argument, NULL, SANDBOX_OPT_LEASE_FD }, \
 	SANDBOX_TEST_OPTIONS
 
 #define SANDBOX_USAGE \
@@ -69,7 +74,9 @@ enum {
 "                            read-only at its own path: put --vsock uds=DIR/NAME\n" \
 "                            and its NAME_PORT listeners there (default: an empty root)\n" \
 "      --sandbox-uid N, --sandbox-gid N\n" \
-"                            ids to run as (default 100000 + pid %% 60000)\n" \
+"                            ids to run as (default: the first uid from 100000 +\n" \
+"                            pid %% 60000 whose lease in " UID_LEASE_DIR_DEFAULT " is free)\n" \
+"      --sandbox-lease-fd N  inherited fd N holds the uid's lease: keep it open\n" \
 "      --cgroup-procs FILE   join a cgroup by writing to its cgroup.procs (repeatable)\n"
 
 /* Returns 1 if c was a sandbox option (taken), 0 if not one, -EINVAL for a

@@ -322,7 +322,7 @@ def cgroup_files():
         pid, want_mem = vm["pid"], (64 + 32) << 20
         checked = []
         for ctrl, (mode, parent) in paths.items():
-            d = os.path.join(parent, "cg1")
+            d = os.path.join(parent, "vm-cg1")
             check(str(pid) in read(os.path.join(d, "cgroup.procs")).split(),
                   "worker %d not in %s" % (pid, d))
             if ctrl == "memory" and mode == "v1":
@@ -345,7 +345,7 @@ def cgroup_files():
             checked.append("%s(%s)" % (ctrl, mode))
         env.ctl.ok("rm", "-f", "cg1")
         for ctrl, (mode, parent) in paths.items():
-            check(not os.path.exists(os.path.join(parent, "cg1")),
+            check(not os.path.exists(os.path.join(parent, "vm-cg1")),
                   "%s cgroup of cg1 left behind" % ctrl)
         print("cgroup values right for %s; removed with the VM" % ", ".join(checked))
     finally:

@@ -12,6 +12,7 @@ MVM_TEST_HOOKS=1 when the build has -Dtest_hooks=true.  Exit status: 0
 pass, 1 fail, 77 skip (no /dev/kvm or guest, not root, no test hooks).
 """
 
+import fcntl
 import json
 import os
 import stat
@@ -94,6 +95,21 @@ def check_locked_down(env, vm):
     return uid
 
 
+def lease_free(uid, lease_dir="/run/mvm-uid-leases"):
+    """Whether nobody holds uid's lease: we could take it (and let go)."""
+    try:
+        fd = os.open(os.path.join(lease_dir, str(uid)), os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def case_state(env):
     """Two VMs: each locked down, with different uids; rm removes each
     one's directory."""
@@ -105,9 +121,15 @@ def case_state(env):
     env.ctl.ok("rm", "-f", "sba")
     check(not os.path.exists(env.vm_dir("sba")), "sba's sandbox directory is still there")
     check(os.path.isdir(env.vm_dir("sbb")), "removing sba took sbb's directory")
-    # The freed slot is the lowest again: the next VM gets sba's uid.
+    # Leases (docs/security.md "Sandbox uids"): sba's went with its worker,
+    # sbb's worker holds its own.
+    check(lease_free(ua), "uid %d is still leased after sba was removed" % ua)
+    check(not lease_free(ub), "uid %d (sbb's) is not leased" % ub)
+    # The search goes on from the last uid taken: sbc gets the one after
+    # sbb's, and a just-freed uid is the last to be taken again.
     c = env.create("sbc")
-    check(check_locked_down(env, c) == ua, "sbc did not reuse the freed uid %d" % ua)
+    uc = check_locked_down(env, c)
+    check(uc == ub + 1, "sbc got uid %d, expected %d (the one after sbb's)" % (uc, ub + 1))
     env.ctl.ok("stop", "sbb", "--timeout", "0")
     env.ctl.wait_state("sbb", ("stopped", "crashed"))
     check(not os.path.exists(env.vm_dir("sbb")), "a stopped VM's directory is still there")

@@ -245,12 +245,17 @@ static void test_values(const struct cgroup *cg)
 	CHECK(gone(dirs[0]) && gone(dirs[1]) && gone(dirs[2]));
 }
 
-/* Attach a real process; destroying the cgroup with it inside kills it. */
+/*
+ * Attach a real process.  Destroying the cgroup with it inside never kills
+ * it (mvmd destroys a VM's cgroup only after its worker ended: anything
+ * left is not its to kill) and says which pid holds it; creating the same
+ * VM's cgroup again is refused while it is occupied, reused once empty.
+ */
 static void test_attach_and_leftovers(const struct cgroup *cg)
 {
-	struct cgroup_vm *v = NULL;
+	struct cgroup_vm *v = NULL, *again = NULL;
 	struct child ch = spawn(idle);
-	char dir[4200];
+	char dir[4200], pid[32];
 	int i, st = 0;
 
 	CHECK(ch.pid > 0);
@@ -262,16 +267,85 @@ static void test_attach_and_leftovers(const struct cgroup *cg)
 		CHECK(listed(cgroup_vm_dir(v, (enum cgroup_ctrl)i), ch.pid));
 	check_file(cgroup_vm_dir(v, CGROUP_PIDS), "pids.current", "1");
 	snprintf(dir, sizeof(dir), "%s", cgroup_vm_dir(v, CGROUP_MEMORY));
-	CHECK_EQ(cgroup_vm_destroy(v, err, sizeof(err)), 0);
-	CHECK(gone(dir));
+	snprintf(pid, sizeof(pid), "%d", (int)ch.pid);
+	CHECK_EQ(cgroup_vm_create(cg, "attach", 64 * MIB, 1, 0, &again, err, sizeof(err)), -EBUSY);
+	CHECK(strstr(err, pid) && strstr(err, "not a worker this mvmd started"));
+	CHECK_EQ(cgroup_vm_destroy(v, err, sizeof(err)), -EBUSY);
+	CHECK(strstr(err, pid) && strstr(err, "left in place"));
+	CHECK(!gone(dir));
+	CHECK_EQ(waitpid(ch.pid, &st, WNOHANG), 0);     /* still alive */
+	kill(ch.pid, SIGKILL);
 	CHECK_EQ(waitpid(ch.pid, &st, 0), ch.pid);
-	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 	close(ch.go);
+	/* empty now: reused, then removed */
+	CHECK_EQ(cgroup_vm_create(cg, "attach", 64 * MIB, 1, 0, &again, err, sizeof(err)), 0);
+	CHECK_EQ(cgroup_vm_destroy(again, err, sizeof(err)), 0);
+	CHECK(gone(dir));
 	return;
 out:
 	kill(ch.pid, SIGKILL);
 	waitpid(ch.pid, NULL, 0);
 	close(ch.go);
+}
+
+/* VM names that are cgroup control files' names are directories like any
+ * other (vm-<name>), beside the files. */
+static void test_file_names(const struct cgroup *cg)
+{
+	static const char *const names[] = { "tasks", "cgroup.procs", "pids.max",
+	                                     "memory.limit_in_bytes", "cgroup.kill" };
+	struct cgroup_vm *v;
+	char dir[4200];
+	unsigned i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		v = NULL;
+		if (cgroup_vm_create(cg, names[i], 64 * MIB, 1, 0, &v, err, sizeof(err)) != 0) {
+			fprintf(stderr, "VM name %s: %s\n", names[i], err);
+			check_failures++;
+			continue;
+		}
+		snprintf(dir, sizeof(dir), "%s", cgroup_vm_dir(v, CGROUP_PIDS));
+		check_file(dir, "pids.max", "64");
+		CHECK_EQ(cgroup_vm_destroy(v, err, sizeof(err)), 0);
+		CHECK(gone(dir));
+	}
+}
+
+/* Two instances on one parent get two subtrees. */
+static void test_instances(void)
+{
+	struct cgroup_opts o = { 0 };
+	struct cgroup a, b;
+	struct cgroup_vm *va = NULL, *vb = NULL;
+	char parent[64], ia[32], ib[32], ia2[32];
+	int i;
+
+	cgroup_instance_id("/var/lib/mvm-a", ia, sizeof(ia));
+	cgroup_instance_id("/var/lib/mvm-a", ia2, sizeof(ia2));
+	cgroup_instance_id("/var/lib/mvm-b", ib, sizeof(ib));
+	CHECK(!strcmp(ia, ia2) && strcmp(ia, ib) && strlen(ia) == 16);
+	snprintf(parent, sizeof(parent), "/mvm-test-inst-%d", (int)getpid());
+	o.parent = parent;
+	o.instance = ia;
+	CHECK_EQ(cgroup_init(&a, &o), 0);
+	o.instance = ib;
+	CHECK_EQ(cgroup_init(&b, &o), 0);
+	CHECK_EQ(cgroup_vm_create(&a, "same", 64 * MIB, 1, 0, &va, err, sizeof(err)), 0);
+	CHECK_EQ(cgroup_vm_create(&b, "same", 64 * MIB, 1, 0, &vb, err, sizeof(err)), 0);
+	for (i = 0; va && vb && i < CGROUP_NCTRL; i++) {
+		CHECK(strcmp(cgroup_vm_dir(va, (enum cgroup_ctrl)i), cgroup_vm_dir(vb, (enum cgroup_ctrl)i)));
+		CHECK(strstr(cgroup_vm_dir(va, (enum cgroup_ctrl)i), ia) != NULL);
+	}
+	CHECK_EQ(cgroup_vm_destroy(va, err, sizeof(err)), 0);
+	CHECK_EQ(cgroup_vm_destroy(vb, err, sizeof(err)), 0);
+	/* b found the parent a made: b goes first, a takes the parent too */
+	CHECK_EQ(cgroup_parent_remove(&b, err, sizeof(err)), 0);
+	CHECK_EQ(cgroup_parent_remove(&a, err, sizeof(err)), 0);
+	cgroup_free(&a);
+	cgroup_free(&b);
+	o.instance = "a/b";
+	CHECK_EQ(cgroup_init(&a, &o), -EINVAL);
 }
 
 static void test_oom(const struct cgroup *cg)
@@ -474,6 +548,8 @@ int main(void)
 		}
 	test_values(&cg);
 	test_attach_and_leftovers(&cg);
+	test_file_names(&cg);
+	test_instances();
 	test_oom(&cg);
 	test_cpu(&cg);
 	test_pids(&cg);

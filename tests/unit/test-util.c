@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/uid_lease.h"
 #include "util/util.h"
 #include "tests/unit/check.h"
 
@@ -132,6 +133,62 @@ static void test_dir_tighten(void)
 	CHECK_EQ(util_dir_tighten(dir, 027, NULL), -ENOENT);
 }
 
+/* uid leases: one holder per uid, a second open in this process or a
+ * forked child's included; the lease outlives the fd it was taken by while
+ * a copy (a worker's) is open; the directory's mode is checked. */
+static void test_uid_lease(void)
+{
+	char dir[] = "/tmp/mvm-test-lease-XXXXXX", sub[64], why[512], path[96];
+	struct stat st;
+	int dfd, a, b, copy, st_child = 0;
+	pid_t pid;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(sub, sizeof(sub), "%s/leases", dir);
+	dfd = uid_lease_dir_open(sub, why, sizeof(why));
+	CHECK(dfd >= 0);
+	if (dfd < 0)
+		return;
+	CHECK_EQ(stat(sub, &st), 0);
+	CHECK_EQ(st.st_mode & 07777, 0700);
+	a = uid_lease_take(dfd, 4242);
+	CHECK(a >= 0);
+	CHECK_EQ(uid_lease_take(dfd, 4242), -EWOULDBLOCK);
+	b = uid_lease_take(dfd, 4243);
+	CHECK(b >= 0);
+	pid = fork();
+	if (pid == 0)
+		_exit(uid_lease_take(dfd, 4242) == -EWOULDBLOCK ? 0 : 1);
+	CHECK_EQ(waitpid(pid, &st_child, 0), pid);
+	CHECK(WIFEXITED(st_child) && WEXITSTATUS(st_child) == 0);
+	copy = dup(a);          /* what the worker inherits */
+	close(a);
+	CHECK_EQ(uid_lease_take(dfd, 4242), -EWOULDBLOCK);
+	close(copy);
+	a = uid_lease_take(dfd, 4242);
+	CHECK(a >= 0);
+	close(a);
+	close(b);
+	close(dfd);
+	/* only readable by others: closed; writable by others: refused */
+	CHECK_EQ(chmod(sub, 0755), 0);
+	dfd = uid_lease_dir_open(sub, why, sizeof(why));
+	CHECK(dfd >= 0);
+	if (dfd >= 0)
+		close(dfd);
+	CHECK_EQ(stat(sub, &st), 0);
+	CHECK_EQ(st.st_mode & 07777, 0700);
+	CHECK_EQ(chmod(sub, 0777), 0);
+	CHECK_EQ(uid_lease_dir_open(sub, why, sizeof(why)), -EPERM);
+	CHECK(strstr(why, "chmod 0700") != NULL);
+	snprintf(path, sizeof(path), "%s/4242", sub);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/4243", sub);
+	unlink(path);
+	rmdir(sub);
+	rmdir(dir);
+}
+
 /* As root: the thread takes the client's ids and gives them back. */
 static void test_cred(void)
 {
@@ -212,6 +269,7 @@ int main(void)
 	test_start_time();
 	test_text();
 	test_dir_tighten();
+	test_uid_lease();
 	test_cred();
 	return check_result("util");
 }
