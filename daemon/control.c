@@ -30,6 +30,7 @@ struct client_uid {
 	uid_t uid;
 	uint32_t nconns;
 	uint64_t out_bytes;
+	uint64_t refused;               /* refused while it held any, for the log */
 };
 
 struct write_req {
@@ -79,12 +80,12 @@ static void conn_close_cb(uv_handle_t *h)
 	struct mvmd *d = c->d;
 
 	/* every write callback ran before this one */
-	if (c->u) {
+	if (c->counted) {
 		c->u->nconns--;
 		if (c->cred.uid != 0)
 			d->nconns_counted--;
-		uid_put(d, c->u);
 	}
+	uid_put(d, c->u);
 	proto_linebuf_free(&c->lb);
 	free(c);
 }
@@ -498,16 +499,17 @@ static void connection_cb(uv_stream_t *server, int status)
 		return;
 	}
 	if (conn_refusal(c, fd, why, sizeof(why))) {
-		log_warn("refused a connection from pid %d uid %u: %s", (int)c->cred.pid,
-		         (unsigned)c->cred.uid, why);
-		c->u->nconns++;         /* conn_close_cb gives it back */
-		if (c->cred.uid != 0)
-			d->nconns_counted++;
+		/* the first of a flood, then every 1000th */
+		if (c->u->refused++ % 1000 == 0)
+			log_warn("refused a connection from pid %d uid %u (%llu so far): %s",
+			         (int)c->cred.pid, (unsigned)c->cred.uid,
+			         (unsigned long long)c->u->refused, why);
 		proto_error_set(&err, PROTO_ERR_LIMIT_EXCEEDED, NULL, "%s", why);
 		conn_reply_error(c, json_null(), &err);
 		conn_end(c);
 		return;
 	}
+	c->counted = true;
 	c->u->nconns++;
 	if (c->cred.uid != 0)
 		d->nconns_counted++;

@@ -234,6 +234,7 @@ struct conn {
 	struct mvmd *d;
 	TAILQ_ENTRY(conn) link;
 	struct client_uid *u;           /* its uid's use (control.c) */
+	bool counted;                   /* in u's and the total's connections */
 	double line_since;              /* first byte of an unfinished line, 0 none */
 	bool out_paused;                /* requests wait: too much unsent output */
 	bool console_paused;            /* console input waits for the worker link */
