@@ -257,8 +257,10 @@ static int adm_start(struct admission *a, struct vm_files *files, struct proto_e
 	                     msg, sizeof(msg));
 	if (r < 0) {
 		vm_files_close(files);
-		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
-		                       "cannot create the VM's cgroup: %s", msg);
+		/* r (-errno) goes up: restart.c retries a transient one */
+		proto_error_set(err, PROTO_ERR_INTERNAL, NULL, "cannot create the VM's cgroup: %s",
+		                msg);
+		return r;
 	}
 	return d->start_worker(a->vm, files, err);
 }
