@@ -118,6 +118,17 @@ static int set_uid_range(uint32_t *ret, const char *value, bool is_base)
 	return 0;
 }
 
+/* A size (MiB unless it says K/M/G/T), at least 1 MiB: one reply fits. */
+static int set_output_max(uint64_t *ret, const char *value)
+{
+	uint64_t v;
+
+	if (util_parse_size(value, 1 << 20, &v) < 0 || v < (1 << 20))
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
 static int set_u32(uint32_t *ret, const char *value, uint64_t min)
 {
 	uint64_t v;
@@ -157,8 +168,7 @@ int config_set(struct config *cfg, const char *key, const char *value)
 	if (!strcmp(key, "client_max_per_uid"))
 		return set_u32(&cfg->client_max_per_uid, value, 1);
 	if (!strcmp(key, "client_output_max_per_uid"))
-		return util_parse_uint(value, 1 << 20, UINT64_MAX / 2,
-		                       &cfg->client_output_max_per_uid) < 0 ? -EINVAL : 0;
+		return set_output_max(&cfg->client_output_max_per_uid, value);
 	if (!strcmp(key, "client_line_timeout"))
 		return set_seconds(&cfg->client_line_timeout, value);
 	if (!strcmp(key, "fd_reserve"))
