@@ -330,6 +330,9 @@ static void conn_pump(struct conn *c)
 	}
 	if (c->closing)
 		return;
+	/* a partial line left after whole ones starts its clock now */
+	if (c->mode == CONN_JSON && c->line_since == 0 && proto_linebuf_pending(&c->lb))
+		c->line_since = mvmd_mono();
 	if (c->mode == CONN_CONSOLE)
 		conn_set_reading(c, !c->console_paused);
 	else
