@@ -154,11 +154,8 @@ static void write_cb(uv_write_t *req, int status)
 	struct write_req *w = (struct write_req *)req;
 	struct conn *c = w->c;
 
-	if (c->u) {
-		c->u->out_bytes -= w->buf.len;
-		if (c->closing)
-			uid_put(c->d, c->u);    /* conn_close_cb puts it too */
-	}
+	if (c->u)
+		c->u->out_bytes -= w->buf.len;  /* conn_close_cb runs after, and puts it */
 	free(w->buf.base);
 	free(w);
 	/* it read: the requests it sent meanwhile go on */
