@@ -396,6 +396,14 @@ def rss_kib(pid):
     return 0
 
 
+def rss_allowance(pid):
+    """KiB of RSS a sanitizer build adds on its own: ASan keeps freed
+    memory in a 256 MiB quarantine, caches and shadows what it maps (its
+    mvmd grew 300 to 480 MiB here where a plain one grew 0.1 to 57)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return 1024 * 1024 if "libasan" in f.read() else 0
+
+
 def open_many(n):
     """A child's fn: n connections, then which were refused and why."""
     def fn(path, kept):
@@ -530,7 +538,8 @@ def case_slow_clients(env):
         grown = rss_kib(pid) - rss0
         print("40 non-reading clients sent %.1f MiB of requests; mvmd grew %.1f MiB" %
               (res["sent"] / 2**20, grown / 1024))
-        check(grown < 160 * 1024, "mvmd grew %d KiB for non-reading clients" % grown)
+        check(grown < 160 * 1024 + rss_allowance(pid),
+              "mvmd grew %d KiB for non-reading clients" % grown)
         env.ctl.ok("list")
     finally:
         release()
@@ -556,6 +565,10 @@ def case_console_flood(env):
                 sent += raw.s.send(chunk)
             except BlockingIOError:
                 pass
+            except OSError as e:
+                vm = env.ctl.vm("sink")
+                check(False, "mvmd closed the console after %d bytes (%s): the VM is %s (%s)"
+                      % (sent, e, vm["state"], vm.get("exit_reason")))
         try:
             raw.s.recv(1 << 16)     # its echo, if any, is not the point
         except (BlockingIOError, InterruptedError):
@@ -564,7 +577,8 @@ def case_console_flood(env):
     raw.close()
     print("console input sent %.1f MiB in 10 s; mvmd grew %.1f MiB" %
           (sent / 2**20, grown / 1024))
-    check(grown < 64 * 1024, "mvmd grew %d KiB under a console flood" % grown)
+    check(grown < 64 * 1024 + rss_allowance(pid), "mvmd grew %d KiB under a console flood"
+          % grown)
     after = env.ctl.vm("sink")
     check(after["state"] == "running" and after["pid"] == vm["pid"],
           "the VM is %s (%s) after the flood" % (after["state"], after.get("exit_reason")))
@@ -609,8 +623,9 @@ CASES = {
         "client_max_per_uid = 50", "client_max = 80", "fd_reserve = 64"]}),
     "hostile-slow-clients": (case_slow_clients, False, {"config": [
         "client_line_timeout = 2"]}),
+    # vmm_overhead: room for a sanitizer build's worker under the flood
     "hostile-console-flood": (case_console_flood, True, {"config": [
-        "health_interval = 0.5", "health_timeout = 3"]}),
+        "health_interval = 0.5", "health_timeout = 3", "vmm_overhead = 512M"]}),
     "hostile-fd-exhaustion-restart": (case_fd_exhaustion_restart, True, {}),
 }
 
