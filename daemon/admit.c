@@ -272,8 +272,10 @@ static int adm_start(struct admission *a, struct vm_files *files, struct proto_e
 	}
 	if (r < 0) {
 		vm_files_close(files);
-		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
-		                       "cannot create the VM's cgroup: %s", msg);
+		/* r (-errno) goes up: restart.c retries a transient one */
+		proto_error_set(err, PROTO_ERR_INTERNAL, NULL, "cannot create the VM's cgroup: %s",
+		                msg);
+		return r;
 	}
 	return d->start_worker(a->vm, files, err);
 }
@@ -338,7 +340,9 @@ static void start_queued(struct admission *a)
 		log_error("VM %s: queued start failed: %s", vm->row.name, err.message);
 		free(vm->row.exit_reason);
 		vm->row.exit_reason = strdup("start failed");
-		vm_commit(vm, PROTO_VM_CRASHED, "start failed");
+		/* a fact: the row must not stay queued if the disk is full */
+		if (vm_commit_fact(vm, PROTO_VM_CRASHED, "start failed") < 0)
+			log_error("VM %s: cannot store state crashed; kept in memory", vm->row.name);
 		if (d->admit_start_failed_cb)
 			d->admit_start_failed_cb(vm, &err);
 		if (vm->adm == a)

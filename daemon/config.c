@@ -59,6 +59,11 @@ int config_defaults(struct config *cfg, const char *argv0)
 	cfg->sandbox = -1;
 	cfg->sandbox_uid_base = 100000;
 	cfg->sandbox_uid_count = 65536;
+	cfg->client_max = 4096;
+	cfg->client_max_per_uid = 256;
+	cfg->client_output_max_per_uid = 64 * 1024 * 1024;
+	cfg->client_line_timeout = 30;
+	cfg->fd_reserve = 512;
 	cap_limits_init(&cfg->limits);
 	/* without /proc/meminfo the memory limit is 0 until configured */
 	cap_host_defaults(&cfg->limits);
@@ -115,6 +120,27 @@ static int set_uid_range(uint32_t *ret, const char *value, bool is_base)
 	return 0;
 }
 
+/* A size (MiB unless it says K/M/G/T), at least 1 MiB: one reply fits. */
+static int set_output_max(uint64_t *ret, const char *value)
+{
+	uint64_t v;
+
+	if (util_parse_size(value, 1 << 20, &v) < 0 || v < (1 << 20))
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+static int set_u32(uint32_t *ret, const char *value, uint64_t min)
+{
+	uint64_t v;
+
+	if (util_parse_uint(value, min, UINT32_MAX, &v) < 0)
+		return -EINVAL;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
 int config_set(struct config *cfg, const char *key, const char *value)
 {
 	int lvl;
@@ -141,6 +167,16 @@ int config_set(struct config *cfg, const char *key, const char *value)
 		return set_uid_range(&cfg->sandbox_uid_count, value, false);
 	if (!strcmp(key, "sandbox_lease_dir"))
 		return set_str(&cfg->sandbox_lease_dir, value);
+	if (!strcmp(key, "client_max"))
+		return set_u32(&cfg->client_max, value, 1);
+	if (!strcmp(key, "client_max_per_uid"))
+		return set_u32(&cfg->client_max_per_uid, value, 1);
+	if (!strcmp(key, "client_output_max_per_uid"))
+		return set_output_max(&cfg->client_output_max_per_uid, value);
+	if (!strcmp(key, "client_line_timeout"))
+		return set_seconds(&cfg->client_line_timeout, value);
+	if (!strcmp(key, "fd_reserve"))
+		return set_u32(&cfg->fd_reserve, value, 16);
 	if (!strcmp(key, "log_level")) {
 		lvl = log_level_parse(value);
 		if (lvl < 0)

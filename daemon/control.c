@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -19,10 +20,23 @@
 #define CONN_INPUT_MAX   (4 * PROTO_MAX_LINE)
 /* A client that lets this much output pile up is dropped. */
 #define CONN_OUTPUT_MAX  (16 * 1024 * 1024)
+/* Past this much unsent output its next requests wait until it reads. */
+#define CONN_OUTPUT_PAUSE (1024 * 1024)
+
+/* What one uid's connections hold: counted against client_max_per_uid
+ * and client_output_max_per_uid; freed when it holds nothing. */
+struct client_uid {
+	TAILQ_ENTRY(client_uid) link;
+	uid_t uid;
+	uint32_t nconns;
+	uint64_t out_bytes;
+	uint64_t refused;               /* refused while it held any, for the log */
+};
 
 struct write_req {
 	uv_write_t req;
 	uv_buf_t buf;
+	struct conn *c;                 /* valid until its callback ran */
 };
 
 static void conn_pump(struct conn *c);
@@ -33,12 +47,45 @@ bool conn_may_access(const struct conn *c, uint32_t owner)
 	return c->cred.uid == 0 || c->cred.uid == c->d->uid || c->cred.uid == owner;
 }
 
+/* ---- per-uid use -------------------------------------------------------- */
+
+static struct client_uid *uid_use(struct mvmd *d, uid_t uid)
+{
+	struct client_uid *u;
+
+	TAILQ_FOREACH(u, &d->client_uids, link)
+		if (u->uid == uid)
+			return u;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->uid = uid;
+	TAILQ_INSERT_TAIL(&d->client_uids, u, link);
+	return u;
+}
+
+static void uid_put(struct mvmd *d, struct client_uid *u)
+{
+	if (u && u->nconns == 0 && u->out_bytes == 0) {
+		TAILQ_REMOVE(&d->client_uids, u, link);
+		free(u);
+	}
+}
+
 /* ---- closing ------------------------------------------------------------ */
 
 static void conn_close_cb(uv_handle_t *h)
 {
 	struct conn *c = h->data;
+	struct mvmd *d = c->d;
 
+	/* every write callback ran before this one */
+	if (c->counted) {
+		c->u->nconns--;
+		if (c->cred.uid != 0)
+			d->nconns_counted--;
+	}
+	uid_put(d, c->u);
 	proto_linebuf_free(&c->lb);
 	free(c);
 }
@@ -89,6 +136,10 @@ void control_close_all(struct mvmd *d)
 {
 	while (!TAILQ_EMPTY(&d->conns))
 		conn_close(TAILQ_FIRST(&d->conns));
+	if (d->line_timer_init) {
+		d->line_timer_init = false;
+		uv_close((uv_handle_t *)&d->line_timer, NULL);
+	}
 	if (d->listening) {
 		d->listening = false;
 		uv_close((uv_handle_t *)&d->listener, NULL);
@@ -101,9 +152,18 @@ void control_close_all(struct mvmd *d)
 static void write_cb(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
+	struct conn *c = w->c;
 
+	if (c->u)
+		c->u->out_bytes -= w->buf.len;  /* conn_close_cb runs after, and puts it */
 	free(w->buf.base);
 	free(w);
+	/* it read: the requests it sent meanwhile go on */
+	if (!c->closing && c->out_paused &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) < CONN_OUTPUT_PAUSE / 2) {
+		c->out_paused = false;
+		conn_pump(c);
+	}
 }
 
 /* Queue buf (taken over) on c. */
@@ -121,6 +181,16 @@ static void conn_write(struct conn *c, char *buf, size_t len)
 		conn_close(c);
 		return;
 	}
+	if (c->u && c->cred.uid != 0 &&
+	    c->u->out_bytes + len > c->d->cfg.client_output_max_per_uid) {
+		log_warn("uid %u has %llu bytes unsent on its connections (client_output_max_per_uid "
+		         "%llu); closing the connection of pid %d", (unsigned)c->cred.uid,
+		         (unsigned long long)c->u->out_bytes,
+		         (unsigned long long)c->d->cfg.client_output_max_per_uid, (int)c->cred.pid);
+		free(buf);
+		conn_close(c);
+		return;
+	}
 	w = malloc(sizeof(*w));
 	if (!w) {
 		free(buf);
@@ -128,11 +198,17 @@ static void conn_write(struct conn *c, char *buf, size_t len)
 		return;
 	}
 	w->buf = uv_buf_init(buf, len);
+	w->c = c;
 	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &w->buf, 1, write_cb) < 0) {
 		free(buf);
 		free(w);
 		conn_close(c);
+		return;
 	}
+	if (c->u)
+		c->u->out_bytes += len;
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > CONN_OUTPUT_PAUSE)
+		c->out_paused = true;
 }
 
 void conn_send(struct conn *c, json_t *msg)
@@ -233,10 +309,11 @@ static void conn_pump(struct conn *c)
 
 	if (c->ending)
 		return;
-	while (!c->closing && !c->busy && c->mode == CONN_JSON) {
+	while (!c->closing && !c->busy && !c->out_paused && c->mode == CONN_JSON) {
 		r = proto_linebuf_next(&c->lb, &line, &len);
 		if (r == 0)
 			break;
+		c->line_since = 0;      /* a line ended; the next starts afresh */
 		if (r == -EMSGSIZE)
 			conn_too_large(c);
 		else
@@ -248,7 +325,25 @@ static void conn_pump(struct conn *c)
 		if (rest_len)
 			dispatch_console_in(c, rest, rest_len);
 	}
-	conn_set_reading(c, proto_linebuf_pending(&c->lb) < CONN_INPUT_MAX);
+	if (c->closing)
+		return;
+	/* a partial line left after whole ones starts its clock now */
+	if (c->mode == CONN_JSON && c->line_since == 0 && proto_linebuf_pending(&c->lb))
+		c->line_since = mvmd_mono();
+	if (c->mode == CONN_CONSOLE)
+		conn_set_reading(c, !c->console_paused);
+	else
+		conn_set_reading(c, !c->out_paused &&
+		                 proto_linebuf_pending(&c->lb) < CONN_INPUT_MAX);
+}
+
+void conn_console_pause(struct conn *c, bool paused)
+{
+	if (c->closing || c->console_paused == paused)
+		return;
+	c->console_paused = paused;
+	if (c->mode == CONN_CONSOLE)
+		conn_set_reading(c, !paused);
 }
 
 void conn_resume(struct conn *c)
@@ -276,6 +371,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		free(buf->base);
 		conn_close(c);
 		return;
+	} else if (c->line_since == 0) {
+		c->line_since = mvmd_mono();
 	}
 	free(buf->base);
 	conn_pump(c);
@@ -305,13 +402,87 @@ static int conn_read_cred(struct conn *c)
 	return 0;
 }
 
+/* Unfinished request lines older than client_line_timeout: a client that
+ * trickles a line (slowloris) holds its buffer only that long. */
+static void line_timer_cb(uv_timer_t *t)
+{
+	struct mvmd *d = t->data;
+	double now = mvmd_mono(), limit = d->cfg.client_line_timeout;
+	struct proto_error err;
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&d->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->mode != CONN_JSON || c->busy || c->out_paused || c->ending ||
+		    c->line_since == 0 || now - c->line_since <= limit)
+			continue;
+		if (proto_linebuf_pending(&c->lb) == 0) {
+			c->line_since = 0;
+			continue;
+		}
+		log_warn("client pid %d uid %u left a request line unfinished for %.0f s; "
+		         "closing its connection", (int)c->cred.pid, (unsigned)c->cred.uid,
+		         now - c->line_since);
+		proto_error_set(&err, PROTO_ERR_LIMIT_EXCEEDED, NULL, "request line unfinished "
+		                "for %.0f s (client_line_timeout); send whole lines", limit);
+		conn_reply_error(c, json_null(), &err);
+		conn_end(c);
+	}
+}
+
+static int fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > INT32_MAX)
+		return INT32_MAX;
+	return (int)rl.rlim_cur;
+}
+
+/* Why c may not stay (NULL: it may): fds run short, too many
+ * connections in all or of its uid.  Root is bounded only by half the fd
+ * reserve, so a flood of any other uid never locks root out. */
+static const char *conn_refusal(struct conn *c, int fd, char *why, size_t size)
+{
+	struct mvmd *d = c->d;
+	uint32_t reserve = d->cfg.fd_reserve;
+	int lim = fd_limit();
+
+	/* fds are handed out lowest first: fd is about how many are open */
+	if ((int64_t)fd + (c->cred.uid == 0 ? reserve / 2 : reserve) >= lim) {
+		snprintf(why, size, "mvmd is short of file descriptors (fd %d of %d, %u kept "
+		         "for workers: fd_reserve); retry later", fd, lim, reserve);
+		return why;
+	}
+	if (c->cred.uid == 0)
+		return NULL;
+	if (d->nconns_counted >= d->cfg.client_max) {
+		snprintf(why, size, "mvmd has %u client connections (client_max); close some "
+		         "and retry", d->nconns_counted);
+		return why;
+	}
+	if (c->u->nconns >= d->cfg.client_max_per_uid) {
+		snprintf(why, size, "uid %u has %u connections open (client_max_per_uid); close "
+		         "some and retry", (unsigned)c->cred.uid, c->u->nconns);
+		return why;
+	}
+	return NULL;
+}
+
 static void connection_cb(uv_stream_t *server, int status)
 {
 	struct mvmd *d = server->data;
+	struct proto_error err;
 	struct conn *c;
+	uv_os_fd_t fd;
+	char why[256];
+	uint64_t ms;
 
 	if (status < 0) {
-		log_warn("accept: %s", uv_strerror(status));
+		/* libuv accepted and closed the client to make room (EMFILE) */
+		log_warn("accept: %s; a client was refused (fd_reserve %u)", uv_strerror(status),
+		         d->cfg.fd_reserve);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
@@ -322,9 +493,32 @@ static void connection_cb(uv_stream_t *server, int status)
 	uv_pipe_init(d->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	TAILQ_INSERT_TAIL(&d->conns, c, link);
-	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 || conn_read_cred(c) < 0) {
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 || conn_read_cred(c) < 0 ||
+	    uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 || !(c->u = uid_use(d, c->cred.uid))) {
 		conn_close(c);
 		return;
+	}
+	if (conn_refusal(c, fd, why, sizeof(why))) {
+		/* the first of a flood, then every 1000th */
+		if (c->u->refused++ % 1000 == 0)
+			log_warn("refused a connection from pid %d uid %u (%llu so far): %s",
+			         (int)c->cred.pid, (unsigned)c->cred.uid,
+			         (unsigned long long)c->u->refused, why);
+		proto_error_set(&err, PROTO_ERR_LIMIT_EXCEEDED, NULL, "%s", why);
+		conn_reply_error(c, json_null(), &err);
+		conn_end(c);
+		return;
+	}
+	c->counted = true;
+	c->u->nconns++;
+	if (c->cred.uid != 0)
+		d->nconns_counted++;
+	if (!d->line_timer_init && d->cfg.client_line_timeout > 0) {
+		uv_timer_init(d->loop, &d->line_timer);
+		d->line_timer.data = d;
+		d->line_timer_init = true;
+		ms = (uint64_t)(d->cfg.client_line_timeout * 1000 / 4) + 1;
+		uv_timer_start(&d->line_timer, line_timer_cb, ms, ms);
 	}
 	log_debug("connection from pid %d uid %u", (int)c->cred.pid, (unsigned)c->cred.uid);
 	conn_set_reading(c, true);
@@ -368,6 +562,7 @@ int control_listen(struct mvmd *d)
 	const char *path = d->cfg.socket_path;
 	int r;
 
+	TAILQ_INIT(&d->client_uids);
 	r = socket_claim(path);
 	if (r < 0) {
 		log_error("socket %s: %s", path, r == -EADDRINUSE ?

@@ -233,6 +233,18 @@ static void console_cb(struct vm *vm, const unsigned char *data, size_t len)
 	}
 }
 
+/* The worker link took the console input queued: read its clients again. */
+static void console_drained_cb(struct vm *vm)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&vm->d->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->mode == CONN_CONSOLE && c->console_vm == vm->row.id)
+			conn_console_pause(c, false);
+	}
+}
+
 /* Everyone waiting hears; console and follow clients get EOF. */
 static void ended_cb(struct vm *vm, bool requested, double ran_s)
 {
@@ -252,6 +264,7 @@ static void ended_cb(struct vm *vm, bool requested, double ran_s)
 const struct worker_hooks dispatch_worker_hooks = {
 	.booted_cb = booted_cb,
 	.console_cb = console_cb,
+	.console_drained_cb = console_drained_cb,
 	.ended_cb = ended_cb,
 };
 
@@ -275,7 +288,8 @@ void dispatch_console_in(struct conn *c, const void *data, size_t len)
 		conn_close(c);
 		return;
 	}
-	supervisor_console_in(vm->worker, data, len);
+	if (!supervisor_console_in(vm->worker, data, len))
+		conn_console_pause(c, true);
 }
 
 static void remove_vm_files(struct mvmd *d, const char *name)

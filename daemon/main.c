@@ -264,6 +264,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	admit_free(d);
 	restart_free(d);
+	vms_flush(d);
 }
 
 /* SIGHUP: the capacity limits again from the config file. */
@@ -476,6 +477,7 @@ int main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	admit_free(&d);
 	restart_free(&d);
+	vms_flush(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	vms_free(&d);
 	if (loop_close(d.loop) < 0)

@@ -53,6 +53,12 @@ struct config {
 	uint32_t sandbox_uid_base;      /* workers run as base + index (uid and gid) */
 	uint32_t sandbox_uid_count;     /* uids: at most this many sandboxed workers */
 	char *sandbox_lease_dir;        /* host-wide uid leases (util/uid_lease.h) */
+	/* control.c's bounds on clients (README "Configuration") */
+	uint32_t client_max;            /* connections in all (root's not counted) */
+	uint32_t client_max_per_uid;    /* connections of one uid (root: none) */
+	uint64_t client_output_max_per_uid;     /* unsent bytes of one uid's clients */
+	double client_line_timeout;     /* an unfinished request line, seconds */
+	uint32_t fd_reserve;            /* fds kept for workers and restarts */
 	char error[256];                /* why config_load failed, if it says */
 };
 
@@ -92,6 +98,8 @@ TAILQ_HEAD(worker_list, worker);
 TAILQ_HEAD(admission_list, admission);
 TAILQ_HEAD(waiter_list, waiter);
 TAILQ_HEAD(vm_observer_list, vm_observer);
+TAILQ_HEAD(vm_list, vm);
+TAILQ_HEAD(client_uid_list, client_uid);
 TAILQ_HEAD(sandbox_uid_list, sandbox_uid);
 
 #define WORKER_HOOKS_MAX 4
@@ -104,10 +112,17 @@ struct mvmd {
 	uv_pipe_t listener;
 	bool listening;
 	struct conn_list conns;         /* all connections (control.c) */
+	struct client_uid_list client_uids;     /* per-uid use (control.c) */
+	uint32_t nconns_counted;        /* connections under client_max */
+	uv_timer_t line_timer;          /* unfinished request lines (control.c) */
+	bool line_timer_init;
 	struct worker_list workers;     /* live workers (supervisor.c) */
 	struct vm **vms;                /* hash of per-VM records by row id (vms.c) */
 	size_t vms_buckets, nvms;
 	struct vm_observer_list vm_observers;
+	struct vm_list unstored;        /* facts to store again (vms.c) */
+	uv_timer_t unstored_timer;
+	bool unstored_timer_init;
 	const struct worker_hooks *worker_hooks[WORKER_HOOKS_MAX];
 	int nworker_hooks;
 	struct sandbox_uid_list sandbox_uids;   /* uids held by our workers (sandbox.c) */
@@ -160,6 +175,10 @@ struct vm {
 	struct admission *adm;          /* admit.c: its reservation */
 	struct restart_rec *restart;    /* restart.c: its restart policy state */
 	struct waiter_list waiters;     /* dispatch.c: clients waiting on it */
+	/* vms.c: a fact (a worker's end) the database could not take yet */
+	bool unstored;
+	char *unstored_reason;
+	TAILQ_ENTRY(vm) unstored_link;
 };
 
 /* Told of every committed change (and of deletion: state "deleted"). */
@@ -182,6 +201,15 @@ struct vm *vms_find(struct mvmd *d, int64_t id);
  * publish to observers.  On a storage error (-errno) the row in memory is
  * unchanged and nobody hears of it; the caller logs. */
 int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason);
+/* vm_commit for a fact that already happened (a worker ended, a restart
+ * failed): if the database cannot take it, the record and every reader
+ * see it anyway, observers hear of it, and it is stored again every
+ * VMS_RETRY_S seconds until it is; returns the storage error (logged by
+ * the caller) or 0. */
+int vm_commit_fact(struct vm *vm, enum proto_vm_state state, const char *reason);
+#define VMS_RETRY_S 2
+/* Daemon exit: one last try to store the facts, then stop retrying. */
+void vms_flush(struct mvmd *d);
 /* Store the row's runtime columns without an event (a spawned pid). */
 int vm_store(struct vm *vm);
 /* Delete the row; observers hear state "deleted". */
@@ -208,6 +236,11 @@ enum conn_mode { CONN_JSON, CONN_CONSOLE };
 struct conn {
 	struct mvmd *d;
 	TAILQ_ENTRY(conn) link;
+	struct client_uid *u;           /* its uid's use (control.c) */
+	bool counted;                   /* in u's and the total's connections */
+	double line_since;              /* first byte of an unfinished line, 0 none */
+	bool out_paused;                /* requests wait: too much unsent output */
+	bool console_paused;            /* console input waits for the worker link */
 	uv_pipe_t pipe;
 	struct cred cred;
 	struct proto_linebuf lb;
@@ -236,6 +269,9 @@ void conn_reply_ok(struct conn *c, json_t *id, json_t *result);
 void conn_reply_error(struct conn *c, json_t *id, const struct proto_error *err);
 /* A busy request finished: go on with the next buffered line. */
 void conn_resume(struct conn *c);
+/* Console input: stop reading it while the worker link is full, go on
+ * when it drained. */
+void conn_console_pause(struct conn *c, bool paused);
 /* Close now; queued output is dropped. */
 void conn_close(struct conn *c);
 /* Close once queued output is written (EOF for console and log clients). */
@@ -270,6 +306,8 @@ struct worker_hooks {
 	/* its first output; vm is committed running */
 	void (*booted_cb)(struct vm *vm);
 	void (*console_cb)(struct vm *vm, const unsigned char *data, size_t len);
+	/* console input queued to it fell below its bound again */
+	void (*console_drained_cb)(struct vm *vm);
 	/* it died by a SIGKILL nobody asked for: a better reason, if known */
 	void (*exit_reason_cb)(struct vm *vm, char *reason, size_t size);
 	/* it ended and its final state is committed; requested: the user
@@ -309,6 +347,7 @@ struct worker {
 	double ping_since;              /* the oldest unanswered ping; 0: none */
 	int64_t ping_seq;
 	bool hung;                      /* killed for not answering */
+	bool console_full;              /* console input on the link at its bound */
 	struct sandbox_uid *uid;        /* sandbox.c: its uid; NULL unsandboxed */
 	bool has_seccomp_nr;            /* its SIGSYS handler reported a syscall */
 	int64_t seccomp_nr;
@@ -330,7 +369,9 @@ int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *
 /* Graceful stop: Ctrl-Alt-Del now, SIGKILL after timeout_s. */
 int supervisor_stop(struct worker *w, int64_t timeout_s);
 int supervisor_kill(struct worker *w, int sig);
-void supervisor_console_in(struct worker *w, const void *data, size_t len);
+/* Queue console input; false: the link is at its bound, stop reading the
+ * client until console_drained_cb. */
+bool supervisor_console_in(struct worker *w, const void *data, size_t len);
 /* Daemon exit: close links, leave the workers running. */
 void supervisor_detach_all(struct mvmd *d);
 /* Take over a live worker of an earlier mvmd (adopt.c): link_fd is the

@@ -27,6 +27,9 @@
 #include "daemon/restart_policy.h"
 #include "daemon/tap.h"
 
+/* A restart that failed short of fds, processes or memory: next try. */
+#define RESTART_RETRY_S 5
+
 #define BOOT_MARKER "mvmd.booted"       /* in the run dir: absent after a reboot */
 
 /* A VM's restart state, in its record (vm->restart). */
@@ -159,8 +162,19 @@ static void record_failure(struct vm *vm, const char *why)
 {
 	free(vm->row.exit_reason);
 	vm->row.exit_reason = strdup(why);
-	vm_commit(vm, PROTO_VM_CRASHED, why);
+	if (vm_commit_fact(vm, PROTO_VM_CRASHED, why) < 0)
+		log_error("VM %s: cannot store state crashed; kept in memory", vm->row.name);
 }
+
+/* Short of fds, processes or memory for a moment (another user's flood,
+ * a fork storm): not the VM's fault, so it is tried again, not left
+ * crashed. */
+static bool transient(int r)
+{
+	return r == -EMFILE || r == -ENFILE || r == -EAGAIN || r == -ENOMEM;
+}
+
+static void schedule(struct restart_rec *rec, double delay_s);
 
 /* The backoff ran out: start the VM through admission, as vm.start would. */
 static void restart_now(struct restart_rec *rec)
@@ -170,7 +184,8 @@ static void restart_now(struct restart_rec *rec)
 	struct proto_error err;
 	struct vm_files files;
 	struct admission *a;
-	char why[600];
+	char why[700];
+	int r;
 
 	if (vm->row.state != PROTO_VM_CRASHED && vm->row.state != PROTO_VM_STOPPED &&
 	    vm->row.state != PROTO_VM_CREATED)
@@ -180,12 +195,24 @@ static void restart_now(struct restart_rec *rec)
 	log_info("VM %s: restarting (policy %s%s, failure %d)", vm->row.name,
 	         proto_restart_name(vm->row.restart), vm->row.autostart ? ", autostart" : "",
 	         rec->failures);
-	if (open_files(d, &vm->row, &files, &err) == 0) {
-		if (admit_reserve(d, &vm->row, false, &a, &err) == 0) {
-			admit_launch(a, vm, &files, &err);
-			return;
+	r = open_files(d, &vm->row, &files, &err);
+	if (r == 0) {
+		r = admit_reserve(d, &vm->row, false, &a, &err);
+		if (r == 0) {
+			r = admit_launch(a, vm, &files, &err);
+			if (r >= 0)
+				return;
+		} else {
+			vm_files_close(&files);
 		}
-		vm_files_close(&files);
+	}
+	if (transient(r)) {
+		snprintf(why, sizeof(why), "restart failed: %s; retrying in %d s", err.message,
+		         RESTART_RETRY_S);
+		log_warn("VM %s: %s", vm->row.name, why);
+		record_failure(vm, why);
+		schedule(rec, RESTART_RETRY_S);
+		return;
 	}
 	snprintf(why, sizeof(why), "restart failed: %s", err.message);
 	log_error("VM %s: %s", vm->row.name, why);

@@ -83,10 +83,11 @@ void supervisor_observe(struct mvmd *d, const struct worker_hooks *h)
 				(w)->d->worker_hooks[i_]->hook(__VA_ARGS__);  \
 	} while (0)
 
-/* A state change of w's VM; a failure is logged here, once. */
+/* A state change the worker made (it booted, it ended): a fact, kept in
+ * memory if the disk cannot take it; a failure is logged here, once. */
 static int transition(struct worker *w, enum proto_vm_state state, const char *reason)
 {
-	int r = vm_commit(w->vm, state, reason);
+	int r = vm_commit_fact(w->vm, state, reason);
 
 	if (r < 0)
 		log_error("VM %s: cannot store state %s: %s", w->vm->row.name,
@@ -96,17 +97,31 @@ static int transition(struct worker *w, enum proto_vm_state state, const char *r
 
 /* ---- link --------------------------------------------------------------- */
 
+/* Console input queued on the link past this stops its clients' reading
+ * (dispatch.c pauses them) until half of it is written: one client's
+ * flood costs mvmd this much, not its memory, and a ping or a shutdown
+ * waits behind at most this many console bytes. */
+#define LINK_CONSOLE_IN_MAX (2 * PROTO_LINK_CONSOLE_MAX)
+
 struct link_write {
 	uv_write_t req;
 	uv_buf_t buf;
+	struct worker *w;
 };
 
 static void link_write_cb(uv_write_t *req, int status)
 {
 	struct link_write *lw = (struct link_write *)req;
+	struct worker *w = lw->w;
 
 	free(lw->buf.base);
 	free(lw);
+	if (status == 0 && w->console_full &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&w->link_pipe) <
+	    LINK_CONSOLE_IN_MAX / 2) {
+		w->console_full = false;
+		HOOKS(w, console_drained_cb, w->vm);
+	}
 }
 
 static int link_send(struct worker *w, const struct proto_link_msg *msg)
@@ -127,6 +142,7 @@ static int link_send(struct worker *w, const struct proto_link_msg *msg)
 		return -ENOMEM;
 	}
 	lw->buf = uv_buf_init(buf, len);
+	lw->w = w;
 	r = uv_write(&lw->req, (uv_stream_t *)&w->link_pipe, &lw->buf, 1, link_write_cb);
 	if (r < 0) {
 		free(buf);
@@ -135,7 +151,7 @@ static int link_send(struct worker *w, const struct proto_link_msg *msg)
 	return r;
 }
 
-void supervisor_console_in(struct worker *w, const void *data, size_t len)
+bool supervisor_console_in(struct worker *w, const void *data, size_t len)
 {
 	struct proto_link_msg m = { .type = PROTO_LINK_CONSOLE_IN };
 
@@ -143,10 +159,13 @@ void supervisor_console_in(struct worker *w, const void *data, size_t len)
 		m.data = (unsigned char *)data;
 		m.data_len = len < PROTO_LINK_CONSOLE_MAX ? len : PROTO_LINK_CONSOLE_MAX;
 		if (link_send(w, &m) < 0)
-			return;
+			return true;    /* the link is gone; its end closes the client */
 		data = (const char *)data + m.data_len;
 		len -= m.data_len;
 	}
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&w->link_pipe) > LINK_CONSOLE_IN_MAX)
+		w->console_full = true;
+	return !w->console_full;
 }
 
 static void worker_booted(struct worker *w)

@@ -21,6 +21,7 @@ void vms_init(struct mvmd *d)
 	d->vms_buckets = 0;
 	d->nvms = 0;
 	TAILQ_INIT(&d->vm_observers);
+	TAILQ_INIT(&d->unstored);
 }
 
 void vms_free(struct mvmd *d)
@@ -132,12 +133,53 @@ static void publish(struct vm *vm, const char *reason, double time)
 		o->changed_cb(o, vm, reason, time);
 }
 
+static void unstored_clear(struct vm *vm)
+{
+	if (!vm->unstored)
+		return;
+	TAILQ_REMOVE(&vm->d->unstored, vm, unstored_link);
+	vm->unstored = false;
+	free(vm->unstored_reason);
+	vm->unstored_reason = NULL;
+	vm_release(vm);
+}
+
+/* Store vm's row as it is now, with the event of the fact kept. */
+static int unstored_store(struct vm *vm)
+{
+	int r = db_vm_transition(vm->d->db, &vm->row, vm->unstored_reason, mvmd_now());
+
+	if (r == 0) {
+		log_info("VM %s: state %s stored at last", vm->row.name,
+		         proto_vm_state_name(vm->row.state));
+		unstored_clear(vm);
+	}
+	return r;
+}
+
+static void unstored_timer_cb(uv_timer_t *t)
+{
+	struct mvmd *d = t->data;
+	struct vm *vm, *next;
+
+	for (vm = TAILQ_FIRST(&d->unstored); vm; vm = next) {
+		next = TAILQ_NEXT(vm, unstored_link);
+		if (unstored_store(vm) < 0)
+			break;          /* the same disk: the rest wait too */
+	}
+	if (TAILQ_EMPTY(&d->unstored))
+		uv_timer_stop(t);
+}
+
 int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason)
 {
 	enum proto_vm_state old = vm->row.state;
 	double now = mvmd_now();
 	int r;
 
+	/* an older fact first, so the events stay in order */
+	if (vm->unstored && (r = unstored_store(vm)) < 0)
+		return r;
 	vm->row.state = state;
 	r = db_vm_transition(vm->d->db, &vm->row, reason, now);
 	if (r < 0) {
@@ -146,6 +188,61 @@ int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason)
 	}
 	publish(vm, reason, now);
 	return 0;
+}
+
+int vm_commit_fact(struct vm *vm, enum proto_vm_state state, const char *reason)
+{
+	struct mvmd *d = vm->d;
+	int r = vm_commit(vm, state, reason), r2;
+
+	if (r == 0)
+		return 0;
+	/* Memory is authoritative: the worker is gone whatever the disk
+	 * says, so the record, the database's cache and the observers all
+	 * see the new state, and a timer stores it once space returns. */
+	vm->row.state = state;
+	r2 = db_vm_remember(d->db, &vm->row);
+	if (r2 < 0)
+		log_error("VM %s: cannot keep state %s even in memory: %s", vm->row.name,
+		          proto_vm_state_name(state), strerror(-r2));
+	if (!vm->unstored) {
+		vm->unstored = true;
+		vm_ref(vm);
+		TAILQ_INSERT_TAIL(&d->unstored, vm, unstored_link);
+	}
+	free(vm->unstored_reason);
+	vm->unstored_reason = reason ? strdup(reason) : NULL;
+	if (!d->unstored_timer_init) {
+		uv_timer_init(d->loop, &d->unstored_timer);
+		d->unstored_timer.data = d;
+		d->unstored_timer_init = true;
+	}
+	if (!uv_is_active((uv_handle_t *)&d->unstored_timer))
+		uv_timer_start(&d->unstored_timer, unstored_timer_cb, VMS_RETRY_S * 1000,
+		               VMS_RETRY_S * 1000);
+	log_warn("VM %s: state %s kept in memory; storing it again every %d s",
+	         vm->row.name, proto_vm_state_name(state), VMS_RETRY_S);
+	publish(vm, reason, mvmd_now());
+	return r;
+}
+
+void vms_flush(struct mvmd *d)
+{
+	struct vm *vm, *next;
+
+	for (vm = TAILQ_FIRST(&d->unstored); vm; vm = next) {
+		next = TAILQ_NEXT(vm, unstored_link);
+		if (unstored_store(vm) < 0) {
+			log_error("VM %s: state %s was never stored; the next mvmd finds its "
+			          "worker gone and reconciles", vm->row.name,
+			          proto_vm_state_name(vm->row.state));
+			unstored_clear(vm);
+		}
+	}
+	if (d->unstored_timer_init) {
+		d->unstored_timer_init = false;
+		uv_close((uv_handle_t *)&d->unstored_timer, NULL);
+	}
 }
 
 int vm_store(struct vm *vm)
@@ -160,6 +257,7 @@ int vm_delete(struct vm *vm)
 
 	if (r < 0)
 		return r;
+	unstored_clear(vm);
 	vm->row.state = PROTO_VM_DELETED;
 	publish(vm, NULL, now);
 	return 0;

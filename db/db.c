@@ -904,6 +904,16 @@ int db_vm_transition(struct db *db, const struct proto_vm *vm,
 	return 0;
 }
 
+int db_vm_remember(struct db *db, const struct proto_vm *vm)
+{
+	char *reason_copy = NULL;
+
+	if (vm->exit_reason && !(reason_copy = strdup(vm->exit_reason)))
+		return -ENOMEM;
+	runtime_apply(db, vm, reason_copy);
+	return 0;
+}
+
 int db_vm_store(struct db *db, const struct proto_vm *vm)
 {
 	char *reason_copy = NULL;

@@ -59,6 +59,10 @@ int db_vm_transition(struct db *db, const struct proto_vm *vm,
 /* Store vm's runtime columns like db_vm_transition, without an event: a
  * detail of the current state (the pid once a worker was spawned). */
 int db_vm_store(struct db *db, const struct proto_vm *vm);
+/* Only the in-memory copy of vm's runtime columns, storing nothing: a
+ * fact mvmd could not store (a full disk) stays what every reader sees
+ * until a later db_vm_transition stores it. */
+int db_vm_remember(struct db *db, const struct proto_vm *vm);
 /* Restart-policy failures in a row of vm (by name and id), kept in its row
  * so a crash loop is still counted after an mvmd restart.  >= 0 or
  * -ENOENT; set: 0 or -errno. */

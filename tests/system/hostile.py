@@ -17,8 +17,11 @@ that boot one).
 
 import json
 import os
+import resource
+import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -89,11 +92,43 @@ class Hostile:
         check(status == 0 and out, "raw %s as uid %d got no answer" % (op, self.uid))
         return json.loads(out)
 
+    def hold(self, fn):
+        """fn(sock_path) in a child of this uid: its JSON-able result, and
+        a function that ends the child (and with it what fn holds)."""
+        rfd, wfd = os.pipe()
+        gofd, waitfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(rfd)
+                os.close(waitfd)
+                drop_to(self.uid)()
+                kept = []
+                res = fn(self.env.daemon.sock, kept)
+                os.write(wfd, json.dumps(res).encode())
+                os.close(wfd)
+                os.read(gofd, 1)        # until the parent lets go
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        os.close(gofd)
+        with os.fdopen(rfd, "rb") as f:
+            out = f.read()
+
+        def release():
+            os.close(waitfd)
+            os.waitpid(pid, 0)
+        if not out:
+            release()
+            check(False, "the child of uid %d reported nothing" % self.uid)
+        return json.loads(out), release
+
 
 class Env:
-    def __init__(self, state_mode=None):
+    def __init__(self, state_mode=None, config=()):
         self.daemon = Daemon(env_path("MVMD"), env_path("MVM_VMM"), config=[
-            "sandbox_uid_base = %d" % UID_BASE, "sandbox_uid_count = %d" % UID_COUNT])
+            "sandbox_uid_base = %d" % UID_BASE, "sandbox_uid_count = %d" % UID_COUNT] +
+            list(config))
         self.ctl = Ctl(env_path("MVMCTL"), self.daemon.sock)
         if state_mode is not None:
             # pre-created as systemd's StateDirectory= would without a mode
@@ -351,6 +386,231 @@ def case_wait_crash(env):
     h.ok("rm", "-f", "good")
 
 
+# ---- item 3: what one client may make mvmd hold ----------------------------
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_allowance(pid):
+    """KiB of RSS a sanitizer build adds on its own: ASan keeps freed
+    memory in a 256 MiB quarantine, caches and shadows what it maps (its
+    mvmd grew 300 to 480 MiB here where a plain one grew 0.1 to 57)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return 1024 * 1024 if "libasan" in f.read() else 0
+
+
+def open_many(n):
+    """A child's fn: n connections, then which were refused and why."""
+    def fn(path, kept):
+        for _ in range(n):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+            except OSError as e:
+                s.close()
+                kept.append(None)
+                err = str(e)
+                continue
+            kept.append(s)
+        # a refusal is an error line, then EOF; an accepted one stays quiet
+        deadline, refused, msg = time.monotonic() + 10, 0, ""
+        socks = [s for s in kept if s]
+        pending = list(socks)
+        while pending and time.monotonic() < deadline:
+            r, _, _ = select.select(pending, [], [], 0.5)
+            if not r:
+                break
+            for s in r:
+                data = s.recv(4096)
+                pending.remove(s)
+                if data:
+                    refused += 1
+                    msg = data.decode(errors="replace").strip()
+        err = "" if len(socks) == n else "connect failed"
+        return {"accepted": len(socks) - refused, "refused": refused + n - len(socks),
+                "message": msg, "error": err}
+    return fn
+
+
+def case_connection_flood(env):
+    """One uid opens connections without end (the issue: 24,000 idle ones
+    exhausted mvmd's fds): past client_max_per_uid it is refused with a
+    line saying why; root and another user still get answers; with mvmd's
+    fd limit lowered past its fd_reserve, others are refused but root is
+    not."""
+    h, other = Hostile(env), Hostile(env, uid=NOBODY - 1)
+    res, release = h.hold(open_many(200))
+    try:
+        print("uid %d: %s" % (h.uid, res))
+        check(res["accepted"] == 50 and res["refused"] == 150,
+              "per-uid bound not applied: %s" % res)
+        check("client_max_per_uid" in res["message"], "refusal does not say why: %s" % res)
+        env.ctl.ok("list")
+        other.ok("list")
+    finally:
+        release()
+    pid = env.daemon.proc.pid
+    nfd = len(os.listdir("/proc/%d/fd" % pid))
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (nfd + 64 + 20, old[1]))
+    try:
+        res, release = h.hold(open_many(45))
+        try:
+            print("uid %d with %d fds free past the reserve: %s" % (h.uid, 20, res))
+            check(res["refused"] > 0 and "file descriptors" in res["message"],
+                  "no refusal as fds ran short: %s" % res)
+            env.ctl.ok("list")
+        finally:
+            release()
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    check("short of file descriptors" in env.daemon.log(), "no log line on the fd refusal")
+    other.ok("list")
+
+
+def slow_lines(n):
+    def fn(path, kept):
+        for _ in range(n):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            s.sendall(b'{"id": 1, "op": "vm.li')
+            kept.append(s)
+        t0, closed, msg = time.monotonic(), 0, ""
+        for s in kept:
+            s.settimeout(max(0.1, 20 - (time.monotonic() - t0)))
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        closed += 1
+                        break
+                    data += chunk
+            except socket.timeout:
+                pass
+            msg = msg or data.decode(errors="replace").strip()
+        return {"closed": closed, "message": msg, "seconds": time.monotonic() - t0}
+    return fn
+
+
+def never_read(n, seconds):
+    """n connections that pipeline requests as fast as mvmd takes them
+    and never read an answer."""
+    def fn(path, kept):
+        req = b'{"id": 1, "op": "host.info"}\n' * 256
+        for _ in range(n):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            s.setblocking(False)
+            kept.append(s)
+        sent, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            _, w, _ = select.select([], kept, [], 0.2)
+            for s in w:
+                try:
+                    sent += s.send(req)
+                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    pass
+        return {"sent": sent}
+    return fn
+
+
+def case_slow_clients(env):
+    """Clients that trickle half a request line (slowloris) are told and
+    closed after client_line_timeout; clients that send requests without
+    reading the answers stop being served past a bounded backlog, so
+    mvmd's RSS stays bounded, and root is still answered."""
+    h = Hostile(env)
+    res, release = h.hold(slow_lines(20))
+    release()
+    print("half lines: %s" % res)
+    check(res["closed"] == 20, "unfinished lines not closed: %s" % res)
+    check("client_line_timeout" in res["message"], "closing does not say why: %s" % res)
+    pid = env.daemon.proc.pid
+    rss0 = rss_kib(pid)
+    res, release = h.hold(never_read(40, 8))
+    try:
+        grown = rss_kib(pid) - rss0
+        print("40 non-reading clients sent %.1f MiB of requests; mvmd grew %.1f MiB" %
+              (res["sent"] / 2**20, grown / 1024))
+        check(grown < 160 * 1024 + rss_allowance(pid),
+              "mvmd grew %d KiB for non-reading clients" % grown)
+        env.ctl.ok("list")
+    finally:
+        release()
+
+
+def case_console_flood(env):
+    """A console client writes input as fast as it can (the issue: +1.1 GiB
+    in 40 s, and the health pings behind it got the VM killed as hung):
+    mvmd stops reading it while the worker link is full, its RSS stays
+    bounded, and the VM keeps answering health checks."""
+    create_guest(env, "sink", "idle")
+    vm = env.ctl.vm("sink")
+    pid = env.daemon.proc.pid
+    rss0 = rss_kib(pid)
+    raw = Raw(env.daemon.sock, timeout=10)
+    check(raw.call("vm.console", {"name": "sink"}).get("ok") is True, "no console")
+    raw.s.setblocking(False)
+    chunk, sent, t0 = b"x" * 65536, 0, time.monotonic()
+    while time.monotonic() - t0 < 10:
+        _, w, _ = select.select([], [raw.s], [], 0.2)
+        if w:
+            try:
+                sent += raw.s.send(chunk)
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                vm = env.ctl.vm("sink")
+                check(False, "mvmd closed the console after %d bytes (%s): the VM is %s (%s)"
+                      % (sent, e, vm["state"], vm.get("exit_reason")))
+        try:
+            raw.s.recv(1 << 16)     # its echo, if any, is not the point
+        except (BlockingIOError, InterruptedError):
+            pass
+    grown = rss_kib(pid) - rss0
+    raw.close()
+    print("console input sent %.1f MiB in 10 s; mvmd grew %.1f MiB" %
+          (sent / 2**20, grown / 1024))
+    check(grown < 64 * 1024 + rss_allowance(pid), "mvmd grew %d KiB under a console flood"
+          % grown)
+    after = env.ctl.vm("sink")
+    check(after["state"] == "running" and after["pid"] == vm["pid"],
+          "the VM is %s (%s) after the flood" % (after["state"], after.get("exit_reason")))
+    env.ctl.ok("rm", "-f", "sink")
+
+
+def case_fd_exhaustion_restart(env):
+    """mvmd runs out of fds (another user's flood) just as a restart=always
+    VM's worker dies: the restart fails with EMFILE, is retried, and the
+    VM runs again once fds are back, instead of staying crashed."""
+    create_guest(env, "phoenix", "idle", "--restart", "always")
+    old_pid = env.ctl.vm("phoenix")["pid"]
+    pid = env.daemon.proc.pid
+    nfd = len(os.listdir("/proc/%d/fd" % pid))
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (max(16, nfd - 8), old[1]))
+    try:
+        os.kill(old_pid, signal.SIGKILL)
+        wait_for(lambda: "retrying in" in env.daemon.log(), 30,
+                 "a restart that failed short of fds and will be retried")
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    line = [x for x in env.daemon.log().splitlines() if "retrying in" in x][0]
+    print(line)
+
+    def back():
+        vm = env.ctl.vm("phoenix")
+        return vm["state"] == "running" and vm["pid"] != old_pid
+    wait_for(back, 30, "the VM to run again after the fds came back")
+    env.ctl.ok("rm", "-f", "phoenix")
+
+
 CASES = {
     "hostile-proc-paths": (case_proc_paths, False, {}),
     "hostile-tap-owner": (case_tap_owner, True, {}),
@@ -359,6 +619,14 @@ CASES = {
     "hostile-reused-name": (case_reused_name, True, {}),
     "hostile-terminal-escapes": (case_terminal_escapes, False, {}),
     "hostile-wait-crash": (case_wait_crash, True, {}),
+    "hostile-connection-flood": (case_connection_flood, False, {"config": [
+        "client_max_per_uid = 50", "client_max = 80", "fd_reserve = 64"]}),
+    "hostile-slow-clients": (case_slow_clients, False, {"config": [
+        "client_line_timeout = 2"]}),
+    # vmm_overhead: room for a sanitizer build's worker under the flood
+    "hostile-console-flood": (case_console_flood, True, {"config": [
+        "health_interval = 0.5", "health_timeout = 3", "vmm_overhead = 512M"]}),
+    "hostile-fd-exhaustion-restart": (case_fd_exhaustion_restart, True, {}),
 }
 
 

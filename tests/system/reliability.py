@@ -327,6 +327,67 @@ def case_full_disk():
         subprocess.run(["rm", "-rf", d.root])
 
 
+def fill(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 65536) > 0:
+            pass
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def case_full_disk_ghost():
+    """A worker dies while the state dir is full (issue 12 item 8): mvmd
+    keeps its end in memory, so show, start, stop and kill agree that it
+    is not running and capacity is free; once space returns the row on
+    disk says so too, with no restart of mvmd."""
+    if os.geteuid() != 0:
+        print("skipped: mounting a tmpfs needs root", file=sys.stderr)
+        sys.exit(SKIP)
+    d = Daemon(env_path("MVMD"), env_path("MVM_VMM"))
+    os.makedirs(d.state)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", d.state], check=True)
+    try:
+        d.start()
+        ctl, k = Ctl(env_path("MVMCTL"), d.sock), env_path("MVM_BZIMAGE")
+        create(ctl, k, "ghost", "--wait")
+        pid = ctl.vm("ghost")["pid"]
+        filler = os.path.join(d.state, "filler")
+        fill(filler)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: ctl.vm("ghost")["state"] not in ("running", "stopping"), 15,
+                 "mvmd to see the worker's end")
+        vm = ctl.vm("ghost")
+        print("in memory on a full disk: %s (%s)" % (vm["state"], vm.get("exit_reason")))
+        check(vm["state"] == "crashed", "the VM is %s, not crashed" % vm["state"])
+        ok, rows = db_rows(d.state)
+        print("on disk meanwhile: %s" % [r[1] for r in rows if r[0] == "ghost"])
+        for op in ("stop", "kill"):
+            p = ctl.run(op, "ghost")
+            check(p.returncode != 0 and b"running" in p.stderr,
+                  "%s of the dead VM: rc %d %r" % (op, p.returncode, p.stderr))
+        p = ctl.run("start", "ghost", "--wait")
+        check(p.returncode != 0 and b"full" in p.stderr,
+              "start on a full disk: rc %d %r" % (p.returncode, p.stderr))
+        info = ctl.json("host")
+        info = info.get("host", info)
+        usage = info.get("capacity", {}).get("usage", {})
+        check(usage.get("vcpus") == 0, "capacity still counts the dead VM: %s" % usage)
+        os.unlink(filler)
+        wait_for(lambda: [r[1] for r in db_rows(d.state)[1] if r[0] == "ghost"] == ["crashed"],
+                 15, "the row on disk to say crashed")
+        print("stored once space returned")
+        ctl.ok("start", "ghost", "--wait")
+        check(ctl.vm("ghost")["state"] == "running", "no start after space returned")
+        print(check_consistent(d, ctl))
+        ctl.ok("rm", "-f", "ghost")
+    finally:
+        teardown(d)
+        subprocess.run(["umount", "-l", d.state])
+        subprocess.run(["rm", "-rf", d.root])
+
+
 def settled_consistent(d, ctl, timeout=10):
     """check_consistent once the restarted mvmd has settled.  The database
     and /proc are read one after the other, so a policy restart that spawns
@@ -640,6 +701,7 @@ CASES = {
     "crash_loop": case_crash_loop,
     "reboot": case_reboot,
     "full_disk": case_full_disk,
+    "full_disk_ghost": case_full_disk_ghost,
     "storm": case_storm,
     "corrupt_db": case_corrupt_db,
     "not_sqlite": case_not_sqlite,
