@@ -236,6 +236,11 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 	return 0;
 }
 
+const struct cgroup_vm *admit_vm_cgroup(const struct vm *vm)
+{
+	return vm->adm ? vm->adm->cg : NULL;
+}
+
 void admit_abandon(struct admission *a)
 {
 	adm_free(a, true);

@@ -80,6 +80,7 @@ struct conn;
 struct vm;
 struct worker;
 struct worker_hooks;
+struct pending;
 struct admission;
 struct waiter;
 struct restart_rec;
@@ -92,6 +93,7 @@ TAILQ_HEAD(admission_list, admission);
 TAILQ_HEAD(waiter_list, waiter);
 TAILQ_HEAD(vm_observer_list, vm_observer);
 TAILQ_HEAD(sandbox_uid_list, sandbox_uid);
+TAILQ_HEAD(worker_call_list, worker_call);
 
 #define WORKER_HOOKS_MAX 4
 
@@ -215,6 +217,7 @@ struct conn {
 	/* dispatch.c's, per connection */
 	enum conn_mode mode;
 	struct waiter *waiter;          /* its busy request's waiter, if any */
+	struct pending *pending;        /* or its worker requests (update, stats) */
 	int64_t console_vm;             /* CONN_CONSOLE: the VM row id */
 	int64_t follow_vm;              /* vm.logs follow: row id, 0 none */
 	bool subscribed;                /* events.subscribe */
@@ -309,6 +312,9 @@ struct worker {
 	struct sandbox_uid *uid;        /* sandbox.c: its uid; NULL unsandboxed */
 	bool has_seccomp_nr;            /* its SIGSYS handler reported a syscall */
 	int64_t seccomp_nr;
+	/* run-time device requests in flight (supervisor_request) */
+	struct worker_call_list calls;
+	int64_t call_seq;
 };
 
 /* Files opened with the caller's credentials and handed to the worker. */
@@ -337,6 +343,17 @@ int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
                      struct worker **ret_w);
 /* Health: send a ping; kill a worker that stopped answering as hung. */
 int supervisor_ping(struct worker *w);
+/*
+ * A run-time device request to a running worker (set-limits, balloon or
+ * stats; docs/protocol.md "Worker link"); m->seq is set here.  cb hears its
+ * reply (result or stats-reply, borrowed for the call) or NULL when the
+ * worker ended or was let go first: exactly once, never from inside this
+ * call.  0, or -EPIPE (link closed) / -ENOMEM / -EINVAL, and then cb is
+ * never called.  Bounding the wait is the caller's business.
+ */
+typedef void (*worker_reply_fn)(void *arg, const struct proto_link_msg *reply);
+int supervisor_request(struct worker *w, struct proto_link_msg *m, worker_reply_fn cb,
+                       void *arg);
 void supervisor_hung(struct worker *w);
 /* The pid and process start time supervisor_start recorded beside the VM's
  * logs, which re-adoption checks so a recycled pid is never taken over:
@@ -425,6 +442,21 @@ void restart_vm_ended(struct vm *vm, bool requested, double ran_s);
 void restart_start(struct mvmd *d);
 void restart_free(struct mvmd *d);
 
+/* ---- run-time stats of a VM (vmstats.c) --------------------------------- */
+
+/*
+ * One VM's stats object (docs/protocol.md "vm.stats"): the worker's device
+ * and balloon counters (a stats request over its link) and its cgroup's
+ * memory and CPU.  cb gets it (stolen; NULL only when out of memory) once
+ * the worker answered, or without the worker's part (a "worker_error") if
+ * it ended first; never from inside vmstats_collect.  The worker is not
+ * timed out here: a caller that must answer in bounded time (vm.stats; a
+ * metrics scrape) keeps its own timer and treats a late cb as stale.
+ * 0, or -ESRCH (no running worker) / -errno, and then cb is not called.
+ */
+typedef void (*vmstats_fn)(void *arg, struct vm *vm, json_t *stats);
+int vmstats_collect(struct vm *vm, vmstats_fn cb, void *arg);
+
 /* ---- capacity: admission, start queue, cgroups (admit.c) ---------------- */
 
 int admit_init(struct mvmd *d);
@@ -437,6 +469,8 @@ void admit_free(struct mvmd *d);
  * Nothing is stored: a refused vm.create leaves no row. */
 int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
                   struct admission **ret, struct proto_error *err);
+/* The cgroup a VM's worker runs in, NULL when none. */
+const struct cgroup_vm *admit_vm_cgroup(const struct vm *vm);
 /* The row could not be stored after admit_reserve: give it all back. */
 void admit_abandon(struct admission *a);
 /* Start the admitted vm (stored) now or commit "queued"; takes files
