@@ -97,8 +97,14 @@ static int add_disk(json_t *disks, const char *spec)
 		if (!strcmp(comma, ",ro"))
 			ro = true;
 		else if (strcmp(comma, ",rw") && (r = ctl_limit_field(disk, comma + 1, "iops",
-		                                                     false)) <= 0)
+		                                                     false)) <= 0) {
+			/* ",word=..." is an option mistyped, not part of a path */
+			if (r == 0 && strchr(comma, '=') &&
+			    strspn(comma + 1, "abcdefghijklmnopqrstuvwxyz_") ==
+			    (size_t)(strchr(comma, '=') - comma - 1))
+				r = -EINVAL;
 			break;
+		}
 		*comma = '\0';
 	}
 	p = r >= 0 && *path ? abs_path(path) : NULL;
