@@ -9,6 +9,7 @@
  *                 event/console fan-out
  *   adopt.c       start-up reconciliation with what an earlier mvmd left
  *   restart.c     restart policies and health checks (a worker observer)
+ *   vmstats.c     a running VM's counters (worker link + cgroup)
  *   admit.c       admission, the start queue, cgroups; never replies
  *   supervisor.c  worker processes: spawn, pidfd, link, exit decision
  *   vms.c         one record per VM, one commit path (store, update,

@@ -198,8 +198,6 @@ json_t *proto_vm_to_json(const struct proto_vm *vm)
 		r |= json_object_set_new(o, "pid", json_null());
 	if (vm->started_at == 0)
 		r |= json_object_set_new(o, "started_at", json_null());
-	r |= json_object_set_new(o, "balloon_mib", vm->has_balloon ?
-	                         json_integer(vm->balloon_mib) : json_null());
 	r |= json_object_set_new(o, "exit_status",
 	                         vm->has_exit_status ? json_integer(vm->exit_status) : json_null());
 	r |= json_object_set_new(o, "exit_reason",
@@ -208,6 +206,8 @@ json_t *proto_vm_to_json(const struct proto_vm *vm)
 	r |= json_object_set_new(o, "autostart", json_boolean(vm->autostart));
 	if (vm->uuid[0])
 		r |= json_object_set_new(o, "uuid", json_string(vm->uuid));
+	r |= json_object_set_new(o, "balloon_mib", vm->has_balloon ?
+	                         json_integer(vm->balloon_mib) : json_null());
 	if (r) {
 		json_decref(o);
 		return NULL;
