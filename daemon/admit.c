@@ -209,6 +209,10 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 
 	if (!a)
 		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL, "out of memory");
+	if (pressure_check(&d->cfg.pressure, d->cfg.proc_root, msg, sizeof(msg)) == 1) {
+		free(a);
+		return proto_error_set(err, PROTO_ERR_UNAVAILABLE, NULL, "%s", msg);
+	}
 	r = request_of(vm, &req);
 	if (r == 0)
 		r = cap_admit(&d->cap, &req, &a->resv, msg, sizeof(msg));

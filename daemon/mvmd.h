@@ -14,7 +14,7 @@
  *   supervisor.c  worker processes: spawn, pidfd, link, exit decision
  *   vms.c         one record per VM, one commit path (store, update,
  *                 publish) over db/
- * Leaves: capacity.c, cgroup.c, sandbox.c (worker uids and run dirs),
+ * Leaves: capacity.c, cgroup.c, pressure.c, sandbox.c (worker uids and run dirs),
  * spawn.c, access.c, tap.c, config.c, notify.c, helpers.c (log, clock,
  * paths).
  */
@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "daemon/capacity.h"
+#include "daemon/pressure.h"
 #include "daemon/cgroup.h"
 #include "db/db.h"
 #include "proto/proto.h"
@@ -53,13 +54,17 @@ struct config {
 	int sandbox;
 	uint32_t sandbox_uid_base;      /* workers run as base + index (uid and gid) */
 	uint32_t sandbox_uid_count;     /* uids: at most this many sandboxed workers */
+	/* admission refuses starts while the host's memory is under pressure */
+	struct pressure_limits pressure;
+	const char *proc_root;          /* not a key: NULL /proc (tests) */
 	char error[256];                /* why config_load failed, if it says */
 };
 
 /* Built-in defaults; argv0 locates a build-tree mvm-vmm. */
 int config_defaults(struct config *cfg, const char *argv0);
 /* `key = value` lines (state_dir, run_dir, socket, log_level, vmm,
- * cgroup_parent, sandbox, sandbox_uid_base, sandbox_uid_count, and the capacity keys of capacity.h including `pool NAME
+ * cgroup_parent, sandbox, sandbox_uid_base, sandbox_uid_count, admit_memory_psi,
+ * admit_mem_available_mib, and the capacity keys of capacity.h including `pool NAME
  * max N`); '#' comments.  On error *ret_line says where and cfg->error,
  * when set, why. */
 int config_load(struct config *cfg, const char *path, int *ret_line);

@@ -636,6 +636,28 @@ def update_refusals(env):
     raw.close()
 
 
+@case()
+def pressure_refusal(env):
+    """Admission refuses a start while MemAvailable is below
+    admit_mem_available_mib (here: more than any host has), as unavailable
+    (exit 75) naming the measure and its value; --no-start is no start;
+    SIGHUP with the key off lets it through."""
+    ctl = env.ctl
+    env.daemon.reload(["admit_mem_available_mib = 1000000000"])
+    wait_for(lambda: "capacity limits reloaded" in env.daemon.log(), 5, "mvmd to reload")
+    err = ctl.fails(75, "create", "p1", "--kernel", env.kernel)
+    check("MemAvailable is" in err and "below admit_mem_available_mib 1000000000" in err and
+          "unavailable" in err, "refusal: %r" % err)
+    check("p1" not in ctl.ok("list", "-q").split(), "a refused create stored a VM")
+    ctl.ok("create", "p2", "--kernel", env.kernel, "--no-start")
+    err = ctl.fails(75, "start", "p2")
+    check("MemAvailable" in err, "start under pressure: %r" % err)
+    env.daemon.reload([])
+    wait_for(lambda: env.daemon.log().count("capacity limits reloaded") == 2, 5,
+             "mvmd to reload")
+    ctl.ok("start", "p2")
+
+
 @case(kvm=True)
 def limits_stats(env):
     """A VM created with a slow disk limit and a balloon; vm.update
