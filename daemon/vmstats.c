@@ -6,10 +6,14 @@
  * counters (a metrics exporter): it answers nobody itself.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "daemon/cgroup.h"
 #include "daemon/mvmd.h"
+#include "util/util.h"
 
 #define PAGE_BYTES 4096ULL
 
@@ -105,6 +109,41 @@ static int worker_part(json_t *o, const struct proto_link_stats *s)
 	return r ? -ENOMEM : 0;
 }
 
+/* utime + stime of process pid, all its threads, in ns; 0 if unreadable. */
+static uint64_t proc_cpu_ns(long pid)
+{
+	unsigned long long ut = 0, st = 0;
+	char path[64], buf[1024], *p;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if (util_read_file(path, buf, sizeof(buf)) < 0 || !(p = strrchr(buf, ')')))
+		return 0;
+	/* after "pid (comm)": state is field 3, utime 14, stime 15 */
+	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2 ||
+	    hz <= 0)
+		return 0;
+	return (ut + st) * (1000000000ULL / (uint64_t)hz);
+}
+
+/* Where the cgroup does not count CPU time (v1 with cpuacct mounted on its
+ * own): the worker's and its children's (a sandboxed worker runs the VM in
+ * a child, in its PID namespace) from /proc. */
+static bool worker_cpu_ns(const struct vm *vm, uint64_t *ret)
+{
+	char path[64], kids[1024], *p, *end;
+	long pid = (long)vm->row.pid, kid;
+
+	if (pid <= 0)
+		return false;
+	*ret = proc_cpu_ns(pid);
+	snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", pid, pid);
+	if (util_read_file(path, kids, sizeof(kids)) >= 0)
+		for (p = kids; (kid = strtol(p, &end, 10)) > 0; p = end)
+			*ret += proc_cpu_ns(kid);
+	return *ret > 0;
+}
+
 /* The cgroup's part; null fields where a controller is not there. */
 static int cgroup_part(json_t *o, const struct vm *vm)
 {
@@ -114,6 +153,8 @@ static int cgroup_part(json_t *o, const struct vm *vm)
 
 	if (cg)
 		cgroup_vm_read_stats(cg, &cs);
+	if (!cs.has_cpu)
+		cs.has_cpu = worker_cpu_ns(vm, &cs.cpu_ns);
 	r |= json_object_set_new(o, "mem_bytes", cs.has_mem ?
 	                         json_integer((json_int_t)cs.mem_bytes) : json_null());
 	r |= json_object_set_new(o, "mem_limit_bytes", cs.has_mem && cs.mem_limit_bytes ?
