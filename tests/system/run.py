@@ -708,6 +708,42 @@ def limits_stats(env):
           "update not kept for the next start: %r %r" % (vm["disks"], vm["balloon_mib"]))
 
 
+@case(kvm=True, root=True)
+def nic_limits_stats(env):
+    """A NIC frame limit set at create, raised at run time through mvmd;
+    vm.stats shows the guest's flood moving the counters under it."""
+    ctl = env.ctl
+    tap = "mvms%d" % (os.getpid() % 100000)
+    subprocess.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", tap, "up"], check=True)
+        ctl.ok("create", "fl", "--kernel", env.guest(), "--cmdline",
+               "console=ttyS0 mvmtest=netflood:400,1000", "--mem", "64",
+               "--net", "tap=%s,pps=10" % tap, "--wait")
+        s0 = disk_stats(ctl, "fl")
+        check(s0["nics"][0]["limits"]["pps"] == 10 and s0["disks"] == [] and
+              s0["balloon"] is None, "create's NIC limit: %r" % s0)
+        err = ctl.fails(1, "update", "fl", "--balloon", "8")
+        check("has no balloon device" in err, "no balloon: %r" % err)
+        err = ctl.fails(1, "update", "fl", "--net", "1:pps=5")
+        check("has 1 nics; index 1" in err, "NIC index: %r" % err)
+        ctl.ok("update", "fl", "--net", "0:pps=40,bps=1M")
+        s1 = disk_stats(ctl, "fl")
+        check(s1["nics"][0]["limits"]["pps"] == 40 and s1["nics"][0]["limits"]["bps"] == 1 << 20,
+              "raised NIC limit: %r" % s1["nics"])
+        wait_for(lambda: disk_stats(ctl, "fl")["nics"][0]["tx_frames"] >= 100, 60,
+                 "the guest's flood", interval=0.2)
+        n = disk_stats(ctl, "fl")["nics"][0]
+        check(n["tx_bytes"] >= 100 * 1000 and n["throttled_ns"] > 0, "NIC stats %r" % n)
+        ctl.ok("update", "fl", "--net", "0:bps=none")
+        check(disk_stats(ctl, "fl")["nics"][0]["limits"]["bps"] == 0, "bps=none kept a limit")
+        ctl.ok("kill", "fl")
+        nic = ctl.vm("fl")["nics"][0]
+        check(nic["pps"] == 40 and "bps" not in nic, "NIC limits not kept: %r" % nic)
+    finally:
+        subprocess.run(["ip", "link", "del", tap])
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "--list":
         print("\n".join(CASES))
