@@ -410,6 +410,7 @@ static void test_devices(const char *dir)
 	CHECK_EQ(db_vm_get(db, "bal", &got), 0);
 	CHECK(got.has_balloon && got.balloon_mib == 32);
 	CHECK_EQ(json_integer_value(json_object_get(json_array_get(got.disks, 0), "bps")), 1048576);
+	proto_vm_clear(&got);
 	CHECK_EQ(db_vm_get(db, "plain", &got), 0);
 	CHECK(!got.has_balloon);
 	proto_vm_clear(&got);
