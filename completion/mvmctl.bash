@@ -3,7 +3,7 @@
 # `mvmctl list -q` (asked of the same socket the command line names).
 
 _mvmctl_commands="create run start stop restart kill rm list show console logs events
-host version help boot shutdown destroy remove delete ls"
+update stats host version help boot shutdown destroy remove delete ls"
 
 _mvmctl()
 {
@@ -22,7 +22,11 @@ _mvmctl()
 	done
 
 	case $prev in
-	--socket | --kernel | --initrd | --disk)
+	--disk)
+		# update: I:LIMIT..., nothing to complete
+		[[ $cmd == update ]] && return
+		COMPREPLY=($(compgen -f -- "$cur")); return ;;
+	--socket | --kernel | --initrd)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	-o | --output)
 		COMPREPLY=($(compgen -W "json table" -- "$cur")); return ;;
@@ -34,7 +38,7 @@ _mvmctl()
 		COMPREPLY=($(compgen -W "no on-failure always" -- "$cur")); return ;;
 	--vm)
 		COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${sock[@]}" list -q 2>/dev/null)" -- "$cur")); return ;;
-	--label | --timeout | --stop-timeout | --mem | --vcpus | --cmdline | --net | --pool | --tail | --idle)
+	--label | --timeout | --stop-timeout | --mem | --vcpus | --cmdline | --net | --pool | --tail | --idle | --balloon)
 		return ;;
 	esac
 
@@ -48,10 +52,11 @@ _mvmctl()
 	fi
 
 	case $cmd in
-	create) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --label --restart
+	create) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --label --restart
 		--pool --no-start --no-queue --autostart --wait" ;;
-	run) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --label --restart
+	run) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --label --restart
 		--pool --no-queue --rm --stop-timeout" ;;
+	update) opts="--disk --net --balloon" ;;
 	stop | shutdown | restart) opts="--label --timeout" ;;
 	kill | destroy) opts="--label --signal" ;;
 	rm | remove | delete) opts="-f --force --label" ;;
@@ -70,7 +75,7 @@ _mvmctl()
 		COMPREPLY=($(compgen -W "$_mvmctl_commands" -- "$cur")) ;;
 	host)
 		COMPREPLY=($(compgen -W "set" -- "$cur")) ;;
-	start | stop | restart | kill | rm | show | console | logs | \
+	start | stop | restart | kill | rm | show | console | logs | update | stats | \
 	boot | shutdown | destroy | remove | delete)
 		COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${sock[@]}" list -q 2>/dev/null)" -- "$cur")) ;;
 	esac

@@ -85,6 +85,12 @@ double output_now(void);
 /* command handlers, one file per group */
 int vm_create(struct ctl *c, int argc, char **argv);
 int vm_create_request(struct ctl *c, int argc, char **argv, json_t **ret_req);
+/* "256", "256M", "1.5G": a whole number of MiB, more than 0. */
+int ctl_parse_mib(const char *s, long long *ret_mib);
+int ctl_limit_field(json_t *obj, const char *tok, const char *ops, bool allow_none);
+/* stats.c: update and stats */
+int stats_update(struct ctl *c, int argc, char **argv);
+int stats_stats(struct ctl *c, int argc, char **argv);
 int vm_start(struct ctl *c, int argc, char **argv);
 int vm_stop(struct ctl *c, int argc, char **argv);
 int vm_kill(struct ctl *c, int argc, char **argv);

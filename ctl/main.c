@@ -18,12 +18,14 @@ static int cmd_help(struct ctl *c, int argc, char **argv);
 static const struct ctl_command commands[] = {
 	{ "create", vm_create,
 	  "create NAME --kernel PATH [--initrd PATH] [--cmdline S] [--vcpus N]\n"
-	  "       [--mem SIZE] [--disk PATH[,ro]]... [--net tap=IF[,mac=M]]...\n"
-	  "       [--label K=V]... [--restart no|on-failure[:N]|always]\n"
+	  "       [--mem SIZE] [--disk PATH[,ro][,LIMIT]...]... [--net tap=IF[,mac=M][,LIMIT]...]...\n"
+	  "       [--balloon SIZE] [--label K=V]... [--restart no|on-failure[:N]|always]\n"
 	  "       [--pool NAME]... [--no-start] [--no-queue] [--autostart] [--wait]\n"
 	  "       [-o json]",
 	  "define a VM and start it (SIZE: 256, 256M, 1.5G, 2048K; MiB by default); it counts\n"
-	  "       in each --pool; --no-queue fails instead of waiting for a start slot" },
+	  "       in each --pool; --no-queue fails instead of waiting for a start slot;\n"
+	  "       LIMIT: bps=SIZE, bps_burst=SIZE (bytes/s), iops=N, iops_burst=N (disk),\n"
+	  "       pps=N, pps_burst=N (NIC); --balloon: a balloon holding SIZE at boot" },
 	{ "run", run_run,
 	  "run NAME [create options] [--rm] [--stop-timeout S]",
 	  "create and start a VM, print its console, exit when it ends (0: powered\n"
@@ -49,6 +51,13 @@ static const struct ctl_command commands[] = {
 	  "print the console log (-f: keep following)" },
 	{ "events", console_events, "events [--vm NAME] [-o json]",
 	  "stream lifecycle events until interrupted" },
+	{ "update", stats_update,
+	  "update NAME [--disk I:LIMIT[,LIMIT]...]... [--net I:LIMIT[,LIMIT]...]...\n"
+	  "       [--balloon SIZE] [-o json]",
+	  "change a running VM's rate limits (LIMIT as for create; =none removes\n"
+	  "       one) or balloon target; kept for its next start" },
+	{ "stats", stats_stats, "stats [NAME...] [-o json]",
+	  "CPU, memory, balloon, disk and network use of running VMs" },
 	{ "host", host_host, "host [-o json] | host set KEY=VALUE [-o json]",
 	  "host capacity, limits and usage; set changes a limit until restart or SIGHUP" },
 	{ "version", host_version, "version [-o json]", "mvmctl, mvmd and protocol versions" },

@@ -15,7 +15,7 @@
 
 /* A size (util_parse_size: MiB when no unit is given), a whole number of
  * MiB: "256", "256M", "1.5G", "2048K". */
-static int parse_mem(const char *s, long long *ret_mib)
+int ctl_parse_mib(const char *s, long long *ret_mib)
 {
 	uint64_t b;
 	int r = util_parse_size(s, 1 << 20, &b);
@@ -46,30 +46,80 @@ static json_t *abs_path(const char *p)
 	return j;
 }
 
+/*
+ * A rate limit field "bps=SIZE", "OPS=N", "bps_burst=SIZE", "OPS_burst=N"
+ * (OPS: iops for disks, pps for NICs) into obj: 1 if tok was one, 0 if not,
+ * -EINVAL for a bad value.  With allow_none (update), "none" sets null,
+ * which removes the limit.  Bytes take K, M, G suffixes (powers of 1024).
+ */
+int ctl_limit_field(json_t *obj, const char *tok, const char *ops, bool allow_none)
+{
+	const char *eq = strchr(tok, '=');
+	char key[24];
+	uint64_t v;
+	size_t n;
+	bool bytes;
+
+	if (!eq || (n = (size_t)(eq - tok)) >= sizeof(key))
+		return 0;
+	memcpy(key, tok, n);
+	key[n] = '\0';
+	bytes = !strcmp(key, "bps") || !strcmp(key, "bps_burst");
+	if (!bytes && strcmp(key, ops) && (strncmp(key, ops, strlen(ops)) ||
+	                                   strcmp(key + strlen(ops), "_burst")))
+		return 0;
+	if (allow_none && !strcmp(eq + 1, "none")) {
+		json_object_set_new(obj, key, json_null());
+		return 1;
+	}
+	if ((bytes ? util_parse_size(eq + 1, 1, &v) : util_parse_uint(eq + 1, 0, UINT64_MAX, &v)) < 0 ||
+	    v == 0 || v > (1ULL << 40))
+		return -EINVAL;
+	json_object_set_new(obj, key, json_integer((json_int_t)v));
+	return 1;
+}
+
+/* PATH[,ro|,rw][,bps=SIZE][,iops=N][,bps_burst=SIZE][,iops_burst=N]: the
+ * options are taken off the end, so a path may hold commas. */
 static int add_disk(json_t *disks, const char *spec)
 {
-	char *path = strdup(spec);
-	char *comma = path ? strrchr(path, ',') : NULL;
+	char *path = strdup(spec), *comma;
+	json_t *disk = json_object(), *p;
 	bool ro = false;
-	json_t *p;
+	int r = 0;
 
-	if (!path)
+	if (!path || !disk) {
+		free(path);
+		json_decref(disk);
 		return -ENOMEM;
-	if (comma && !strcmp(comma, ",ro")) {
-		*comma = '\0';
-		ro = true;
-	} else if (comma && !strcmp(comma, ",rw")) {
+	}
+	while (r >= 0 && (comma = strrchr(path, ','))) {
+		if (!strcmp(comma, ",ro"))
+			ro = true;
+		else if (strcmp(comma, ",rw") && (r = ctl_limit_field(disk, comma + 1, "iops",
+		                                                     false)) <= 0) {
+			/* ",word=..." is an option mistyped, not part of a path */
+			if (r == 0 && strchr(comma, '=') &&
+			    strspn(comma + 1, "abcdefghijklmnopqrstuvwxyz_") ==
+			    (size_t)(strchr(comma, '=') - comma - 1))
+				r = -EINVAL;
+			break;
+		}
 		*comma = '\0';
 	}
-	p = *path ? abs_path(path) : NULL;
+	p = r >= 0 && *path ? abs_path(path) : NULL;
 	free(path);
-	if (!p)
+	if (!p) {
+		json_decref(disk);
 		return -EINVAL;
-	json_array_append_new(disks, json_pack("{s:o, s:b}", "path", p, "readonly", ro));
+	}
+	json_object_set_new(disk, "path", p);
+	json_object_set_new(disk, "readonly", json_boolean(ro));
+	json_array_append_new(disks, disk);
 	return 0;
 }
 
-/* tap=IF[,mac=M] */
+/* tap=IF[,mac=M][,bps=SIZE][,pps=N][,bps_burst=SIZE][,pps_burst=N] */
 static int add_nic(json_t *nics, const char *spec)
 {
 	char *s = strdup(spec), *save = NULL, *tok;
@@ -87,7 +137,7 @@ static int add_nic(json_t *nics, const char *spec)
 		else if (!strncmp(tok, "mac=", 4) && tok[4])
 			json_object_set_new(nic, "mac", json_string(tok + 4));
 		else
-			r = -EINVAL;
+			r = ctl_limit_field(nic, tok, "pps", false) == 1 ? 0 : -EINVAL;
 	}
 	free(s);
 	if (!r && !json_object_get(nic, "tap"))
@@ -178,7 +228,7 @@ static int call_and_print(struct ctl *c, json_t *req)
 
 enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_VCPUS, O_MEM, O_DISK, O_NET,
        O_LABEL, O_RESTART, O_NOSTART, O_WAIT, O_TIMEOUT, O_SIGNAL, O_POOL, O_NOQUEUE,
-       O_AUTOSTART };
+       O_AUTOSTART, O_BALLOON };
 
 /* The repeatable create options, collected before they go into the request. */
 struct create_lists {
@@ -210,17 +260,21 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 		proto_request_set_int(req, "vcpus", (json_int_t)n);
 		return 0;
 	case O_MEM:
-		if (parse_mem(arg, &v) < 0)
+		if (ctl_parse_mib(arg, &v) < 0)
 			return ctl_usage_error("create", "--mem wants a whole number of MiB like 256, 256M, 1.5G or 2048K, not '%s'", arg);
 		proto_request_set_int(req, "mem_mib", v);
 		return 0;
 	case O_DISK:
 		if (add_disk(l->disks, arg) < 0)
-			return ctl_usage_error("create", "--disk wants PATH or PATH,ro, not '%s'", arg);
+			return ctl_usage_error("create", "--disk wants PATH[,ro][,bps=SIZE][,iops=N]"
+			                       "[,bps_burst=SIZE][,iops_burst=N] (limits 1 to 2^40), "
+			                       "not '%s'", arg);
 		return 0;
 	case O_NET:
 		if (add_nic(l->nics, arg) < 0)
-			return ctl_usage_error("create", "--net wants tap=IF[,mac=M], not '%s'", arg);
+			return ctl_usage_error("create", "--net wants tap=IF[,mac=M][,bps=SIZE][,pps=N]"
+			                       "[,bps_burst=SIZE][,pps_burst=N] (limits 1 to 2^40), "
+			                       "not '%s'", arg);
 		return 0;
 	case O_LABEL:
 		if (add_label(l->labels, arg) < 0)
@@ -245,6 +299,14 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 		return 0;
 	case O_AUTOSTART:
 		proto_request_set_bool(req, "autostart", true);
+		return 0;
+	case O_BALLOON:
+		/* the memory the balloon holds at boot; 0: a balloon, empty */
+		v = 0;
+		if (strcmp(arg, "0") && ctl_parse_mib(arg, &v) < 0)
+			return ctl_usage_error("create", "--balloon wants a whole number of MiB "
+			                       "like 0, 64, 64M or 1G, not '%s'", arg);
+		proto_request_set_int(req, "balloon_mib", v);
 		return 0;
 	case 'o':
 		if (ctl_parse_output(arg, c) < 0)
@@ -278,6 +340,7 @@ int vm_create_request(struct ctl *c, int argc, char **argv, json_t **ret_req)
 		{ "pool", required_argument, NULL, O_POOL },
 		{ "no-queue", no_argument, NULL, O_NOQUEUE },
 		{ "autostart", no_argument, NULL, O_AUTOSTART },
+		{ "balloon", required_argument, NULL, O_BALLOON },
 		{ "output", required_argument, NULL, 'o' },
 		{ 0 }
 	};

@@ -216,6 +216,10 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 
 	if (!a)
 		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL, "out of memory");
+	if (pressure_check(&d->cfg.pressure, d->cfg.proc_root, msg, sizeof(msg)) == 1) {
+		free(a);
+		return proto_error_set(err, PROTO_ERR_UNAVAILABLE, NULL, "%s", msg);
+	}
 	r = request_of(vm, &req);
 	if (r == 0)
 		r = cap_admit(&d->cap, &req, &a->resv, msg, sizeof(msg));
@@ -241,6 +245,11 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 	}
 	*ret = a;
 	return 0;
+}
+
+const struct cgroup_vm *admit_vm_cgroup(const struct vm *vm)
+{
+	return vm->adm ? vm->adm->cg : NULL;
 }
 
 void admit_abandon(struct admission *a)

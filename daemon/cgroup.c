@@ -691,6 +691,47 @@ int cgroup_vm_oom_killed(const struct cgroup_vm *v)
 	return strtoull(text, NULL, 10) > 0;
 }
 
+/* One number from a file of its own; "max" (v2, no limit) reads as 0. */
+static int read_u64(const char *dir, const char *name, uint64_t *ret)
+{
+	char text[64];
+	int r = read_in(dir, name, text, sizeof(text));
+
+	if (r < 0)
+		return r;
+	*ret = strncmp(text, "max", 3) ? strtoull(text, NULL, 10) : 0;
+	return 0;
+}
+
+int cgroup_vm_read_stats(const struct cgroup_vm *v, struct cgroup_vm_stats *ret)
+{
+	const char *mem = v->dir[CGROUP_MEMORY], *cpu = v->dir[CGROUP_CPU];
+	char text[1024];
+	uint64_t n;
+
+	memset(ret, 0, sizeof(*ret));
+	if (mem && v->mode[CGROUP_MEMORY] == CGROUP_V2)
+		ret->has_mem = read_u64(mem, "memory.current", &ret->mem_bytes) == 0 &&
+		               read_u64(mem, "memory.max", &ret->mem_limit_bytes) == 0;
+	else if (mem)
+		ret->has_mem = read_u64(mem, "memory.usage_in_bytes", &ret->mem_bytes) == 0 &&
+		               read_u64(mem, "memory.limit_in_bytes", &ret->mem_limit_bytes) == 0;
+	if (!cpu || read_in(cpu, "cpu.stat", text, sizeof(text)) < 0)
+		return 0;
+	if (v->mode[CGROUP_CPU] == CGROUP_V2) {
+		ret->has_cpu = keyed_value(text, "usage_usec", &n) == 0;
+		ret->cpu_ns = n * 1000;
+		if (keyed_value(text, "throttled_usec", &n) == 0)
+			ret->throttled_ns = n * 1000;
+	} else {
+		/* usage is cpuacct's: co-mounted with cpu on most systems */
+		ret->has_cpu = read_u64(cpu, "cpuacct.usage", &ret->cpu_ns) == 0;
+		if (keyed_value(text, "throttled_time", &n) == 0)
+			ret->throttled_ns = n;
+	}
+	return 0;
+}
+
 const char *cgroup_vm_dir(const struct cgroup_vm *v, enum cgroup_ctrl c)
 {
 	return c < CGROUP_NCTRL ? v->dir[c] : NULL;

@@ -103,6 +103,18 @@ int cgroup_vm_attach(const struct cgroup_vm *v, pid_t pid, char *err, size_t err
 /* 1 if the kernel OOM-killed a task in it, 0 if not, -EOPNOTSUPP when
  * memory is not controlled, other negative errno on failure. */
 int cgroup_vm_oom_killed(const struct cgroup_vm *v);
+/* What the kernel counts for a VM's cgroup (vm.stats). */
+struct cgroup_vm_stats {
+	bool has_mem, has_cpu;          /* false: not controlled or unreadable */
+	uint64_t mem_bytes;             /* memory.current / memory.usage_in_bytes */
+	uint64_t mem_limit_bytes;       /* 0: no limit */
+	uint64_t cpu_ns;                /* CPU time used, all threads */
+	uint64_t throttled_ns;          /* time held back by the CPU quota */
+};
+
+/* Read them (no-op fields stay false/0 where a controller is missing).
+ * Always 0. */
+int cgroup_vm_read_stats(const struct cgroup_vm *v, struct cgroup_vm_stats *ret);
 /* Directory of one controller's cgroup, NULL when not controlled. */
 const char *cgroup_vm_dir(const struct cgroup_vm *v, enum cgroup_ctrl c);
 /*

@@ -98,6 +98,20 @@ static int set_seconds(double *ret, const char *value)
 	return 0;
 }
 
+/* A PSI threshold: a percentage, 0 (off) to 100. */
+static int set_percent(double *ret, const char *value)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(value, &end);
+	if (errno || end == value || *end || !(v >= 0 && v <= 100))
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
 static int set_bool(int *ret, const char *value)
 {
 	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1"))
@@ -177,6 +191,11 @@ int config_set(struct config *cfg, const char *key, const char *value)
 		return set_seconds(&cfg->client_line_timeout, value);
 	if (!strcmp(key, "fd_reserve"))
 		return set_u32(&cfg->fd_reserve, value, 16);
+	if (!strcmp(key, "admit_memory_psi"))
+		return set_percent(&cfg->pressure.psi_some_avg10, value);
+	if (!strcmp(key, "admit_mem_available_mib"))
+		return util_parse_uint(value, 0, 1ULL << 40, &cfg->pressure.mem_available_mib) < 0
+		       ? -EINVAL : 0;
 	if (!strcmp(key, "log_level")) {
 		lvl = log_level_parse(value);
 		if (lvl < 0)

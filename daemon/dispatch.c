@@ -183,10 +183,13 @@ static void answer_waiters(struct vm *vm, enum waiter_kind kind, bool all,
 	vm_release(vm);
 }
 
+static void dispatch_pending_closed(struct conn *c);
+
 void dispatch_conn_closed(struct conn *c)
 {
 	if (c->waiter)
 		waiter_free(c->waiter);
+	dispatch_pending_closed(c);
 }
 
 /* ---- events and console fan-out ----------------------------------------- */
@@ -496,6 +499,10 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 		vm->restart = PROTO_RESTART_NO;     /* checked by the decoder */
 	vm->restart_max = proto_arg_int(req, "restart_max", 0);
 	vm->autostart = proto_arg_bool(req, "autostart", false);
+	vm->balloon_mib = proto_arg_int(req, "balloon_mib", -1);
+	vm->has_balloon = vm->balloon_mib >= 0;
+	if (!vm->has_balloon)
+		vm->balloon_mib = 0;
 	vm->created_at = mvmd_now();
 	vm->disks = json_deep_copy(proto_arg_json(req, "disks"));
 	vm->nics = json_deep_copy(proto_arg_json(req, "nics"));
@@ -521,6 +528,13 @@ static void op_vm_create(struct conn *c, struct proto_request *req)
 
 	if (vm_from_args(c, req, &vm) < 0) {
 		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		goto out;
+	}
+	if (vm.has_balloon && vm.balloon_mib >= vm.mem_mib) {
+		reply_err(c, req, PROTO_ERR_BAD_REQUEST, "balloon_mib",
+		          "balloon target %lld MiB is not below the guest's %lld MiB (mem_mib); "
+		          "lower it (0 starts with the balloon empty)",
+		          (long long)vm.balloon_mib, (long long)vm.mem_mib);
 		goto out;
 	}
 	/* check the files now, so a VM that can never start is not stored */
@@ -892,6 +906,436 @@ static void op_events_subscribe(struct conn *c, struct proto_request *req)
 	conn_reply_ok(c, req->id, NULL);
 }
 
+/* ---- run-time requests to workers: update, stats ------------------------ */
+
+/* How long vm.update and vm.stats wait for workers: a loaded worker
+ * answers in milliseconds; one that does not is reported, not waited on. */
+#define PENDING_TIMEOUT_MS 5000
+
+enum pending_kind { PENDING_UPDATE, PENDING_STATS };
+
+/* A client waiting for worker replies.  It lives until every request it
+ * sent was answered or failed (the supervisor calls back exactly once) and
+ * its timer closed; conn is NULL once the client was answered or left. */
+struct pending {
+	struct mvmd *d;
+	struct conn *conn;
+	json_t *id;
+	enum pending_kind kind;
+	uv_timer_t timer;
+	int refs;                       /* the timer + each request in flight */
+	int waiting;                    /* requests not yet answered */
+	json_t *vms;                    /* stats: the objects so far */
+	struct vm *vm;                  /* update: its VM (a reference) */
+	char error[300];                /* update: the first refusal */
+};
+
+/* update: one set-limits or balloon request */
+struct update_call {
+	struct pending *p;
+	bool balloon;
+	bool disk;
+	int index;
+	json_t *obj;                    /* the device's new object (limits merged) */
+	int64_t balloon_mib;
+};
+
+static void pending_unref(struct pending *p)
+{
+	if (--p->refs > 0)
+		return;
+	json_decref(p->id);
+	json_decref(p->vms);
+	if (p->vm)
+		vm_release(p->vm);
+	free(p);
+}
+
+static void pending_timer_closed(uv_handle_t *h)
+{
+	pending_unref(h->data);
+}
+
+/* The one answer, now or when the last reply came or the wait ended. */
+static void pending_answer(struct pending *p, bool timed_out)
+{
+	struct conn *c = p->conn;
+	struct proto_error err;
+	json_t *res;
+
+	if (!c)
+		return;
+	p->conn = NULL;
+	c->pending = NULL;
+	if (p->kind == PENDING_STATS) {
+		res = json_pack("{s:O}", "vms", p->vms);
+		if (timed_out)
+			json_object_set_new(res, "incomplete", json_string(
+			        "some workers did not answer within 5 s and are left out"));
+		conn_reply_ok(c, p->id, res);
+	} else if (p->error[0] || timed_out) {
+		proto_error_set(&err, timed_out ? PROTO_ERR_UNAVAILABLE : PROTO_ERR_BAD_REQUEST,
+		                NULL, "%s", timed_out && !p->error[0]
+		                ? "the worker did not answer within 5 s; the change may still "
+		                  "apply: see 'mvmctl stats'" : p->error);
+		conn_reply_error(c, p->id, &err);
+	} else {
+		conn_reply_ok(c, p->id, vm_result(&p->vm->row));
+	}
+	uv_timer_stop(&p->timer);
+	uv_close((uv_handle_t *)&p->timer, pending_timer_closed);
+	if (c->busy)
+		conn_resume(c);
+}
+
+static void pending_timeout_cb(uv_timer_t *t)
+{
+	pending_answer(t->data, true);
+}
+
+static struct pending *pending_new(struct conn *c, struct proto_request *req,
+                                   enum pending_kind kind)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->d = c->d;
+	p->conn = c;
+	p->id = json_incref(req->id);
+	p->kind = kind;
+	p->refs = 1;
+	uv_timer_init(c->d->loop, &p->timer);
+	p->timer.data = p;
+	c->pending = p;
+	return p;
+}
+
+/* Every request is out: answer now if none is, else wait (busy). */
+static void pending_go(struct pending *p)
+{
+	if (p->waiting == 0) {
+		pending_answer(p, false);
+		return;
+	}
+	p->conn->busy = true;
+	uv_timer_start(&p->timer, pending_timeout_cb, PENDING_TIMEOUT_MS, 0);
+}
+
+/* A reply counted: answer when it was the last. */
+static void pending_replied(struct pending *p)
+{
+	if (--p->waiting == 0)
+		pending_answer(p, false);
+	pending_unref(p);
+}
+
+static void dispatch_pending_closed(struct conn *c)
+{
+	struct pending *p = c->pending;
+
+	if (!p)
+		return;
+	c->pending = NULL;
+	p->conn = NULL;
+	uv_timer_stop(&p->timer);
+	uv_close((uv_handle_t *)&p->timer, pending_timer_closed);
+}
+
+/* ---- vm.update ---------------------------------------------------------- */
+
+/* A change the worker took is the VM's definition from now on: stored
+ * for the next start, whether or not the client still waits. */
+static void update_store(struct update_call *u)
+{
+	struct vm *vm = u->p->vm;
+	int r;
+
+	if (u->balloon) {
+		vm->row.balloon_mib = u->balloon_mib;
+	} else {
+		json_array_set(u->disk ? vm->row.disks : vm->row.nics, (size_t)u->index, u->obj);
+	}
+	r = db_vm_set_devices(u->p->d->db, &vm->row);
+	if (r < 0)
+		log_error("VM %s: the new %s is in force but could not be stored: %s",
+		          vm->row.name, u->balloon ? "balloon target" : "rate limit",
+		          strerror(-r));
+}
+
+static void update_reply_cb(void *arg, const struct proto_link_msg *reply)
+{
+	struct update_call *u = arg;
+	struct pending *p = u->p;
+	char what[32];
+
+	if (u->balloon)
+		snprintf(what, sizeof(what), "balloon");
+	else
+		snprintf(what, sizeof(what), "%s %d", u->disk ? "disk" : "nic", u->index);
+	if (reply && !reply->error)
+		update_store(u);
+	else if (!p->error[0])
+		snprintf(p->error, sizeof(p->error), "%s: %s", what,
+		         reply ? reply->error : "the worker ended before it answered");
+	json_decref(u->obj);
+	free(u);
+	pending_replied(p);
+}
+
+/* Merge the limit fields of change into a copy of the device's object;
+ * null removes one.  NULL when out of memory. */
+static json_t *merge_limits(json_t *dev, json_t *change)
+{
+	json_t *o = json_deep_copy(dev), *v;
+	const char *k;
+
+	if (!o)
+		return NULL;
+	json_object_foreach(change, k, v) {
+		if (!strcmp(k, "index"))
+			continue;
+		if (json_is_null(v))
+			json_object_del(o, k);
+		else
+			json_object_set(o, k, v);
+	}
+	return o;
+}
+
+static void limits_of(json_t *o, const char *ops, struct proto_link_limits *l)
+{
+	char ops_burst[16];
+
+	snprintf(ops_burst, sizeof(ops_burst), "%s_burst", ops);
+	l->bps = (uint64_t)json_integer_value(json_object_get(o, "bps"));
+	l->bps_burst = (uint64_t)json_integer_value(json_object_get(o, "bps_burst"));
+	l->ops = (uint64_t)json_integer_value(json_object_get(o, ops));
+	l->ops_burst = (uint64_t)json_integer_value(json_object_get(o, ops_burst));
+}
+
+/* Check every change against the VM before sending any: a refused
+ * vm.update changes nothing.  0 or -1 (answered). */
+static int update_check(struct conn *c, struct proto_request *req, const struct proto_vm *vm,
+                        json_t *changes[2], int64_t balloon_mib)
+{
+	static const char *const keys[2] = { "disks", "nics" };
+	json_t *devs[2] = { vm->disks, vm->nics };
+	size_t i;
+	json_t *ch;
+
+	if (!changes[0] && !changes[1] && balloon_mib < 0) {
+		reply_err(c, req, PROTO_ERR_BAD_REQUEST, NULL,
+		          "nothing to change: give disks, nics or balloon_mib");
+		return -1;
+	}
+	for (int k = 0; k < 2; k++) {
+		json_array_foreach(changes[k], i, ch) {
+			json_int_t idx = json_integer_value(json_object_get(ch, "index"));
+			const char *ops = k ? "pps" : "iops";
+			struct proto_link_limits l;
+			json_t *m;
+
+			if ((size_t)idx >= json_array_size(devs[k])) {
+				reply_err(c, req, PROTO_ERR_BAD_REQUEST, keys[k],
+				          "VM '%s' has %zu %s; index %lld is not one (they count "
+				          "from 0 in the order of 'mvmctl show')", vm->name,
+				          json_array_size(devs[k]), keys[k], (long long)idx);
+				return -1;
+			}
+			m = merge_limits(json_array_get(devs[k], (size_t)idx), ch);
+			if (!m) {
+				reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+				return -1;
+			}
+			limits_of(m, ops, &l);
+			json_decref(m);
+			if ((l.bps_burst && !l.bps) || (l.ops_burst && !l.ops)) {
+				reply_err(c, req, PROTO_ERR_BAD_REQUEST, keys[k],
+				          "%s %lld would have a burst without its rate; set the rate "
+				          "too or remove the burst (null)", keys[k], (long long)idx);
+				return -1;
+			}
+		}
+	}
+	if (balloon_mib >= 0 && !vm->has_balloon) {
+		reply_err(c, req, PROTO_ERR_INVALID_STATE, "balloon_mib",
+		          "VM '%s' has no balloon device; recreate it with a balloon "
+		          "('mvmctl create --balloon SIZE') to reclaim its memory", vm->name);
+		return -1;
+	}
+	if (balloon_mib >= vm->mem_mib) {
+		reply_err(c, req, PROTO_ERR_BAD_REQUEST, "balloon_mib",
+		          "balloon target %lld MiB is not below VM '%s''s %lld MiB of memory; "
+		          "lower it", (long long)balloon_mib, vm->name, (long long)vm->mem_mib);
+		return -1;
+	}
+	return 0;
+}
+
+static int update_send(struct pending *p, struct worker *w, struct update_call *u)
+{
+	struct proto_link_msg m = { 0 };
+	int r;
+
+	if (u->balloon) {
+		m.type = PROTO_LINK_BALLOON;
+		m.target = (uint64_t)u->balloon_mib << 20;
+	} else {
+		m.type = PROTO_LINK_SET_LIMITS;
+		m.dev_kind = u->disk ? PROTO_LINK_DISK : PROTO_LINK_NET;
+		m.dev_index = u->index;
+		limits_of(u->obj, u->disk ? "iops" : "pps", &m.limits);
+	}
+	u->p = p;
+	r = supervisor_request(w, &m, update_reply_cb, u);
+	if (r < 0) {
+		json_decref(u->obj);
+		free(u);
+		return r;
+	}
+	p->refs++;
+	p->waiting++;
+	return 0;
+}
+
+static void op_vm_update(struct conn *c, struct proto_request *req)
+{
+	json_t *changes[2] = { proto_arg_json(req, "disks"), proto_arg_json(req, "nics") };
+	int64_t balloon_mib = proto_arg_int(req, "balloon_mib", -1);
+	struct pending *p;
+	struct proto_vm vm;
+	struct worker *w;
+	struct vm *rec;
+	size_t i;
+	json_t *ch;
+	int r = 0;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	w = vm_worker(c, &vm);
+	if (update_check(c, req, &vm, changes, balloon_mib) < 0)
+		goto out;
+	if (!w || vm.state != PROTO_VM_RUNNING) {
+		reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
+		          "VM '%s' is %s; vm.update changes a running VM: start it first "
+		          "('mvmctl start %s')", vm.name, proto_vm_state_name(vm.state), vm.name);
+		goto out;
+	}
+	rec = vms_find(c->d, vm.id);
+	p = pending_new(c, req, PENDING_UPDATE);
+	if (!p) {
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		goto out;
+	}
+	p->vm = vm_ref(rec);
+	for (int k = 0; k < 2 && r == 0; k++) {
+		json_array_foreach(changes[k], i, ch) {
+			struct update_call *u = calloc(1, sizeof(*u));
+			size_t idx = (size_t)json_integer_value(json_object_get(ch, "index"));
+
+			if (!u) {
+				r = -ENOMEM;
+				break;
+			}
+			u->disk = k == 0;
+			u->index = (int)idx;
+			u->obj = merge_limits(json_array_get(k ? rec->row.nics : rec->row.disks, idx),
+			                      ch);
+			r = u->obj ? update_send(p, w, u) : -ENOMEM;
+			if (!u->obj)
+				free(u);
+			if (r < 0)
+				break;
+		}
+	}
+	if (r == 0 && balloon_mib >= 0) {
+		struct update_call *u = calloc(1, sizeof(*u));
+
+		if (u) {
+			u->balloon = true;
+			u->balloon_mib = balloon_mib;
+		}
+		r = u ? update_send(p, w, u) : -ENOMEM;
+	}
+	if (r < 0)
+		snprintf(p->error, sizeof(p->error), "cannot ask the worker: %s%s", strerror(-r),
+		         p->waiting ? " (the changes before it were sent)" : "");
+	pending_go(p);
+out:
+	proto_vm_clear(&vm);
+}
+
+/* ---- vm.stats ----------------------------------------------------------- */
+
+static void stats_cb(void *arg, struct vm *vm, json_t *stats)
+{
+	struct pending *p = arg;
+
+	(void)vm;
+	if (stats && p->conn)
+		json_array_append_new(p->vms, stats);
+	else
+		json_decref(stats);
+	pending_replied(p);
+}
+
+static void stats_ask(struct pending *p, struct vm *vm)
+{
+	if (vmstats_collect(vm, stats_cb, p) == 0) {
+		p->refs++;
+		p->waiting++;
+	}
+}
+
+/* One VM (name) or every running VM the caller may see, as vm.list. */
+static void op_vm_stats(struct conn *c, struct proto_request *req)
+{
+	const char *name = proto_arg_str(req, "name");
+	struct db *db = c->d->db;
+	struct pending *p;
+	struct proto_vm vm;
+	struct vm *rec;
+
+	if (name) {
+		if (load_vm(c, req, name, &vm) < 0)
+			return;
+		rec = vm_worker(c, &vm) ? vms_find(c->d, vm.id) : NULL;
+		if (!rec) {
+			reply_err(c, req, PROTO_ERR_INVALID_STATE, "name",
+			          "VM '%s' is %s; only a running VM has stats", vm.name,
+			          proto_vm_state_name(vm.state));
+			proto_vm_clear(&vm);
+			return;
+		}
+		proto_vm_clear(&vm);
+	}
+	p = pending_new(c, req, PENDING_STATS);
+	if (p && !(p->vms = json_array())) {
+		c->pending = NULL;
+		free(p);
+		p = NULL;
+	}
+	if (!p) {
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		return;
+	}
+	if (name) {
+		stats_ask(p, rec);
+	} else {
+		for (size_t i = 0, n = db_vm_count(db); i < n; i++) {
+			const struct proto_vm *row = db_vm_at(db, i);
+
+			if (!conn_may_access(c, row->owner_uid))
+				continue;
+			rec = vms_find(c->d, row->id);
+			if (rec && rec->worker)
+				stats_ask(p, rec);
+		}
+	}
+	pending_go(p);
+}
+
 static const handler_fn handlers[PROTO_OP_COUNT_] = {
 	[PROTO_OP_HELLO] = op_hello,
 	[PROTO_OP_VERSION] = op_version,
@@ -907,6 +1351,8 @@ static const handler_fn handlers[PROTO_OP_COUNT_] = {
 	[PROTO_OP_EVENTS_SUBSCRIBE] = op_events_subscribe,
 	[PROTO_OP_HOST_INFO] = op_host_info,
 	[PROTO_OP_HOST_SET] = op_host_set,
+	[PROTO_OP_VM_UPDATE] = op_vm_update,
+	[PROTO_OP_VM_STATS] = op_vm_stats,
 };
 
 void dispatch_request(struct conn *c, struct proto_request *req)

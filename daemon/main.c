@@ -287,6 +287,7 @@ static void reload_limits(struct mvmd *d)
 	} else if (admit_set_limits(d, &cfg.limits, msg, sizeof(msg)) < 0) {
 		log_error("SIGHUP: %s; limits unchanged", msg);
 	} else {
+		d->cfg.pressure = cfg.pressure;
 		log_info("SIGHUP: capacity limits reloaded from %s", d->cfg.path);
 	}
 	config_free(&cfg);

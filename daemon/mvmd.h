@@ -9,11 +9,12 @@
  *                 event/console fan-out
  *   adopt.c       start-up reconciliation with what an earlier mvmd left
  *   restart.c     restart policies and health checks (a worker observer)
+ *   vmstats.c     a running VM's counters (worker link + cgroup)
  *   admit.c       admission, the start queue, cgroups; never replies
  *   supervisor.c  worker processes: spawn, pidfd, link, exit decision
  *   vms.c         one record per VM, one commit path (store, update,
  *                 publish) over db/
- * Leaves: capacity.c, cgroup.c, sandbox.c (worker uids and run dirs),
+ * Leaves: capacity.c, cgroup.c, pressure.c, sandbox.c (worker uids and run dirs),
  * spawn.c, access.c, tap.c, config.c, notify.c, helpers.c (log, clock,
  * paths).
  */
@@ -28,6 +29,7 @@
 #include <uv.h>
 
 #include "daemon/capacity.h"
+#include "daemon/pressure.h"
 #include "daemon/cgroup.h"
 #include "db/db.h"
 #include "proto/proto.h"
@@ -59,13 +61,17 @@ struct config {
 	uint64_t client_output_max_per_uid;     /* unsent bytes of one uid's clients */
 	double client_line_timeout;     /* an unfinished request line, seconds */
 	uint32_t fd_reserve;            /* fds kept for workers and restarts */
+	/* admission refuses starts while the host's memory is under pressure */
+	struct pressure_limits pressure;
+	const char *proc_root;          /* not a key: NULL /proc (tests) */
 	char error[256];                /* why config_load failed, if it says */
 };
 
 /* Built-in defaults; argv0 locates a build-tree mvm-vmm. */
 int config_defaults(struct config *cfg, const char *argv0);
 /* `key = value` lines (state_dir, run_dir, socket, log_level, vmm,
- * cgroup_parent, sandbox, sandbox_uid_base, sandbox_uid_count, sandbox_lease_dir, and the capacity keys of capacity.h including `pool NAME
+ * cgroup_parent, sandbox, sandbox_uid_base, sandbox_uid_count, sandbox_lease_dir,
+ * admit_memory_psi, admit_mem_available_mib, and the capacity keys of capacity.h including `pool NAME
  * max N`); '#' comments.  On error *ret_line says where and cfg->error,
  * when set, why. */
 int config_load(struct config *cfg, const char *path, int *ret_line);
@@ -87,6 +93,7 @@ struct conn;
 struct vm;
 struct worker;
 struct worker_hooks;
+struct pending;
 struct admission;
 struct waiter;
 struct restart_rec;
@@ -101,6 +108,7 @@ TAILQ_HEAD(vm_observer_list, vm_observer);
 TAILQ_HEAD(vm_list, vm);
 TAILQ_HEAD(client_uid_list, client_uid);
 TAILQ_HEAD(sandbox_uid_list, sandbox_uid);
+TAILQ_HEAD(worker_call_list, worker_call);
 
 #define WORKER_HOOKS_MAX 4
 
@@ -251,6 +259,7 @@ struct conn {
 	/* dispatch.c's, per connection */
 	enum conn_mode mode;
 	struct waiter *waiter;          /* its busy request's waiter, if any */
+	struct pending *pending;        /* or its worker requests (update, stats) */
 	int64_t console_vm;             /* CONN_CONSOLE: the VM row id */
 	int64_t follow_vm;              /* vm.logs follow: row id, 0 none */
 	bool subscribed;                /* events.subscribe */
@@ -351,6 +360,9 @@ struct worker {
 	struct sandbox_uid *uid;        /* sandbox.c: its uid; NULL unsandboxed */
 	bool has_seccomp_nr;            /* its SIGSYS handler reported a syscall */
 	int64_t seccomp_nr;
+	/* run-time device requests in flight (supervisor_request) */
+	struct worker_call_list calls;
+	int64_t call_seq;
 };
 
 /* Files opened with the caller's credentials and handed to the worker. */
@@ -381,6 +393,17 @@ int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
                      struct worker **ret_w);
 /* Health: send a ping; kill a worker that stopped answering as hung. */
 int supervisor_ping(struct worker *w);
+/*
+ * A run-time device request to a running worker (set-limits, balloon or
+ * stats; docs/protocol.md "Worker link"); m->seq is set here.  cb hears its
+ * reply (result or stats-reply, borrowed for the call) or NULL when the
+ * worker ended or was let go first: exactly once, never from inside this
+ * call.  0, or -EPIPE (link closed) / -ENOMEM / -EINVAL, and then cb is
+ * never called.  Bounding the wait is the caller's business.
+ */
+typedef void (*worker_reply_fn)(void *arg, const struct proto_link_msg *reply);
+int supervisor_request(struct worker *w, struct proto_link_msg *m, worker_reply_fn cb,
+                       void *arg);
 void supervisor_hung(struct worker *w);
 /* The pid and process start time supervisor_start recorded beside the VM's
  * logs, which re-adoption checks so a recycled pid is never taken over:
@@ -480,6 +503,21 @@ void restart_free(struct mvmd *d);
 unsigned restart_health_slices(double interval_s);
 json_t *restart_health_json(struct mvmd *d);
 
+/* ---- run-time stats of a VM (vmstats.c) --------------------------------- */
+
+/*
+ * One VM's stats object (docs/protocol.md "vm.stats"): the worker's device
+ * and balloon counters (a stats request over its link) and its cgroup's
+ * memory and CPU.  cb gets it (stolen; NULL only when out of memory) once
+ * the worker answered, or without the worker's part (a "worker_error") if
+ * it ended first; never from inside vmstats_collect.  The worker is not
+ * timed out here: a caller that must answer in bounded time (vm.stats; a
+ * metrics scrape) keeps its own timer and treats a late cb as stale.
+ * 0, or -ESRCH (no running worker) / -errno, and then cb is not called.
+ */
+typedef void (*vmstats_fn)(void *arg, struct vm *vm, json_t *stats);
+int vmstats_collect(struct vm *vm, vmstats_fn cb, void *arg);
+
 /* ---- capacity: admission, start queue, cgroups (admit.c) ---------------- */
 
 int admit_init(struct mvmd *d);
@@ -492,6 +530,8 @@ void admit_free(struct mvmd *d);
  * Nothing is stored: a refused vm.create leaves no row. */
 int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
                   struct admission **ret, struct proto_error *err);
+/* The cgroup a VM's worker runs in, NULL when none. */
+const struct cgroup_vm *admit_vm_cgroup(const struct vm *vm);
 /* The row could not be stored after admit_reserve: give it all back. */
 void admit_abandon(struct admission *a);
 /* Start the admitted vm (stored) now or commit "queued"; takes files

@@ -214,28 +214,55 @@ static void nic_default_mac(const char *vm_name, int index, char *buf, size_t si
 	snprintf(buf, size, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
 }
 
-/* --disk /proc/self/fd/N[,ro] and --net fd=N[,mac=MAC]: the worker uses
- * the very fds that were opened for the client (docs/security.md). */
+/* ",bps=N,iops=N,..." for the rate limits a disk or NIC object holds (the
+ * decoder checked their ranges), "" for none. */
+static void limit_suffix(json_t *o, const char *ops, char *buf, size_t size)
+{
+	char ops_burst[16];
+	const char *names[4] = { "bps", "bps_burst", ops, ops_burst };
+	size_t n = 0;
+	json_t *v;
+
+	snprintf(ops_burst, sizeof(ops_burst), "%s_burst", ops);
+	buf[0] = '\0';
+	for (int i = 0; i < 4 && n < size; i++) {
+		v = json_object_get(o, names[i]);
+		if (json_is_integer(v))
+			n += (size_t)snprintf(buf + n, size - n, ",%s=%lld", names[i],
+			                      (long long)json_integer_value(v));
+	}
+}
+
+/* --disk /proc/self/fd/N[,ro][,limits] and --net fd=N,mac=MAC[,limits]:
+ * the worker uses the very fds that were opened for the client
+ * (docs/security.md). */
 static void build_device_argv(const struct proto_vm *vm, const struct vm_files *f,
                               struct spawn_args *a)
 {
-	char def_mac[18];
+	char def_mac[18], lim[128];
 	json_t *o, *mac;
 
 	for (int i = 0; i < f->ndisks; i++) {
 		o = json_array_get(vm->disks, (size_t)i);
+		limit_suffix(o, "iops", lim, sizeof(lim));
 		arg_add(a, "--disk");
-		arg_addf(a, "/proc/self/fd/%d%s", disk_fd_no(f, i),
-		         json_is_true(json_object_get(o, "readonly")) ? ",ro" : "");
+		arg_addf(a, "/proc/self/fd/%d%s%s", disk_fd_no(f, i),
+		         json_is_true(json_object_get(o, "readonly")) ? ",ro" : "", lim);
 	}
 	for (int i = 0; i < f->nnics; i++) {
-		mac = json_object_get(json_array_get(vm->nics, (size_t)i), "mac");
+		o = json_array_get(vm->nics, (size_t)i);
+		mac = json_object_get(o, "mac");
+		limit_suffix(o, "pps", lim, sizeof(lim));
 		arg_add(a, "--net");
 		if (json_is_string(mac))
 			snprintf(def_mac, sizeof(def_mac), "%s", json_string_value(mac));
 		else
 			nic_default_mac(vm->name, i, def_mac, sizeof(def_mac));
-		arg_addf(a, "fd=%d,mac=%s", nic_fd_no(f, i), def_mac);
+		arg_addf(a, "fd=%d,mac=%s%s", nic_fd_no(f, i), def_mac, lim);
+	}
+	if (vm->has_balloon) {
+		arg_add(a, "--balloon");
+		arg_addf(a, "%lldM", (long long)vm->balloon_mib);
 	}
 }
 

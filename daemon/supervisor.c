@@ -31,10 +31,32 @@
 
 static void worker_finish(struct worker *w);
 
+/* One supervisor_request waiting for its reply. */
+struct worker_call {
+	TAILQ_ENTRY(worker_call) link;
+	int64_t seq;
+	enum proto_link_type want;      /* result or stats-reply */
+	worker_reply_fn cb;
+	void *arg;
+};
+
+/* Every call in flight hears NULL: the worker is gone or let go. */
+static void calls_fail(struct worker *w)
+{
+	struct worker_call *c;
+
+	while ((c = TAILQ_FIRST(&w->calls))) {
+		TAILQ_REMOVE(&w->calls, c, link);
+		c->cb(c->arg, NULL);
+		free(c);
+	}
+}
+
 /* ---- lifetime ----------------------------------------------------------- */
 
 static void worker_free(struct worker *w)
 {
+	calls_fail(w);
 	if (w->pidfd >= 0)
 		close(w->pidfd);
 	sandbox_uid_release(w->d, w->uid);
@@ -178,6 +200,53 @@ static void worker_booted(struct worker *w)
 	HOOKS(w, booted_cb, w->vm);
 }
 
+int supervisor_request(struct worker *w, struct proto_link_msg *m, worker_reply_fn cb,
+                       void *arg)
+{
+	struct worker_call *c;
+	int r;
+
+	if (m->type != PROTO_LINK_SET_LIMITS && m->type != PROTO_LINK_BALLOON &&
+	    m->type != PROTO_LINK_STATS)
+		return -EINVAL;
+	if (w->finished || !w->linked)
+		return -EPIPE;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	m->seq = ++w->call_seq;
+	r = link_send(w, m);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	c->seq = m->seq;
+	c->want = m->type == PROTO_LINK_STATS ? PROTO_LINK_STATS_REPLY : PROTO_LINK_RESULT;
+	c->cb = cb;
+	c->arg = arg;
+	TAILQ_INSERT_TAIL(&w->calls, c, link);
+	return 0;
+}
+
+/* A reply to a call in flight; one nobody waits for (its caller's wait
+ * ended, or a confused worker) is dropped. */
+static void call_reply(struct worker *w, const struct proto_link_msg *m)
+{
+	struct worker_call *c;
+
+	TAILQ_FOREACH(c, &w->calls, link)
+		if (c->seq == m->seq)
+			break;
+	if (!c || c->want != m->type) {
+		log_warn("VM %s: '%s' from its worker answers no request (seq %lld)",
+		         w->vm->row.name, proto_link_name(m->type), (long long)m->seq);
+		return;
+	}
+	TAILQ_REMOVE(&w->calls, c, link);
+	c->cb(c->arg, m);
+	free(c);
+}
+
 static void link_message(struct worker *w, const char *line, size_t len)
 {
 	struct proto_link_msg m;
@@ -205,6 +274,10 @@ static void link_message(struct worker *w, const char *line, size_t len)
 		break;
 	case PROTO_LINK_HELLO:
 		break;                  /* adopt.c read the one that counts */
+	case PROTO_LINK_RESULT:
+	case PROTO_LINK_STATS_REPLY:
+		call_reply(w, &m);
+		break;
 	case PROTO_LINK_SECCOMP:
 		/* its SIGSYS handler, just before it dies: keep the first */
 		if (!w->has_seccomp_nr) {
@@ -356,6 +429,7 @@ static void worker_finish(struct worker *w)
 	log_info("VM %s: worker ended: %s", w->vm->row.name, reason);
 	transition(w, st, reason);
 	worker_unlink(w);
+	calls_fail(w);
 	worker_close_handle(w, (uv_handle_t *)&w->timer);
 	worker_close_handle(w, (uv_handle_t *)&w->link_pipe);
 	if (w->watched)
@@ -593,6 +667,7 @@ static struct worker *worker_new(struct vm *vm)
 	w->pidfd = -1;
 	w->last_pong = mvmd_mono();
 	w->started_mono = mvmd_mono();
+	TAILQ_INIT(&w->calls);
 	proto_linebuf_init(&w->lb);
 	return w;
 }

@@ -107,11 +107,14 @@ static const char *const migrations[] = {
 	"INSERT INTO sqlite_sequence (name, seq) SELECT 'vms', max("
 	" (SELECT coalesce(max(id), 0) FROM vms),"
 	" (SELECT coalesce(max(vm_id), 0) FROM events));",
+	/* 6: a balloon device and its target (NULL: none); rate limits live
+	 * in the disks and nics JSON objects */
+	"ALTER TABLE vms ADD COLUMN balloon_mib INTEGER;",
 };
 
 #define VM_COLUMNS "id, name, owner_uid, state, kernel, initrd, cmdline, vcpus, mem_mib," \
 	" disks, nics, labels, restart, restart_max, pid, created_at, started_at," \
-	" exit_status, exit_reason, pools, autostart, restart_failures, uuid"
+	" exit_status, exit_reason, pools, autostart, restart_failures, uuid, balloon_mib"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -121,6 +124,7 @@ enum stmt_id {
 	ST_VM_LIST,
 	ST_VM_UPDATE,
 	ST_VM_FAILURES,
+	ST_VM_DEVICES,
 	ST_VM_DELETE,
 	ST_EVENT_INSERT,
 	ST_EVENT_LIST,
@@ -134,12 +138,14 @@ static const char *const stmt_sql[ST_COUNT_] = {
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_VM_INSERT] = "INSERT INTO vms (name, owner_uid, state, kernel, initrd, cmdline,"
 		" vcpus, mem_mib, disks, nics, labels, restart, restart_max, created_at, pools,"
-		" autostart, uuid)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+		" autostart, uuid, balloon_mib)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+		" ?18)",
 	[ST_VM_LIST] = "SELECT " VM_COLUMNS " FROM vms ORDER BY name",
 	[ST_VM_UPDATE] = "UPDATE vms SET state = ?2, pid = ?3, started_at = ?4,"
 		" exit_status = ?5, exit_reason = ?6 WHERE id = ?1",
 	[ST_VM_FAILURES] = "UPDATE vms SET restart_failures = ?2 WHERE id = ?1",
+	[ST_VM_DEVICES] = "UPDATE vms SET disks = ?2, nics = ?3, balloon_mib = ?4 WHERE id = ?1",
 	[ST_VM_DELETE] = "DELETE FROM vms WHERE id = ?1",
 	[ST_EVENT_INSERT] = "INSERT INTO events (vm_id, vm, state, reason, time)"
 		" VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -565,6 +571,8 @@ static int row_to_vm(sqlite3_stmt *st, struct proto_vm *ret)
 	vm.started_at = sqlite3_column_double(st, 16);
 	vm.has_exit_status = sqlite3_column_type(st, 17) != SQLITE_NULL;
 	vm.exit_status = sqlite3_column_int(st, 17);
+	vm.has_balloon = sqlite3_column_type(st, 23) != SQLITE_NULL;
+	vm.balloon_mib = sqlite3_column_int64(st, 23);
 	r = col_strdup(st, 1, false, &vm.name);
 	r = r ?: col_strdup(st, 4, false, &vm.kernel);
 	r = r ?: col_strdup(st, 5, true, &vm.initrd);
@@ -768,6 +776,10 @@ static int bind_vm_insert(sqlite3_stmt *st, const struct proto_vm *vm)
 	r = r ?: bind_json(st, 15, vm->pools, "[]");
 	sqlite3_bind_int(st, 16, vm->autostart);
 	sqlite3_bind_text(st, 17, vm->uuid, -1, SQLITE_STATIC);
+	if (vm->has_balloon)
+		sqlite3_bind_int64(st, 18, vm->balloon_mib);
+	else
+		sqlite3_bind_null(st, 18);
 	return r;
 }
 
@@ -928,6 +940,49 @@ int db_vm_store(struct db *db, const struct proto_vm *vm)
 		return r;
 	}
 	runtime_apply(db, vm, reason_copy);
+	return 0;
+}
+
+int db_vm_set_devices(struct db *db, const struct proto_vm *vm)
+{
+	sqlite3_stmt *st = db->stmt[ST_VM_DEVICES];
+	json_t *disks = NULL, *nics = NULL;
+	struct vm_rec *rec;
+	size_t i;
+	int r;
+
+	rec = recs_find(db, vm, &i);
+	if (!rec)
+		return -ENOENT;
+	disks = json_deep_copy(vm->disks);
+	nics = json_deep_copy(vm->nics);
+	if (!disks || !nics) {
+		json_decref(disks);
+		json_decref(nics);
+		return -ENOMEM;
+	}
+	sqlite3_bind_int64(st, 1, vm->id);
+	r = bind_json(st, 2, vm->disks, "[]");
+	r = r ?: bind_json(st, 3, vm->nics, "[]");
+	if (vm->has_balloon)
+		sqlite3_bind_int64(st, 4, vm->balloon_mib);
+	else
+		sqlite3_bind_null(st, 4);
+	r = r ?: stmt_run(st);
+	if (r < 0) {
+		sqlite3_clear_bindings(st);
+		json_decref(disks);
+		json_decref(nics);
+		return r;
+	}
+	json_decref(rec->vm.disks);
+	json_decref(rec->vm.nics);
+	rec->vm.disks = disks;
+	rec->vm.nics = nics;
+	rec->vm.has_balloon = vm->has_balloon;
+	rec->vm.balloon_mib = vm->balloon_mib;
+	free(rec->wire);
+	rec->wire = NULL;
 	return 0;
 }
 

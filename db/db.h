@@ -69,6 +69,9 @@ int db_vm_remember(struct db *db, const struct proto_vm *vm);
 int db_vm_failures(struct db *db, const struct proto_vm *vm);
 int db_vm_set_failures(struct db *db, const struct proto_vm *vm, int failures);
 /* Delete the VM and append its "deleted" event atomically. */
+/* Store the row's disks, nics (rate limits included) and balloon target
+ * (vm.update). */
+int db_vm_set_devices(struct db *db, const struct proto_vm *vm);
 int db_vm_delete(struct db *db, const struct proto_vm *vm, double time);
 /* The events of one VM, oldest first, as a JSON array of
  * {state, reason, time}. */

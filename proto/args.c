@@ -18,6 +18,8 @@ enum field_type {
 	FT_DISKS,                       /* array of {path, readonly} */
 	FT_NICS,                        /* array of {tap, mac} */
 	FT_POOLS,                       /* array of quota pool names */
+	FT_DISK_LIMITS,                 /* vm.update: array of {index, limits} */
+	FT_NIC_LIMITS,
 };
 
 typedef int (*field_check_fn)(const char *key, const char *value,
@@ -45,6 +47,9 @@ struct field {
 #define IFNAME_MAX     15
 #define POOLS_MAX      8               /* CAP_REQ_MAX_POOLS */
 #define POOL_NAME_MAX  32
+/* the worker's RATELIMIT_MAX: 1 TiB/s or 2^40 ops/s */
+#define LIMIT_MAX      (1LL << 40)
+#define MEM_MIB_MAX    524288
 
 static int check_name(const char *key, const char *v, struct proto_error *err)
 {
@@ -106,7 +111,7 @@ static const struct field f_create[] = {
 	F_STR("initrd", false, PATH_MAX_LEN, check_abs_path, NULL),
 	F_STR("cmdline", false, CMDLINE_MAX, NULL, "console=ttyS0 reboot=k panic=1"),
 	F_INTD("vcpus", 1, 32, 1),
-	F_INTD("mem_mib", 16, 524288, 128),
+	F_INTD("mem_mib", 16, MEM_MIB_MAX, 128),
 	F_TYPE("disks", FT_DISKS),
 	F_TYPE("nics", FT_NICS),
 	F_TYPE("labels", FT_LABELS),
@@ -117,7 +122,18 @@ static const struct field f_create[] = {
 	F_BOOL("wait", 0),
 	F_TYPE("pools", FT_POOLS),
 	F_BOOL("no_queue", 0),
+	F_INT("balloon_mib", false, 0, MEM_MIB_MAX),
 	F_END
+};
+static const struct field f_update[] = {
+	F_NAME,
+	{ "disks", FT_DISK_LIMITS, false, 0, 0, NULL, NULL, 0, -1, false },
+	{ "nics", FT_NIC_LIMITS, false, 0, 0, NULL, NULL, 0, -1, false },
+	F_INT("balloon_mib", false, 0, MEM_MIB_MAX),
+	F_END
+};
+static const struct field f_stats[] = {
+	{ "name", FT_STR, false, 1, 63, check_name, NULL, 0, -1, false }, F_END
 };
 static const struct field f_host_set[] = {
 	F_STR("key", true, 64, NULL, NULL),
@@ -154,6 +170,8 @@ static const struct field *const op_fields[PROTO_OP_COUNT_] = {
 	[PROTO_OP_EVENTS_SUBSCRIBE] = f_subscribe,
 	[PROTO_OP_HOST_INFO] = f_none,
 	[PROTO_OP_HOST_SET] = f_host_set,
+	[PROTO_OP_VM_UPDATE] = f_update,
+	[PROTO_OP_VM_STATS] = f_stats,
 };
 
 static const char *type_name(enum field_type t)
@@ -166,6 +184,8 @@ static const char *type_name(enum field_type t)
 	case FT_DISKS: return "an array of {path, readonly} objects";
 	case FT_NICS: return "an array of {tap, mac} objects";
 	case FT_POOLS: return "an array of pool names";
+	case FT_DISK_LIMITS: return "an array of {index, bps, bps_burst, iops, iops_burst} objects";
+	case FT_NIC_LIMITS: return "an array of {index, bps, bps_burst, pps, pps_burst} objects";
 	}
 	return "?";
 }
@@ -252,9 +272,48 @@ static int check_keys(const char *field, json_t *obj, const char *const *allowed
 	return 0;
 }
 
+/*
+ * The rate limit fields of a disk ("iops") or NIC ("pps") object: integers
+ * from 1 to LIMIT_MAX; with allow_null (vm.update) null removes one.  A
+ * burst needs its rate, as the worker requires.
+ */
+static int check_limit_fields(const char *key, json_t *o, const char *ops, bool allow_null,
+                              struct proto_error *err)
+{
+	char ops_burst[16];
+	const char *names[4] = { "bps", "bps_burst", ops, ops_burst };
+	json_t *v;
+
+	snprintf(ops_burst, sizeof(ops_burst), "%s_burst", ops);
+	for (int i = 0; i < 4; i++) {
+		v = json_object_get(o, names[i]);
+		if (!v || (allow_null && json_is_null(v)))
+			continue;
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > LIMIT_MAX)
+			return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
+			                       "%s field '%s' must be an integer from 1 to %lld "
+			                       "(%s); %s", key, names[i], LIMIT_MAX,
+			                       i % 2 ? "a burst" : i ? "per second" : "bytes per second",
+			                       allow_null ? "null removes the limit"
+			                                  : "leave it out for no limit");
+	}
+	for (int i = 0; i < 4; i += 2) {
+		json_t *burst = json_object_get(o, names[i + 1]);
+		json_t *rate = json_object_get(o, names[i]);
+
+		if (json_is_integer(burst) && !json_is_integer(rate) && !allow_null)
+			return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
+			                       "%s field '%s' needs '%s': a burst is on top of a rate",
+			                       key, names[i + 1], names[i]);
+	}
+	return 0;
+}
+
 static int check_disk(json_t *d, struct proto_error *err)
 {
-	static const char *const keys[] = { "path", "readonly", NULL };
+	static const char *const keys[] = { "path", "readonly", "bps", "bps_burst", "iops",
+	                                    "iops_burst", NULL };
 	json_t *ro;
 	int r;
 
@@ -276,7 +335,7 @@ static int check_disk(json_t *d, struct proto_error *err)
 		                       "disk field 'readonly' must be a boolean");
 	if (!ro && json_object_set_new(d, "readonly", json_false()) < 0)
 		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL, "out of memory");
-	return 0;
+	return check_limit_fields("disks", d, "iops", false, err);
 }
 
 static bool ifname_valid(const char *s)
@@ -302,7 +361,8 @@ static bool mac_valid(const char *s)
 
 static int check_nic(json_t *n, struct proto_error *err)
 {
-	static const char *const keys[] = { "tap", "mac", NULL };
+	static const char *const keys[] = { "tap", "mac", "bps", "bps_burst", "pps", "pps_burst",
+	                                    NULL };
 	json_t *tap, *mac;
 	int r;
 
@@ -316,11 +376,50 @@ static int check_nic(json_t *n, struct proto_error *err)
 		return proto_error_set(err, PROTO_ERR_BAD_REQUEST, "nics",
 		                       "each nic needs 'tap', an interface name of 1-%d bytes", IFNAME_MAX);
 	mac = json_object_get(n, "mac");
-	if (mac && json_is_null(mac))
-		return 0;
-	if (mac && (!json_is_string(mac) || !mac_valid(json_string_value(mac))))
+	if (mac && !json_is_null(mac) &&
+	    (!json_is_string(mac) || !mac_valid(json_string_value(mac))))
 		return proto_error_set(err, PROTO_ERR_BAD_REQUEST, "nics",
 		                       "nic 'mac' must look like 52:54:00:12:34:56");
+	return check_limit_fields("nics", n, "pps", false, err);
+}
+
+/* vm.update's disks or nics: [{index, limit fields}], each index once. */
+static int check_limit_array(const char *key, json_t *v, enum field_type t,
+                             struct proto_error *err)
+{
+	static const char *const disk_keys[] = { "index", "bps", "bps_burst", "iops",
+	                                         "iops_burst", NULL };
+	static const char *const nic_keys[] = { "index", "bps", "bps_burst", "pps",
+	                                        "pps_burst", NULL };
+	size_t max = t == FT_DISK_LIMITS ? DISKS_MAX : NICS_MAX;
+	unsigned seen = 0;
+	size_t i;
+	json_t *e, *idx;
+	int r;
+
+	if (!json_is_array(v) || json_array_size(v) > max)
+		return bad_type(key, t, err);
+	json_array_foreach(v, i, e) {
+		if (!json_is_object(e))
+			return bad_type(key, t, err);
+		r = check_keys(key, e, t == FT_DISK_LIMITS ? disk_keys : nic_keys, err);
+		if (r < 0)
+			return r;
+		idx = json_object_get(e, "index");
+		if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+		    json_integer_value(idx) >= (json_int_t)max)
+			return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
+			                       "each entry of '%s' needs 'index', 0 to %zu: the "
+			                       "device's place in the VM's '%s'", key, max - 1, key);
+		if (seen & (1u << json_integer_value(idx)))
+			return proto_error_set(err, PROTO_ERR_BAD_REQUEST, key,
+			                       "'%s' index %lld named twice", key,
+			                       (long long)json_integer_value(idx));
+		seen |= 1u << json_integer_value(idx);
+		r = check_limit_fields(key, e, t == FT_DISK_LIMITS ? "iops" : "pps", true, err);
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -393,6 +492,9 @@ static int check_present(const struct field *f, json_t *v, struct proto_error *e
 		return check_array(f->key, v, f->type, err);
 	case FT_POOLS:
 		return check_pools(f->key, v, err);
+	case FT_DISK_LIMITS:
+	case FT_NIC_LIMITS:
+		return check_limit_array(f->key, v, f->type, err);
 	}
 	return -EINVAL;
 }
@@ -407,6 +509,8 @@ static json_t *field_default(const struct field *f)
 	case FT_NICS:
 	case FT_POOLS: return json_array();
 	case FT_LABELS: return NULL;   /* absent labels: no filter (list) / {} (create) */
+	case FT_DISK_LIMITS:
+	case FT_NIC_LIMITS: return NULL;
 	}
 	return NULL;
 }

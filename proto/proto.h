@@ -38,7 +38,9 @@
 	X(VM_CONSOLE,       "vm.console")       \
 	X(EVENTS_SUBSCRIBE, "events.subscribe") \
 	X(HOST_INFO,        "host.info")        \
-	X(HOST_SET,         "host.set")
+	X(HOST_SET,         "host.set")         \
+	X(VM_UPDATE,        "vm.update")        \
+	X(VM_STATS,         "vm.stats")
 
 enum proto_op {
 #define PROTO_OP_ENUM_(id, name) PROTO_OP_##id,
@@ -147,8 +149,10 @@ struct proto_vm {
 	char *cmdline;
 	int vcpus;
 	int64_t mem_mib;
-	json_t *disks;                  /* array of {path, readonly} */
-	json_t *nics;                   /* array of {tap, mac} */
+	json_t *disks;                  /* array of {path, readonly[, limits]} */
+	json_t *nics;                   /* array of {tap, mac[, limits]} */
+	bool has_balloon;               /* a virtio-balloon device */
+	int64_t balloon_mib;            /* its target: memory taken from the guest */
 	json_t *labels;                 /* object of strings */
 	json_t *pools;                  /* array of quota pool names */
 	enum proto_restart restart;

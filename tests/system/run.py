@@ -573,6 +573,177 @@ def events(env):
         proc.wait(5)
 
 
+# ---- rate limits, balloon, vm.update, vm.stats (issue 14) --------------------
+
+
+def disk_stats(ctl, name):
+    st = ctl.json("stats", name)["vms"]
+    check(len(st) == 1 and st[0]["name"] == name, "stats of %s: %r" % (name, st))
+    return st[0]
+
+
+@case()
+def update_refusals(env):
+    """vm.update and vm.stats refuse what they cannot do, before any worker
+    is asked: bad values, indexes, a balloon too large or absent, a VM not
+    running; another user sees no one else's stats."""
+    ctl = env.ctl
+    img = os.path.join(env.root, "d.img")
+    with open(img, "wb") as f:
+        f.truncate(1 << 20)
+    for bad in ("bps=0", "iops=-1", "bps=2T", "bps_burst=4K", "pps=5"):
+        err = ctl.fails(2 if bad != "bps_burst=4K" else 1, "create", "bad", "--kernel",
+                        env.kernel, "--no-start", "--disk", img + "," + bad)
+        check("disk" in err, "--disk %s: %r" % (bad, err))
+    err = ctl.fails(1, "create", "big", "--kernel", env.kernel, "--no-start", "--mem", "64",
+                    "--balloon", "64")
+    check("not below the guest's 64 MiB" in err, "balloon = mem: %r" % err)
+    ctl.ok("create", "b1", "--kernel", env.kernel, "--no-start", "--mem", "128",
+           "--disk", img + ",bps=1M,iops=100,iops_burst=10", "--balloon", "16")
+    vm = ctl.vm("b1")
+    check(vm["balloon_mib"] == 16, "balloon_mib %r" % vm.get("balloon_mib"))
+    check(vm["disks"][0]["bps"] == 1 << 20 and vm["disks"][0]["iops"] == 100 and
+          vm["disks"][0]["iops_burst"] == 10, "disk limits %r" % vm["disks"])
+    # NICs need a real TAP even unstarted: their limits are in test-proto
+    err = ctl.fails(2, "create", "n1", "--kernel", env.kernel, "--no-start",
+                    "--net", "tap=t0,pps=0")
+    check("--net wants" in err, "--net pps=0: %r" % err)
+    ctl.ok("create", "plain", "--kernel", env.kernel, "--no-start")
+    check(ctl.vm("plain")["balloon_mib"] is None, "a balloon nobody asked for")
+    err = ctl.fails(1, "update", "b1", "--disk", "3:bps=1M")
+    check("has 1 disks; index 3" in err, "disk index: %r" % err)
+    err = ctl.fails(1, "update", "b1", "--balloon", "128")
+    check("not below VM 'b1''s 128 MiB" in err, "balloon too big: %r" % err)
+    err = ctl.fails(1, "update", "b1", "--disk", "0:bps=none,bps_burst=4K")
+    check("burst without its rate" in err, "burst alone: %r" % err)
+    err = ctl.fails(1, "update", "plain", "--balloon", "8")
+    check("has no balloon device" in err, "no balloon: %r" % err)
+    err = ctl.fails(1, "update", "b1", "--balloon", "8")
+    check("invalid_state" in err and "start it first" in err, "not running: %r" % err)
+    err = ctl.fails(2, "update", "b1", "--disk", "0:bps=0")
+    check("--disk wants" in err, "client-side 0: %r" % err)
+    err = ctl.fails(2, "update", "b1")
+    check("nothing to change" in err, "empty update: %r" % err)
+    err = ctl.fails(1, "stats", "b1")
+    check("only a running VM has stats" in err, "stats of a stopped VM: %r" % err)
+    raw = env.raw()
+    r = raw.call("vm.update", {"name": "b1", "disks": [{"index": 0, "bps": 0}]})
+    check(r["error"]["code"] == "bad_request" and r["error"]["field"] == "disks", repr(r))
+    r = raw.call("vm.update", {"name": "b1", "balloon_mib": -1})
+    check(r["error"]["code"] == "bad_request", repr(r))
+    r = raw.call("vm.stats")
+    check(r["ok"] and r["result"]["vms"] == [], "nothing runs: %r" % r)
+    raw.close()
+
+
+@case()
+def pressure_refusal(env):
+    """Admission refuses a start while MemAvailable is below
+    admit_mem_available_mib (here: more than any host has), as unavailable
+    (exit 75) naming the measure and its value; --no-start is no start;
+    SIGHUP with the key off lets it through."""
+    ctl = env.ctl
+    env.daemon.reload(["admit_mem_available_mib = 1000000000"])
+    wait_for(lambda: "capacity limits reloaded" in env.daemon.log(), 5, "mvmd to reload")
+    err = ctl.fails(75, "create", "p1", "--kernel", env.kernel)
+    check("MemAvailable is" in err and "below admit_mem_available_mib 1000000000" in err and
+          "unavailable" in err, "refusal: %r" % err)
+    check("p1" not in ctl.ok("list", "-q").split(), "a refused create stored a VM")
+    ctl.ok("create", "p2", "--kernel", env.kernel, "--no-start")
+    err = ctl.fails(75, "start", "p2")
+    check("MemAvailable" in err, "start under pressure: %r" % err)
+    env.daemon.reload([])
+    wait_for(lambda: env.daemon.log().count("capacity limits reloaded") == 2, 5,
+             "mvmd to reload")
+    ctl.ok("start", "p2")
+
+
+@case(kvm=True)
+def limits_stats(env):
+    """A VM created with a slow disk limit and a balloon; vm.update
+    raises the limit and sets the balloon while it runs; vm.stats shows the
+    guest's blkbench moving the counters and the limits in force, and the
+    changes are kept for the next start."""
+    ctl = env.ctl
+    mib = 16
+    img = os.path.join(env.root, "bench.img")
+    with open(img, "wb") as f:
+        f.truncate((mib + 1) << 20)
+    vm = ctl.json("create", "lim", "--kernel", env.guest(), "--cmdline",
+                  "console=ttyS0 mvmtest=blkbench:%d,64" % mib, "--mem", "128",
+                  "--disk", img + ",bps=128K", "--balloon", "0", "--wait")["vm"]
+    check(vm["state"] == "running", "lim is %r" % vm["state"])
+    s0 = disk_stats(ctl, "lim")
+    # 128 KiB/s: a 64 KiB request each half second, within the guest's 2 s
+    check(s0["disks"][0]["limits"]["bps"] == 128 << 10, "create's limit in force: %r" % s0["disks"])
+    check(s0["balloon"] is not None and s0["balloon"]["target_bytes"] == 0,
+          "balloon %r" % s0["balloon"])
+    # while it is slow: the table and the JSON of every visible VM
+    table = ctl.ok("stats")
+    check(len(table.splitlines()) == 2 and table.splitlines()[1].split()[0] == "lim" and
+          "CPU %" in table, "%s; log %s" % (table, log_of(ctl, "lim")[-1500:]))
+    js = ctl.json("stats")["vms"]
+    check(len(js) == 1 and js[0]["cpu_percent"] is not None, "stats -o json: %r; log %s" % (js, log_of(ctl, "lim")[-1500:]))
+    err = ctl.fails(1, "update", "lim", "--disk", "0:bps=none,bps_burst=4K")
+    check("burst without its rate" in err, "burst alone: %r" % err)
+    out = ctl.ok("update", "lim", "--disk", "0:bps=8M", "--balloon", "32")
+    check("lim: updated" in out, out)
+    s1 = disk_stats(ctl, "lim")
+    check(s1["disks"][0]["limits"]["bps"] == 8 << 20, "new limit in force: %r" % s1["disks"])
+    check(s1["balloon"]["target_bytes"] == 32 << 20, "balloon target %r" % s1["balloon"])
+    wait_for(lambda: disk_stats(ctl, "lim")["disks"][0]["write_bytes"] >= mib << 20, 120,
+             "the guest's blkbench writes", interval=0.2)
+    s2 = disk_stats(ctl, "lim")
+    d = s2["disks"][0]
+    check(d["write_bytes"] > s1["disks"][0]["write_bytes"],
+          "write bytes did not move: %r -> %r" % (s1["disks"][0], d))
+    check(d["write_ops"] >= mib * 16 and d["throttled_ns"] > 0, "write ops, throttled %r" % d)
+    # from the cgroup or, where it does not count CPU, from /proc
+    check(s2["cpu_ns"] > 0 and s2["cpu_ns"] >= s1["cpu_ns"], "cpu_ns %r" % s2["cpu_ns"])
+    if s2["mem_bytes"] is not None:
+        check(s2["mem_bytes"] > 0, "mem_bytes %r" % s2["mem_bytes"])
+    ctl.wait_state("lim", ("stopped", "crashed"), timeout=60)
+    vm = ctl.vm("lim")
+    check(vm["disks"][0]["bps"] == 8 << 20 and vm["balloon_mib"] == 32,
+          "update not kept for the next start: %r %r" % (vm["disks"], vm["balloon_mib"]))
+
+
+@case(kvm=True, root=True)
+def nic_limits_stats(env):
+    """A NIC frame limit set at create, raised at run time through mvmd;
+    vm.stats shows the guest's flood moving the counters under it."""
+    ctl = env.ctl
+    tap = "mvms%d" % (os.getpid() % 100000)
+    subprocess.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", tap, "up"], check=True)
+        ctl.ok("create", "fl", "--kernel", env.guest(), "--cmdline",
+               "console=ttyS0 mvmtest=netflood:400,1000", "--mem", "64",
+               "--net", "tap=%s,pps=10" % tap, "--wait")
+        s0 = disk_stats(ctl, "fl")
+        check(s0["nics"][0]["limits"]["pps"] == 10 and s0["disks"] == [] and
+              s0["balloon"] is None, "create's NIC limit: %r" % s0)
+        err = ctl.fails(1, "update", "fl", "--balloon", "8")
+        check("has no balloon device" in err, "no balloon: %r" % err)
+        err = ctl.fails(1, "update", "fl", "--net", "1:pps=5")
+        check("has 1 nics; index 1" in err, "NIC index: %r" % err)
+        ctl.ok("update", "fl", "--net", "0:pps=40,bps=1M")
+        s1 = disk_stats(ctl, "fl")
+        check(s1["nics"][0]["limits"]["pps"] == 40 and s1["nics"][0]["limits"]["bps"] == 1 << 20,
+              "raised NIC limit: %r" % s1["nics"])
+        wait_for(lambda: disk_stats(ctl, "fl")["nics"][0]["tx_frames"] >= 100, 60,
+                 "the guest's flood", interval=0.2)
+        n = disk_stats(ctl, "fl")["nics"][0]
+        check(n["tx_bytes"] >= 100 * 1000 and n["throttled_ns"] > 0, "NIC stats %r" % n)
+        ctl.ok("update", "fl", "--net", "0:bps=none")
+        check(disk_stats(ctl, "fl")["nics"][0]["limits"]["bps"] == 0, "bps=none kept a limit")
+        ctl.ok("kill", "fl")
+        nic = ctl.vm("fl")["nics"][0]
+        check(nic["pps"] == 40 and "bps" not in nic, "NIC limits not kept: %r" % nic)
+    finally:
+        subprocess.run(["ip", "link", "del", tap])
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "--list":
         print("\n".join(CASES))

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
@@ -253,8 +254,65 @@ static void test_queued_start_fails(void)
 	env_free(&e);
 }
 
+static void write_at(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* PSI and MemAvailable from files laid out as /proc: each threshold trips
+ * alone, says what and how much, and 0 turns it off. */
+static void test_pressure(void)
+{
+	char dir[] = "/tmp/mvm-test-pressure-XXXXXX", sub[512], msg[256];
+	struct pressure_limits l = { 0 };
+	uint64_t kib;
+	double v;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(sub, sizeof(sub), "%s/pressure", dir);
+	CHECK_EQ(mkdir(sub, 0700), 0);
+	write_at(dir, "pressure/memory", "some avg10=42.50 avg60=10.00 avg300=1.00 total=5\n"
+	                                 "full avg10=20.00 avg60=0.00 avg300=0.00 total=2\n");
+	write_at(dir, "meminfo", "MemTotal:  8000000 kB\nMemFree:  100 kB\n"
+	                         "MemAvailable:   524288 kB\n");
+	CHECK_EQ(pressure_parse_psi("some avg10=3.25 avg60=0", &v), 0);
+	CHECK(v > 3.2 && v < 3.3);
+	CHECK_EQ(pressure_parse_psi("full avg10=3.25", &v), -EINVAL);
+	CHECK_EQ(pressure_parse_meminfo("MemAvailable: 12 kB", &kib), 0);
+	CHECK_EQ(kib, 12);
+	CHECK_EQ(pressure_parse_meminfo("MemFree: 12 kB", &kib), -EINVAL);
+	CHECK_EQ(pressure_check(&l, dir, msg, sizeof(msg)), 0);        /* both off */
+	l.psi_some_avg10 = 50;
+	CHECK_EQ(pressure_check(&l, dir, msg, sizeof(msg)), 0);
+	l.psi_some_avg10 = 40;
+	CHECK_EQ(pressure_check(&l, dir, msg, sizeof(msg)), 1);
+	CHECK(strstr(msg, "PSI memory some avg10 is 42.50%") && strstr(msg, "admit_memory_psi"));
+	l.psi_some_avg10 = 0;
+	l.mem_available_mib = 512;
+	CHECK_EQ(pressure_check(&l, dir, msg, sizeof(msg)), 0);     /* 512 MiB is not below */
+	l.mem_available_mib = 513;
+	CHECK_EQ(pressure_check(&l, dir, msg, sizeof(msg)), 1);
+	CHECK(strstr(msg, "MemAvailable is 512 MiB") && strstr(msg, "admit_mem_available_mib 513"));
+	/* a kernel without PSI: that check is skipped, not failed */
+	snprintf(sub, sizeof(sub), "rm -rf '%s'", dir);
+	CHECK_EQ(system(sub), 0);
+	l.psi_some_avg10 = 1;
+	l.mem_available_mib = 0;
+	CHECK_EQ(pressure_check(&l, dir, msg, sizeof(msg)), 0);
+}
+
 int main(void)
 {
+	test_pressure();
 	test_queue();
 	test_queued_start_fails();
 	return check_result("admit");

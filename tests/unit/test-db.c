@@ -185,7 +185,7 @@ static void test_newer_schema(const char *path)
 	sqlite3_close(c);
 	CHECK_EQ(db_open(path, &db), -EPROTO);
 	CHECK_EQ(db_open_diag(path, &db, why, sizeof(why)), -EPROTO);
-	CHECK(!strcmp(why, "schema 999 > 5"));
+	CHECK(!strcmp(why, "schema 999 > 6"));
 }
 
 /* The pid stored after a spawn adds no event; failure counts persist. */
@@ -363,16 +363,61 @@ static void test_migrate_v4(const char *dir)
 	CHECK_EQ(sqlite3_exec(c, v4, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(c);
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 5);
+	CHECK_EQ(db_schema_version(db), 6);
 	CHECK_EQ(db_vm_get(db, "old", &old), 0);
 	CHECK_EQ(old.id, 3);
 	CHECK_EQ(strlen(old.uuid), PROTO_UUID_LEN);
 	CHECK_EQ(old.uuid[14], '4');
+	CHECK(!old.has_balloon);
 	make_vm(&vm, "gone", 1000);
 	CHECK_EQ(db_vm_insert(db, &vm), 0);
 	CHECK(vm.id > 9);
 	proto_vm_clear(&vm);
 	proto_vm_clear(&old);
+	db_close(db);
+}
+
+/* vm.update's store: limits in the disk objects and the balloon target,
+ * in the database and in the in-memory copy, across a reopen. */
+static void test_devices(const char *dir)
+{
+	struct proto_vm vm, got;
+	char path[256];
+	struct db *db;
+
+	snprintf(path, sizeof(path), "%s/dev.db", dir);
+	CHECK_EQ(db_open(path, &db), 0);
+	make_vm(&got, "plain", 1000);
+	CHECK_EQ(db_vm_insert(db, &got), 0);
+	proto_vm_clear(&got);
+	make_vm(&vm, "bal", 1000);
+	vm.has_balloon = true;
+	vm.balloon_mib = 64;
+	CHECK_EQ(db_vm_insert(db, &vm), 0);
+	CHECK_EQ(db_vm_get(db, "bal", &got), 0);
+	CHECK(got.has_balloon);
+	CHECK_EQ(got.balloon_mib, 64);
+	proto_vm_clear(&got);
+	json_object_set_new(json_array_get(vm.disks, 0), "bps", json_integer(1048576));
+	vm.balloon_mib = 32;
+	CHECK_EQ(db_vm_set_devices(db, &vm), 0);
+	CHECK_EQ(db_vm_get(db, "bal", &got), 0);
+	CHECK_EQ(got.balloon_mib, 32);
+	CHECK_EQ(json_integer_value(json_object_get(json_array_get(got.disks, 0), "bps")), 1048576);
+	proto_vm_clear(&got);
+	db_close(db);
+	CHECK_EQ(db_open(path, &db), 0);
+	CHECK_EQ(db_vm_get(db, "bal", &got), 0);
+	CHECK(got.has_balloon && got.balloon_mib == 32);
+	CHECK_EQ(json_integer_value(json_object_get(json_array_get(got.disks, 0), "bps")), 1048576);
+	proto_vm_clear(&got);
+	CHECK_EQ(db_vm_get(db, "plain", &got), 0);
+	CHECK(!got.has_balloon);
+	proto_vm_clear(&got);
+	CHECK_EQ(db_vm_delete(db, &vm, 1), 0);
+	vm.id = 999999;
+	CHECK_EQ(db_vm_set_devices(db, &vm), -ENOENT);
+	proto_vm_clear(&vm);
 	db_close(db);
 }
 
@@ -388,7 +433,7 @@ int main(void)
 		return 1;
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 5);
+	CHECK_EQ(db_schema_version(db), 6);
 	test_insert_get(db);
 	test_transitions(db);
 	test_list_delete(db);
@@ -401,7 +446,7 @@ int main(void)
 	/* reopen: migrations are not rerun and the data is still there, read
 	 * back exactly as the in-memory copy had it */
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 5);
+	CHECK_EQ(db_schema_version(db), 6);
 	CHECK_EQ(db_vm_get(db, "web1", &vm), 0);
 	proto_vm_clear(&vm);
 	snap2 = mirror_snapshot(db);
@@ -414,6 +459,7 @@ int main(void)
 	test_not_db_and_corrupt(dir);
 	test_private(dir);
 	test_migrate_v4(dir);
+	test_devices(dir);
 
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
 	if (system(path) != 0)

@@ -467,6 +467,14 @@ static void test_vm_json(void)
 	CHECK_EQ(proto_vm_from_json(j, &back), 0);
 	CHECK(!strcmp(back.name, "v") && back.state == PROTO_VM_RUNNING && back.pid == 42);
 	CHECK(back.vcpus == 2 && back.mem_mib == 256 && back.owner_uid == 1000);
+	CHECK(json_is_null(json_object_get(j, "balloon_mib")) && !back.has_balloon);
+	proto_vm_clear(&back);
+	json_decref(j);
+	vm.has_balloon = true;      /* a balloon of 0 is one, empty */
+	j = proto_vm_to_json(&vm);
+	CHECK(json_is_integer(json_object_get(j, "balloon_mib")));
+	CHECK_EQ(proto_vm_from_json(j, &back), 0);
+	CHECK(back.has_balloon && back.balloon_mib == 0);
 	proto_vm_clear(&back);
 	proto_vm_clear(&vm);
 	json_decref(j);
@@ -679,8 +687,76 @@ static void test_scan(void)
 	}
 }
 
+/* Rate limits in vm.create's disks and nics, its balloon, vm.update's
+ * changes and vm.stats. */
+#define CREATE_ "{\"id\":1,\"op\":\"vm.create\",\"args\":{\"name\":\"a\",\"kernel\":\"/k\","
+#define UPDATE_ "{\"id\":1,\"op\":\"vm.update\",\"args\":{\"name\":\"a\","
+static void test_limits(void)
+{
+	struct proto_request req;
+	struct proto_error err;
+	json_t *d;
+
+	CHECK_EQ(decode(CREATE_ "\"disks\":[{\"path\":\"/d\",\"bps\":1048576,\"iops\":100,"
+	                "\"iops_burst\":50}],\"nics\":[{\"tap\":\"t0\",\"pps\":1000}],"
+	                "\"balloon_mib\":0}}", &req, &err), 0);
+	d = json_array_get(proto_arg_json(&req, "disks"), 0);
+	CHECK_EQ(json_integer_value(json_object_get(d, "bps")), 1048576);
+	CHECK_EQ(json_integer_value(json_object_get(d, "iops_burst")), 50);
+	CHECK_EQ(proto_arg_int(&req, "balloon_mib", -1), 0);
+	proto_request_done(&req);
+	CHECK_EQ(decode(CREATE_ "\"disks\":[]}}", &req, &err), 0);
+	CHECK_EQ(proto_arg_int(&req, "balloon_mib", -1), -1);     /* no balloon */
+	proto_request_done(&req);
+	/* 0, negative, absurd, wrong type, a burst alone, a NIC's ops on a disk */
+	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"bps\":0}]}}", PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"iops\":-5}]}}", PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"bps\":1099511627777}]}}",
+	             PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"bps\":\"1M\"}]}}", PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"bps_burst\":4096}]}}",
+	             PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"pps\":5}]}}", PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(CREATE_ "\"nics\":[{\"tap\":\"t0\",\"iops\":5}]}}", PROTO_ERR_BAD_REQUEST, "nics");
+	expect_error(CREATE_ "\"nics\":[{\"tap\":\"t0\",\"pps\":0}]}}", PROTO_ERR_BAD_REQUEST, "nics");
+	expect_error(CREATE_ "\"balloon_mib\":-1}}", PROTO_ERR_BAD_REQUEST, "balloon_mib");
+	expect_error(CREATE_ "\"balloon_mib\":99999999}}", PROTO_ERR_BAD_REQUEST, "balloon_mib");
+
+	/* vm.update: null removes a limit; index in range, once */
+	CHECK_EQ(decode(UPDATE_ "\"disks\":[{\"index\":1,\"bps\":4096,\"iops\":null}],"
+	                "\"nics\":[{\"index\":0,\"pps_burst\":10}],\"balloon_mib\":64}}",
+	                &req, &err), 0);
+	d = json_array_get(proto_arg_json(&req, "disks"), 0);
+	CHECK(json_is_null(json_object_get(d, "iops")));
+	CHECK_EQ(proto_arg_int(&req, "balloon_mib", -1), 64);
+	proto_request_done(&req);
+	CHECK_EQ(decode(UPDATE_ "\"balloon_mib\":0}}", &req, &err), 0);
+	proto_request_done(&req);
+	expect_error(UPDATE_ "\"disks\":[{\"bps\":4096}]}}", PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(UPDATE_ "\"disks\":[{\"index\":16,\"bps\":4096}]}}", PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(UPDATE_ "\"nics\":[{\"index\":8,\"bps\":4096}]}}", PROTO_ERR_BAD_REQUEST, "nics");
+	expect_error(UPDATE_ "\"disks\":[{\"index\":0,\"bps\":1},{\"index\":0,\"iops\":1}]}}",
+	             PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(UPDATE_ "\"disks\":[{\"index\":0,\"bps\":0}]}}", PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(UPDATE_ "\"disks\":[{\"index\":0,\"path\":\"/x\"}]}}", PROTO_ERR_BAD_REQUEST, "disks");
+	expect_error(UPDATE_ "\"nics\":[{\"index\":0,\"iops\":3}]}}", PROTO_ERR_BAD_REQUEST, "nics");
+	expect_error(UPDATE_ "\"balloon_mib\":-64}}", PROTO_ERR_BAD_REQUEST, "balloon_mib");
+	expect_error("{\"id\":1,\"op\":\"vm.update\",\"args\":{}}", PROTO_ERR_BAD_REQUEST, "name");
+
+	/* vm.stats: a name, or none for every visible VM */
+	CHECK_EQ(decode("{\"id\":1,\"op\":\"vm.stats\"}", &req, &err), 0);
+	CHECK(!proto_arg_str(&req, "name"));
+	proto_request_done(&req);
+	CHECK_EQ(decode("{\"id\":1,\"op\":\"vm.stats\",\"args\":{\"name\":\"a\"}}", &req, &err), 0);
+	CHECK(!strcmp(proto_arg_str(&req, "name"), "a"));
+	proto_request_done(&req);
+	expect_error("{\"id\":1,\"op\":\"vm.stats\",\"args\":{\"name\":\"-x\"}}",
+	             PROTO_ERR_BAD_REQUEST, "name");
+}
+
 int main(void)
 {
+	test_limits();
 	test_decode_ok();
 	test_decode_errors();
 	test_error_id_echo();
