@@ -444,6 +444,9 @@ def case_connection_flood(env):
     fd limit lowered past its fd_reserve, others are refused but root is
     not."""
     h, other = Hostile(env), Hostile(env, uid=NOBODY - 1)
+    pid = env.daemon.proc.pid
+    fds = lambda: len(os.listdir("/proc/%d/fd" % pid))  # noqa: E731
+    before = fds()
     res, release = h.hold(open_many(200))
     try:
         print("uid %d: %s" % (h.uid, res))
@@ -454,8 +457,10 @@ def case_connection_flood(env):
         other.ok("list")
     finally:
         release()
-    pid = env.daemon.proc.pid
-    nfd = len(os.listdir("/proc/%d/fd" % pid))
+    # mvmd closes its ends as it reads each EOF: wait for that, or the
+    # limit below would leave room for the ones still closing
+    wait_for(lambda: fds() <= before + 2, 10, "mvmd to close the released connections")
+    nfd = fds()
     old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (nfd + 64 + 20, old[1]))
     try:
@@ -591,8 +596,10 @@ def case_fd_exhaustion_restart(env):
     VM runs again once fds are back, instead of staying crashed."""
     create_guest(env, "phoenix", "idle", "--restart", "always")
     old_pid = env.ctl.vm("phoenix")["pid"]
-    pid = env.daemon.proc.pid
-    nfd = len(os.listdir("/proc/%d/fd" % pid))
+    # mvmd closes its ends as it reads each EOF: wait for that, or the
+    # limit below would leave room for the ones still closing
+    wait_for(lambda: fds() <= before + 2, 10, "mvmd to close the released connections")
+    nfd = fds()
     old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (max(16, nfd - 8), old[1]))
     try:
