@@ -75,7 +75,7 @@ int vcpu_signals_init(void)
 static int setup_cpuid(struct vcpu *v, const struct kvm_cpuid2 *supported)
 {
 	struct kvm_cpuid2 *c;
-	int r = cpuid_build(supported, v->id, vm_nvcpus(v->vm), &c);
+	int r = cpuid_build(supported, v->id, vm_nvcpus(v->vm), vm_tsc_khz(v->vm), &c);
 
 	if (r < 0)
 		return r;
