@@ -306,9 +306,10 @@ static int kvm_setup(struct vm *vm, struct vm_error *err)
 	if (r < 0)
 		return vm_fail(err, VMM_EXIT_ERROR, r, "KVM_GET_SUPPORTED_CPUID failed: %s; "
 		            "check the host's KVM", strerror(-r));
-	/* The VM-wide query needs KVM_CAP_VM_TSC_CONTROL (Linux 6.0); without
-	 * it the guest still has kvmclock. */
-	r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TSC_CONTROL) > 0 ?
+	/* KVM_GET_TSC_KHZ on the VM fd exists since Linux 6.0 (with the VM
+	 * TSC control, even where that control itself is not offered); an
+	 * older KVM says ENOTTY, and the guest still has kvmclock. */
+	r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_TSC_KHZ) > 0 ?
 	    ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0) : -1;
 	vm->tsc_khz = r > 0 ? (uint32_t)r : 0;
 	return 0;
