@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -234,10 +235,10 @@ static unsigned long long vcpu_rip(struct vcpu *v)
  * probes many absent ports, and a busy guest would flood stderr. */
 static void log_unclaimed(const char *bus, uint64_t addr, uint32_t len, bool write)
 {
-	static atomic_int budget = -1;
+	static atomic_int budget = INT_MIN;  /* INT_MIN: not read from the environment yet */
 	int left = atomic_load(&budget);
 
-	if (left == -1) {
+	if (left == INT_MIN) {
 		int init = getenv("MVM_DEBUG") ? 32 : 0;
 
 		atomic_compare_exchange_strong(&budget, &left, init);
@@ -324,6 +325,29 @@ static size_t read_code(struct vcpu *v, uint64_t rip, uint8_t *buf, size_t max)
 	return n;
 }
 
+/* MVM_DEBUG: the first 16 finished instructions, so what a host needs can
+ * be seen. */
+static void log_finished(const uint8_t *code, size_t len, uint64_t rip)
+{
+	char hex[3 * 5 + 1] = "";
+	size_t i;
+
+	static atomic_int budget = INT_MIN;  /* INT_MIN: not read from the environment yet */
+	int left = atomic_load(&budget);
+
+	if (left == INT_MIN) {
+		int init = getenv("MVM_DEBUG") ? 16 : 0;
+
+		atomic_compare_exchange_strong(&budget, &left, init);
+	}
+	if (atomic_fetch_sub(&budget, 1) <= 0)
+		return;
+	for (i = 0; i < len && i < 5; i++)
+		snprintf(hex + 3 * i, sizeof(hex) - 3 * i, " %02x", code[i]);
+	fprintf(stderr, "mvm-vmm: finished instruction%s... at rip 0x%llx\n", hex,
+	        (unsigned long long)rip);
+}
+
 /* kvm_regs field of each register in the encoding's order (insn.h). */
 static uint64_t *gpr_slot(struct kvm_regs *r, unsigned i)
 {
@@ -374,6 +398,7 @@ static bool finish_insn(struct vcpu *v)
 	res = insn_finish(&cpu, code, len, &vector);
 	if (res == INSN_UNKNOWN)
 		return false;
+	log_finished(code, len, regs.rip);
 	for (i = 0; i < 16; i++)
 		*gpr_slot(&regs, i) = cpu.gpr[i];
 	regs.rip = cpu.rip;
