@@ -56,7 +56,7 @@ else
 	"$bb" --list-full | while read -r applet; do
 		[ -e "$tree/$applet" ] || ln -s /bin/busybox "$tree/$applet"
 	done
-	cp "$here/rootfs/inittab" "$tree/etc/inittab"
+	cp "$here/rootfs/inittab" "$here/rootfs/fstab" "$tree/etc/"
 	install -m 0755 "$here/rootfs/rcS" "$tree/etc/init.d/rcS"
 	echo "mvm" > "$tree/etc/hostname"
 	printf 'root:x:0:0:root:/root:/bin/sh\n' > "$tree/etc/passwd"
