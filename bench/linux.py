@@ -73,6 +73,10 @@ def boot_once(argv, timeout):
                 buf.extend(chunk)
                 if b.ready is None and READY in buf:
                     b.ready = time.monotonic() - t0
+                # QEMU stays up, paused, after a KVM internal error: no
+                # point waiting for the timeout.
+                if b.ready is None and b"KVM internal error" in buf:
+                    p.kill()
                 cond.notify_all()
     th = threading.Thread(target=reader, daemon=True)
     th.start()
@@ -94,7 +98,7 @@ def boot_once(argv, timeout):
         p.kill()
         b.status = p.wait()
     th.join(5)
-    b.tail = bytes(buf[-600:]).decode(errors="replace")
+    b.tail = bytes(buf[-4000:]).decode(errors="replace")
     return b
 
 
