@@ -358,8 +358,10 @@ def case_mvmd(tmp):
                              BOOT_TIMEOUT, "the guest to reach userspace", 1)
             text = ctl.ok("logs", "lx")
             if READY.decode() not in text:
+                vm = ctl.vm("lx")
                 raise TestFailure("guest did not reach userspace: %s; log tail:\n%s" % (
-                    diagnose(text) or "state " + ctl.vm("lx")["state"], text[-3000:]))
+                    diagnose(text) or "state %s, exit %s (%s)" % (
+                        vm["state"], vm["exit_status"], vm["exit_reason"]), text[-3000:]))
             sh = Shell(write, out, "mvmctl console")
             rc, got = sh.run("echo typed-$((6*7))")
             check(rc == 0 and "typed-42" in got, "console round trip gave %r" % got)
