@@ -145,7 +145,9 @@ static const struct seccomp_rule vcpu_rules[] = {
 	IOCTL(KVM_RUN),
 	IOCTL(KVM_IRQ_LINE),              /* serial and i8042 interrupts */
 	IOCTL(KVM_GET_REGS),              /* rip for a fatal exit's message */
-	IOCTL(KVM_SET_REGS),              /* int3 the host's emulator cannot run */
+	IOCTL(KVM_SET_REGS),              /* finishing an insn the host's emulator cannot */
+	IOCTL(KVM_GET_SREGS),             /* its CR0, CPL and code segment */
+	IOCTL(KVM_GET_FPU),               /* fwait's x87 state */
 	IOCTL(KVM_TRANSLATE),
 	IOCTL(KVM_GET_VCPU_EVENTS),
 	IOCTL(KVM_SET_VCPU_EVENTS),

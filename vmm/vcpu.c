@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -16,6 +17,7 @@
 #include "vmm/vm.h"
 #include "vmm/vmm.h"
 #include "vmm/arch/x86/cpuid.h"
+#include "vmm/arch/x86/insn.h"
 #include "vmm/arch/x86/regs.h"
 
 /* vCPU threads only run KVM_RUN and device handlers: a small stack keeps
@@ -39,9 +41,6 @@
 #define MISC_ENABLE_FAST_STRING 0x1ULL
 #define MSR_AMD64_HWCR          0xc0010015
 #define HWCR_TSC_FREQ_SEL       (1ULL << 24)
-
-#define INT3_OPCODE      0xcc
-#define BP_VECTOR        3
 
 #define APIC_LVT_LINT0   0x350
 #define APIC_LVT_LINT1   0x360
@@ -75,7 +74,7 @@ int vcpu_signals_init(void)
 static int setup_cpuid(struct vcpu *v, const struct kvm_cpuid2 *supported)
 {
 	struct kvm_cpuid2 *c;
-	int r = cpuid_build(supported, v->id, vm_nvcpus(v->vm), &c);
+	int r = cpuid_build(supported, v->id, vm_nvcpus(v->vm), vm_tsc_khz(v->vm), &c);
 
 	if (r < 0)
 		return r;
@@ -236,10 +235,10 @@ static unsigned long long vcpu_rip(struct vcpu *v)
  * probes many absent ports, and a busy guest would flood stderr. */
 static void log_unclaimed(const char *bus, uint64_t addr, uint32_t len, bool write)
 {
-	static atomic_int budget = -1;
+	static atomic_int budget = INT_MIN;  /* INT_MIN: not read from the environment yet */
 	int left = atomic_load(&budget);
 
-	if (left == -1) {
+	if (left == INT_MIN) {
 		int init = getenv("MVM_DEBUG") ? 32 : 0;
 
 		atomic_compare_exchange_strong(&budget, &left, init);
@@ -302,39 +301,117 @@ static void handle_system_event(struct vcpu *v)
 	}
 }
 
+/* Reads up to max code bytes at linear address rip, page by page (an
+ * instruction may straddle two); returns how many it could. */
+static size_t read_code(struct vcpu *v, uint64_t rip, uint8_t *buf, size_t max)
+{
+	size_t n = 0;
+
+	while (n < max) {
+		struct kvm_translation tr = { .linear_address = rip + n };
+		size_t chunk = 4096 - ((rip + n) & 4095);
+		const uint8_t *p;
+
+		if (chunk > max - n)
+			chunk = max - n;
+		if (ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+			break;
+		p = guest_mem_ptr(vm_guest_mem(v->vm), tr.physical_address, chunk);
+		if (!p)
+			break;
+		memcpy(buf + n, p, chunk);
+		n += chunk;
+	}
+	return n;
+}
+
+/* MVM_DEBUG: the first 16 finished instructions, so what a host needs can
+ * be seen. */
+static void log_finished(const uint8_t *code, size_t len, uint64_t rip)
+{
+	char hex[3 * 5 + 1] = "";
+	size_t i;
+
+	static atomic_int budget = INT_MIN;  /* INT_MIN: not read from the environment yet */
+	int left = atomic_load(&budget);
+
+	if (left == INT_MIN) {
+		int init = getenv("MVM_DEBUG") ? 16 : 0;
+
+		atomic_compare_exchange_strong(&budget, &left, init);
+	}
+	if (atomic_fetch_sub(&budget, 1) <= 0)
+		return;
+	for (i = 0; i < len && i < 5; i++)
+		snprintf(hex + 3 * i, sizeof(hex) - 3 * i, " %02x", code[i]);
+	fprintf(stderr, "mvm-vmm: finished instruction%s... at rip 0x%llx\n", hex,
+	        (unsigned long long)rip);
+}
+
+/* kvm_regs field of each register in the encoding's order (insn.h). */
+static uint64_t *gpr_slot(struct kvm_regs *r, unsigned i)
+{
+	uint64_t *const slot[16] = {
+		(uint64_t *)&r->rax, (uint64_t *)&r->rcx, (uint64_t *)&r->rdx, (uint64_t *)&r->rbx,
+		(uint64_t *)&r->rsp, (uint64_t *)&r->rbp, (uint64_t *)&r->rsi, (uint64_t *)&r->rdi,
+		(uint64_t *)&r->r8, (uint64_t *)&r->r9, (uint64_t *)&r->r10, (uint64_t *)&r->r11,
+		(uint64_t *)&r->r12, (uint64_t *)&r->r13, (uint64_t *)&r->r14, (uint64_t *)&r->r15,
+	};
+	return slot[i];
+}
+
 /*
  * Where the host has no hardware virtualization, KVM emulates guest kernel
- * code, and its emulator cannot execute int3 outside real mode: it reports
- * an emulation failure instead.  Linux runs int3 on purpose (the
- * alternatives self-test, text_poke_bp), so deliver the breakpoint as the
- * CPU would: #BP is a trap, raised with rip past the one-byte instruction.
- * Returns false, touching nothing, for any other failure.
+ * code, and its emulator reports an emulation failure on instructions it
+ * lacks (int3 outside real mode, fwait, popcnt, clac/stac: insn.h).  Linux
+ * runs them on every boot, so execute them here as the CPU would and
+ * resume.  Returns false, touching nothing, for any other failure.
  */
-static bool emulate_int3(struct vcpu *v)
+static bool finish_insn(struct vcpu *v)
 {
-	struct kvm_translation tr = { 0 };
+	uint8_t code[INSN_MAX_LEN], vector = 0;
+	struct insn_cpu cpu = { .rip = 0 };
 	struct kvm_vcpu_events ev;
+	struct kvm_sregs sregs;
 	struct kvm_regs regs;
-	const uint8_t *insn;
+	struct kvm_fpu fpu;
+	enum insn_result res;
+	size_t len;
+	unsigned i;
 
 	if (v->run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION ||
-	    ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
-		return false;
-	tr.linear_address = regs.rip;
-	if (ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
-		return false;
-	insn = guest_mem_ptr(vm_guest_mem(v->vm), tr.physical_address, 1);
-	if (!insn || *insn != INT3_OPCODE || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+	    ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 ||
+	    ioctl(v->fd, KVM_GET_FPU, &fpu) < 0 || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
 		return false;
 	if (ev.exception.injected || ev.exception.pending)
 		return false;  /* a fault while delivering one: not ours to fix */
+	len = read_code(v, regs.rip, code, sizeof(code));
+	for (i = 0; i < 16; i++)
+		cpu.gpr[i] = *gpr_slot(&regs, i);
+	cpu.rip = regs.rip;
+	cpu.rflags = regs.rflags;
+	cpu.cr0 = sregs.cr0;
+	cpu.cpl = sregs.cs.selector & 3;
+	cpu.long64 = sregs.cs.l;
+	cpu.fsw = fpu.fsw;
+	cpu.fcw = fpu.fcw;
+	res = insn_finish(&cpu, code, len, &vector);
+	if (res == INSN_UNKNOWN)
+		return false;
+	log_finished(code, len, regs.rip);
+	for (i = 0; i < 16; i++)
+		*gpr_slot(&regs, i) = cpu.gpr[i];
+	regs.rip = cpu.rip;
+	regs.rflags = cpu.rflags;
+	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+		return false;
+	if (res == INSN_DONE)
+		return true;
 	ev.exception.injected = 1;
-	ev.exception.nr = BP_VECTOR;
+	ev.exception.nr = vector;
 	ev.exception.has_error_code = 0;
 	ev.flags = 0;
-	regs.rip++;
-	return ioctl(v->fd, KVM_SET_REGS, &regs) == 0 &&
-	       ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) == 0;
+	return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) == 0;
 }
 
 /*
@@ -362,7 +439,7 @@ static bool handle_exit(struct vcpu *v)
 		handle_system_event(v);
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
-		if (emulate_int3(v))
+		if (finish_insn(v))
 			return true;
 		vm_stop(v->vm, VMM_EXIT_INTERNAL_ERROR,
 		        "KVM internal error, suberror %u (vcpu %u, rip 0x%llx)",

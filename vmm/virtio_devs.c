@@ -29,9 +29,17 @@
  * count of what was dropped, so a hostile guest cannot flood the log. */
 #define LOG_BURST 20
 
-/* What differs between device kinds, as seen from the VMM. */
+/* What differs between device kinds, as seen from the VMM.  kinds[] below
+ * lists them in slot order; everything that walks the devices goes through
+ * it. */
 struct vdev_kind {
 	const char *name;
+	unsigned (*count)(const struct virtio_devs_config *c);
+	/* Opens the backend of the index-th device of this kind. */
+	int (*make)(const struct virtio_devs_config *c, unsigned index,
+	            const struct guest_mem *m, void **ret, struct vm_error *err);
+	/* The fd number the caller passed for that device, or -1. */
+	int (*passed_fd)(const struct virtio_devs_config *c, unsigned index);
 	struct virtio_dev *(*dev)(void *model);
 	void (*destroy)(void *model);
 	int (*fd)(const void *model);      /* backend fd for the loop, or NULL */
@@ -101,72 +109,6 @@ static void guest_log(const struct vdev_slot *s, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	pthread_mutex_unlock(&log_lock);
-}
-
-/* ---- kinds ---------------------------------------------------------------- */
-
-static struct virtio_dev *blk_dev(void *m) { return virtio_blk_dev(m); }
-static void blk_destroy(void *m) { virtio_blk_destroy(m); }
-static struct virtio_dev *net_dev(void *m) { return virtio_net_dev(m); }
-static void net_destroy(void *m) { virtio_net_destroy(m); }
-static int net_fd(const void *m) { return virtio_net_fd(m); }
-static void net_ready(void *m) { virtio_net_rx_ready(m); }
-static struct virtio_dev *rng_dev(void *m) { return virtio_rng_dev(m); }
-static void rng_destroy(void *m) { virtio_rng_destroy(m); }
-
-static int blk_timer_fd(const void *m) { return virtio_blk_timer_fd(m); }
-static void blk_timer(void *m) { virtio_blk_timer(m); }
-static int net_timer_fd(const void *m) { return virtio_net_timer_fd(m); }
-static void net_timer(void *m) { virtio_net_timer(m); }
-
-static const struct vdev_kind kind_blk = {
-	"blk", blk_dev, blk_destroy, NULL, 0, NULL, blk_timer_fd, blk_timer,
-};
-/* Edge-triggered: the model reads until EAGAIN, or keeps the frame and
- * resumes on the guest's next RX notify when it has no buffers. */
-static const struct vdev_kind kind_net = {
-	"net", net_dev, net_destroy, net_fd, EPOLLIN | EPOLLET, net_ready, net_timer_fd, net_timer,
-};
-static const struct vdev_kind kind_rng = { "rng", rng_dev, rng_destroy, NULL, 0, NULL, NULL, NULL };
-
-static struct virtio_dev *vsock_dev(void *m) { return virtio_vsock_dev(m); }
-static void vsock_destroy(void *m) { virtio_vsock_destroy(m); }
-static int vsock_fd(const void *m) { return virtio_vsock_fd(m); }
-static void vsock_ready(void *m) { virtio_vsock_ready(m); }
-static const struct vdev_kind kind_vsock = {
-	"vsock", vsock_dev, vsock_destroy, vsock_fd, EPOLLIN, vsock_ready, NULL, NULL,
-};
-
-static struct virtio_dev *balloon_dev(void *m) { return virtio_balloon_dev(m); }
-static void balloon_destroy(void *m) { virtio_balloon_destroy(m); }
-static const struct vdev_kind kind_balloon = {
-	.name = "balloon", .dev = balloon_dev, .destroy = balloon_destroy,
-};
-
-unsigned virtio_devs_count(const struct virtio_devs_config *c)
-{
-	return c->ndisks + c->nnics + (c->rng ? 1 : 0) + (c->vsock_cid ? 1 : 0) +
-	       (c->balloon ? 1 : 0);
-}
-
-int virtio_devs_announce(const struct virtio_devs_config *c, char *cmdline, size_t size,
-                         struct acpi_mmio_dev *devs, unsigned *ret_n)
-{
-	unsigned i, n = virtio_devs_count(c);
-	uint64_t base;
-	uint32_t gsi;
-	int r;
-
-	if (n > VIRTIO_MMIO_MAX)
-		return -ENOSPC;
-	for (i = 0; i < n; i++) {
-		if ((r = virtio_mmio_slot(i, &base, &gsi)) < 0 ||
-		    (r = virtio_mmio_cmdline_append(cmdline, size, base, gsi)) < 0)
-			return r;
-		devs[i] = (struct acpi_mmio_dev){ .base = base, .size = VIRTIO_MMIO_SIZE, .gsi = gsi };
-	}
-	*ret_n = n;
-	return 0;
 }
 
 /* ---- backends --------------------------------------------------------------- */
@@ -331,6 +273,157 @@ static int balloon_make(const struct virtio_devs_config *c, const struct guest_m
 	return 0;
 }
 
+/* ---- kinds ---------------------------------------------------------------- */
+
+static unsigned blk_count(const struct virtio_devs_config *c) { return c->ndisks; }
+static int blk_make_i(const struct virtio_devs_config *c, unsigned i, const struct guest_mem *m,
+                      void **ret, struct vm_error *err)
+{
+	return blk_make(&c->disks[i], m, ret, err);
+}
+static int blk_passed_fd(const struct virtio_devs_config *c, unsigned i)
+{
+	return util_proc_fd_number(c->disks[i].path);
+}
+static struct virtio_dev *blk_dev(void *m) { return virtio_blk_dev(m); }
+static void blk_destroy(void *m) { virtio_blk_destroy(m); }
+static int blk_timer_fd(const void *m) { return virtio_blk_timer_fd(m); }
+static void blk_timer(void *m) { virtio_blk_timer(m); }
+
+static unsigned net_count(const struct virtio_devs_config *c) { return c->nnics; }
+static int net_make_i(const struct virtio_devs_config *c, unsigned i, const struct guest_mem *m,
+                      void **ret, struct vm_error *err)
+{
+	return net_make(&c->nics[i], i, m, ret, err);
+}
+static int net_passed_fd(const struct virtio_devs_config *c, unsigned i)
+{
+	return c->nics[i].tap ? -1 : c->nics[i].fd;
+}
+static struct virtio_dev *net_dev(void *m) { return virtio_net_dev(m); }
+static void net_destroy(void *m) { virtio_net_destroy(m); }
+static int net_fd(const void *m) { return virtio_net_fd(m); }
+static void net_ready(void *m) { virtio_net_rx_ready(m); }
+static int net_timer_fd(const void *m) { return virtio_net_timer_fd(m); }
+static void net_timer(void *m) { virtio_net_timer(m); }
+
+static unsigned rng_count(const struct virtio_devs_config *c) { return c->rng ? 1 : 0; }
+static int rng_make_i(const struct virtio_devs_config *c, unsigned i, const struct guest_mem *m,
+                      void **ret, struct vm_error *err)
+{
+	(void)c; (void)i;
+	return rng_make(m, ret, err);
+}
+static struct virtio_dev *rng_dev(void *m) { return virtio_rng_dev(m); }
+static void rng_destroy(void *m) { virtio_rng_destroy(m); }
+
+static unsigned vsock_count(const struct virtio_devs_config *c) { return c->vsock_cid ? 1 : 0; }
+static int vsock_make_i(const struct virtio_devs_config *c, unsigned i, const struct guest_mem *m,
+                        void **ret, struct vm_error *err)
+{
+	(void)i;
+	return vsock_make(c, m, ret, err);
+}
+static struct virtio_dev *vsock_dev(void *m) { return virtio_vsock_dev(m); }
+static void vsock_destroy(void *m) { virtio_vsock_destroy(m); }
+static int vsock_fd(const void *m) { return virtio_vsock_fd(m); }
+static void vsock_ready(void *m) { virtio_vsock_ready(m); }
+
+static unsigned balloon_count(const struct virtio_devs_config *c) { return c->balloon ? 1 : 0; }
+static int balloon_make_i(const struct virtio_devs_config *c, unsigned i,
+                          const struct guest_mem *m, void **ret, struct vm_error *err)
+{
+	(void)i;
+	return balloon_make(c, m, ret, err);
+}
+static struct virtio_dev *balloon_dev(void *m) { return virtio_balloon_dev(m); }
+static void balloon_destroy(void *m) { virtio_balloon_destroy(m); }
+
+static const struct vdev_kind kind_blk = {
+	.name = "blk", .count = blk_count, .make = blk_make_i, .passed_fd = blk_passed_fd,
+	.dev = blk_dev, .destroy = blk_destroy, .timer_fd = blk_timer_fd, .timer = blk_timer,
+};
+/* Edge-triggered: the model reads until EAGAIN, or keeps the frame and
+ * resumes on the guest's next RX notify when it has no buffers. */
+static const struct vdev_kind kind_net = {
+	.name = "net", .count = net_count, .make = net_make_i, .passed_fd = net_passed_fd,
+	.dev = net_dev, .destroy = net_destroy,
+	.fd = net_fd, .fd_events = EPOLLIN | EPOLLET, .ready = net_ready,
+	.timer_fd = net_timer_fd, .timer = net_timer,
+};
+static const struct vdev_kind kind_rng = {
+	.name = "rng", .count = rng_count, .make = rng_make_i,
+	.dev = rng_dev, .destroy = rng_destroy,
+};
+static const struct vdev_kind kind_vsock = {
+	.name = "vsock", .count = vsock_count, .make = vsock_make_i,
+	.dev = vsock_dev, .destroy = vsock_destroy,
+	.fd = vsock_fd, .fd_events = EPOLLIN, .ready = vsock_ready,
+};
+static const struct vdev_kind kind_balloon = {
+	.name = "balloon", .count = balloon_count, .make = balloon_make_i,
+	.dev = balloon_dev, .destroy = balloon_destroy,
+};
+
+/* The slot order, written once: the command line, the DSDT, the device
+ * models and the guest's view all follow it. */
+static const struct vdev_kind *const kinds[] = {
+	&kind_blk, &kind_net, &kind_rng, &kind_vsock, &kind_balloon,
+};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+unsigned virtio_devs_count(const struct virtio_devs_config *c)
+{
+	unsigned k, n = 0;
+
+	for (k = 0; k < NKINDS; k++)
+		n += kinds[k]->count(c);
+	return n;
+}
+
+/* The kind of slot i and the device's index among those of its kind;
+ * NULL past the last device. */
+static const struct vdev_kind *slot_kind(const struct virtio_devs_config *c, unsigned i,
+                                         unsigned *index)
+{
+	unsigned k, n;
+
+	for (k = 0; k < NKINDS; k++) {
+		n = kinds[k]->count(c);
+		if (i < n) {
+			*index = i;
+			return kinds[k];
+		}
+		i -= n;
+	}
+	return NULL;
+}
+
+int virtio_devs_announce(const struct virtio_devs_config *c, bool on_cmdline,
+                         char *cmdline, size_t size,
+                         struct acpi_mmio_dev *devs, unsigned *ret_n)
+{
+	unsigned i, n = virtio_devs_count(c);
+	uint64_t base;
+	uint32_t gsi;
+	int r;
+
+	if (n > VIRTIO_MMIO_MAX)
+		return -ENOSPC;
+	*ret_n = 0;
+	for (i = 0; i < n; i++) {
+		if ((r = virtio_mmio_slot(i, &base, &gsi)) < 0)
+			return r;
+		if (on_cmdline && (r = virtio_mmio_cmdline_append(cmdline, size, base, gsi)) < 0)
+			return r;
+		if (!on_cmdline)
+			devs[(*ret_n)++] = (struct acpi_mmio_dev){
+				.base = base, .size = VIRTIO_MMIO_SIZE, .gsi = gsi,
+			};
+	}
+	return 0;
+}
+
 /* ---- transport glue ------------------------------------------------------- */
 
 static void irq_raise_cb(void *opaque)
@@ -434,46 +527,18 @@ static void slot_teardown(struct vdev_slot *s)
 	s->kind->destroy(s->model);
 }
 
-/* Builds device i of the fixed order (disks, NICs, rng, vsock, balloon). */
-static int make_one(const struct virtio_devs_config *c, unsigned i, const struct guest_mem *m,
-                    const struct vdev_kind **ret_kind, void **ret_model, struct vm_error *err)
-{
-	if (i < c->ndisks) {
-		*ret_kind = &kind_blk;
-		return blk_make(&c->disks[i], m, ret_model, err);
-	}
-	i -= c->ndisks;
-	if (i < c->nnics) {
-		*ret_kind = &kind_net;
-		return net_make(&c->nics[i], i, m, ret_model, err);
-	}
-	i -= c->nnics;
-	if (c->rng && i-- == 0) {
-		*ret_kind = &kind_rng;
-		return rng_make(m, ret_model, err);
-	}
-	if (c->vsock_cid && i-- == 0) {
-		*ret_kind = &kind_vsock;
-		return vsock_make(c, m, ret_model, err);
-	}
-	*ret_kind = &kind_balloon;
-	return balloon_make(c, m, ret_model, err);
-}
-
 /* fds passed by number that no device took yet (from `from` on, the failed
  * one included): the caller gave them to us, so a failed start must not
  * leak them.  Runs before the VM opens anything else, so the numbers are
  * still the caller's; closing one twice only gives EBADF. */
 static void close_passed_fds(const struct virtio_devs_config *c, unsigned from)
 {
-	unsigned i;
+	const struct vdev_kind *kind;
+	unsigned i, index;
 	int n;
 
-	for (i = from; i < c->ndisks + c->nnics; i++) {
-		if (i < c->ndisks)
-			n = util_proc_fd_number(c->disks[i].path);
-		else
-			n = c->nics[i - c->ndisks].tap ? -1 : c->nics[i - c->ndisks].fd;
+	for (i = from; (kind = slot_kind(c, i, &index)) != NULL; i++) {
+		n = kind->passed_fd ? kind->passed_fd(c, index) : -1;
 		if (n > 2)
 			close(n);
 	}
@@ -484,7 +549,8 @@ int virtio_devs_create(const struct virtio_devs_config *c, const struct guest_me
 {
 	unsigned total = virtio_devs_count(c);
 	struct virtio_devs *d;
-	const struct vdev_kind *kind = NULL;
+	const struct vdev_kind *kind;
+	unsigned index;
 	void *model = NULL;
 	int r;
 
@@ -497,7 +563,8 @@ int virtio_devs_create(const struct virtio_devs_config *c, const struct guest_me
 		return vm_fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
 	}
 	for (d->n = 0; d->n < total; d->n++) {
-		r = make_one(c, d->n, m, &kind, &model, err);
+		kind = slot_kind(c, d->n, &index);  /* d->n < total: not NULL */
+		r = kind->make(c, index, m, &model, err);
 		if (r < 0) {
 			close_passed_fds(c, d->n);
 			virtio_devs_destroy(d);

@@ -19,9 +19,9 @@
  * (vmm/devices/virtio/), KVM (irqfd per device, ioeventfd per queue), the
  * MMIO bus (register accesses from vCPU threads) and the main loop
  * (notifications and backend fds).  Slots are handed out in one fixed
- * order, so the kernel command line and the DSDT can be written from the
- * configuration alone, before any backend is opened: disks, NICs, rng,
- * vsock, balloon.
+ * order (disks, NICs, rng, vsock, balloon: kinds[] in virtio_devs.c), so the kernel
+ * command line or the DSDT can be written from the configuration alone,
+ * before any backend is opened.
  */
 
 #define VIRTIO_DEVS_BLK_ID_MAX 20  /* virtio-blk drive id bytes */
@@ -60,12 +60,15 @@ struct virtio_devs;
 unsigned virtio_devs_count(const struct virtio_devs_config *c);
 
 /*
- * Writes the announcement of every configured device: appends
- * " virtio_mmio.device=4K@0x<base>:<gsi>" to the NUL-terminated cmdline
- * (-ENOSPC when it does not fit) and fills devs[0..*ret_n).  devs must have
- * room for VIRTIO_MMIO_MAX entries.
+ * Describes every configured device to the guest once: with on_cmdline,
+ * appends " virtio_mmio.device=4K@0x<base>:<gsi>" to the NUL-terminated
+ * cmdline (-ENOSPC when it does not fit) and sets *ret_n to 0; otherwise
+ * fills devs[0..*ret_n) for the DSDT and leaves cmdline alone.  Linux
+ * refuses a device listed both ways (the second claim of the window fails
+ * with -EBUSY).  devs must have room for VIRTIO_MMIO_MAX entries.
  */
-int virtio_devs_announce(const struct virtio_devs_config *c, char *cmdline, size_t size,
+int virtio_devs_announce(const struct virtio_devs_config *c, bool on_cmdline,
+                         char *cmdline, size_t size,
                          struct acpi_mmio_dev *devs, unsigned *ret_n);
 
 /* Opens the backends and builds the device models.  On failure err says

@@ -48,7 +48,8 @@ struct vm {
 	struct console *console;
 	struct loop *loop;
 	struct virtio_devs *virtio;
-	char *cmdline;           /* cfg.cmdline plus the virtio announcements */
+	char *cmdline;           /* cfg.cmdline plus what write_cmdline() adds */
+	uint32_t tsc_khz;        /* KVM's guest TSC frequency; 0: unknown */
 	unsigned ndevices;       /* vm_devices[] entries set up */
 	struct vcpu *vcpus[VCPUS_MAX];
 	unsigned nvcpus;
@@ -144,11 +145,20 @@ static int load_file(const char *path, const char *what, uint64_t mem_size,
 	return r;
 }
 
-/* The kernel command line gains one virtio_mmio.device= per device, the
- * DSDT one LNRO0005 device: the two ways a guest may find them. */
-static int announce_virtio(struct vm *vm, struct acpi_mmio_dev *devs, unsigned *ret_n,
-                           struct vm_error *err)
+/*
+ * The command line the guest gets: cfg.cmdline, then what mvm-vmm adds.
+ * Each virtio device is described once: as a DSDT LNRO0005 device, or as
+ * virtio_mmio.device= when the guest runs without ACPI (Linux rejects a
+ * device described both ways, -EBUSY).  tsc_early_khz= gives a kernel
+ * without kvmclock the TSC frequency: hardware-reduced ACPI has no PIT,
+ * HPET or PM timer to calibrate against, and Linux 6.1 reads no CPUID
+ * frequency leaf under KVM on AMD (CPUID 0x40000010 is set too, for guests
+ * that read it).  With kvmclock it is the same number kvmclock reports.
+ */
+static int write_cmdline(struct vm *vm, struct acpi_mmio_dev *devs, unsigned *ret_n,
+                         struct vm_error *err)
 {
+	size_t len;
 	int r;
 
 	vm->cmdline = calloc(1, CMDLINE_MAX_SIZE);
@@ -156,9 +166,15 @@ static int announce_virtio(struct vm *vm, struct acpi_mmio_dev *devs, unsigned *
 		return vm_fail(err, VMM_EXIT_ERROR, -ENOMEM, "out of memory; free some memory");
 	if (vm->cfg.cmdline)
 		snprintf(vm->cmdline, CMDLINE_MAX_SIZE, "%s", vm->cfg.cmdline);
-	r = virtio_devs_announce(&vm->cfg.virtio, vm->cmdline, CMDLINE_MAX_SIZE, devs, ret_n);
+	r = virtio_devs_announce(&vm->cfg.virtio, boot_cmdline_has(vm->cmdline, "acpi=off"),
+	                         vm->cmdline, CMDLINE_MAX_SIZE, devs, ret_n);
+	len = strlen(vm->cmdline);
+	if (r == 0 && vm->tsc_khz && !boot_cmdline_has(vm->cmdline, "tsc_early_khz") &&
+	    (size_t)snprintf(vm->cmdline + len, CMDLINE_MAX_SIZE - len, "%stsc_early_khz=%u",
+	                     len ? " " : "", vm->tsc_khz) >= CMDLINE_MAX_SIZE - len)
+		r = -ENOSPC;
 	if (r < 0)
-		return vm_fail(err, VMM_EXIT_USAGE, r, "--cmdline and the virtio device entries do not "
+		return vm_fail(err, VMM_EXIT_USAGE, r, "--cmdline and what mvm-vmm adds to it do not "
 		            "fit in %llu bytes; shorten --cmdline", CMDLINE_MAX_SIZE - 1);
 	return 0;
 }
@@ -173,7 +189,7 @@ static int build_guest(struct vm *vm, struct vm_error *err)
 	unsigned ndevs = 0;
 	int r;
 
-	if ((r = announce_virtio(vm, devs, &ndevs, err)) < 0)
+	if ((r = write_cmdline(vm, devs, &ndevs, err)) < 0)
 		return r;
 	in.cmdline = vm->cmdline;
 	r = mptable_build(&vm->mem, vm->nvcpus);
@@ -290,6 +306,12 @@ static int kvm_setup(struct vm *vm, struct vm_error *err)
 	if (r < 0)
 		return vm_fail(err, VMM_EXIT_ERROR, r, "KVM_GET_SUPPORTED_CPUID failed: %s; "
 		            "check the host's KVM", strerror(-r));
+	/* KVM_GET_TSC_KHZ on the VM fd exists since Linux 6.0 (with the VM
+	 * TSC control, even where that control itself is not offered); an
+	 * older KVM says ENOTTY, and the guest still has kvmclock. */
+	r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_TSC_KHZ) > 0 ?
+	    ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0) : -1;
+	vm->tsc_khz = r > 0 ? (uint32_t)r : 0;
 	return 0;
 }
 
@@ -494,16 +516,19 @@ int vm_create(const struct vm_config *cfg, struct vm **ret, struct vm_error *err
 	}
 	/* Backends first: fds passed by number are still the caller's only
 	 * while the VM has opened nothing of its own. */
-	if (!cfg->dump_acpi && (r = virtio_devs_create(&cfg->virtio, &vm->mem, &vm->virtio, err)) < 0)
-		goto fail;
-	if ((r = build_guest(vm, err)) < 0)
-		goto fail;
 	if (cfg->dump_acpi) {
+		if ((r = build_guest(vm, err)) < 0)
+			goto fail;
 		*ret = vm;
 		return 0;
 	}
+	if ((r = virtio_devs_create(&cfg->virtio, &vm->mem, &vm->virtio, err)) < 0)
+		goto fail;
+	/* KVM before the guest image: the command line carries KVM's TSC
+	 * frequency. */
 	if ((r = console_setup(vm, err)) < 0 || (r = loop_setup(vm, err)) < 0 ||
-	    (r = kvm_setup(vm, err)) < 0 || (r = devices_setup(vm, err)) < 0 ||
+	    (r = kvm_setup(vm, err)) < 0 || (r = build_guest(vm, err)) < 0 ||
+	    (r = devices_setup(vm, err)) < 0 ||
 	    (r = virtio_devs_attach(vm->virtio, vm->vm_fd, &vm->mmio, vm->loop, err)) < 0 ||
 	    (r = vcpus_setup(vm, err)) < 0)
 		goto fail;
@@ -638,6 +663,7 @@ void vm_destroy(struct vm *vm)
 int vm_fd(const struct vm *vm) { return vm->vm_fd; }
 unsigned vm_nvcpus(const struct vm *vm) { return vm->nvcpus; }
 const struct guest_mem *vm_guest_mem(const struct vm *vm) { return &vm->mem; }
+uint32_t vm_tsc_khz(const struct vm *vm) { return vm->tsc_khz; }
 struct io_bus *vm_pio_bus(struct vm *vm) { return &vm->pio; }
 struct io_bus *vm_mmio_bus(struct vm *vm) { return &vm->mmio; }
 struct virtio_devs *vm_virtio_devs(struct vm *vm)

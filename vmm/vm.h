@@ -70,6 +70,8 @@ bool vm_stopping(const struct vm *vm);
 int vm_fd(const struct vm *vm);
 unsigned vm_nvcpus(const struct vm *vm);
 const struct guest_mem *vm_guest_mem(const struct vm *vm);
+/* KVM's guest TSC frequency in kHz, 0 when KVM cannot say. */
+uint32_t vm_tsc_khz(const struct vm *vm);
 struct io_bus *vm_pio_bus(struct vm *vm);
 struct io_bus *vm_mmio_bus(struct vm *vm);
 

@@ -511,8 +511,24 @@ static void test_e820(void)
 	CHECK_EQ(boot_e820(&m, e, 2), 2);
 }
 
+static void test_cmdline_has(void)
+{
+	CHECK(boot_cmdline_has("acpi=off", "acpi=off"));
+	CHECK(boot_cmdline_has("console=ttyS0 acpi=off root=/dev/vda", "acpi=off"));
+	CHECK(!boot_cmdline_has("console=ttyS0 acpi=offx", "acpi=off"));
+	CHECK(!boot_cmdline_has("noacpi=off", "acpi=off"));
+	CHECK(!boot_cmdline_has("acpi=force", "acpi=off"));
+	CHECK(boot_cmdline_has("a tsc_early_khz=100", "tsc_early_khz"));
+	CHECK(boot_cmdline_has("tsc_early_khz", "tsc_early_khz"));
+	CHECK(!boot_cmdline_has("xtsc_early_khz=1 tsc_early_khzz=2", "tsc_early_khz"));
+	CHECK(!boot_cmdline_has("tsc_early_khz=1", "tsc_early_khz=2"));
+	CHECK(!boot_cmdline_has(NULL, "acpi=off"));
+	CHECK(!boot_cmdline_has("", "acpi=off"));
+}
+
 int main(void)
 {
+	test_cmdline_has();
 	test_bz_parse();
 	test_elf_parse_good();
 	test_elf_parse_bad();

@@ -21,7 +21,7 @@ static struct kvm_cpuid2 *fake(uint32_t vendor)
 		{ .function = 0xb, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 1, .ebx = 2 },
 		{ .function = 0xb, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 7, .ebx = 64 },
 		{ .function = 0x1f, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 1 },
-		{ .function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b },
+		{ .function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b, .ecx = 0x564b4d56, .edx = 0x4d },
 		{ .function = 0x80000008, .eax = 0x3030, .ecx = 0xf00f },
 	};
 	unsigned n = sizeof(e) / sizeof(e[0]), i;
@@ -53,7 +53,7 @@ static void test_intel(void)
 	struct kvm_cpuid2 *sup = fake(INTEL_EBX), *c = NULL;
 	const struct kvm_cpuid_entry2 *e;
 
-	CHECK_EQ(cpuid_build(sup, 5, 8, &c), 0);
+	CHECK_EQ(cpuid_build(sup, 5, 8, 0, &c), 0);
 	e = get(c, 1, 0);
 	CHECK(e != NULL);
 	CHECK_EQ(e->ebx >> 24, 5);               /* initial APIC id */
@@ -85,13 +85,13 @@ static void test_intel(void)
 	CHECK_EQ(get(c, 0x80000008, 0)->ecx, 0xf00f);   /* AMD-only patch */
 	free(c);
 
-	CHECK_EQ(cpuid_build(sup, 0, 1, &c), 0);
+	CHECK_EQ(cpuid_build(sup, 0, 1, 0, &c), 0);
 	CHECK_EQ(get(c, 1, 0)->edx & (1u << 28), 0);
 	CHECK_EQ(get(c, 0xb, 1)->eax, 0);
 	free(c);
 	c = NULL;
-	CHECK_EQ(cpuid_build(sup, 3, 3, &c), -EINVAL);
-	CHECK_EQ(cpuid_build(sup, 0, 0, &c), -EINVAL);
+	CHECK_EQ(cpuid_build(sup, 3, 3, 0, &c), -EINVAL);
+	CHECK_EQ(cpuid_build(sup, 0, 0, 0, &c), -EINVAL);
 	CHECK(c == NULL);
 	free(sup);
 }
@@ -100,9 +100,36 @@ static void test_amd(void)
 {
 	struct kvm_cpuid2 *sup = fake(AMD_EBX), *c = NULL;
 
-	CHECK_EQ(cpuid_build(sup, 2, 32, &c), 0);
+	CHECK_EQ(cpuid_build(sup, 2, 32, 0, &c), 0);
 	CHECK_EQ(get(c, 0x80000008, 0)->ecx, (5u << 12) | 31);
 	CHECK_EQ(get(c, 0xb, 1)->eax, 5);
+	free(c);
+	free(sup);
+}
+
+/* The timing leaf: added only with a frequency and KVM's signature, and
+ * the hypervisor range's maximum raised to reach it. */
+static void test_tsc_leaf(void)
+{
+	struct kvm_cpuid2 *sup = fake(AMD_EBX), *c = NULL;
+	unsigned i;
+
+	CHECK_EQ(cpuid_build(sup, 0, 1, 0, &c), 0);
+	CHECK(get(c, 0x40000010, 0) == NULL);
+	CHECK_EQ(get(c, 0x40000000, 0)->eax, 0x40000001);
+	free(c);
+	CHECK_EQ(cpuid_build(sup, 1, 2, 2100000, &c), 0);
+	CHECK(get(c, 0x40000010, 0) != NULL);
+	CHECK_EQ(get(c, 0x40000010, 0)->eax, 2100000);
+	CHECK_EQ(get(c, 0x40000010, 0)->ebx, 1000000);
+	CHECK_EQ(get(c, 0x40000000, 0)->eax, 0x40000010);
+	free(c);
+	/* Not KVM's signature: nothing added. */
+	for (i = 0; i < sup->nent; i++)
+		if (sup->entries[i].function == 0x40000000)
+			sup->entries[i].ebx = 0x7263694d;  /* "Micr" */
+	CHECK_EQ(cpuid_build(sup, 0, 1, 2100000, &c), 0);
+	CHECK(get(c, 0x40000010, 0) == NULL);
 	free(c);
 	free(sup);
 }
@@ -111,5 +138,6 @@ int main(void)
 {
 	test_intel();
 	test_amd();
+	test_tsc_leaf();
 	return check_result("cpuid");
 }

@@ -627,3 +627,22 @@ int boot_load(const struct guest_mem *m, const struct boot_params_in *in,
 		return load_bzimage(m, in, ret, ret_err);
 	return fail(ret_err, "kernel image is neither a bzImage nor an ELF vmlinux", -EINVAL);
 }
+
+bool boot_cmdline_has(const char *cmdline, const char *key)
+{
+	size_t n = strlen(key);
+	bool prefix = strchr(key, '=') == NULL;
+	const char *p;
+
+	if (!cmdline || n == 0)
+		return false;
+	for (p = cmdline; (p = strstr(p, key)) != NULL; p += n) {
+		char next = p[n];
+
+		if (p != cmdline && p[-1] != ' ')
+			continue;
+		if (next == ' ' || next == '\0' || (prefix && next == '='))
+			return true;
+	}
+	return false;
+}

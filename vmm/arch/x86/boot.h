@@ -3,6 +3,7 @@
 #define MVM_X86_BOOT_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include "vmm/memory.h"
 #include "vmm/arch/x86/layout.h"
@@ -74,6 +75,11 @@ struct boot_params_in {
  * line, and writes the zero page or hvm_start_info including the e820 map. */
 int boot_load(const struct guest_mem *m, const struct boot_params_in *in,
               struct boot_result *ret, const char **ret_err);
+
+/* Whether the kernel command line holds key as a whole word, or, for a
+ * key without '=', a word "key=...": how mvm-vmm tells what the user
+ * already chose (acpi=off, tsc_early_khz=) before adding its own. */
+bool boot_cmdline_has(const char *cmdline, const char *key);
 
 /* e820 map of a VM with this memory; returns the number of entries. */
 struct e820_entry_x { uint64_t addr, size; uint32_t type; };

@@ -132,9 +132,22 @@ static unsigned add_topology(struct kvm_cpuid_entry2 *out, uint32_t fn,
 	return 3;
 }
 
-int cpuid_build(const struct kvm_cpuid2 *sup, unsigned id, unsigned nvcpus,
-                struct kvm_cpuid2 **ret)
+/* The hypervisor timing leaf (VMware's, also offered by QEMU's
+ * vmware-cpuid-freq): TSC and local APIC timer frequencies in kHz.  KVM's
+ * APIC timer counts at 1 GHz. */
+#define CPUID_TIMING_LEAF 0x40000010u
+#define KVM_APIC_BUS_KHZ  1000000u
+
+static bool is_kvm_base(const struct kvm_cpuid_entry2 *e)
 {
+	return e->function == 0x40000000 && e->ebx == 0x4b4d564b &&   /* "KVMK" */
+	       e->ecx == 0x564b4d56 && e->edx == 0x0000004d;          /* "VMKV" "M" */
+}
+
+int cpuid_build(const struct kvm_cpuid2 *sup, unsigned id, unsigned nvcpus,
+                uint32_t tsc_khz, struct kvm_cpuid2 **ret)
+{
+	bool timing = false;
 	const struct kvm_cpuid_entry2 *l0 = find(sup, 0);
 	bool amd = cpuid_is_amd(sup);
 	bool has_1f = find(sup, 0x1f) != NULL;
@@ -143,7 +156,7 @@ int cpuid_build(const struct kvm_cpuid2 *sup, unsigned id, unsigned nvcpus,
 
 	if (nvcpus == 0 || id >= nvcpus)
 		return -EINVAL;
-	c = cpuid_alloc(sup->nent + 6);
+	c = cpuid_alloc(sup->nent + 7);
 	if (!c)
 		return -ENOMEM;
 	for (i = 0; i < sup->nent; i++) {
@@ -157,7 +170,22 @@ int cpuid_build(const struct kvm_cpuid2 *sup, unsigned id, unsigned nvcpus,
 			patch_leaf4(&e, nvcpus);
 		else if (e.function == 0x80000008 && amd)
 			patch_amd_cores(&e, nvcpus);
+		else if (e.function == CPUID_TIMING_LEAF)
+			continue;  /* ours, below */
+		if (tsc_khz && is_kvm_base(&e)) {
+			if (e.eax < CPUID_TIMING_LEAF)
+				e.eax = CPUID_TIMING_LEAF;
+			timing = true;
+		}
 		c->entries[n++] = e;
+	}
+	if (timing) {
+		struct kvm_cpuid_entry2 *e = &c->entries[n++];
+
+		memset(e, 0, sizeof(*e));
+		e->function = CPUID_TIMING_LEAF;
+		e->eax = tsc_khz;
+		e->ebx = KVM_APIC_BUS_KHZ;
 	}
 	if (l0 && l0->eax >= 0xb)
 		n += add_topology(&c->entries[n], 0xb, id, nvcpus);
