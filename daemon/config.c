@@ -93,9 +93,11 @@ static int set_seconds(double *ret, const char *value)
 
 static int set_bool(int *ret, const char *value)
 {
-	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1"))
+	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "on") ||
+	    !strcmp(value, "1"))
 		*ret = 1;
-	else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0"))
+	else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "off") ||
+	         !strcmp(value, "0"))
 		*ret = 0;
 	else
 		return -EINVAL;
@@ -160,10 +162,19 @@ static int config_line(struct config *cfg, char *line)
 	if (r <= 0)
 		return r;
 	eq = strchr(key, '=');
-	if (!eq)
+	if (!eq) {
+		snprintf(cfg->error, sizeof(cfg->error), "'%s' is not `key = value`", key);
 		return -EINVAL;
+	}
 	*eq = '\0';
-	return config_set(cfg, util_trim(key), util_trim(eq + 1));
+	key = util_trim(key);
+	r = config_set(cfg, key, util_trim(eq + 1));
+	if (r == -ENOENT)
+		snprintf(cfg->error, sizeof(cfg->error),
+		         "unknown key '%s' (mvmd.conf(5) lists the keys)", key);
+	else if (r == -EINVAL)
+		snprintf(cfg->error, sizeof(cfg->error), "invalid value for '%s'", key);
+	return r;
 }
 
 int config_load(struct config *cfg, const char *path, int *ret_line)

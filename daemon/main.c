@@ -20,8 +20,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mvmd [OPTIONS]\n"
 		"  --config FILE      key = value settings (state_dir, run_dir, socket, log_level, vmm,\n"
-		"                     cgroup_parent, capacity limits: docs/architecture.md); SIGHUP\n"
-		"                     reloads the capacity limits\n"
+		"                     cgroup_parent, capacity limits: mvmd.conf(5)); default\n"
+		"                     " MVMD_CONFIG_DEFAULT " when it exists; SIGHUP reloads the\n"
+		"                     capacity limits\n"
 		"  --state-dir DIR    database and VM logs (default /var/lib/mvm)\n"
 		"  --run-dir DIR      sockets and per-VM runtime files (default /run/mvm)\n"
 		"  --socket PATH      control socket (default <run-dir>/mvmd.sock)\n"
@@ -31,7 +32,35 @@ static void usage(FILE *f)
 		"  --version\n");
 }
 
-/* Options override the config file, so the file is read first. */
+/* The config file read without --config; MVMD_CONFIG names another (tests
+ * use a private one and never touch /etc/mvm). */
+static const char *default_config_path(void)
+{
+	const char *env = getenv("MVMD_CONFIG");
+
+	return env && *env ? env : MVMD_CONFIG_DEFAULT;
+}
+
+/* A missing default file is no error: mvmd runs on its defaults. */
+static int load_config(struct config *cfg, const char *path, bool required)
+{
+	int line = 0, r = config_load(cfg, path, &line);
+	char where[32] = "";
+
+	if (r == -ENOENT && line == 0 && !required)
+		return 0;
+	if (r == 0)
+		return 0;
+	if (line)
+		snprintf(where, sizeof(where), " line %d", line);
+	fprintf(stderr, "mvmd: config %s%s: %s; fix the file or %s\n", path, where,
+	        cfg->error[0] ? cfg->error : strerror(-r),
+	        required ? "drop --config" : "pass --config with another one");
+	return r;
+}
+
+/* Options override the config file, so the file is read first: --config's,
+ * else the default one when it exists. */
 static int parse_args(struct config *cfg, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -49,9 +78,15 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 		['s'] = "state_dir", ['r'] = "run_dir", ['S'] = "socket",
 		['l'] = "log_level", ['v'] = "vmm",
 	};
-	int c, line = 0, r;
+	bool given = false;
+	int c, r;
 
 	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && !given) {
+			r = load_config(cfg, default_config_path(), false);
+			if (r < 0)
+				return r;
+		}
 		optind = 1;
 		while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 			if (c == 'h') {
@@ -65,14 +100,10 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 			if (c == '?')
 				return -EINVAL;
 			if (pass == 0 && c == 'c') {
-				r = config_load(cfg, optarg, &line);
-				if (r < 0) {
-					fprintf(stderr, "mvmd: config %s%s%d: %s; fix the file or drop --config\n",
-					        optarg, line ? " line " : "", line,
-					        cfg->error[0] ? cfg->error :
-					        r == -ENOENT && line ? "unknown key" : strerror(-r));
+				r = load_config(cfg, optarg, true);
+				if (r < 0)
 					return r;
-				}
+				given = true;
 			}
 			if (pass == 1 && c != 'c' && config_set(cfg, keys[c], optarg) < 0) {
 				fprintf(stderr, "mvmd: invalid value '%s' for --%s\n", optarg, keys[c]);
@@ -273,7 +304,7 @@ static void reload_limits(struct mvmd *d)
 	int line = 0, r;
 
 	if (!d->cfg.path) {
-		log_info("SIGHUP: no --config file; limits unchanged");
+		log_info("SIGHUP: no config file was read at start; limits unchanged");
 		return;
 	}
 	r = config_defaults(&cfg, NULL);
@@ -412,6 +443,7 @@ int main(int argc, char **argv)
 	struct mvmd d = { .uid = getuid(), .lock_fd = -1 };
 	int r;
 
+	mvmd_log_init();
 	if (config_defaults(&d.cfg, argv[0]) < 0 || parse_args(&d.cfg, argc, argv) < 0 ||
 	    finish_config(&d) < 0) {
 		config_free(&d.cfg);

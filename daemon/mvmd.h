@@ -73,6 +73,9 @@ void mvmd_log(enum log_level level, const char *fmt, ...)
 #define log_info(...) mvmd_log(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) mvmd_log(LOG_DEBUG, __VA_ARGS__)
 extern enum log_level mvmd_log_level;
+/* Prefix lines with journald's <N> priority when stderr is the journal
+ * stream systemd named in JOURNAL_STREAM; true if so. */
+bool mvmd_log_init(void);
 
 /* ---- the daemon --------------------------------------------------------- */
 
