@@ -3,7 +3,7 @@
 # `mvmctl list -q` (asked of the same socket the command line names).
 
 _mvmctl_commands="create run start stop restart kill rm list show console logs events
-host version help boot shutdown destroy remove delete ls"
+host metrics version help boot shutdown destroy remove delete ls"
 
 _mvmctl()
 {

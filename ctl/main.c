@@ -51,6 +51,8 @@ static const struct ctl_command commands[] = {
 	  "stream lifecycle events until interrupted" },
 	{ "host", host_host, "host [-o json] | host set KEY=VALUE [-o json]",
 	  "host capacity, limits and usage; set changes a limit until restart or SIGHUP" },
+	{ "metrics", host_metrics, "metrics [-o json]",
+	  "mvmd's Prometheus metrics (the text GET /metrics serves)" },
 	{ "version", host_version, "version [-o json]", "mvmctl, mvmd and protocol versions" },
 	{ "help", cmd_help, "help [COMMAND]", "this text" },
 	/* other names: a row without usage stands for the first row with its handler */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* mvmd configuration: built-in defaults, a `key = value` file, options. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -115,6 +116,50 @@ static int set_uid_range(uint32_t *ret, const char *value, bool is_base)
 	return 0;
 }
 
+/* "PORT" (loopback), "IPV4:PORT" or "[IPV6]:PORT"; "" or "off": none. */
+static int set_listen(struct config *cfg, const char *value)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)&cfg->metrics_addr;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&cfg->metrics_addr;
+	char host[64] = "127.0.0.1", shown[96];
+	const char *colon = strrchr(value, ':'), *port = value;
+	uint64_t p;
+
+	if (!*value || !strcmp(value, "off")) {
+		free(cfg->metrics_listen);
+		cfg->metrics_listen = NULL;
+		return 0;
+	}
+	if (colon) {
+		size_t n = (size_t)(colon - value);
+
+		if (value[0] == '[' && n >= 2 && value[n - 1] == ']') {
+			value++;
+			n -= 2;
+		}
+		if (n == 0 || n >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, value, n);
+		host[n] = '\0';
+		port = colon + 1;
+	}
+	if (util_parse_uint(port, 1, 65535, &p) < 0)
+		return -EINVAL;
+	memset(&cfg->metrics_addr, 0, sizeof(cfg->metrics_addr));
+	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)p);
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)p);
+	} else {
+		return -EINVAL;
+	}
+	snprintf(shown, sizeof(shown), "%s%s%s:%u", in6->sin6_family == AF_INET6 ? "[" : "",
+	         host, in6->sin6_family == AF_INET6 ? "]" : "", (unsigned)p);
+	return set_str(&cfg->metrics_listen, shown);
+}
+
 int config_set(struct config *cfg, const char *key, const char *value)
 {
 	int lvl;
@@ -139,6 +184,8 @@ int config_set(struct config *cfg, const char *key, const char *value)
 		return set_uid_range(&cfg->sandbox_uid_base, value, true);
 	if (!strcmp(key, "sandbox_uid_count"))
 		return set_uid_range(&cfg->sandbox_uid_count, value, false);
+	if (!strcmp(key, "metrics_listen"))
+		return set_listen(cfg, value);
 	if (!strcmp(key, "log_level")) {
 		lvl = log_level_parse(value);
 		if (lvl < 0)
@@ -208,5 +255,6 @@ void config_free(struct config *cfg)
 	free(cfg->vmm_path);
 	free(cfg->path);
 	free(cfg->cgroup_parent);
+	free(cfg->metrics_listen);
 	memset(cfg, 0, sizeof(*cfg));
 }

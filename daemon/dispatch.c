@@ -344,6 +344,21 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		"uid_count", (json_int_t)c->d->cfg.sandbox_uid_count));
 }
 
+/* The Prometheus text GET /metrics serves, for mvmctl metrics. */
+static void op_metrics(struct conn *c, struct proto_request *req)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r = metrics_render(c->d, &text, &len);
+
+	if (r < 0) {
+		reply_storage(c, req, r);
+		return;
+	}
+	conn_reply_ok(c, req->id, json_pack("{s:s%}", "text", text, len));
+	free(text);
+}
+
 static void op_host_set(struct conn *c, struct proto_request *req)
 {
 	const char *key = proto_arg_str(req, "key"), *value = proto_arg_str(req, "value");
@@ -887,6 +902,7 @@ static const handler_fn handlers[PROTO_OP_COUNT_] = {
 	[PROTO_OP_EVENTS_SUBSCRIBE] = op_events_subscribe,
 	[PROTO_OP_HOST_INFO] = op_host_info,
 	[PROTO_OP_HOST_SET] = op_host_set,
+	[PROTO_OP_METRICS] = op_metrics,
 };
 
 void dispatch_request(struct conn *c, struct proto_request *req)

@@ -288,6 +288,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	log_info("%s: shutting down; workers keep running", strsignal(signum));
 	d->shutting_down = true;
 	control_close_all(d);
+	metrics_close(d);
 	supervisor_detach_all(d);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -388,6 +389,7 @@ static int run(struct mvmd *d)
 	supervisor_observe(d, &dispatch_worker_hooks);
 	supervisor_observe(d, &admit_worker_hooks);
 	supervisor_observe(d, &restart_worker_hooks);
+	supervisor_observe(d, &metrics_worker_hooks);
 	d->start_worker = supervisor_start;
 	dispatch_init(d);
 	r = admit_init(d);
@@ -400,6 +402,11 @@ static int run(struct mvmd *d)
 	adopt_sweep(d);
 	restart_start(d);
 	r = control_listen(d);
+	if (r < 0)
+		return r;
+	r = metrics_init(d);
+	if (r == 0)
+		r = metrics_listen(d);
 	if (r < 0)
 		return r;
 	r = setup_signals(d);
@@ -457,11 +464,13 @@ int main(int argc, char **argv)
 	r = run(&d);
 	if (d.listening)
 		control_close_all(&d);
+	metrics_close(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	admit_free(&d);
 	restart_free(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	vms_free(&d);
+	metrics_free(&d);
 	if (loop_close(d.loop) < 0)
 		r = -EBUSY;
 	db_close(d.db);

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -52,6 +53,9 @@ struct config {
 	int sandbox;
 	uint32_t sandbox_uid_base;      /* workers run as base + index (uid and gid) */
 	uint32_t sandbox_uid_count;     /* uids: at most this many sandboxed workers */
+	/* metrics over TCP (metrics.c): "[HOST:]PORT", NULL off; parsed */
+	char *metrics_listen;
+	struct sockaddr_storage metrics_addr;
 	char error[256];                /* why config_load failed, if it says */
 };
 
@@ -88,6 +92,7 @@ struct waiter;
 struct restart_rec;
 struct vm_observer;
 struct vm_files;
+struct metrics;
 
 TAILQ_HEAD(conn_list, conn);
 TAILQ_HEAD(worker_list, worker);
@@ -128,7 +133,21 @@ struct mvmd {
 	int (*start_worker)(struct vm *vm, struct vm_files *files, struct proto_error *err);
 	struct restart_state *restart;  /* health checks, restart backoff (restart.c) */
 	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
+	/* metrics.c: its counters and HTTP server; admit.c counts refusals
+	 * here by the error code it answers */
+	struct metrics *metrics;
+	uint64_t start_refusals[PROTO_ERR_COUNT_];
 };
+
+/* metrics.c: Prometheus text of the capacity, the queue, the VMs by state
+ * and the counters its worker hooks keep; served over HTTP on
+ * <run-dir>/metrics.sock and cfg.metrics_listen, and by the metrics op. */
+extern const struct worker_hooks metrics_worker_hooks;
+int metrics_init(struct mvmd *d);
+int metrics_listen(struct mvmd *d);
+int metrics_render(struct mvmd *d, char **ret, size_t *ret_len);
+void metrics_close(struct mvmd *d);
+void metrics_free(struct mvmd *d);
 
 /* helpers.c: no role, called from every file, calling none. */
 /* Wall-clock seconds: timestamps people read (rows, events). */

@@ -153,6 +153,7 @@ static const struct field *const op_fields[PROTO_OP_COUNT_] = {
 	[PROTO_OP_VM_CONSOLE] = f_name,
 	[PROTO_OP_EVENTS_SUBSCRIBE] = f_subscribe,
 	[PROTO_OP_HOST_INFO] = f_none,
+	[PROTO_OP_METRICS] = f_none,
 	[PROTO_OP_HOST_SET] = f_host_set,
 };
 

@@ -38,7 +38,8 @@
 	X(VM_CONSOLE,       "vm.console")       \
 	X(EVENTS_SUBSCRIBE, "events.subscribe") \
 	X(HOST_INFO,        "host.info")        \
-	X(HOST_SET,         "host.set")
+	X(HOST_SET,         "host.set")         \
+	X(METRICS,          "metrics")
 
 enum proto_op {
 #define PROTO_OP_ENUM_(id, name) PROTO_OP_##id,

@@ -58,6 +58,23 @@ static void test_config(void)
 	CHECK(strstr(cfg.error, "key = value") != NULL);
 	config_free(&cfg);
 
+	/* metrics_listen: a bare port is loopback; v4 and [v6] literals */
+	CHECK_EQ(load(&cfg, "metrics_listen = 9464\n", &line), 0);
+	CHECK(cfg.metrics_listen && !strcmp(cfg.metrics_listen, "127.0.0.1:9464"));
+	CHECK_EQ(cfg.metrics_addr.ss_family, AF_INET);
+	CHECK_EQ(config_set(&cfg, "metrics_listen", "[::1]:80"), 0);
+	CHECK(!strcmp(cfg.metrics_listen, "[::1]:80"));
+	CHECK_EQ(cfg.metrics_addr.ss_family, AF_INET6);
+	CHECK_EQ(config_set(&cfg, "metrics_listen", "0.0.0.0:9100"), 0);
+	CHECK(!strcmp(cfg.metrics_listen, "0.0.0.0:9100"));
+	CHECK_EQ(config_set(&cfg, "metrics_listen", "off"), 0);
+	CHECK(cfg.metrics_listen == NULL);
+	CHECK_EQ(config_set(&cfg, "metrics_listen", "localhost:80"), -EINVAL);
+	CHECK_EQ(config_set(&cfg, "metrics_listen", "70000"), -EINVAL);
+	CHECK_EQ(config_set(&cfg, "metrics_listen", ":80"), -EINVAL);
+	CHECK_EQ(config_set(&cfg, "metrics_listen", "1.2.3.4:"), -EINVAL);
+	config_free(&cfg);
+
 	/* a missing file: -ENOENT at line 0, nothing kept */
 	CHECK_EQ(config_defaults(&cfg, NULL), 0);
 	line = 0;
