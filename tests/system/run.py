@@ -573,6 +573,34 @@ def events(env):
         proc.wait(5)
 
 
+@case()
+def events_gone(env):
+    """mvmctl events exits 3, saying so, when mvmd goes away."""
+    ctl = env.ctl
+    proc = subprocess.Popen([ctl.mvmctl, "events", "-o", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MVM_SOCKET=ctl.sock))
+    lines = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+
+    def poke():
+        ctl.ok("create", "poke", "--kernel", env.kernel, "--no-start")
+        ctl.ok("rm", "poke")
+        return lines
+    try:
+        wait_for(poke, 15, "mvmctl events to print its first event", 0.2)
+        env.daemon.stop()
+        rc = proc.wait(10)
+        err = proc.stderr.read().decode()
+        check(rc == 3, "mvmctl events exited %d when mvmd stopped: %r" % (rc, err))
+        check("mvmd closed the event stream" in err, err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    env.daemon.start()
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "--list":
         print("\n".join(CASES))
