@@ -485,7 +485,12 @@ static int listen_tcp(struct metrics *m)
 	r = uv_tcp_bind(&m->tcp_l, (const struct sockaddr *)&d->cfg.metrics_addr, 0);
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&m->tcp_l, 64, connection_cb);
-	if (r < 0)
+	if (r == UV_EAFNOSUPPORT)
+		log_error("cannot serve metrics on %s: %s; mvmd.service allows only AF_UNIX: "
+		          "add RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 and "
+		          "IPAddressAllow=localhost with systemctl edit mvmd", d->cfg.metrics_listen,
+		          uv_strerror(r));
+	else if (r < 0)
 		log_error("cannot serve metrics on %s: %s; fix metrics_listen or free the port",
 		          d->cfg.metrics_listen, uv_strerror(r));
 	else
