@@ -59,7 +59,7 @@ _mvmctl()
 	list | ls) opts="--state --label -q --quiet" ;;
 	console) opts="--idle" ;;
 	logs) opts="-f --follow --tail" ;;
-	events) opts="--vm" ;;
+	events) opts="--vm --since" ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts -o --help" -- "$cur"))

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,16 +252,20 @@ int console_events(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 'v' },
+		{ "since", required_argument, NULL, 's' },
 		{ "output", required_argument, NULL, 'o' },
 		{ 0 }
 	};
 	json_t *req = ctl_request(c, PROTO_OP_EVENTS_SUBSCRIBE);
+	uint64_t since;
 	int o, r;
 
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
 		if (o == 'v') {
 			proto_request_set_str(req, "vm", optarg);
+		} else if (o == 's' && util_parse_uint(optarg, 0, INT64_MAX, &since) == 0) {
+			proto_request_set_int(req, "since", (json_int_t)since);
 		} else if (o != 'o' || ctl_parse_output(optarg, c) < 0) {
 			json_decref(req);
 			return ctl_usage_error("events", "bad option or value '%s'", argv[optind - 1]);

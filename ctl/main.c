@@ -47,8 +47,9 @@ static const struct ctl_command commands[] = {
 	  "attach to the serial console; Ctrl-] detaches" },
 	{ "logs", console_logs, "logs NAME [-f] [--tail N]",
 	  "print the console log (-f: keep following)" },
-	{ "events", console_events, "events [--vm NAME] [-o json]",
-	  "stream lifecycle events until interrupted" },
+	{ "events", console_events, "events [--vm NAME] [--since ID] [-o json]",
+	  "stream lifecycle events until interrupted (--since: the stored ones after\n"
+	  "       event ID first; -o json prints each event's id)" },
 	{ "host", host_host, "host [-o json] | host set KEY=VALUE [-o json]",
 	  "host capacity, limits and usage; set changes a limit until restart or SIGHUP" },
 	{ "metrics", host_metrics, "metrics [-o json]",

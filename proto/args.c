@@ -136,7 +136,8 @@ static const struct field f_logs[] = {
 	F_NAME, F_INT("tail", false, 0, 1000000), F_BOOL("follow", 0), F_END
 };
 static const struct field f_subscribe[] = {
-	{ "vm", FT_STR, false, 1, 63, check_name, NULL, 0, -1, false }, F_END
+	{ "vm", FT_STR, false, 1, 63, check_name, NULL, 0, -1, false },
+	F_INT("since", false, 0, INT64_MAX), F_END
 };
 
 static const struct field *const op_fields[PROTO_OP_COUNT_] = {
