@@ -3,7 +3,7 @@
 # `mvmctl list -q` (asked of the same socket the command line names).
 
 _mvmctl_commands="create run start stop restart kill rm list show console logs events
-update stats host version help boot shutdown destroy remove delete ls"
+update stats host metrics version help boot shutdown destroy remove delete ls"
 
 _mvmctl()
 {
@@ -64,7 +64,7 @@ _mvmctl()
 	list | ls) opts="--state --label -q --quiet" ;;
 	console) opts="--idle" ;;
 	logs) opts="-f --follow --tail" ;;
-	events) opts="--vm" ;;
+	events) opts="--vm --since" ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts -o --help" -- "$cur"))

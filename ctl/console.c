@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,15 +159,23 @@ static void print_data(const json_t *obj)
 }
 
 /* Reads event messages until mvmd closes; each is passed to fn. */
-static int stream(struct ctl *c, void (*fn)(struct ctl *c, const struct proto_response *ev))
+/* what: NULL when mvmd's closing the stream is its normal end (logs -f:
+ * the worker ended); else the stream is endless and its end is exit 3. */
+static int stream(struct ctl *c, void (*fn)(struct ctl *c, const struct proto_response *ev),
+                  const char *what)
 {
 	struct proto_response msg;
 	int r;
 
 	for (;;) {
 		r = ctl_read_message(c, -1, &msg);
-		if (r == -EPIPE || r == -ECONNRESET)
+		if ((r == -EPIPE || r == -ECONNRESET) && !what)
 			return CTL_EXIT_OK;
+		if (r == -EPIPE || r == -ECONNRESET) {
+			fprintf(stderr, "mvmctl: mvmd closed the %s (it stopped or restarted); "
+			        "run the command again once mvmd is back\n", what);
+			return CTL_EXIT_CONNECT;
+		}
 		if (r < 0) {
 			fprintf(stderr, "mvmctl: reading from mvmd: %s\n", strerror(-r));
 			return CTL_EXIT_CONNECT;
@@ -222,7 +231,7 @@ int console_logs(struct ctl *c, int argc, char **argv)
 		return r;
 	print_data(res);
 	json_decref(res);
-	return follow ? stream(c, log_event_cb) : CTL_EXIT_OK;
+	return follow ? stream(c, log_event_cb, NULL) : CTL_EXIT_OK;
 }
 
 static void vm_event_cb(struct ctl *c, const struct proto_response *ev)
@@ -243,16 +252,20 @@ int console_events(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 'v' },
+		{ "since", required_argument, NULL, 's' },
 		{ "output", required_argument, NULL, 'o' },
 		{ 0 }
 	};
 	json_t *req = ctl_request(c, PROTO_OP_EVENTS_SUBSCRIBE);
+	uint64_t since;
 	int o, r;
 
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
 		if (o == 'v') {
 			proto_request_set_str(req, "vm", optarg);
+		} else if (o == 's' && util_parse_uint(optarg, 0, INT64_MAX, &since) == 0) {
+			proto_request_set_int(req, "since", (json_int_t)since);
 		} else if (o != 'o' || ctl_parse_output(optarg, c) < 0) {
 			json_decref(req);
 			return ctl_usage_error("events", "bad option or value '%s'", argv[optind - 1]);
@@ -271,5 +284,5 @@ int console_events(struct ctl *c, int argc, char **argv)
 		return r;
 	if (!c->json)
 		setvbuf(stdout, NULL, _IOLBF, 0);
-	return stream(c, vm_event_cb);
+	return stream(c, vm_event_cb, "event stream");
 }

@@ -103,6 +103,7 @@ int console_logs(struct ctl *c, int argc, char **argv);
 int console_events(struct ctl *c, int argc, char **argv);
 int host_host(struct ctl *c, int argc, char **argv);
 int host_version(struct ctl *c, int argc, char **argv);
+int host_metrics(struct ctl *c, int argc, char **argv);
 int run_run(struct ctl *c, int argc, char **argv);
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Host-wide commands: host (capacity and usage) and version. */
+/* Host-wide commands: host (capacity and usage), metrics and version. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -174,4 +174,24 @@ int host_version(struct ctl *c, int argc, char **argv)
 	}
 	json_decref(res);
 	return r;
+}
+
+/* The exposition text as mvmd renders it; -o json wraps it in {"text"}. */
+int host_metrics(struct ctl *c, int argc, char **argv)
+{
+	json_t *res = NULL;
+	int r = output_only(c, argc, argv);
+
+	if (!r)
+		r = ctl_connect(c);
+	if (!r)
+		r = ctl_call(c, ctl_request(c, PROTO_OP_METRICS), &res);
+	if (r)
+		return r;
+	if (c->json)
+		output_json(res);
+	else
+		fputs(json_string_value(json_object_get(res, "text")) ?: "", stdout);
+	json_decref(res);
+	return CTL_EXIT_OK;
 }

@@ -49,8 +49,9 @@ static const struct ctl_command commands[] = {
 	  "attach to the serial console; Ctrl-] detaches" },
 	{ "logs", console_logs, "logs NAME [-f] [--tail N]",
 	  "print the console log (-f: keep following)" },
-	{ "events", console_events, "events [--vm NAME] [-o json]",
-	  "stream lifecycle events until interrupted" },
+	{ "events", console_events, "events [--vm NAME] [--since ID] [-o json]",
+	  "stream lifecycle events until interrupted (--since: the stored ones after\n"
+	  "       event ID first; -o json prints each event's id)" },
 	{ "update", stats_update,
 	  "update NAME [--disk I:LIMIT[,LIMIT]...]... [--net I:LIMIT[,LIMIT]...]...\n"
 	  "       [--balloon SIZE] [-o json]",
@@ -60,6 +61,8 @@ static const struct ctl_command commands[] = {
 	  "CPU, memory, balloon, disk and network use of running VMs" },
 	{ "host", host_host, "host [-o json] | host set KEY=VALUE [-o json]",
 	  "host capacity, limits and usage; set changes a limit until restart or SIGHUP" },
+	{ "metrics", host_metrics, "metrics [-o json]",
+	  "mvmd's Prometheus metrics (the text GET /metrics serves)" },
 	{ "version", host_version, "version [-o json]", "mvmctl, mvmd and protocol versions" },
 	{ "help", cmd_help, "help [COMMAND]", "this text" },
 	/* other names: a row without usage stands for the first row with its handler */

@@ -226,6 +226,7 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 	if (r < 0) {
 		proto_error_set(err, admit_error_code(r), r == -ENOENT ? "pools" : NULL,
 		                "%s", r == -EINVAL && !msg[0] ? "too many pools" : msg);
+		d->start_refusals[err->code]++;         /* metrics.c */
 		free(a);
 		return r;
 	}
@@ -240,6 +241,7 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 		else
 			cap_start_explain(&d->cap, r, now_ns(), msg, sizeof(msg));
 		proto_error_set(err, admit_error_code(-EAGAIN), NULL, "%s; not queued (no_queue)", msg);
+		d->start_refusals[err->code]++;
 		adm_free(a, true);
 		return r;
 	}

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* mvmd configuration: built-in defaults, a `key = value` file, options. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -114,9 +115,11 @@ static int set_percent(double *ret, const char *value)
 
 static int set_bool(int *ret, const char *value)
 {
-	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1"))
+	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "on") ||
+	    !strcmp(value, "1"))
 		*ret = 1;
-	else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0"))
+	else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "off") ||
+	         !strcmp(value, "0"))
 		*ret = 0;
 	else
 		return -EINVAL;
@@ -153,6 +156,50 @@ static int set_u32(uint32_t *ret, const char *value, uint64_t min)
 		return -EINVAL;
 	*ret = (uint32_t)v;
 	return 0;
+}
+
+/* "PORT" (loopback), "IPV4:PORT" or "[IPV6]:PORT"; "" or "off": none. */
+static int set_listen(struct config *cfg, const char *value)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)&cfg->metrics_addr;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&cfg->metrics_addr;
+	char host[64] = "127.0.0.1", shown[96];
+	const char *colon = strrchr(value, ':'), *port = value;
+	uint64_t p;
+
+	if (!*value || !strcmp(value, "off")) {
+		free(cfg->metrics_listen);
+		cfg->metrics_listen = NULL;
+		return 0;
+	}
+	if (colon) {
+		size_t n = (size_t)(colon - value);
+
+		if (value[0] == '[' && n >= 2 && value[n - 1] == ']') {
+			value++;
+			n -= 2;
+		}
+		if (n == 0 || n >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, value, n);
+		host[n] = '\0';
+		port = colon + 1;
+	}
+	if (util_parse_uint(port, 1, 65535, &p) < 0)
+		return -EINVAL;
+	memset(&cfg->metrics_addr, 0, sizeof(cfg->metrics_addr));
+	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)p);
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)p);
+	} else {
+		return -EINVAL;
+	}
+	snprintf(shown, sizeof(shown), "%s%s%s:%u", in6->sin6_family == AF_INET6 ? "[" : "",
+	         host, in6->sin6_family == AF_INET6 ? "]" : "", (unsigned)p);
+	return set_str(&cfg->metrics_listen, shown);
 }
 
 int config_set(struct config *cfg, const char *key, const char *value)
@@ -196,6 +243,8 @@ int config_set(struct config *cfg, const char *key, const char *value)
 	if (!strcmp(key, "admit_mem_available_mib"))
 		return util_parse_uint(value, 0, 1ULL << 40, &cfg->pressure.mem_available_mib) < 0
 		       ? -EINVAL : 0;
+	if (!strcmp(key, "metrics_listen"))
+		return set_listen(cfg, value);
 	if (!strcmp(key, "log_level")) {
 		lvl = log_level_parse(value);
 		if (lvl < 0)
@@ -219,10 +268,19 @@ static int config_line(struct config *cfg, char *line)
 	if (r <= 0)
 		return r;
 	eq = strchr(key, '=');
-	if (!eq)
+	if (!eq) {
+		snprintf(cfg->error, sizeof(cfg->error), "'%s' is not `key = value`", key);
 		return -EINVAL;
+	}
 	*eq = '\0';
-	return config_set(cfg, util_trim(key), util_trim(eq + 1));
+	key = util_trim(key);
+	r = config_set(cfg, key, util_trim(eq + 1));
+	if (r == -ENOENT)
+		snprintf(cfg->error, sizeof(cfg->error),
+		         "unknown key '%s' (mvmd.conf(5) lists the keys)", key);
+	else if (r == -EINVAL)
+		snprintf(cfg->error, sizeof(cfg->error), "invalid value for '%s'", key);
+	return r;
 }
 
 int config_load(struct config *cfg, const char *path, int *ret_line)
@@ -257,5 +315,6 @@ void config_free(struct config *cfg)
 	free(cfg->path);
 	free(cfg->cgroup_parent);
 	free(cfg->sandbox_lease_dir);
+	free(cfg->metrics_listen);
 	memset(cfg, 0, sizeof(*cfg));
 }

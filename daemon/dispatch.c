@@ -197,7 +197,11 @@ void dispatch_conn_closed(struct conn *c)
 static void publish_event(struct mvmd *d, const struct proto_vm *vm, const char *reason,
                           double time)
 {
+	/* observers hear of a change right after its event was stored; the
+	 * wire key is event_id, as "id" marks a response */
+	json_int_t id = (json_int_t)db_last_event_id(d->db);
 	struct conn *c, *next;
+	json_t *ev;
 
 	for (c = TAILQ_FIRST(&d->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
@@ -205,7 +209,10 @@ static void publish_event(struct mvmd *d, const struct proto_vm *vm, const char 
 			continue;
 		if (c->sub_vm[0] && strcmp(c->sub_vm, vm->name))
 			continue;
-		conn_send(c, proto_event_vm(vm->name, vm->state, reason, time));
+		ev = proto_event_vm(vm->name, vm->state, reason, time);
+		if (ev)
+			json_object_set_new(ev, "event_id", json_integer(id));
+		conn_send(c, ev);
 	}
 }
 
@@ -365,6 +372,21 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		"uid_count", (json_int_t)c->d->cfg.sandbox_uid_count,
 		"health", restart_health_json(c->d),
 		"ceilings", ceilings_json(ceil)));
+}
+
+/* The Prometheus text GET /metrics serves, for mvmctl metrics. */
+static void op_metrics(struct conn *c, struct proto_request *req)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r = metrics_render(c->d, &text, &len);
+
+	if (r < 0) {
+		reply_storage(c, req, r);
+		return;
+	}
+	conn_reply_ok(c, req->id, json_pack("{s:s%}", "text", text, len));
+	free(text);
 }
 
 static void op_host_set(struct conn *c, struct proto_request *req)
@@ -891,19 +913,60 @@ static void op_vm_console(struct conn *c, struct proto_request *req)
 	proto_vm_clear(&vm);
 }
 
+/* events.subscribe since: at most this many stored events replayed */
+#define EVENTS_REPLAY_MAX 100000
+
 static void op_events_subscribe(struct conn *c, struct proto_request *req)
 {
 	const char *name = proto_arg_str(req, "vm");
+	json_t *past = NULL, *e;
 	struct proto_vm vm;
+	size_t i;
+	int r;
 
 	if (name) {
 		if (load_vm(c, req, name, &vm) < 0)
 			return;
 		proto_vm_clear(&vm);
 	}
+	if (proto_arg_int(req, "since", -1) >= 0) {
+		r = db_event_since(c->d->db, proto_arg_int(req, "since", 0), EVENTS_REPLAY_MAX + 1,
+		                   &past);
+		if (r < 0) {
+			reply_storage(c, req, r);
+			return;
+		}
+		if (json_array_size(past) > EVENTS_REPLAY_MAX) {
+			json_decref(past);
+			reply_err(c, req, PROTO_ERR_BAD_REQUEST, "since",
+			          "more than %d events were stored after id %lld; subscribe from a "
+			          "later id (the newest is %lld)", EVENTS_REPLAY_MAX,
+			          (long long)proto_arg_int(req, "since", 0),
+			          (long long)db_last_event_id(c->d->db));
+			return;
+		}
+	}
 	snprintf(c->sub_vm, sizeof(c->sub_vm), "%s", name ? name : "");
-	c->subscribed = true;
 	conn_reply_ok(c, req->id, NULL);
+	/* stored events first, then live ones: nothing runs in between */
+	json_array_foreach(past, i, e) {
+		json_int_t owner = json_integer_value(json_object_get(e, "owner_uid"));
+		const char *vm_name = json_string_value(json_object_get(e, "vm"));
+
+		/* a deleted VM's owner is unknown: only privileged clients see it */
+		if (owner < 0 ? !conn_may_access(c, UINT32_MAX) : !conn_may_access(c, (uint32_t)owner))
+			continue;
+		if (c->sub_vm[0] && strcmp(c->sub_vm, vm_name))
+			continue;
+		json_object_del(e, "owner_uid");
+		/* "id" marks a response on the wire: an event's is event_id */
+		json_object_set(e, "event_id", json_object_get(e, "id"));
+		json_object_del(e, "id");
+		json_object_set_new(e, "event", json_string("vm"));
+		conn_send(c, json_incref(e));
+	}
+	json_decref(past);
+	c->subscribed = true;
 }
 
 /* ---- run-time requests to workers: update, stats ------------------------ */
@@ -1353,6 +1416,7 @@ static const handler_fn handlers[PROTO_OP_COUNT_] = {
 	[PROTO_OP_HOST_SET] = op_host_set,
 	[PROTO_OP_VM_UPDATE] = op_vm_update,
 	[PROTO_OP_VM_STATS] = op_vm_stats,
+	[PROTO_OP_METRICS] = op_metrics,
 };
 
 void dispatch_request(struct conn *c, struct proto_request *req)

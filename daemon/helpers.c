@@ -9,19 +9,43 @@
 #include <sys/un.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon/mvmd.h"
 
 enum log_level mvmd_log_level = LOG_INFO;
+static bool log_journal;
+
+/* systemd sets JOURNAL_STREAM to "DEV:INO" of the stream it connected to
+ * stderr; only when stderr is still that stream does journald read a
+ * leading <N> as the line's syslog priority (sd-daemon(3)). */
+bool mvmd_log_init(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char tail;
+
+	log_journal = env && sscanf(env, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
+	              fstat(STDERR_FILENO, &st) == 0 &&
+	              (unsigned long long)st.st_dev == dev &&
+	              (unsigned long long)st.st_ino == ino;
+	return log_journal;
+}
 
 void mvmd_log(enum log_level level, const char *fmt, ...)
 {
 	static const char *const tags[] = { "error", "warning", "info", "debug" };
+	/* LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG of syslog.h */
+	static const char prio[] = { '3', '4', '6', '7' };
 	va_list ap;
 
 	if (level > mvmd_log_level)
 		return;
+	if (log_journal)
+		fprintf(stderr, "<%c>", prio[level]);
 	fprintf(stderr, "mvmd: %s: ", tags[level]);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);

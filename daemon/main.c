@@ -21,8 +21,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mvmd [OPTIONS]\n"
 		"  --config FILE      key = value settings (state_dir, run_dir, socket, log_level, vmm,\n"
-		"                     cgroup_parent, capacity limits: docs/architecture.md); SIGHUP\n"
-		"                     reloads the capacity limits\n"
+		"                     cgroup_parent, capacity limits: mvmd.conf(5)); default\n"
+		"                     " MVMD_CONFIG_DEFAULT " when it exists; SIGHUP reloads the\n"
+		"                     capacity limits\n"
 		"  --state-dir DIR    database and VM logs (default /var/lib/mvm)\n"
 		"  --run-dir DIR      sockets and per-VM runtime files (default /run/mvm)\n"
 		"  --socket PATH      control socket (default <run-dir>/mvmd.sock)\n"
@@ -32,7 +33,35 @@ static void usage(FILE *f)
 		"  --version\n");
 }
 
-/* Options override the config file, so the file is read first. */
+/* The config file read without --config; MVMD_CONFIG names another (tests
+ * use a private one and never touch /etc/mvm). */
+static const char *default_config_path(void)
+{
+	const char *env = getenv("MVMD_CONFIG");
+
+	return env && *env ? env : MVMD_CONFIG_DEFAULT;
+}
+
+/* A missing default file is no error: mvmd runs on its defaults. */
+static int load_config(struct config *cfg, const char *path, bool required)
+{
+	int line = 0, r = config_load(cfg, path, &line);
+	char where[32] = "";
+
+	if (r == -ENOENT && line == 0 && !required)
+		return 0;
+	if (r == 0)
+		return 0;
+	if (line)
+		snprintf(where, sizeof(where), " line %d", line);
+	fprintf(stderr, "mvmd: config %s%s: %s; fix the file or %s\n", path, where,
+	        cfg->error[0] ? cfg->error : strerror(-r),
+	        required ? "drop --config" : "pass --config with another one");
+	return r;
+}
+
+/* Options override the config file, so the file is read first: --config's,
+ * else the default one when it exists. */
 static int parse_args(struct config *cfg, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -50,9 +79,15 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 		['s'] = "state_dir", ['r'] = "run_dir", ['S'] = "socket",
 		['l'] = "log_level", ['v'] = "vmm",
 	};
-	int c, line = 0, r;
+	bool given = false;
+	int c, r;
 
 	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && !given) {
+			r = load_config(cfg, default_config_path(), false);
+			if (r < 0)
+				return r;
+		}
 		optind = 1;
 		while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 			if (c == 'h') {
@@ -66,14 +101,10 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 			if (c == '?')
 				return -EINVAL;
 			if (pass == 0 && c == 'c') {
-				r = config_load(cfg, optarg, &line);
-				if (r < 0) {
-					fprintf(stderr, "mvmd: config %s%s%d: %s; fix the file or drop --config\n",
-					        optarg, line ? " line " : "", line,
-					        cfg->error[0] ? cfg->error :
-					        r == -ENOENT && line ? "unknown key" : strerror(-r));
+				r = load_config(cfg, optarg, true);
+				if (r < 0)
 					return r;
-				}
+				given = true;
 			}
 			if (pass == 1 && c != 'c' && config_set(cfg, keys[c], optarg) < 0) {
 				fprintf(stderr, "mvmd: invalid value '%s' for --%s\n", optarg, keys[c]);
@@ -258,6 +289,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	log_info("%s: shutting down; workers keep running", strsignal(signum));
 	d->shutting_down = true;
 	control_close_all(d);
+	metrics_close(d);
 	supervisor_detach_all(d);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -275,7 +307,7 @@ static void reload_limits(struct mvmd *d)
 	int line = 0, r;
 
 	if (!d->cfg.path) {
-		log_info("SIGHUP: no --config file; limits unchanged");
+		log_info("SIGHUP: no config file was read at start; limits unchanged");
 		return;
 	}
 	r = config_defaults(&cfg, NULL);
@@ -406,6 +438,7 @@ static int run(struct mvmd *d)
 	supervisor_observe(d, &dispatch_worker_hooks);
 	supervisor_observe(d, &admit_worker_hooks);
 	supervisor_observe(d, &restart_worker_hooks);
+	supervisor_observe(d, &metrics_worker_hooks);
 	d->start_worker = supervisor_start;
 	dispatch_init(d);
 	r = admit_init(d);
@@ -419,6 +452,11 @@ static int run(struct mvmd *d)
 	log_ceilings(d, nofile);
 	restart_start(d);
 	r = control_listen(d);
+	if (r < 0)
+		return r;
+	r = metrics_init(d);
+	if (r == 0)
+		r = metrics_listen(d);
 	if (r < 0)
 		return r;
 	r = setup_signals(d);
@@ -462,6 +500,7 @@ int main(int argc, char **argv)
 	struct mvmd d = { .uid = getuid(), .lock_fd = -1, .run_lock_fd = -1 };
 	int r;
 
+	mvmd_log_init();
 	if (config_defaults(&d.cfg, argv[0]) < 0 || parse_args(&d.cfg, argc, argv) < 0 ||
 	    finish_config(&d) < 0) {
 		config_free(&d.cfg);
@@ -475,12 +514,14 @@ int main(int argc, char **argv)
 	r = run(&d);
 	if (d.listening)
 		control_close_all(&d);
+	metrics_close(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	admit_free(&d);
 	restart_free(&d);
 	vms_flush(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	vms_free(&d);
+	metrics_free(&d);
 	if (loop_close(d.loop) < 0)
 		r = -EBUSY;
 	db_close(d.db);

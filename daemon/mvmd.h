@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -64,6 +65,9 @@ struct config {
 	/* admission refuses starts while the host's memory is under pressure */
 	struct pressure_limits pressure;
 	const char *proc_root;          /* not a key: NULL /proc (tests) */
+	/* metrics over TCP (metrics.c): "[HOST:]PORT", NULL off; parsed */
+	char *metrics_listen;
+	struct sockaddr_storage metrics_addr;
 	char error[256];                /* why config_load failed, if it says */
 };
 
@@ -86,6 +90,9 @@ void mvmd_log(enum log_level level, const char *fmt, ...)
 #define log_info(...) mvmd_log(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) mvmd_log(LOG_DEBUG, __VA_ARGS__)
 extern enum log_level mvmd_log_level;
+/* Prefix lines with journald's <N> priority when stderr is the journal
+ * stream systemd named in JOURNAL_STREAM; true if so. */
+bool mvmd_log_init(void);
 
 /* ---- the daemon --------------------------------------------------------- */
 
@@ -99,6 +106,7 @@ struct waiter;
 struct restart_rec;
 struct vm_observer;
 struct vm_files;
+struct metrics;
 
 TAILQ_HEAD(conn_list, conn);
 TAILQ_HEAD(worker_list, worker);
@@ -110,7 +118,7 @@ TAILQ_HEAD(client_uid_list, client_uid);
 TAILQ_HEAD(sandbox_uid_list, sandbox_uid);
 TAILQ_HEAD(worker_call_list, worker_call);
 
-#define WORKER_HOOKS_MAX 4
+#define WORKER_HOOKS_MAX 8
 
 struct mvmd {
 	uv_loop_t *loop;
@@ -151,7 +159,21 @@ struct mvmd {
 	struct restart_state *restart;  /* health checks, restart backoff (restart.c) */
 	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
 	int run_lock_fd;                /* <run-dir>/mvmd.lock, the same */
+	/* metrics.c: its counters and HTTP server; admit.c counts refusals
+	 * here by the error code it answers */
+	struct metrics *metrics;
+	uint64_t start_refusals[PROTO_ERR_COUNT_];
 };
+
+/* metrics.c: Prometheus text of the capacity, the queue, the VMs by state
+ * and the counters its worker hooks keep; served over HTTP on
+ * <run-dir>/metrics.sock and cfg.metrics_listen, and by the metrics op. */
+extern const struct worker_hooks metrics_worker_hooks;
+int metrics_init(struct mvmd *d);
+int metrics_listen(struct mvmd *d);
+int metrics_render(struct mvmd *d, char **ret, size_t *ret_len);
+void metrics_close(struct mvmd *d);
+void metrics_free(struct mvmd *d);
 
 /* helpers.c: no role, called from every file, calling none. */
 /* Wall-clock seconds: timestamps people read (rows, events). */

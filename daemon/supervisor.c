@@ -12,6 +12,7 @@
  * vm_commit() and tells everything else (waiting clients, console
  * clients, capacity, the restart policy) through worker_hooks.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <seccomp.h>
@@ -93,8 +94,8 @@ static void worker_unlink(struct worker *w)
 
 void supervisor_observe(struct mvmd *d, const struct worker_hooks *h)
 {
-	if (d->nworker_hooks < WORKER_HOOKS_MAX)
-		d->worker_hooks[d->nworker_hooks++] = h;
+	assert(d->nworker_hooks < WORKER_HOOKS_MAX);  /* main.c wires a fixed set */
+	d->worker_hooks[d->nworker_hooks++] = h;
 }
 
 /* Tell every observer that has this hook. */

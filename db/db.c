@@ -128,6 +128,7 @@ enum stmt_id {
 	ST_VM_DELETE,
 	ST_EVENT_INSERT,
 	ST_EVENT_LIST,
+	ST_EVENT_SINCE,
 	ST_TOTALS,
 	ST_COUNT_
 };
@@ -150,6 +151,10 @@ static const char *const stmt_sql[ST_COUNT_] = {
 	[ST_EVENT_INSERT] = "INSERT INTO events (vm_id, vm, state, reason, time)"
 		" VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_EVENT_LIST] = "SELECT state, reason, time FROM events WHERE vm_id = ?1 ORDER BY id",
+	/* a deleted VM's events have no owner left: -1 */
+	[ST_EVENT_SINCE] = "SELECT e.id, e.vm, e.state, e.reason, e.time,"
+		" coalesce(v.owner_uid, -1) FROM events e LEFT JOIN vms v ON v.id = e.vm_id"
+		" WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
 	[ST_TOTALS] = "SELECT count(*),"
 		" coalesce(sum(state IN ('starting','running','stopping')), 0),"
 		" coalesce(sum(CASE WHEN state IN ('starting','running','stopping') THEN vcpus END), 0),"
@@ -168,6 +173,7 @@ struct vm_rec {
 struct db {
 	sqlite3 *conn;
 	sqlite3_stmt *stmt[ST_COUNT_];
+	int64_t last_event_id;          /* of the last event inserted */
 	struct vm_rec **recs;           /* every row, ordered by name (strcmp) */
 	size_t nrecs, caprecs;
 };
@@ -806,13 +812,17 @@ static int event_insert(struct db *db, int64_t vm_id, const char *vm,
                         enum proto_vm_state state, const char *reason, double time)
 {
 	sqlite3_stmt *st = db->stmt[ST_EVENT_INSERT];
+	int r;
 
 	sqlite3_bind_int64(st, 1, vm_id);
 	sqlite3_bind_text(st, 2, vm, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, proto_vm_state_name(state), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 5, time);
-	return stmt_run(st);
+	r = stmt_run(st);
+	if (r == 0)
+		db->last_event_id = sqlite3_last_insert_rowid(db->conn);
+	return r;
 }
 
 int db_vm_insert(struct db *db, struct proto_vm *vm)
@@ -1094,6 +1104,42 @@ int db_event_list(struct db *db, int64_t vm_id, json_t **ret_events)
 	sqlite3_bind_int64(st, 1, vm_id);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (json_array_append_new(arr, event_row(st)) < 0)
+			r = -ENOMEM;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = errno_from_sqlite(rc);
+	stmt_done(st);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	*ret_events = arr;
+	return 0;
+}
+
+int64_t db_last_event_id(struct db *db)
+{
+	return db->last_event_id;
+}
+
+int db_event_since(struct db *db, int64_t since, size_t max, json_t **ret_events)
+{
+	sqlite3_stmt *st = db->stmt[ST_EVENT_SINCE];
+	json_t *arr = json_array();
+	int rc = SQLITE_DONE, r = arr ? 0 : -ENOMEM;
+
+	sqlite3_bind_int64(st, 1, since);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *e = json_pack("{s:I, s:s, s:s, s:s?, s:f, s:I}",
+			"id", (json_int_t)sqlite3_column_int64(st, 0),
+			"vm", (const char *)sqlite3_column_text(st, 1),
+			"state", (const char *)sqlite3_column_text(st, 2),
+			"reason", (const char *)sqlite3_column_text(st, 3),
+			"time", sqlite3_column_double(st, 4),
+			"owner_uid", (json_int_t)sqlite3_column_int64(st, 5));
+
+		if (!e || json_array_append_new(arr, e) < 0)
 			r = -ENOMEM;
 	}
 	if (r == 0 && rc != SQLITE_DONE)

@@ -76,6 +76,11 @@ int db_vm_delete(struct db *db, const struct proto_vm *vm, double time);
 /* The events of one VM, oldest first, as a JSON array of
  * {state, reason, time}. */
 int db_event_list(struct db *db, int64_t vm_id, json_t **ret_events);
+/* The id of the last event this db inserted (its row id; ids only grow). */
+int64_t db_last_event_id(struct db *db);
+/* At most max events with id > since, oldest first, as a JSON array of
+ * {id, vm, state, reason, time, owner_uid} (owner_uid -1: VM deleted). */
+int db_event_since(struct db *db, int64_t since, size_t max, json_t **ret_events);
 struct db_totals {
 	int64_t vms;                    /* all defined VMs */
 	int64_t active;                 /* starting, running or stopping */

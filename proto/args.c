@@ -152,7 +152,8 @@ static const struct field f_logs[] = {
 	F_NAME, F_INT("tail", false, 0, 1000000), F_BOOL("follow", 0), F_END
 };
 static const struct field f_subscribe[] = {
-	{ "vm", FT_STR, false, 1, 63, check_name, NULL, 0, -1, false }, F_END
+	{ "vm", FT_STR, false, 1, 63, check_name, NULL, 0, -1, false },
+	F_INT("since", false, 0, INT64_MAX), F_END
 };
 
 static const struct field *const op_fields[PROTO_OP_COUNT_] = {
@@ -169,6 +170,7 @@ static const struct field *const op_fields[PROTO_OP_COUNT_] = {
 	[PROTO_OP_VM_CONSOLE] = f_name,
 	[PROTO_OP_EVENTS_SUBSCRIBE] = f_subscribe,
 	[PROTO_OP_HOST_INFO] = f_none,
+	[PROTO_OP_METRICS] = f_none,
 	[PROTO_OP_HOST_SET] = f_host_set,
 	[PROTO_OP_VM_UPDATE] = f_update,
 	[PROTO_OP_VM_STATS] = f_stats,

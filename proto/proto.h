@@ -40,7 +40,8 @@
 	X(HOST_INFO,        "host.info")        \
 	X(HOST_SET,         "host.set")         \
 	X(VM_UPDATE,        "vm.update")        \
-	X(VM_STATS,         "vm.stats")
+	X(VM_STATS,         "vm.stats") \
+	X(METRICS,          "metrics")
 
 enum proto_op {
 #define PROTO_OP_ENUM_(id, name) PROTO_OP_##id,

@@ -744,6 +744,84 @@ def nic_limits_stats(env):
         subprocess.run(["ip", "link", "del", tap])
 
 
+@case()
+def events_since(env):
+    """Events carry ids; events.subscribe since replays the stored ones
+    after an id before the live ones, filtered like them."""
+    ctl = env.ctl
+    live = env.raw()
+    live.ok("events.subscribe", {})
+    for n in ("s1", "s2"):
+        ctl.ok("create", n, "--kernel", env.kernel, "--no-start")
+    ctl.ok("rm", "s1")
+    seen = [live.read_msg() for _ in range(3)]
+    check([(e["vm"], e["state"]) for e in seen] ==
+          [("s1", "created"), ("s2", "created"), ("s1", "deleted")], "live: %r" % seen)
+    ids = [e["event_id"] for e in seen]
+    check(all(isinstance(i, int) for i in ids) and ids == sorted(set(ids)), "ids %r" % ids)
+    live.close()
+
+    # everything after the first: replayed in order, then a live one
+    raw = env.raw()
+    raw.ok("events.subscribe", {"since": ids[0]})
+    got = [raw.read_msg() for _ in range(2)]
+    check([(e["event_id"], e["vm"], e["state"]) for e in got] ==
+          [(ids[1], "s2", "created"), (ids[2], "s1", "deleted")], "replay: %r" % got)
+    ctl.ok("rm", "s2")
+    e = raw.read_msg()
+    check(e["vm"] == "s2" and e["state"] == "deleted" and e["event_id"] > ids[2], "live: %r" % e)
+    last = e["event_id"]
+    raw.close()
+    # since 0: every stored event
+    raw = env.raw()
+    raw.ok("events.subscribe", {"since": 0})
+    got = [raw.read_msg() for _ in range(4)]
+    check([x["event_id"] for x in got] == ids + [last], "since 0: %r" % got)
+    raw.close()
+
+    # mvmctl events --since ID -o json prints the replay, ids included
+    proc = subprocess.Popen([ctl.mvmctl, "events", "--since", str(ids[1]), "-o", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MVM_SOCKET=ctl.sock))
+    try:
+        lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        check([(x["event_id"], x["vm"], x["state"]) for x in lines] ==
+              [(ids[2], "s1", "deleted"), (last, "s2", "deleted")], "mvmctl: %r" % lines)
+    finally:
+        proc.kill()
+        proc.wait(5)
+    err = ctl.fails(2, "events", "--since", "-1")
+    check("--since" in err or "-1" in err, err)
+
+
+@case()
+def events_gone(env):
+    """mvmctl events exits 3, saying so, when mvmd goes away."""
+    ctl = env.ctl
+    proc = subprocess.Popen([ctl.mvmctl, "events", "-o", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MVM_SOCKET=ctl.sock))
+    lines = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+
+    def poke():
+        ctl.ok("create", "poke", "--kernel", env.kernel, "--no-start")
+        ctl.ok("rm", "poke")
+        return lines
+    try:
+        wait_for(poke, 15, "mvmctl events to print its first event", 0.2)
+        env.daemon.stop()
+        rc = proc.wait(10)
+        err = proc.stderr.read().decode()
+        check(rc == 3, "mvmctl events exited %d when mvmd stopped: %r" % (rc, err))
+        check("mvmd closed the event stream" in err, err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    env.daemon.start()
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "--list":
         print("\n".join(CASES))
