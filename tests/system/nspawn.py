@@ -50,6 +50,17 @@ def skip(why):
     sys.exit(SKIP)
 
 
+
+def tree_dirs():
+    """The source tree and the build tree (when it is elsewhere): the
+    binaries, the unit and the test guest the container runs."""
+    src = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    build = os.path.dirname(os.path.dirname(os.path.realpath(env_path("MVMD"))))
+    out = [src]
+    if os.path.relpath(build, src).startswith(".."):
+        out.append(build)
+    return out
+
 class Container:
     def __init__(self, top):
         self.top = top
@@ -84,12 +95,16 @@ class Container:
             f.write(text)
 
     def boot(self, log):
+        # The tree under test at its own path: the overlay holds only the
+        # root file system, and nspawn puts a tmpfs on /tmp (where CI's
+        # clone may be) unless told not to.
+        binds = ["--bind-ro=%s" % d for d in tree_dirs()]
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "-q", "-D", self.root, "-b", "--register=no",
              "--keep-unit", "--bind=/dev/kvm", "--console=pipe", "--private-network",
-             "--link-journal=no", "systemd.unit=mvmtest.target"],
+             "--link-journal=no"] + binds + ["systemd.unit=mvmtest.target"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, env=dict(os.environ, SYSTEMD_NSPAWN_TMPFS_TMP="0"))
 
         def leader():
             if self.proc.poll() is not None:
