@@ -337,6 +337,8 @@ def case_standalone(insts):
     finally:
         vmm.kill()
         vmm.wait()
+    # the worker dies with its waiter (PR_SET_PDEATHSIG), a moment later
+    wait_for(lambda: not pid_alive(worker), 15, "the standalone worker to end")
     # its lease went with it: the same uid is free for mvmd now
     vm = inst.create("after")
     check(uid_of(vm["pid"]) == uid, "mvmd did not get uid %d once the worker ended" % uid)
