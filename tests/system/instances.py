@@ -10,6 +10,7 @@ Environment as run.py (MVMD, MVMCTL, MVM_VMM, MVM_BZIMAGE).  Exit status:
 0 pass, 1 fail, 77 skip (not root; no /dev/kvm or guest; no unshare).
 """
 
+import fcntl
 import os
 import shutil
 import signal
@@ -337,8 +338,18 @@ def case_standalone(insts):
     finally:
         vmm.kill()
         vmm.wait()
-    # the worker dies with its waiter (PR_SET_PDEATHSIG), a moment later
-    wait_for(lambda: not pid_alive(worker), 15, "the standalone worker to end")
+    # the worker dies with its waiter (PR_SET_PDEATHSIG), a moment later,
+    # and its lease goes when its last thread has closed its files
+    def released():
+        fd = os.open(os.path.join(LEASES, str(uid)), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)   # drops the lock just taken, if any
+    wait_for(released, 15, "the standalone worker's lease to go")
     # its lease went with it: the same uid is free for mvmd now
     vm = inst.create("after")
     check(uid_of(vm["pid"]) == uid, "mvmd did not get uid %d once the worker ended" % uid)
