@@ -139,9 +139,51 @@ static void run_print(struct run *r, const char *data, size_t at)
 }
 
 /*
+ * After an mvmd restart the worker sends the new link what it queued while
+ * mvmd was away, which its serial log (read just before, at re-attach)
+ * already holds.  Live chunks are held in acc while they are a run of the
+ * log that reaches its end: once they reach it they were all printed; a
+ * chunk that breaks the run, or a quiet poll, prints what is held.
+ * Returns whether to keep checking.
+ */
+static bool reattach_dedupe(struct run *r, const char *log, char **acc, const char *data)
+{
+	size_t ll = strlen(log), al = *acc ? strlen(*acc) : 0, dl = strlen(data), p;
+	char *n = realloc(*acc, al + dl + 1);
+
+	if (!n) {
+		run_print(r, data, r->printed);
+		return false;
+	}
+	memcpy(n + al, data, dl + 1);
+	*acc = n;
+	al += dl;
+	for (p = ll >= al ? ll - al + 1 : 0; p-- > 0;)
+		if (!memcmp(log + p, n, al)) {
+			if (p + al < ll)
+				return true;            /* more of the run may follow */
+			free(*acc);             /* the run reached the log's end */
+			*acc = NULL;
+			return false;
+		}
+	run_print(r, n, r->printed);
+	free(*acc);
+	*acc = NULL;
+	return false;
+}
+
+static void flush_held(struct run *r, char **acc)
+{
+	if (*acc)
+		run_print(r, *acc, r->printed);
+	free(*acc);
+	*acc = NULL;
+}
+
+/*
  * Follows the console log until the worker ends, mvmd goes away or a
  * signal asks us to stop.  Re-attaching reads the log from its start and
- * prints only what is new.
+ * prints only what is new (reattach_dedupe() for the worker's replay).
  */
 static void run_follow(struct run *r)
 {
@@ -156,19 +198,32 @@ static void run_follow(struct run *r)
 		return;
 	}
 	if (ctl_call(&c, req, &res) == CTL_EXIT_OK) {
-		run_print(r, str_of(res, "data"), 0);
-		json_decref(res);
+		const char *log = str_of(res, "data");
+		bool check = r->printed > 0;   /* a re-attach */
+		char *acc = NULL;
+
+		run_print(r, log, 0);
 		while (!run_signal) {
 			k = ctl_read_message(&c, RUN_POLL_MS, &msg);
-			if (k == -ETIMEDOUT)
+			if (k == -ETIMEDOUT) {
+				flush_held(r, &acc);
+				check = false;
 				continue;
+			}
 			if (k < 0)
 				break;  /* the worker ended, or mvmd went away */
-			if (msg.is_event && !strcmp(msg.event, "log"))
-				run_print(r, str_of(msg.root, "data"),
-				          r->printed);
+			if (msg.is_event && !strcmp(msg.event, "log")) {
+				const char *data = str_of(msg.root, "data");
+
+				if (check)
+					check = reattach_dedupe(r, log, &acc, data);
+				else
+					run_print(r, data, r->printed);
+			}
 			proto_response_done(&msg);
 		}
+		flush_held(r, &acc);
+		json_decref(res);
 	}
 	ctl_disconnect(&c);
 }
