@@ -288,6 +288,9 @@ static int run_wait(struct run *r, json_t **ret_vm)
 		json_decref(res);
 		state = str_of(vm, "state");
 		if (run_ended(state)) {
+			/* a short VM can start and end between two polls of a
+			 * queued one: print what its log holds that is not out */
+			run_follow(r);
 			*ret_vm = vm;
 			return 0;
 		}
