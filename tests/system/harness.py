@@ -108,6 +108,16 @@ def remove_cgroups(name):
                     time.sleep(0.02)
 
 
+def proc_number(path, key):
+    """The first number after `key` in a /proc file of `key value` lines
+    (status, io), 0 when it is absent."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
 def pid_alive(pid):
     """Running: neither gone nor a zombie (dead for our purposes; its
     parent reaps it soon)."""

@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (NOBODY, SKIP, Ctl, Daemon, Raw, check, drop_to,  # noqa: E402
-                     env_path, kvm_usable, run_with_daemon, wait_for)
+                     env_path, kvm_usable, proc_number, run_with_daemon, wait_for)
 
 # A sandbox uid range of our own per test process.
 UID_BASE = 400000 + (os.getpid() % 5000) * 100
@@ -389,11 +389,7 @@ def case_wait_crash(env):
 # ---- item 3: what one client may make mvmd hold ----------------------------
 
 def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return proc_number("/proc/%d/status" % pid, "VmRSS:")
 
 
 def rss_allowance(pid):

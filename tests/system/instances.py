@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (NOBODY, SKIP, Ctl, Daemon, Raw, TestFailure, check,  # noqa: E402
-                     drop_to, env_path, kvm_usable, pid_alive, wait_for)
+                     drop_to, env_path, kvm_usable, proc_number, pid_alive, wait_for)
 
 # A sandbox uid range of our own per test process, shared by its daemons.
 UID_BASE = 500000 + (os.getpid() % 5000) * 100
@@ -200,11 +200,7 @@ def case_two_netns(insts):
 
 
 def read_syscalls(pid):
-    with open("/proc/%d/io" % pid) as f:
-        for line in f:
-            if line.startswith("syscr:"):
-                return int(line.split()[1])
-    return 0
+    return proc_number("/proc/%d/io" % pid, "syscr:")
 
 
 def case_no_proc_scan(insts):
