@@ -483,7 +483,10 @@ static int occupied(const char *dir, char *err, size_t errlen)
 	return -EBUSY;
 }
 
-static int set_memory(struct cgroup_vm *v, uint64_t bytes, char *err, size_t errlen)
+/* fresh: the directory was just made, so every file holds the kernel's
+ * default (no limit, a 100 ms period, the default weight): only what
+ * differs is written, since each write costs the start path. */
+static int set_memory(struct cgroup_vm *v, uint64_t bytes, bool fresh, char *err, size_t errlen)
 {
 	const char *dir = v->dir[CGROUP_MEMORY];
 	bool v2 = v->mode[CGROUP_MEMORY] == CGROUP_V2;
@@ -495,7 +498,7 @@ static int set_memory(struct cgroup_vm *v, uint64_t bytes, char *err, size_t err
 	util_bprintf(val, sizeof(val), "%" PRIu64, bytes);
 	/* v1 wants memsw >= limit at every step: lift a reused cgroup's memsw
 	 * first so a larger new limit is accepted. */
-	if (!v2)
+	if (!v2 && !fresh)
 		write_file(dir, swap, "-1");
 	r = write_file(dir, file, val);
 	if (r == 0) {
@@ -516,7 +519,8 @@ static int set_memory(struct cgroup_vm *v, uint64_t bytes, char *err, size_t err
 	return r;
 }
 
-int cgroup_vm_set_cpu(const struct cgroup_vm *v, uint64_t millicpus, char *err, size_t errlen)
+static int set_quota(const struct cgroup_vm *v, uint64_t millicpus, bool fresh, char *err,
+                     size_t errlen)
 {
 	const char *dir = v->dir[CGROUP_CPU];
 	uint64_t quota = millicpus * CGROUP_CPU_PERIOD_US / 1000;
@@ -536,7 +540,7 @@ int cgroup_vm_set_cpu(const struct cgroup_vm *v, uint64_t millicpus, char *err, 
 	} else {
 		file = "cpu.cfs_period_us";
 		util_bprintf(val, sizeof(val), "%d", CGROUP_CPU_PERIOD_US);
-		r = write_file(dir, file, val);
+		r = fresh ? 0 : write_file(dir, file, val);
 		if (r == 0) {
 			file = "cpu.cfs_quota_us";
 			util_bprintf(val, sizeof(val), "%" PRId64, millicpus ? (int64_t)quota : -1);
@@ -549,7 +553,13 @@ int cgroup_vm_set_cpu(const struct cgroup_vm *v, uint64_t millicpus, char *err, 
 	return r;
 }
 
-static int set_cpu(const struct cgroup_vm *v, unsigned vcpus, char *err, size_t errlen)
+int cgroup_vm_set_cpu(const struct cgroup_vm *v, uint64_t millicpus, char *err, size_t errlen)
+{
+	return set_quota(v, millicpus, false, err, errlen);
+}
+
+static int set_cpu(const struct cgroup_vm *v, unsigned vcpus, bool fresh, char *err,
+                   size_t errlen)
 {
 	bool v2 = v->mode[CGROUP_CPU] == CGROUP_V2;
 	const char *file = v2 ? "cpu.weight" : "cpu.shares";
@@ -557,7 +567,7 @@ static int set_cpu(const struct cgroup_vm *v, unsigned vcpus, char *err, size_t 
 	char val[32];
 	int r;
 
-	r = cgroup_vm_set_cpu(v, (uint64_t)vcpus * 1000, err, errlen);
+	r = set_quota(v, (uint64_t)vcpus * 1000, fresh, err, errlen);
 	if (r < 0)
 		return r;
 	/* Weights proportional to vCPUs, within each version's range. */
@@ -565,6 +575,8 @@ static int set_cpu(const struct cgroup_vm *v, unsigned vcpus, char *err, size_t 
 		weight = 10000;
 	if (!v2 && weight > 262144)
 		weight = 262144;
+	if (fresh && weight == (v2 ? 100 : 1024))
+		return 0;
 	util_bprintf(val, sizeof(val), "%" PRIu64, weight);
 	r = write_file(v->dir[CGROUP_CPU], file, val);
 	if (r < 0)
@@ -592,6 +604,7 @@ int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_
                      unsigned vcpus, uint64_t pids_max, struct cgroup_vm **ret,
                      char *err, size_t errlen)
 {
+	bool fresh[CGROUP_NCTRL] = { false };
 	struct cgroup_vm *v;
 	int i, r;
 
@@ -605,8 +618,12 @@ int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_
 	/* An empty leftover of a crashed daemon is reused (rewritten below);
 	 * one with processes in it is someone else's. */
 	for (i = 0; i < CGROUP_NCTRL; i++) {
-		if (!v->dir[i] || mkdir(v->dir[i], 0755) == 0)
+		if (!v->dir[i])
 			continue;
+		if (mkdir(v->dir[i], 0755) == 0) {
+			fresh[i] = true;
+			continue;
+		}
 		r = -errno;
 		if (r == -EEXIST && (r = occupied(v->dir[i], err, errlen)) == 0)
 			continue;
@@ -615,9 +632,10 @@ int cgroup_vm_create(const struct cgroup *cg, const char *vm_name, uint64_t mem_
 		cgroup_vm_close(v);     /* not ours to remove */
 		return r;
 	}
-	r = v->dir[CGROUP_MEMORY] ? set_memory(v, mem_bytes, err, errlen) : 0;
+	r = v->dir[CGROUP_MEMORY] ? set_memory(v, mem_bytes, fresh[CGROUP_MEMORY], err, errlen)
+	                          : 0;
 	if (r == 0 && v->dir[CGROUP_CPU])
-		r = set_cpu(v, vcpus, err, errlen);
+		r = set_cpu(v, vcpus, fresh[CGROUP_CPU], err, errlen);
 	if (r == 0 && v->dir[CGROUP_PIDS])
 		r = set_pids(v, pids_max, err, errlen);
 	if (r < 0)
