@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -51,6 +52,189 @@ struct admission {
 };
 
 static void drain(struct mvmd *d);
+
+/* ---- removing cgroups off the loop -------------------------------------- */
+
+/*
+ * An ended VM's cgroup directories go on a thread of their own: rmdir
+ * waits for the kernel to let go of the worker's last tasks (cgroup.c
+ * retries for up to a second), and a storm of exits must not stall
+ * every client behind it.  One thread, FIFO: a start of the same name
+ * waits (cg_reaper_wait) until that name's removal is done, so a new
+ * cgroup is never removed under a new worker.  Results are logged from
+ * the loop.  Without the thread (it could not start), removal is inline.
+ */
+struct cg_job {
+	TAILQ_ENTRY(cg_job) link;
+	struct cgroup_vm *v;
+	int r;
+	char err[512];
+	char name[64];
+};
+
+TAILQ_HEAD(cg_job_list, cg_job);
+
+struct cg_reaper {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t work;            /* todo grew, or stop */
+	pthread_cond_t idle;            /* a job finished */
+	struct cg_job_list todo, done;
+	struct cg_job *cur;             /* being removed, not in either list */
+	bool stop;
+	uv_async_t async;               /* done grew */
+};
+
+static void *reaper_main(void *arg)
+{
+	struct cg_reaper *g = arg;
+	struct cg_job *j;
+
+	pthread_mutex_lock(&g->lock);
+	for (;;) {
+		while (TAILQ_EMPTY(&g->todo) && !g->stop)
+			pthread_cond_wait(&g->work, &g->lock);
+		j = TAILQ_FIRST(&g->todo);
+		if (!j)
+			break;          /* stop, and nothing left to remove */
+		TAILQ_REMOVE(&g->todo, j, link);
+		g->cur = j;
+		pthread_mutex_unlock(&g->lock);
+		j->r = cgroup_vm_destroy(j->v, j->err, sizeof(j->err));
+		j->v = NULL;
+		pthread_mutex_lock(&g->lock);
+		g->cur = NULL;
+		TAILQ_INSERT_TAIL(&g->done, j, link);
+		pthread_cond_broadcast(&g->idle);
+		uv_async_send(&g->async);
+	}
+	pthread_mutex_unlock(&g->lock);
+	return NULL;
+}
+
+/* On the loop: log what the thread could not remove. */
+static void reaper_report(struct cg_reaper *g)
+{
+	struct cg_job_list done;
+	struct cg_job *j;
+
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&g->lock);
+	TAILQ_CONCAT(&done, &g->done, link);
+	pthread_mutex_unlock(&g->lock);
+	while ((j = TAILQ_FIRST(&done))) {
+		TAILQ_REMOVE(&done, j, link);
+		if (j->r < 0)
+			log_warn("VM %s: cgroup: %s", j->name, j->err);
+		free(j);
+	}
+}
+
+static void reaper_async_cb(uv_async_t *h)
+{
+	reaper_report(h->data);
+}
+
+static void reaper_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void reaper_start(struct mvmd *d)
+{
+	struct cg_reaper *g;
+	int r;
+
+	d->cg_reaper = NULL;
+	if (!cgroup_usable(&d->cg) || !(g = calloc(1, sizeof(*g))))
+		return;
+	TAILQ_INIT(&g->todo);
+	TAILQ_INIT(&g->done);
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->work, NULL);
+	pthread_cond_init(&g->idle, NULL);
+	if (uv_async_init(d->loop, &g->async, reaper_async_cb) < 0)
+		goto fail;
+	g->async.data = g;
+	uv_unref((uv_handle_t *)&g->async);     /* the loop's end is not ours */
+	r = pthread_create(&g->thread, NULL, reaper_main, g);
+	if (r) {
+		log_warn("cgroup: no thread to remove cgroups (%s); removing them inline",
+		         strerror(r));
+		uv_close((uv_handle_t *)&g->async, reaper_closed_cb);
+		return;
+	}
+	d->cg_reaper = g;
+	return;
+fail:
+	free(g);
+}
+
+/* Every queued removal done (daemon exit), then the thread gone. */
+static void reaper_stop(struct mvmd *d)
+{
+	struct cg_reaper *g = d->cg_reaper;
+
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	g->stop = true;
+	pthread_cond_signal(&g->work);
+	pthread_mutex_unlock(&g->lock);
+	pthread_join(g->thread, NULL);
+	reaper_report(g);
+	pthread_mutex_destroy(&g->lock);
+	pthread_cond_destroy(&g->work);
+	pthread_cond_destroy(&g->idle);
+	d->cg_reaper = NULL;
+	uv_close((uv_handle_t *)&g->async, reaper_closed_cb);
+}
+
+static bool reaper_has(struct cg_reaper *g, const char *name)
+{
+	struct cg_job *j;
+
+	if (g->cur && !strcmp(g->cur->name, name))
+		return true;
+	TAILQ_FOREACH(j, &g->todo, link)
+		if (!strcmp(j->name, name))
+			return true;
+	return false;
+}
+
+/* Before the VM name's cgroup is made or opened: its old one is gone. */
+static void cg_reaper_wait(struct mvmd *d, const char *name)
+{
+	struct cg_reaper *g = d->cg_reaper;
+
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	while (reaper_has(g, name))
+		pthread_cond_wait(&g->idle, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* Remove v (the worker ended): on the thread, or here without one. */
+static void cg_remove(struct mvmd *d, const char *name, struct cgroup_vm *v)
+{
+	struct cg_reaper *g = d->cg_reaper;
+	struct cg_job *j = g ? calloc(1, sizeof(*j)) : NULL;
+	char err[512];
+
+	if (j && strlen(name) < sizeof(j->name)) {
+		j->v = v;
+		strcpy(j->name, name);
+		pthread_mutex_lock(&g->lock);
+		TAILQ_INSERT_TAIL(&g->todo, j, link);
+		pthread_cond_signal(&g->work);
+		pthread_mutex_unlock(&g->lock);
+		return;
+	}
+	free(j);
+	if (cgroup_vm_destroy(v, err, sizeof(err)) < 0)
+		log_warn("VM %s: cgroup: %s", name, err);
+}
 
 static uint64_t now_ns(void)
 {
@@ -113,6 +297,7 @@ int admit_init(struct mvmd *d)
 	uv_timer_init(d->loop, &d->start_timer);
 	d->start_timer.data = d;
 	TAILQ_INIT(&d->admissions);
+	reaper_start(d);
 	d->admit_ready = true;
 	return 0;
 }
@@ -144,7 +329,6 @@ static void adm_link(struct admission *a, struct vm *vm)
 static void adm_free(struct admission *a, bool destroy)
 {
 	struct mvmd *d = a->d;
-	char err[512];
 
 	if (a->linked)
 		TAILQ_REMOVE(&d->admissions, a, link);
@@ -154,8 +338,8 @@ static void adm_free(struct admission *a, bool destroy)
 	cap_release(&d->cap, &a->resv);
 	if (a->cg && !destroy)
 		cgroup_vm_close(a->cg);
-	else if (a->cg && cgroup_vm_destroy(a->cg, err, sizeof(err)) < 0)
-		log_warn("VM %s: cgroup: %s", a->vm ? a->vm->row.name : "?", err);
+	else if (a->cg)
+		cg_remove(d, a->vm ? a->vm->row.name : "?", a->cg);
 	vm_files_close(&a->files);
 	if (a->vm) {
 		a->vm->adm = NULL;
@@ -172,6 +356,7 @@ void admit_free(struct mvmd *d)
 	while (!TAILQ_EMPTY(&d->admissions))
 		adm_free(TAILQ_FIRST(&d->admissions), false);
 	uv_close((uv_handle_t *)&d->start_timer, NULL);
+	reaper_stop(d);
 	cap_free(&d->cap);
 	cgroup_free(&d->cg);
 }
@@ -271,6 +456,7 @@ static int adm_start(struct admission *a, struct vm_files *files, struct proto_e
 	char msg[512];
 	int r;
 
+	cg_reaper_wait(d, vm->name);
 	r = cgroup_vm_create(&d->cg, vm->name, mem << 20, (unsigned)vm->vcpus, 0, &a->cg,
 	                     msg, sizeof(msg));
 	if (r == -EBUSY) {
@@ -431,6 +617,7 @@ void admit_adopted(struct vm *vm)
 	    cap_reserve_force(&d->cap, &req, &a->resv, err, sizeof(err)) < 0)
 		log_warn("VM %s: its capacity cannot be counted: %s", vm->row.name,
 		         req.npools == CAP_REQ_MAX_POOLS ? "too many pools" : err);
+	cg_reaper_wait(d, vm->row.name);
 	if (cgroup_usable(&d->cg) &&
 	    cgroup_vm_open(&d->cg, vm->row.name, &a->cg, err, sizeof(err)) < 0)
 		a->cg = NULL;
@@ -505,6 +692,7 @@ void admit_cleanup_stale(struct mvmd *d, const char *name)
 	struct cgroup_vm *v;
 	char err[512];
 
+	cg_reaper_wait(d, name);
 	if (!cgroup_usable(&d->cg) || cgroup_vm_open(&d->cg, name, &v, err, sizeof(err)) < 0)
 		return;
 	if (cgroup_vm_destroy(v, err, sizeof(err)) < 0)

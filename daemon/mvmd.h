@@ -150,6 +150,7 @@ struct mvmd {
 	struct cgroup cg;
 	struct admission_list admissions;       /* VMs holding a reservation */
 	uv_timer_t start_timer;         /* the start rate's next token */
+	struct cg_reaper *cg_reaper;    /* removes ended VMs' cgroups off the loop */
 	bool admit_ready;
 	/* a queued VM's start failed: dispatch.c answers whoever waits */
 	void (*admit_start_failed_cb)(struct vm *vm, const struct proto_error *err);
