@@ -26,7 +26,7 @@ workers), /dev/kvm and, for the peer rows, qemu-system-x86_64.
 
 Usage: bench/density.py [--build DIR] [--vms N] [--clients C] [--bucket B]
                         [--mem MIB] [--qemu-fleet F] [--checkpoints A,B,...]
-                        [--config 'key = value']... [--strace]
+                        [--config 'key = value']... [--strace] [--favordynmods]
 """
 
 import argparse
@@ -66,7 +66,30 @@ def parse_args():
                     help="count mvmd's syncs and writes per start during the first fill "
                          "(strace -c on its loop thread; slows the fill, so its rates are not "
                          "comparable)")
+    ap.add_argument("--favordynmods", action="store_true",
+                    help="for the run, mount a private controller-less cgroup v1 hierarchy with "
+                         "favordynmods, which puts the kernel's one threadgroup lock in the mode "
+                         "that favours moving tasks (cgroup.procs writes stop waiting for an RCU "
+                         "grace period, host-wide while mounted); unmounted at the end")
     return ap.parse_args()
+
+
+def favordynmods_mount():
+    """A named hierarchy with the option (v1 takes it only at mount time);
+    returns its mount point for favordynmods_umount."""
+    d = tempfile.mkdtemp(prefix="density-fav.")
+    name = "mvmdensity%d" % os.getpid()
+    subprocess.run(["mount", "-t", "cgroup", "-o", "none,name=%s,favordynmods" % name,
+                    "cgroup", d], check=True)
+    return d
+
+
+def favordynmods_umount(d):
+    subprocess.run(["umount", d], check=False)
+    try:
+        os.rmdir(d)
+    except OSError as e:
+        print("density: %s left: %s" % (d, e), file=sys.stderr)
 
 
 def paths(build):
@@ -356,10 +379,12 @@ def main():
     except Exception as e:  # the peer's failure is a result, not a crash
         print("density: QEMU fleet failed: %s" % e, file=sys.stderr)
         peer = "failed: %s" % e
+    fav = favordynmods_mount() if args.favordynmods else None
     fl = Fleet(p, args)
     storm_lists = []
     traced = None
     health = None
+    dynmods = None
     try:
         fl.start()
         t_start = time.monotonic()
@@ -380,16 +405,21 @@ def main():
             rows.append((n, lists, creates, used, slab, pt, ks, rss, busy - base_busy, mvmd_busy,
                          fds / n, tasks / max(len(pids), 1)))
         rates = bucket_rates(fl.running, t_start, args.bucket)
-        health = raw.ok("host.info")["host"].get("health")
+        info = raw.ok("host.info")["host"]
+        health = info.get("health")
+        dynmods = info.get("capacity", {}).get("cgroup", {}).get("favordynmods")
         raw.close()
         fl.d.check_sanitizers()
     finally:
         fl.close()
+        if fav:
+            favordynmods_umount(fav)
 
     print("\nmvm density, %d x 1-vCPU %d MiB idle test guests, %d clients, config: %s"
           % (args.vms, args.mem, args.clients, "; ".join(args.config) or "defaults"))
-    print("host: %d CPUs, %.1f GiB; empty host busy %.3f cores\n"
-          % (os.cpu_count(), base["MemTotal"] / 1048576, base_busy))
+    print("host: %d CPUs, %.1f GiB; empty host busy %.3f cores; cgroup favordynmods: %s\n"
+          % (os.cpu_count(), base["MemTotal"] / 1048576, base_busy,
+             "?" if dynmods is None else "on" if dynmods else "off"))
     if rates:
         print("start throughput (running events, buckets of %d): first %.1f/s, last %.1f/s, "
               "last/first %.2fx, median bucket %.1f/s, min..max %.1f..%.1f/s"

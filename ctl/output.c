@@ -708,6 +708,8 @@ static void host_capacity(const json_t *cap)
 	printf("over limit    %s\n", over ? over : "no");
 	printf("cgroups       %s%s\n", json_is_true(json_object_get(cg, "usable")) ? "" : "not used: ",
 	       str(cg, "status") ? str(cg, "status") : "?");
+	if (str(cg, "attach_note"))
+		printf("cgroup attach %s\n", str(cg, "attach_note"));
 }
 
 static void host_sandbox(const json_t *sb)

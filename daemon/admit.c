@@ -290,6 +290,8 @@ int admit_init(struct mvmd *d)
 	}
 	if (cgroup_usable(&d->cg))
 		log_info("cgroups: %s", cgroup_reason(&d->cg));
+	if (cgroup_usable(&d->cg) && !d->cg.favordynmods)
+		log_info("cgroups: %s", CGROUP_DYNMODS_FIX);
 	else
 		log_warn("cgroups: %s; VMs run without resource limits (admission still applies)",
 		         cgroup_reason(&d->cg));
@@ -755,11 +757,14 @@ json_t *admit_host_json(struct mvmd *d)
 	char over[1024];
 	int n = cap_over_limit(&d->cap, over, sizeof(over));
 
-	return json_pack("{s:o, s:o, s:b, s:s?, s:{s:b, s:s}}",
+	bool slow = cgroup_usable(&d->cg) && !d->cg.favordynmods;
+
+	return json_pack("{s:o, s:o, s:b, s:s?, s:{s:b, s:s, s:b, s:s?}}",
 		"limits", limits_json(cap_limits(&d->cap)),
 		"usage", usage_json(&d->cap),
 		"over_limit", n > 0, "over_limit_reason", n > 0 ? over : NULL,
-		"cgroup", "usable", cgroup_usable(&d->cg), "status", cgroup_reason(&d->cg));
+		"cgroup", "usable", cgroup_usable(&d->cg), "status", cgroup_reason(&d->cg),
+		"favordynmods", d->cg.favordynmods, "attach_note", slow ? CGROUP_DYNMODS_FIX : NULL);
 }
 
 /* New limits in force: cap the cgroup parent, start what now fits. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -300,6 +301,81 @@ void cgroup_instance_id(const char *key, char *buf, size_t len)
 	util_bprintf(buf, len, "%016" PRIx64, h);
 }
 
+static bool opt_listed(const char *opts, size_t len, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = opts, *end = opts + len; p < end; ) {
+		const char *c = memchr(p, ',', (size_t)(end - p));
+		size_t l = c ? (size_t)(c - p) : (size_t)(end - p);
+
+		if (l == n && !memcmp(p, word, n))
+			return true;
+		p += l + 1;
+	}
+	return false;
+}
+
+bool cgroup_dynmods_favored(const char *mounts, const char *cmdline)
+{
+	const char *p, *line, *nl, *f[4];
+	size_t flen[4];
+	int i;
+
+	for (line = mounts; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		/* device, mount point, type, options */
+		for (i = 0, p = line; i < 4; i++) {
+			p += strspn(p, " ");
+			f[i] = p;
+			flen[i] = strcspn(p, " \n");
+			p += flen[i];
+		}
+		if (((flen[2] == 6 && !memcmp(f[2], "cgroup", 6)) ||
+		     (flen[2] == 7 && !memcmp(f[2], "cgroup2", 7))) &&
+		    opt_listed(f[3], flen[3], "favordynmods"))
+			return true;
+	}
+	for (p = cmdline; p && (p = strstr(p, "cgroup_favordynmods=")); p++) {
+		if (p != cmdline && p[-1] != ' ')
+			continue;
+		p += strlen("cgroup_favordynmods=");
+		/* the kernel's kstrtobool */
+		if (strchr("yYtT1", *p) || !strncasecmp(p, "on", 2))
+			return true;
+	}
+	return false;
+}
+
+/* The whole of a small /proc file, NUL-terminated; NULL if unreadable. */
+static char *slurp(const char *path)
+{
+	size_t cap = 4096, len = 0;
+	ssize_t n;
+	char *buf = malloc(cap), *nb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || !buf)
+		goto fail;
+	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+		len += (size_t)n;
+		if (cap - len > 1)
+			continue;
+		if (cap >= (1u << 24) || !(nb = realloc(buf, cap * 2)))
+			goto fail;
+		buf = nb;
+		cap *= 2;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return buf;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
 int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts)
 {
 	static const struct cgroup_opts dflt = { 0 };
@@ -344,6 +420,13 @@ int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts)
 			append(cg->reason, sizeof(cg->reason), "%s%s: %s at %s",
 			       i ? "; " : "", ctrl_names[i], cgroup_mode_name(cg->mode[i]),
 			       cg->parent[i]);
+	}
+	{
+		char *mounts = slurp("/proc/self/mounts"), *cmdline = slurp("/proc/cmdline");
+
+		cg->favordynmods = cgroup_dynmods_favored(mounts, cmdline);
+		free(mounts);
+		free(cmdline);
 	}
 	return 0;
 }

@@ -54,6 +54,9 @@ struct cgroup_opts {
 
 struct cgroup {
 	enum cgroup_mode mode[CGROUP_NCTRL];
+	/* the kernel favours dynamic modifications (cgroup_favordynmods):
+	 * false means every attach waits for an RCU grace period */
+	bool favordynmods;
 	char *parent[CGROUP_NCTRL];     /* absolute directory, NULL if none */
 	unsigned created[CGROUP_NCTRL]; /* trailing levels of it we made */
 	char reason[1024];
@@ -74,6 +77,19 @@ void cgroup_instance_id(const char *key, char *buf, size_t len);
  * opts.parent) otherwise. */
 int cgroup_init(struct cgroup *cg, const struct cgroup_opts *opts);
 void cgroup_free(struct cgroup *cg);
+/*
+ * Whether the kernel's one threadgroup lock of all hierarchies is kept in
+ * the mode that favours moving tasks: some cgroup or cgroup2 mount in
+ * mounts (/proc/self/mounts text) has the favordynmods option, or the
+ * kernel command line cmdline sets cgroup_favordynmods= true.  Without
+ * it each write of a pid to cgroup.procs waits for an RCU grace period
+ * (measured 5-15 ms on the 2-core test host), on mvmd's loop.
+ */
+bool cgroup_dynmods_favored(const char *mounts, const char *cmdline);
+/* What to do when it is not: for admit.c's log line and host.info. */
+#define CGROUP_DYNMODS_FIX "each start waits for an RCU grace period in cgroup.procs; " \
+	"boot with cgroup_favordynmods=true (v1 and v2) or remount cgroup2 with " \
+	"-o remount,favordynmods"
 bool cgroup_usable(const struct cgroup *cg);
 /* Which hierarchy each controller uses and where, or why none is usable. */
 const char *cgroup_reason(const struct cgroup *cg);

@@ -521,6 +521,96 @@ static void test_relative_parent(void)
 	cgroup_free(&cg);
 }
 
+/* A fresh cgroup gets only the values that differ from the kernel's
+ * defaults; an empty leftover with other values gets every one rewritten
+ * (the 1-vCPU weight and the period included, which a fresh one skips). */
+static void test_reused_values(const struct cgroup *cg)
+{
+	struct cgroup_vm *v = NULL;
+	const char *m, *c;
+	bool v2c;
+
+	if (cgroup_vm_create(cg, "reused", 64 * MIB, 1, 0, &v, err, sizeof(err))) {
+		fprintf(stderr, "create: %s\n", err);
+		check_failures++;
+		return;
+	}
+	c = cgroup_vm_dir(v, CGROUP_CPU);
+	v2c = v->mode[CGROUP_CPU] == CGROUP_V2;
+	/* fresh, 1 vCPU: the default weight and period, the quota written */
+	check_file(c, v2c ? "cpu.weight" : "cpu.shares", v2c ? "100" : "1024");
+	if (v2c) {
+		check_file(c, "cpu.max", "100000 100000");
+	} else {
+		check_file(c, "cpu.cfs_period_us", "100000");
+		check_file(c, "cpu.cfs_quota_us", "100000");
+	}
+	cgroup_vm_close(v);     /* left behind, as by a crashed mvmd */
+	v = NULL;
+	/* the leftover with a larger VM's values */
+	CHECK_EQ(cgroup_vm_open(cg, "reused", &v, err, sizeof(err)), 0);
+	if (!v)
+		return;
+	CHECK_EQ(cgroup_vm_set_cpu(v, 3000, err, sizeof(err)), 0);
+	cgroup_vm_close(v);
+	v = NULL;
+	if (cgroup_vm_create(cg, "reused", 128 * MIB, 4, 0, &v, err, sizeof(err))) {
+		fprintf(stderr, "create 4: %s\n", err);
+		check_failures++;
+		return;
+	}
+	cgroup_vm_close(v);
+	v = NULL;
+	/* reused again for a 1-vCPU 64 MiB VM: each value back */
+	if (cgroup_vm_create(cg, "reused", 64 * MIB, 1, 0, &v, err, sizeof(err))) {
+		fprintf(stderr, "create again: %s\n", err);
+		check_failures++;
+		return;
+	}
+	m = cgroup_vm_dir(v, CGROUP_MEMORY);
+	check_file(m, v->mode[CGROUP_MEMORY] == CGROUP_V2 ? "memory.max" : "memory.limit_in_bytes",
+	           "67108864");
+	if (!v->note[0] && v->mode[CGROUP_MEMORY] == CGROUP_V1)
+		check_file(m, "memory.memsw.limit_in_bytes", "67108864");
+	check_file(c, v2c ? "cpu.weight" : "cpu.shares", v2c ? "100" : "1024");
+	if (v2c)
+		check_file(c, "cpu.max", "100000 100000");
+	else
+		check_file(c, "cpu.cfs_quota_us", "100000");
+	CHECK_EQ(cgroup_vm_destroy(v, err, sizeof(err)), 0);
+}
+
+/* favordynmods from /proc/self/mounts and /proc/cmdline text. */
+static void test_dynmods(void)
+{
+	static const char plain[] =
+		"proc /proc proc rw,relatime 0 0\n"
+		"cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n"
+		"cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
+	static const char v1fav[] =
+		"cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n"
+		"cgroup /tmp/x cgroup rw,relatime,favordynmods,name=x 0 0\n";
+	static const char v2fav[] =
+		"cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate,favordynmods 0 0";
+	/* the word elsewhere than in a cgroup mount's options */
+	static const char other[] =
+		"tmpfs /favordynmods tmpfs rw,favordynmods_not 0 0\n"
+		"none /mnt ext4 rw,favordynmods 0 0\n"
+		"cgroup /sys/fs/cgroup/cpu cgroup rw,xfavordynmods 0 0\n";
+
+	CHECK(!cgroup_dynmods_favored(plain, "root=/dev/vda ro"));
+	CHECK(cgroup_dynmods_favored(v1fav, ""));
+	CHECK(cgroup_dynmods_favored(v2fav, NULL));
+	CHECK(!cgroup_dynmods_favored(other, NULL));
+	CHECK(!cgroup_dynmods_favored(NULL, NULL));
+	CHECK(cgroup_dynmods_favored(plain, "ro cgroup_favordynmods=true quiet"));
+	CHECK(cgroup_dynmods_favored(plain, "cgroup_favordynmods=1"));
+	CHECK(cgroup_dynmods_favored(plain, "cgroup_favordynmods=on"));
+	CHECK(!cgroup_dynmods_favored(plain, "cgroup_favordynmods=false"));
+	CHECK(!cgroup_dynmods_favored(plain, "cgroup_favordynmods=0"));
+	CHECK(!cgroup_dynmods_favored(plain, "xcgroup_favordynmods=1"));
+}
+
 int main(void)
 {
 	struct cgroup_opts o = { 0 };
@@ -529,6 +619,7 @@ int main(void)
 	int i;
 
 	test_unusable();
+	test_dynmods();
 	if (geteuid() != 0) {
 		fprintf(stderr, "test-cgroup: skipped: needs root to create cgroups\n");
 		return check_failures ? 1 : 77;
@@ -547,6 +638,7 @@ int main(void)
 			return check_failures ? 1 : 77;
 		}
 	test_values(&cg);
+	test_reused_values(&cg);
 	test_attach_and_leftovers(&cg);
 	test_file_names(&cg);
 	test_instances();
