@@ -527,7 +527,8 @@ static void test_relative_parent(void)
 static void test_reused_values(const struct cgroup *cg)
 {
 	struct cgroup_vm *v = NULL;
-	const char *m, *c;
+	char c[4200];
+	const char *m;
 	bool v2c;
 
 	if (cgroup_vm_create(cg, "reused", 64 * MIB, 1, 0, &v, err, sizeof(err))) {
@@ -535,7 +536,7 @@ static void test_reused_values(const struct cgroup *cg)
 		check_failures++;
 		return;
 	}
-	c = cgroup_vm_dir(v, CGROUP_CPU);
+	snprintf(c, sizeof(c), "%s", cgroup_vm_dir(v, CGROUP_CPU));
 	v2c = v->mode[CGROUP_CPU] == CGROUP_V2;
 	/* fresh, 1 vCPU: the default weight and period, the quota written */
 	check_file(c, v2c ? "cpu.weight" : "cpu.shares", v2c ? "100" : "1024");
