@@ -169,7 +169,8 @@ class Fleet:
     def __init__(self, p, args):
         self.p, self.args = p, args
         # enough vCPUs for the fill and the probes on any host (the cap is 1e6)
-        cfg = ["vcpu_oversubscription = %d" % max(1000, args.vms), "memory_overcommit = 8"] + args.config
+        cfg = ["vcpu_oversubscription = %d" % max(1000, args.vms),
+               "memory_overcommit = 8"] + args.config
         self.d = Daemon(p["mvmd"], p["vmm"], config=cfg)
         self.running = []       # monotonic times of running events, in order
         self.failed = []
