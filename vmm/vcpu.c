@@ -325,6 +325,19 @@ static size_t read_code(struct vcpu *v, uint64_t rip, uint8_t *buf, size_t max)
 	return n;
 }
 
+/* insn_cpu.map: the host address of len bytes at linear address lin, all
+ * within one guest page, through the guest's page tables. */
+static void *map_guest(void *opaque, uint64_t lin, size_t len, bool write)
+{
+	struct vcpu *v = opaque;
+	struct kvm_translation tr = { .linear_address = lin };
+
+	if ((lin & 4095) + len > 4096 || ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid ||
+	    (write && !tr.writeable))
+		return NULL;
+	return guest_mem_ptr(vm_guest_mem(v->vm), tr.physical_address, len);
+}
+
 /* MVM_DEBUG: the first 16 finished instructions, so what a host needs can
  * be seen. */
 static void log_finished(const uint8_t *code, size_t len, uint64_t rip)
@@ -363,7 +376,8 @@ static uint64_t *gpr_slot(struct kvm_regs *r, unsigned i)
 /*
  * Where the host has no hardware virtualization, KVM emulates guest kernel
  * code, and its emulator reports an emulation failure on instructions it
- * lacks (int3 outside real mode, fwait, popcnt, clac/stac: insn.h).  Linux
+ * lacks (int3 outside real mode, fwait, popcnt, clac/stac, cmpxchg16b:
+ * insn.h).  Linux
  * runs them on every boot, so execute them here as the CPU would and
  * resume.  Returns false, touching nothing, for any other failure.
  */
@@ -395,6 +409,10 @@ static bool finish_insn(struct vcpu *v)
 	cpu.long64 = sregs.cs.l;
 	cpu.fsw = fpu.fsw;
 	cpu.fcw = fpu.fcw;
+	cpu.fs_base = sregs.fs.base;
+	cpu.gs_base = sregs.gs.base;
+	cpu.map = map_guest;
+	cpu.map_opaque = v;
 	res = insn_finish(&cpu, code, len, &vector);
 	if (res == INSN_UNKNOWN)
 		return false;
@@ -409,7 +427,8 @@ static bool finish_insn(struct vcpu *v)
 		return true;
 	ev.exception.injected = 1;
 	ev.exception.nr = vector;
-	ev.exception.has_error_code = 0;
+	ev.exception.has_error_code = res == INSN_RAISE_ERR;
+	ev.exception.error_code = 0;
 	ev.flags = 0;
 	return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) == 0;
 }
