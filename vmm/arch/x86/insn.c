@@ -188,7 +188,7 @@ static bool modrm_ea(const struct insn_cpu *c, const uint8_t *code, size_t len, 
 
 static bool canonical(uint64_t a)
 {
-	return (uint64_t)(((int64_t)a << 16) >> 16) == a;
+	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
 }
 
 /*
