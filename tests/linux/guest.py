@@ -49,10 +49,10 @@ import linuxboot  # noqa: E402
 SKIP = 77
 READY = b"mvm-guest: userspace up"
 BASE_CMDLINE = "console=ttyS0 earlyprintk=ttyS0 root=/dev/vda rw rootfstype=ext4 panic=-1 i8042.noaux"
-# What an emulating host needs (docs/guests.md): xrstor and cmpxchg16b are
-# beyond KVM's emulator there; fwait, popcnt, clac/stac and int3 mvm-vmm
+# What an emulating host needs (docs/guests.md): xrstor is beyond KVM's
+# emulator there; int3, fwait, popcnt, clac/stac and cmpxchg16b mvm-vmm
 # finishes itself.
-HOST_QUIRKS = "noxsave clearcpuid=cx16"
+HOST_QUIRKS = "noxsave"
 GUEST_IP, HOST_IP, PREFIX = "10.0.2.15", "10.0.2.2", 24
 TAP = "mvmtap0"
 # Boot to userspace: ~25 s on an emulating host when idle, ten times that
