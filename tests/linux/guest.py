@@ -12,7 +12,9 @@ Cases:
   mvmd         a private mvmd, 2 vCPUs (1 where guest kernel code is
                emulated: see smp_vcpus()), TAP in a private netns: mvmctl
                create, a command typed into `mvmctl console` and its output
-               read back, a ping, then `mvmctl stop`: Ctrl-Alt-Del, the
+               read back, a ping, virtio-rng asked for with
+               `mvmctl create --rng` read as the guest's hwrng, then
+               `mvmctl stop`: Ctrl-Alt-Del, the
                guest powers off, state stopped, exit status 0.
   bad-root     the root image is not ext4: the kernel's complaint is
                recognised and the VM ends (panic=-1 reboots) within bounds.
@@ -345,7 +347,9 @@ def case_mvmd(tmp):
     def fn(env):
         ctl = env.ctl
         ctl.ok("create", "lx", "--kernel", kernel, "--cmdline", cmdline, "--vcpus", str(vcpus),
-               "--mem", "256M", "--disk", img, "--net", "tap=" + TAP, "--wait", timeout=60)
+               "--mem", "256M", "--disk", img, "--net", "tap=" + TAP, "--rng", "--wait",
+               timeout=60)
+        check(ctl.vm("lx")["rng"] is True, "mvmd did not keep the VM's rng: %r" % ctl.vm("lx"))
         p, out = console(env, "lx")
 
         def write(b):
@@ -366,6 +370,10 @@ def case_mvmd(tmp):
             rc, got = sh.run("echo typed-$((6*7))")
             check(rc == 0 and "typed-42" in got, "console round trip gave %r" % got)
             check_guest(sh, vcpus)
+            # --rng through mvmd reaches the guest as its hwrng.
+            check_rng(sh)
+            check_devices(sh, [("0x0002", "virtio_blk"), ("0x0001", "virtio_net"),
+                               ("0x0004", "virtio_rng")])
         finally:
             p.stdin.close()
             try:
