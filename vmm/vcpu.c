@@ -508,6 +508,21 @@ static void *vcpu_thread(void *arg)
 		if (!handle_exit(v))
 			break;
 	}
+	if (getenv("MVM_DEBUG")) {
+		/* Where each vCPU was when the VM stopped: for guests that
+		 * stall without an exit (docs/guests.md, SMP). */
+		struct kvm_regs regs;
+		struct kvm_sregs sregs;
+
+		if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0 &&
+		    ioctl(v->fd, KVM_GET_SREGS, &sregs) == 0)
+			fprintf(stderr, "mvm-vmm: vcpu %u stopped at cs 0x%x rip 0x%llx rflags 0x%llx "
+			        "cr0 0x%llx cr3 0x%llx rax 0x%llx rsp 0x%llx\n", v->id,
+			        sregs.cs.selector, (unsigned long long)regs.rip,
+			        (unsigned long long)regs.rflags, (unsigned long long)sregs.cr0,
+			        (unsigned long long)sregs.cr3, (unsigned long long)regs.rax,
+			        (unsigned long long)regs.rsp);
+	}
 	return NULL;
 }
 
