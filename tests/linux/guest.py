@@ -9,8 +9,7 @@ Cases:
                virtio-blk, the shell on the serial console pings the host
                over a TAP, reads virtio-rng, lists the virtio devices bound
                to their drivers (blk, net, rng, vsock); poweroff exits 0.
-  mvmd         a private mvmd, 2 vCPUs (1 where guest kernel code is
-               emulated: see smp_vcpus()), TAP in a private netns: mvmctl
+  mvmd         a private mvmd, 2 vCPUs, TAP in a private netns: mvmctl
                create, a command typed into `mvmctl console` and its output
                read back, a ping, virtio-rng asked for with
                `mvmctl create --rng` read as the guest's hwrng, then
@@ -158,12 +157,9 @@ def host_cmdline(extra=""):
 
 
 def smp_vcpus():
-    """2, except where KVM emulates guest kernel code: there the kit's
-    kernel stalls bringing up the second CPU (docs/guests.md), so 1."""
-    if host_emulates():
-        log("emulating host: the mvmd case runs 1 vCPU (SMP bring-up stalls there, "
-            "see docs/guests.md)")
-        return 1
+    """2 everywhere: mvm-vmm hides KVM's PV send-IPI, whose hypercall
+    stalled SMP bring-up where KVM emulates guest kernel code
+    (docs/guests.md)."""
     return 2
 
 
