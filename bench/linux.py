@@ -16,7 +16,7 @@ under TCG, which is what a user of a host without hardware virtualization
 would pick.  A configuration that cannot boot is reported with what it
 printed last (on such hosts QEMU+KVM stops at the kernel's int3 self-test,
 "KVM internal error. Suberror: 1") instead of numbers.  The host-quirk
-options (noxsave clearcpuid=cx16) are added for every configuration when
+options (noxsave) are added for every configuration when
 --quirks says so (default: when tests/linux/guest.py's probe says the
 guest kernel is emulated); QEMU's rows also get the tsc_early_khz= that
 mvm-vmm adds by itself, without which the kernel cannot calibrate its TSC
@@ -42,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, ".."))
 READY = b"mvm-guest: userspace up"
 CMDLINE = "console=ttyS0 root=/dev/vda rw rootfstype=ext4 panic=-1 i8042.noaux"
-QUIRKS = "noxsave clearcpuid=cx16"
+QUIRKS = "noxsave"
 MEM = "256M"
 
 

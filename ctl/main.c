@@ -19,13 +19,14 @@ static const struct ctl_command commands[] = {
 	{ "create", vm_create,
 	  "create NAME --kernel PATH [--initrd PATH] [--cmdline S] [--vcpus N]\n"
 	  "       [--mem SIZE] [--disk PATH[,ro][,LIMIT]...]... [--net tap=IF[,mac=M][,LIMIT]...]...\n"
-	  "       [--balloon SIZE] [--label K=V]... [--restart no|on-failure[:N]|always]\n"
+	  "       [--balloon SIZE] [--rng] [--label K=V]... [--restart no|on-failure[:N]|always]\n"
 	  "       [--pool NAME]... [--no-start] [--no-queue] [--autostart] [--wait]\n"
 	  "       [-o json]",
 	  "define a VM and start it (SIZE: 256, 256M, 1.5G, 2048K; MiB by default); it counts\n"
 	  "       in each --pool; --no-queue fails instead of waiting for a start slot;\n"
 	  "       LIMIT: bps=SIZE, bps_burst=SIZE (bytes/s), iops=N, iops_burst=N (disk),\n"
-	  "       pps=N, pps_burst=N (NIC); --balloon: a balloon holding SIZE at boot" },
+	  "       pps=N, pps_burst=N (NIC); --balloon: a balloon holding SIZE at boot;\n"
+	  "       --rng: a virtio-rng device (the host's getrandom)" },
 	{ "run", run_run,
 	  "run NAME [create options] [--rm] [--stop-timeout S]",
 	  "create and start a VM, print its console, exit when it ends (0: powered\n"

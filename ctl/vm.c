@@ -228,7 +228,7 @@ static int call_and_print(struct ctl *c, json_t *req)
 
 enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_VCPUS, O_MEM, O_DISK, O_NET,
        O_LABEL, O_RESTART, O_NOSTART, O_WAIT, O_TIMEOUT, O_SIGNAL, O_POOL, O_NOQUEUE,
-       O_AUTOSTART, O_BALLOON };
+       O_AUTOSTART, O_BALLOON, O_RNG };
 
 /* The repeatable create options, collected before they go into the request. */
 struct create_lists {
@@ -308,6 +308,9 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 			                       "like 0, 64, 64M or 1G, not '%s'", arg);
 		proto_request_set_int(req, "balloon_mib", v);
 		return 0;
+	case O_RNG:
+		proto_request_set_bool(req, "rng", true);
+		return 0;
 	case 'o':
 		if (ctl_parse_output(arg, c) < 0)
 			return ctl_usage_error("create", "-o wants json or table, not '%s'", arg);
@@ -341,6 +344,7 @@ int vm_create_request(struct ctl *c, int argc, char **argv, json_t **ret_req)
 		{ "no-queue", no_argument, NULL, O_NOQUEUE },
 		{ "autostart", no_argument, NULL, O_AUTOSTART },
 		{ "balloon", required_argument, NULL, O_BALLOON },
+		{ "rng", no_argument, NULL, O_RNG },
 		{ "output", required_argument, NULL, 'o' },
 		{ 0 }
 	};

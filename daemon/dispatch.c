@@ -525,6 +525,7 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 	vm->has_balloon = vm->balloon_mib >= 0;
 	if (!vm->has_balloon)
 		vm->balloon_mib = 0;
+	vm->has_rng = proto_arg_bool(req, "rng", false);
 	vm->created_at = mvmd_now();
 	vm->disks = json_deep_copy(proto_arg_json(req, "disks"));
 	vm->nics = json_deep_copy(proto_arg_json(req, "nics"));

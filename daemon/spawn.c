@@ -299,6 +299,8 @@ static void build_device_argv(const struct proto_vm *vm, const struct vm_files *
 			nic_default_mac(vm->name, i, def_mac, sizeof(def_mac));
 		arg_addf(a, "fd=%d,mac=%s%s", nic_fd_no(f, i), def_mac, lim);
 	}
+	if (vm->has_rng)
+		arg_add(a, "--rng");
 	if (vm->has_balloon) {
 		arg_add(a, "--balloon");
 		arg_addf(a, "%lldM", (long long)vm->balloon_mib);

@@ -123,6 +123,7 @@ static const struct field f_create[] = {
 	F_TYPE("pools", FT_POOLS),
 	F_BOOL("no_queue", 0),
 	F_INT("balloon_mib", false, 0, MEM_MIB_MAX),
+	F_BOOL("rng", 0),
 	F_END
 };
 static const struct field f_update[] = {

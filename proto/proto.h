@@ -154,6 +154,7 @@ struct proto_vm {
 	json_t *nics;                   /* array of {tap, mac[, limits]} */
 	bool has_balloon;               /* a virtio-balloon device */
 	int64_t balloon_mib;            /* its target: memory taken from the guest */
+	bool has_rng;                   /* a virtio-rng device */
 	json_t *labels;                 /* object of strings */
 	json_t *pools;                  /* array of quota pool names */
 	enum proto_restart restart;

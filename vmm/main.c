@@ -77,7 +77,8 @@ SANDBOX_USAGE
 "  SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2, SIGALRM stop the VM and\n"
 "  end " PROG " by that signal; the init of a PID namespace (a worker mvmd\n"
 "  sandboxed) exits 128 + the signal's number instead.\n"
-"Set MVM_DEBUG=1 to log (some) guest accesses to absent devices, and\n"
+"Set MVM_DEBUG=1 to log (some) guest accesses to absent devices, the first\n"
+"instructions finished for KVM and where each vCPU was when the VM stopped, and\n"
 "MVM_VIRTIO_STATS=1 to print per-device virtio counters at exit.\n"
 "Virtio devices take slots in the order disks, NICs, rng, vsock, balloon (at most %d).\n",
 	        VIRTIO_MMIO_MAX);

@@ -325,6 +325,19 @@ static size_t read_code(struct vcpu *v, uint64_t rip, uint8_t *buf, size_t max)
 	return n;
 }
 
+/* insn_cpu.map: the host address of len bytes at linear address lin, all
+ * within one guest page, through the guest's page tables. */
+static void *map_guest(void *opaque, uint64_t lin, size_t len, bool write)
+{
+	struct vcpu *v = opaque;
+	struct kvm_translation tr = { .linear_address = lin };
+
+	if ((lin & 4095) + len > 4096 || ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid ||
+	    (write && !tr.writeable))
+		return NULL;
+	return guest_mem_ptr(vm_guest_mem(v->vm), tr.physical_address, len);
+}
+
 /* MVM_DEBUG: the first 16 finished instructions, so what a host needs can
  * be seen. */
 static void log_finished(const uint8_t *code, size_t len, uint64_t rip)
@@ -363,7 +376,8 @@ static uint64_t *gpr_slot(struct kvm_regs *r, unsigned i)
 /*
  * Where the host has no hardware virtualization, KVM emulates guest kernel
  * code, and its emulator reports an emulation failure on instructions it
- * lacks (int3 outside real mode, fwait, popcnt, clac/stac: insn.h).  Linux
+ * lacks (int3 outside real mode, fwait, popcnt, clac/stac, cmpxchg16b:
+ * insn.h).  Linux
  * runs them on every boot, so execute them here as the CPU would and
  * resume.  Returns false, touching nothing, for any other failure.
  */
@@ -395,6 +409,10 @@ static bool finish_insn(struct vcpu *v)
 	cpu.long64 = sregs.cs.l;
 	cpu.fsw = fpu.fsw;
 	cpu.fcw = fpu.fcw;
+	cpu.fs_base = sregs.fs.base;
+	cpu.gs_base = sregs.gs.base;
+	cpu.map = map_guest;
+	cpu.map_opaque = v;
 	res = insn_finish(&cpu, code, len, &vector);
 	if (res == INSN_UNKNOWN)
 		return false;
@@ -409,7 +427,8 @@ static bool finish_insn(struct vcpu *v)
 		return true;
 	ev.exception.injected = 1;
 	ev.exception.nr = vector;
-	ev.exception.has_error_code = 0;
+	ev.exception.has_error_code = res == INSN_RAISE_ERR;
+	ev.exception.error_code = 0;
 	ev.flags = 0;
 	return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) == 0;
 }
@@ -488,6 +507,21 @@ static void *vcpu_thread(void *arg)
 		}
 		if (!handle_exit(v))
 			break;
+	}
+	if (getenv("MVM_DEBUG")) {
+		/* Where each vCPU was when the VM stopped: for guests that
+		 * stall without an exit (docs/guests.md, SMP). */
+		struct kvm_regs regs;
+		struct kvm_sregs sregs;
+
+		if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0 &&
+		    ioctl(v->fd, KVM_GET_SREGS, &sregs) == 0)
+			fprintf(stderr, "mvm-vmm: vcpu %u stopped at cs 0x%x rip 0x%llx rflags 0x%llx "
+			        "cr0 0x%llx cr3 0x%llx rax 0x%llx rsp 0x%llx\n", v->id,
+			        sregs.cs.selector, (unsigned long long)regs.rip,
+			        (unsigned long long)regs.rflags, (unsigned long long)sregs.cr0,
+			        (unsigned long long)sregs.cr3, (unsigned long long)regs.rax,
+			        (unsigned long long)regs.rsp);
 	}
 	return NULL;
 }

@@ -22,6 +22,7 @@ static struct kvm_cpuid2 *fake(uint32_t vendor)
 		{ .function = 0xb, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 7, .ebx = 64 },
 		{ .function = 0x1f, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 1 },
 		{ .function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b, .ecx = 0x564b4d56, .edx = 0x4d },
+		{ .function = 0x40000001, .eax = 0x01007afb },   /* KVM features, PV_SEND_IPI too */
 		{ .function = 0x80000008, .eax = 0x3030, .ecx = 0xf00f },
 	};
 	unsigned n = sizeof(e) / sizeof(e[0]), i;
@@ -82,6 +83,9 @@ static void test_intel(void)
 	CHECK(get(c, 0x1f, 1) != NULL);
 	CHECK_EQ(get(c, 0x1f, 1)->edx, 5);
 	CHECK_EQ(get(c, 0x40000000, 0)->ebx, 0x4b4d564b);
+	/* PV send-IPI hidden (its hypercall hangs an emulating host), the
+	 * other KVM features kept */
+	CHECK_EQ(get(c, 0x40000001, 0)->eax, 0x01007afb & ~(1u << 11));
 	CHECK_EQ(get(c, 0x80000008, 0)->ecx, 0xf00f);   /* AMD-only patch */
 	free(c);
 

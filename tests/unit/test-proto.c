@@ -468,13 +468,16 @@ static void test_vm_json(void)
 	CHECK(!strcmp(back.name, "v") && back.state == PROTO_VM_RUNNING && back.pid == 42);
 	CHECK(back.vcpus == 2 && back.mem_mib == 256 && back.owner_uid == 1000);
 	CHECK(json_is_null(json_object_get(j, "balloon_mib")) && !back.has_balloon);
+	CHECK(json_is_false(json_object_get(j, "rng")) && !back.has_rng);
 	proto_vm_clear(&back);
 	json_decref(j);
 	vm.has_balloon = true;      /* a balloon of 0 is one, empty */
+	vm.has_rng = true;
 	j = proto_vm_to_json(&vm);
 	CHECK(json_is_integer(json_object_get(j, "balloon_mib")));
+	CHECK(json_is_true(json_object_get(j, "rng")));
 	CHECK_EQ(proto_vm_from_json(j, &back), 0);
-	CHECK(back.has_balloon && back.balloon_mib == 0);
+	CHECK(back.has_balloon && back.balloon_mib == 0 && back.has_rng);
 	proto_vm_clear(&back);
 	proto_vm_clear(&vm);
 	json_decref(j);
@@ -707,7 +710,12 @@ static void test_limits(void)
 	proto_request_done(&req);
 	CHECK_EQ(decode(CREATE_ "\"disks\":[]}}", &req, &err), 0);
 	CHECK_EQ(proto_arg_int(&req, "balloon_mib", -1), -1);     /* no balloon */
+	CHECK(!proto_arg_bool(&req, "rng", false));
 	proto_request_done(&req);
+	CHECK_EQ(decode(CREATE_ "\"rng\":true}}", &req, &err), 0);
+	CHECK(proto_arg_bool(&req, "rng", false));
+	proto_request_done(&req);
+	expect_error(CREATE_ "\"rng\":1}}", PROTO_ERR_BAD_REQUEST, "rng");
 	/* 0, negative, absurd, wrong type, a burst alone, a NIC's ops on a disk */
 	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"bps\":0}]}}", PROTO_ERR_BAD_REQUEST, "disks");
 	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"iops\":-5}]}}", PROTO_ERR_BAD_REQUEST, "disks");

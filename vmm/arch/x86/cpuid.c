@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <asm/kvm_para.h>
 
 #include "vmm/arch/x86/cpuid.h"
 
@@ -172,6 +173,12 @@ int cpuid_build(const struct kvm_cpuid2 *sup, unsigned id, unsigned nvcpus,
 			patch_amd_cores(&e, nvcpus);
 		else if (e.function == CPUID_TIMING_LEAF)
 			continue;  /* ours, below */
+		else if (e.function == KVM_CPUID_FEATURES)
+			/* No PV send-IPI: where KVM emulates guest kernel
+			 * code its hypercall never completes (the AP sits at
+			 * the vmcall, the BSP spins on a lock it holds:
+			 * docs/guests.md), and x2APIC IPIs work everywhere. */
+			e.eax &= ~(1u << KVM_FEATURE_PV_SEND_IPI);
 		if (tsc_khz && is_kvm_base(&e)) {
 			if (e.eax < CPUID_TIMING_LEAF)
 				e.eax = CPUID_TIMING_LEAF;

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <string.h>
+
 #include "vmm/arch/x86/insn.h"
 
 #define X86_CR0_MP     (1ULL << 1)
@@ -16,6 +18,7 @@
 #define VEC_BP 3
 #define VEC_NM 7
 #define VEC_MF 16
+#define VEC_GP 13
 
 /* x87 exception flags (IE..PE) are bits 5:0 of both FSW and FCW. */
 #define X87_EXC_MASK   0x3fu
@@ -97,6 +100,165 @@ static enum insn_result do_clac_stac(struct insn_cpu *c, bool set, uint8_t *vect
 	return INSN_DONE;
 }
 
+/* An atomic 16-byte compare-exchange on host memory p (16-byte aligned):
+ * true and new stored if *p was old; false and *old updated otherwise.
+ * Other vCPUs run at the same time, hence the locked instruction itself. */
+static bool cas16(void *p, uint64_t old[2], const uint64_t new[2])
+{
+#if defined(__x86_64__)
+	bool ok;
+
+	__asm__ volatile("lock cmpxchg16b %1\n\tsete %0"
+	                 : "=q"(ok), "+m"(*(volatile unsigned __int128 *)p),
+	                   "+a"(old[0]), "+d"(old[1])
+	                 : "b"(new[0]), "c"(new[1])
+	                 : "memory", "cc");
+	return ok;
+#else
+	/* No x86 guest runs under KVM on another host architecture; this
+	 * keeps the unit test and the fuzz target building there. */
+	uint64_t cur[2];
+
+	memcpy(cur, p, sizeof(cur));
+	if (cur[0] == old[0] && cur[1] == old[1]) {
+		memcpy(p, new, sizeof(cur));
+		return true;
+	}
+	old[0] = cur[0];
+	old[1] = cur[1];
+	return false;
+#endif
+}
+
+static int32_t sext32(const uint8_t *b)
+{
+	return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+	                 (uint32_t)b[3] << 24);
+}
+
+/* The effective address of a 64-bit-mode ModRM memory operand at code[*i]
+ * (the ModRM byte), advancing *i past ModRM, SIB and displacement.  A
+ * RIP-relative operand is relative to the instruction's end, which the
+ * caller knows only afterwards: *riprel says so and the result is the bare
+ * displacement.  False when the bytes run out. */
+static bool modrm_ea(const struct insn_cpu *c, const uint8_t *code, size_t len, size_t *i,
+                     uint8_t rex, uint64_t *ea, bool *riprel)
+{
+	uint8_t modrm, mod, rm, sib;
+	unsigned base, index, scale;
+	uint64_t addr = 0;
+	bool nobase = false;
+	size_t disp;
+
+	if (*i >= len)
+		return false;
+	modrm = code[(*i)++];
+	mod = modrm >> 6;
+	rm = modrm & 7;
+	*riprel = false;
+	if (rm == 4) {
+		if (*i >= len)
+			return false;
+		sib = code[(*i)++];
+		scale = sib >> 6;
+		index = ((rex >> 1) & 1) << 3 | ((sib >> 3) & 7);
+		base = (rex & 1) << 3 | (sib & 7);
+		if (index != 4)  /* rsp as index means none (r12 is one) */
+			addr += c->gpr[index] << scale;
+		if ((sib & 7) == 5 && mod == 0)
+			nobase = true;  /* disp32, no base */
+		if (!nobase)
+			addr += c->gpr[base];
+	} else if (rm == 5 && mod == 0) {
+		*riprel = true;
+	} else {
+		addr += c->gpr[(rex & 1) << 3 | rm];
+	}
+	disp = mod == 1 ? 1 : (mod == 2 || nobase || *riprel) ? 4 : 0;
+	if (*i + disp > len)
+		return false;
+	if (disp == 1)
+		addr += (uint64_t)(int64_t)(int8_t)code[*i];
+	else if (disp == 4)
+		addr += (uint64_t)(int64_t)sext32(code + *i);
+	*i += disp;
+	*ea = addr;
+	return true;
+}
+
+static bool canonical(uint64_t a)
+{
+	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
+}
+
+/*
+ * cmpxchg16b m128 in 64-bit mode: [F0] [seg] [67] REX.W 0F C7 /1.  Compare
+ * RDX:RAX with the 16 bytes at m128: equal, ZF set and RCX:RBX stored;
+ * else ZF clear and RDX:RAX loaded.  A misaligned or non-canonical operand
+ * is #GP(0), a register operand #UD.  Linux's SLUB runs it (locked on
+ * struct slab, %gs-relative on the per-CPU slab) whenever CPUID says CX16.
+ */
+static enum insn_result do_cmpxchg16b(struct insn_cpu *c, const uint8_t *code, size_t len,
+                                      uint8_t *vector)
+{
+	size_t i = 0;
+	uint64_t seg = 0, ea = 0, lin, old[2], new[2];
+	bool addr32 = false, riprel;
+	uint8_t rex = 0;
+	void *p;
+
+	if (!c->long64)
+		return INSN_UNKNOWN;
+	for (; i < len; i++) {
+		if (code[i] == 0xf0 || code[i] == 0x2e || code[i] == 0x36 ||
+		    code[i] == 0x3e || code[i] == 0x26)
+			continue;  /* lock; CS/SS/DS/ES have base 0 in 64-bit mode */
+		else if (code[i] == 0x64)
+			seg = c->fs_base;
+		else if (code[i] == 0x65)
+			seg = c->gs_base;
+		else if (code[i] == 0x67)
+			addr32 = true;
+		else
+			break;
+	}
+	if (i < len && (code[i] & 0xf0) == 0x40)
+		rex = code[i++];
+	/* Without REX.W it is cmpxchg8b, which 64-bit Linux does not use. */
+	if (!(rex & 8) || i + 3 > len || code[i] != 0x0f || code[i + 1] != 0xc7 ||
+	    ((code[i + 2] >> 3) & 7) != 1)
+		return INSN_UNKNOWN;
+	if ((code[i + 2] >> 6) == 3)
+		return raise(vector, VEC_UD);
+	i += 2;
+	if (!modrm_ea(c, code, len, &i, rex, &ea, &riprel))
+		return INSN_UNKNOWN;
+	if (riprel)
+		ea += c->rip + i;
+	if (addr32)
+		ea &= 0xffffffffULL;
+	lin = ea + seg;
+	if (!canonical(lin) || (lin & 15)) {
+		*vector = VEC_GP;
+		return INSN_RAISE_ERR;
+	}
+	if (!c->map || !(p = c->map(c->map_opaque, lin, 16, true)) || ((uintptr_t)p & 15))
+		return INSN_UNKNOWN;
+	old[0] = c->gpr[0];     /* rax */
+	old[1] = c->gpr[2];     /* rdx */
+	new[0] = c->gpr[3];     /* rbx */
+	new[1] = c->gpr[1];     /* rcx */
+	if (cas16(p, old, new)) {
+		c->rflags |= RFLAGS_ZF;
+	} else {
+		c->rflags &= ~RFLAGS_ZF;
+		c->gpr[0] = old[0];
+		c->gpr[2] = old[1];
+	}
+	c->rip += i;
+	return INSN_DONE;
+}
+
 enum insn_result insn_finish(struct insn_cpu *c, const uint8_t *code, size_t len,
                              uint8_t *vector)
 {
@@ -118,6 +280,7 @@ enum insn_result insn_finish(struct insn_cpu *c, const uint8_t *code, size_t len
 	case 0xf3:
 		return do_popcnt(c, code, len);
 	default:
-		return INSN_UNKNOWN;
+		/* prefixes, REX.W: cmpxchg16b or not ours */
+		return do_cmpxchg16b(c, code, len, vector);
 	}
 }
