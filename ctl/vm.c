@@ -650,3 +650,13 @@ int vm_restart(struct ctl *c, int argc, char **argv)
 
 	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_START, act_restart);
 }
+
+int vm_pause(struct ctl *c, int argc, char **argv)
+{
+	return selector_command(c, argc, argv, NULL, ":o:", PROTO_OP_VM_PAUSE, act_print);
+}
+
+int vm_resume(struct ctl *c, int argc, char **argv)
+{
+	return selector_command(c, argc, argv, NULL, ":o:", PROTO_OP_VM_RESUME, act_print);
+}

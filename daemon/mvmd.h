@@ -359,6 +359,8 @@ struct worker {
 	struct proto_linebuf lb;
 	bool booted, exited, link_eof, finished;
 	bool stop_requested, kill_requested;
+	bool stop_forced;               /* the stop timeout's SIGKILL was sent */
+	int64_t stop_timeout_s;         /* of the stop requested */
 	int64_t exit_status;
 	int term_signal;
 	char link_reason[PROTO_LINK_REASON_MAX]; /* from the worker's exit message */
