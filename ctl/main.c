@@ -21,11 +21,14 @@ static const struct ctl_command commands[] = {
 	  "       [--mem SIZE] [--disk PATH[,ro][,LIMIT]...]... [--net tap=IF[,mac=M][,LIMIT]...]...\n"
 	  "       [--balloon SIZE] [--label K=V]... [--restart no|on-failure[:N]|always]\n"
 	  "       [--pool NAME]... [--no-start] [--no-queue] [--autostart] [--wait]\n"
-	  "       [-o json]",
+	  "       [-o json]\n"
+	  "       create -f FILE|- [NAME] [create options]",
 	  "define a VM and start it (SIZE: 256, 256M, 1.5G, 2048K; MiB by default); it counts\n"
 	  "       in each --pool; --no-queue fails instead of waiting for a start slot;\n"
 	  "       LIMIT: bps=SIZE, bps_burst=SIZE (bytes/s), iops=N, iops_burst=N (disk),\n"
-	  "       pps=N, pps_burst=N (NIC); --balloon: a balloon holding SIZE at boot" },
+	  "       pps=N, pps_burst=N (NIC); --balloon: a balloon holding SIZE at boot;\n"
+	  "       -f: the VM of a JSON spec ('show NAME -o json' output, - for stdin;\n"
+	  "       relative paths from the file's directory), options over it" },
 	{ "run", run_run,
 	  "run NAME [create options] [--rm] [--stop-timeout S]",
 	  "create and start a VM, print its console, exit when it ends (0: powered\n"

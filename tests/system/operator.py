@@ -128,6 +128,72 @@ def stop_reason(env):
     ctl.ok("rm", "s1", "s2")
 
 
+@case()
+def create_file(env):
+    """create -f takes what show -o json prints; flags override it;
+    unknown keys are refused by name; -f - reads stdin."""
+    ctl = env.ctl
+    disk = os.path.join(env.root, "d.img")
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    ctl.ok("create", "a1", "--kernel", env.kernel, "--no-start", "--vcpus", "2",
+           "--mem", "96", "--cmdline", "console=ttyS0 x=1", "--disk", disk + ",ro,iops=50",
+           "--label", "tier=web", "--label", "team=a", "--restart", "on-failure:3",
+           "--autostart")
+    shown = ctl.ok("-o", "json", "show", "a1")
+    spec = os.path.join(env.root, "a1.json")
+    with open(spec, "w") as f:
+        f.write(shown)
+    ctl.ok("rm", "a1")
+    ctl.ok("create", "-f", spec, "--no-start")
+    keys = ("kernel", "initrd", "cmdline", "vcpus", "mem_mib", "disks", "nics", "labels",
+            "restart", "restart_max", "autostart", "pools", "balloon_mib")
+    old, new = json.loads(shown)["vm"], ctl.vm("a1")
+    for k in keys:
+        check(old[k] == new[k], "%s: %r from the spec, %r shown" % (k, new[k], old[k]))
+
+    # a NAME and flags override the spec; a --label merges over its labels
+    out = ctl.json("create", "-f", "-", "a2", "--mem", "128", "--label", "tier=db",
+                   "--no-start", input=json.dumps(old).encode())
+    vm = out["vm"]
+    check(vm["name"] == "a2" and vm["mem_mib"] == 128 and vm["vcpus"] == 2, vm)
+    check(vm["labels"] == {"tier": "db", "team": "a"}, vm["labels"])
+
+    # relative paths are the file's directory's
+    sub = os.path.join(env.root, "specs")
+    os.mkdir(sub)
+    with open(os.path.join(sub, "k"), "w") as f:
+        f.write("kernel\n")
+    rel = os.path.join(sub, "rel.json")
+    with open(rel, "w") as f:
+        json.dump({"name": "a3", "kernel": "k", "mem_mib": 64}, f)
+    ctl.ok("create", "-f", rel, "--no-start")
+    check(ctl.vm("a3")["kernel"] == os.path.join(sub, "k"), ctl.vm("a3"))
+
+    # refusals: exit 2, the key named, nothing created
+    bad = os.path.join(env.root, "bad.json")
+    with open(bad, "w") as f:
+        json.dump(dict(old, name="a4", colour="blue"), f)
+    err = ctl.fails(2, "create", "-f", bad)
+    check("unknown key 'colour'" in err and bad in err, err)
+    with open(bad, "w") as f:
+        json.dump({"vm": dict(old, name="a4"), "extra": 1}, f)
+    err = ctl.fails(2, "create", "-f", bad)
+    check("unknown key 'extra'" in err, err)
+    with open(bad, "w") as f:
+        f.write("{not json")
+    err = ctl.fails(2, "create", "-f", bad)
+    check("line 1" in err and "show NAME -o json" in err, err)
+    err = ctl.fails(2, "create", "-f", "-", input=b'{"kernel": "/k"}')
+    check('no "name"' in err, err)
+    # a bad value is mvmd's to refuse, naming the field
+    err = ctl.fails(1, "create", "-f", "-", input=json.dumps(dict(old, name="a5", vcpus="two")).encode())
+    check("vcpus" in err, err)
+    names = [v["name"] for v in ctl.json("list")["vms"]]
+    check(names == ["a1", "a2", "a3"], names)
+    ctl.ok("rm", "a1", "a2", "a3")
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "--list":
         print("\n".join(CASES))
