@@ -375,11 +375,17 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 }
 
 /* The Prometheus text GET /metrics serves, for mvmctl metrics. */
+/* mvmctl metrics: the per-VM series of the caller's VMs. */
+static bool metrics_may_see(void *arg, uint32_t owner)
+{
+	return conn_may_access(arg, owner);
+}
+
 static void op_metrics(struct conn *c, struct proto_request *req)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int r = metrics_render(c->d, &text, &len);
+	int r = metrics_render(c->d, metrics_may_see, c, &text, &len);
 
 	if (r < 0) {
 		reply_storage(c, req, r);
