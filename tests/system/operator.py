@@ -237,6 +237,72 @@ def vm_metrics(env):
     ctl.ok("rm", "-f", "v1")
 
 
+def journal_fields(dgram):
+    """One native-protocol datagram: KEY=VALUE lines, or KEY, newline,
+    64-bit little-endian length, the value, newline."""
+    fields, i = {}, 0
+    while i < len(dgram):
+        nl = dgram.index(b"\n", i)
+        line = dgram[i:nl]
+        if b"=" in line:
+            k, v = line.split(b"=", 1)
+            i = nl + 1
+        else:
+            k = line
+            n = int.from_bytes(dgram[nl + 1:nl + 9], "little")
+            v = dgram[nl + 9:nl + 9 + n]
+            check(dgram[nl + 9 + n:nl + 10 + n] == b"\n", "binary field %r unterminated" % k)
+            i = nl + 10 + n
+        fields[k.decode()] = v.decode()
+    return fields
+
+
+@case()
+def journal(env):
+    """Under journald (JOURNAL_STREAM names stderr) lines go as native
+    datagrams with PRIORITY, SYSLOG_IDENTIFIER and MVM_VM=name; without
+    the socket they fall back to stderr with <N> prefixes."""
+    import socket
+    ctl = env.ctl
+    path = os.path.join(env.root, "journal.sock")
+    js = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    js.bind(path)
+    js.settimeout(10)
+    env.daemon.stop()
+    open(env.daemon.logpath, "ab").close()
+    st = os.stat(env.daemon.logpath)
+    os.environ["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+    os.environ["MVMD_JOURNAL_SOCKET"] = path
+    try:
+        env.daemon.start()
+        # not a kernel: the worker ends at once, and mvmd logs why
+        ctl.run("create", "j1", "--kernel", env.kernel, "--mem", "64")
+        ctl.wait_state("j1", "crashed")
+        got = []
+
+        def vm_line():
+            got.append(journal_fields(js.recv(65536)))
+            return got[-1].get("MVM_VM") == "j1"
+        wait_for(vm_line, 20, "a datagram with MVM_VM=j1", interval=0)
+        f = got[-1]
+        check(f["SYSLOG_IDENTIFIER"] == "mvmd" and f["PRIORITY"] in "34567", f)
+        check(f["MESSAGE"].startswith("VM j1: "), f)
+        check(all("PRIORITY" in g and "MESSAGE" in g for g in got), got)
+        check("VM j1: " not in env.daemon.log(), "a journal line also went to stderr")
+        # journald gone: stderr again, with priorities
+        js.close()
+        os.unlink(path)
+        ctl.ok("rm", "j1")
+        ctl.run("create", "j2", "--kernel", env.kernel, "--mem", "64")
+        ctl.wait_state("j2", "crashed")
+        wait_for(lambda: "mvmd: info: VM j2: " in env.daemon.log(), 10, "the stderr fallback")
+        check("<6>mvmd: info: VM j2: " in env.daemon.log(), env.daemon.log()[-2000:])
+        ctl.ok("rm", "j2")
+    finally:
+        del os.environ["JOURNAL_STREAM"]
+        del os.environ["MVMD_JOURNAL_SOCKET"]
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "--list":
         print("\n".join(CASES))
