@@ -2,7 +2,7 @@
 # bash completion for mvmctl: commands, options, and VM names from
 # `mvmctl list -q` (asked of the same socket the command line names).
 
-_mvmctl_commands="create run start stop restart kill rm list show console logs events
+_mvmctl_commands="create run start stop restart pause resume kill rm list show console logs events
 update stats host metrics version help boot shutdown destroy remove delete ls"
 
 _mvmctl()
@@ -52,15 +52,15 @@ _mvmctl()
 	fi
 
 	case $cmd in
-	create) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --label --restart
-		--pool --no-start --no-queue --autostart --wait" ;;
+	create) opts="-f --file --kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --label
+		--restart --pool --no-start --no-queue --autostart --wait" ;;
 	run) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --label --restart
 		--pool --no-queue --rm --stop-timeout" ;;
 	update) opts="--disk --net --balloon" ;;
 	stop | shutdown | restart) opts="--label --timeout" ;;
 	kill | destroy) opts="--label --signal" ;;
 	rm | remove | delete) opts="-f --force --label" ;;
-	start | boot) opts="--label" ;;
+	start | boot | pause | resume) opts="--label" ;;
 	list | ls) opts="--state --label -q --quiet" ;;
 	console) opts="--idle" ;;
 	logs) opts="-f --follow --tail" ;;
@@ -75,7 +75,7 @@ _mvmctl()
 		COMPREPLY=($(compgen -W "$_mvmctl_commands" -- "$cur")) ;;
 	host)
 		COMPREPLY=($(compgen -W "set" -- "$cur")) ;;
-	start | stop | restart | kill | rm | show | console | logs | update | stats | \
+	start | stop | restart | pause | resume | kill | rm | show | console | logs | update | stats | \
 	boot | shutdown | destroy | remove | delete)
 		COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${sock[@]}" list -q 2>/dev/null)" -- "$cur")) ;;
 	esac

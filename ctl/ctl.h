@@ -96,6 +96,8 @@ int vm_stop(struct ctl *c, int argc, char **argv);
 int vm_kill(struct ctl *c, int argc, char **argv);
 int vm_rm(struct ctl *c, int argc, char **argv);
 int vm_restart(struct ctl *c, int argc, char **argv);
+int vm_pause(struct ctl *c, int argc, char **argv);
+int vm_resume(struct ctl *c, int argc, char **argv);
 int list_list(struct ctl *c, int argc, char **argv);
 int list_show(struct ctl *c, int argc, char **argv);
 int console_console(struct ctl *c, int argc, char **argv);

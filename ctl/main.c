@@ -21,12 +21,15 @@ static const struct ctl_command commands[] = {
 	  "       [--mem SIZE] [--disk PATH[,ro][,LIMIT]...]... [--net tap=IF[,mac=M][,LIMIT]...]...\n"
 	  "       [--balloon SIZE] [--rng] [--label K=V]... [--restart no|on-failure[:N]|always]\n"
 	  "       [--pool NAME]... [--no-start] [--no-queue] [--autostart] [--wait]\n"
-	  "       [-o json]",
+	  "       [-o json]\n"
+	  "       create -f FILE|- [NAME] [create options]",
 	  "define a VM and start it (SIZE: 256, 256M, 1.5G, 2048K; MiB by default); it counts\n"
 	  "       in each --pool; --no-queue fails instead of waiting for a start slot;\n"
 	  "       LIMIT: bps=SIZE, bps_burst=SIZE (bytes/s), iops=N, iops_burst=N (disk),\n"
 	  "       pps=N, pps_burst=N (NIC); --balloon: a balloon holding SIZE at boot;\n"
-	  "       --rng: a virtio-rng device (the host's getrandom)" },
+	  "       --rng: a virtio-rng device (the host's getrandom);\n"
+	  "       -f: the VM of a JSON spec ('show NAME -o json' output, - for stdin;\n"
+	  "       relative paths from the file's directory), options over it" },
 	{ "run", run_run,
 	  "run NAME [create options] [--rm] [--stop-timeout S]",
 	  "create and start a VM, print its console, exit when it ends (0: powered\n"
@@ -41,6 +44,10 @@ static const struct ctl_command commands[] = {
 	  "stop (as stop does) where running, then start" },
 	{ "kill", vm_kill, "kill NAME... | --label K=V... [--signal SIG] [-o json]",
 	  "send SIG (default SIGKILL) to the VMs' workers" },
+	{ "pause", vm_pause, "pause NAME... | --label K=V... [-o json]",
+	  "hold running VMs' vCPUs (state paused; guest clocks stand still)" },
+	{ "resume", vm_resume, "resume NAME... | --label K=V... [-o json]",
+	  "run paused VMs again" },
 	{ "rm", vm_rm, "rm [-f] NAME... | rm [-f] --label K=V... [-o json]",
 	  "delete VMs (-f: kill them first if running)" },
 	{ "list", list_list, "list [--state S] [--label K=V]... [-q] [-o json]",
@@ -121,10 +128,10 @@ static void print_help(FILE *f)
 		"  -o json        JSON output, errors included (also after the command)\n"
 		"  -h, --help     this text; after a command, that command's usage\n"
 		"  -V, --version  mvmctl's version ('mvmctl version' asks mvmd too)\n"
-		"\nSelectors: start, stop, restart, kill and rm take several NAMEs, or\n"
-		"--label K=V (repeatable; VMs with all of them).  They act on each VM\n"
-		"in turn, go on after a failure and exit with the first failure's\n"
-		"status; with -o json each VM's result or error is one JSON document.\n"
+		"\nSelectors: start, stop, restart, pause, resume, kill and rm take\n"
+		"several NAMEs, or --label K=V (repeatable; VMs with all of them).\n"
+		"They act on each VM in turn, go on after a failure and exit with\n"
+		"the first failure's status; with -o json each VM's result or error is one JSON document.\n"
 		"\nConsole: Ctrl-] (0x1d) detaches. With stdin not a terminal, the\n"
 		"input is sent as it is; after its end mvmctl keeps printing the\n"
 		"guest's output until mvmd closes the console or nothing arrived\n"

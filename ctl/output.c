@@ -249,7 +249,7 @@ static const char *str(const json_t *o, const char *key)
 static bool is_live(const char *state)
 {
 	return state && (!strcmp(state, "running") || !strcmp(state, "starting") ||
-			 !strcmp(state, "stopping"));
+			 !strcmp(state, "paused") || !strcmp(state, "stopping"));
 }
 
 static void fmt_uptime(char *buf, size_t n, const json_t *vm, double now)

@@ -228,11 +228,12 @@ static int call_and_print(struct ctl *c, json_t *req)
 
 enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_VCPUS, O_MEM, O_DISK, O_NET,
        O_LABEL, O_RESTART, O_NOSTART, O_WAIT, O_TIMEOUT, O_SIGNAL, O_POOL, O_NOQUEUE,
-       O_AUTOSTART, O_BALLOON, O_RNG };
+       O_AUTOSTART, O_BALLOON, O_RNG, O_FILE };
 
 /* The repeatable create options, collected before they go into the request. */
 struct create_lists {
 	json_t *disks, *nics, *labels, *pools;
+	const char *file;               /* -f: a spec; "-" stdin */
 };
 
 /* One create option into req or lists; a usage error code or 0. */
@@ -315,10 +316,147 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 		if (ctl_parse_output(arg, c) < 0)
 			return ctl_usage_error("create", "-o wants json or table, not '%s'", arg);
 		return 0;
+	case 'f':
+		if (l->file)
+			return ctl_usage_error("create", "-f FILE given twice; give one spec");
+		l->file = arg;
+		return 0;
 	}
 	if (o == ':')
 		return ctl_usage_error("create", "option '%s' needs a value", arg);
 	return ctl_usage_error("create", "unknown option '%s'", arg);
+}
+
+/* ---- create -f: a spec, the VM object 'mvmctl show -o json' prints --- */
+
+/* The VM object's keys vm.create takes ... */
+static const char *const spec_keys[] = {
+	"name", "kernel", "initrd", "cmdline", "vcpus", "mem_mib", "disks", "nics", "labels",
+	"restart", "restart_max", "autostart", "pools", "balloon_mib", "rng", NULL
+};
+/* ... and those of one run of it, which a spec may carry (a saved show)
+ * and which say nothing about the VM to create. */
+static const char *const spec_ignored[] = {
+	"state", "owner_uid", "pid", "created_at", "started_at", "exit_status", "exit_reason",
+	"uuid", NULL
+};
+
+static bool in_list(const char *const *list, const char *k)
+{
+	for (; *list; list++)
+		if (!strcmp(*list, k))
+			return true;
+	return false;
+}
+
+/* A relative path in a spec file is relative to the file's directory
+ * (stdin's: the working directory, as a flag's). */
+static json_t *spec_path(const char *file, json_t *v)
+{
+	const char *p = json_string_value(v), *slash;
+	char *s;
+	json_t *j;
+
+	if (!p || p[0] == '/' || !file || strcmp(file, "-") == 0 || !(slash = strrchr(file, '/')))
+		return p ? abs_path(p) : json_incref(v);
+	if (asprintf(&s, "%.*s/%s", (int)(slash - file), file, p) < 0)
+		return NULL;
+	j = abs_path(s);
+	free(s);
+	return j;
+}
+
+/* The VM object of FILE (a whole show document, or its "vm" alone), its
+ * keys checked; a usage error code, printed, otherwise. */
+static int spec_load(const char *file, json_t **ret)
+{
+	const char *where = strcmp(file, "-") ? file : "stdin";
+	json_error_t e;
+	json_t *doc = strcmp(file, "-") ? json_load_file(file, JSON_REJECT_DUPLICATES, &e)
+	                                : json_loadf(stdin, JSON_REJECT_DUPLICATES, &e);
+	json_t *vm, *v;
+	const char *k;
+
+	if (!doc)
+		return ctl_usage_error("create", "%s: %s (line %d, column %d); a spec is the "
+		                       "JSON 'mvmctl show NAME -o json' prints", where, e.text,
+		                       e.line, e.column);
+	vm = json_is_object(doc) ? json_object_get(doc, "vm") : NULL;
+	if (json_is_object(doc) && vm) {
+		json_object_foreach(doc, k, v)
+			if (strcmp(k, "vm") && strcmp(k, "events")) {
+				ctl_usage_error("create", "%s: unknown key '%s' beside \"vm\"; a spec "
+				                "has \"vm\" (and \"events\", ignored)", where, k);
+				json_decref(doc);
+				return CTL_EXIT_USAGE;
+			}
+	} else {
+		vm = doc;
+	}
+	if (!json_is_object(vm)) {
+		json_decref(doc);
+		return ctl_usage_error("create", "%s: a spec is a JSON object (the VM of "
+		                       "'mvmctl show NAME -o json')", where);
+	}
+	json_object_foreach(vm, k, v)
+		if (!in_list(spec_keys, k) && !in_list(spec_ignored, k)) {
+			ctl_usage_error("create", "%s: unknown key '%s'; a spec takes name, kernel, "
+			                "initrd, cmdline, vcpus, mem_mib, disks, nics, labels, restart, "
+			                "restart_max, autostart, pools and balloon_mib", where, k);
+			json_decref(doc);
+			return CTL_EXIT_USAGE;
+		}
+	*ret = json_incref(vm);
+	json_decref(doc);
+	return 0;
+}
+
+/* The spec under the flags: a key a flag set keeps the flag's value; a
+ * list flag (--disk, --net, --pool) replaces the spec's list; --label
+ * pairs win over the spec's of the same key. */
+static int spec_apply(const char *file, json_t *spec, json_t *req, struct create_lists *l)
+{
+	json_t *args = json_object_get(req, "args"), *v, *d, *p;
+	const char *k;
+	size_t i;
+
+	json_object_foreach(spec, k, v) {
+		if (in_list(spec_ignored, k) || json_is_null(v))
+			continue;
+		if (!strcmp(k, "labels") && json_is_object(v)) {
+			json_t *lv;
+			const char *lk;
+
+			json_object_foreach(v, lk, lv)
+				if (!json_object_get(l->labels, lk))
+					json_object_set(l->labels, lk, lv);
+			continue;
+		}
+		if (!strcmp(k, "disks") || !strcmp(k, "nics") || !strcmp(k, "pools")) {
+			json_t **list = k[0] == 'd' ? &l->disks : k[0] == 'n' ? &l->nics : &l->pools;
+
+			if (json_array_size(*list))
+				continue;
+			json_decref(*list);
+			*list = json_deep_copy(v);
+			if (!*list)
+				return -ENOMEM;
+			json_array_foreach(*list, i, d) {
+				if (k[0] != 'd' || !json_is_string(json_object_get(d, "path")))
+					continue;
+				p = spec_path(file, json_object_get(d, "path"));
+				if (!p || json_object_set_new(d, "path", p) < 0)
+					return -ENOMEM;
+			}
+			continue;
+		}
+		if (json_object_get(args, k))
+			continue;               /* a flag said it */
+		p = !strcmp(k, "kernel") || !strcmp(k, "initrd") ? spec_path(file, v) : json_incref(v);
+		if (!p || proto_request_set_json(req, k, p) < 0)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 /*
@@ -346,25 +484,40 @@ int vm_create_request(struct ctl *c, int argc, char **argv, json_t **ret_req)
 		{ "balloon", required_argument, NULL, O_BALLOON },
 		{ "rng", no_argument, NULL, O_RNG },
 		{ "output", required_argument, NULL, 'o' },
+		{ "file", required_argument, NULL, 'f' },
 		{ 0 }
 	};
-	struct create_lists l = { json_array(), json_array(), json_object(), json_array() };
-	json_t *req = ctl_request(c, PROTO_OP_VM_CREATE);
+	struct create_lists l = { json_array(), json_array(), json_object(), json_array(), NULL };
+	json_t *req = ctl_request(c, PROTO_OP_VM_CREATE), *spec = NULL;
+	const char *name = NULL;
 	int o, r = 0;
 
 	opterr = 0;
 	/* ':' first: a missing value is reported as such, not as unknown */
-	while (!r && (o = getopt_long(argc, argv, ":o:", opts, NULL)) != -1)
+	while (!r && (o = getopt_long(argc, argv, ":o:f:", opts, NULL)) != -1)
 		r = create_opt(c, req, &l, o, o == '?' || o == ':' ? argv[optind - 1] : optarg);
-	if (!r && optind + 1 != argc)
+	if (!r && l.file && (r = spec_load(l.file, &spec)) == 0 &&
+	    spec_apply(l.file, spec, req, &l) < 0)
+		r = ctl_usage_error("create", "out of memory");
+	/* with a spec, NAME may come from it; a NAME given wins */
+	if (!r && optind < argc)
+		name = argv[optind];
+	else if (!r && spec)
+		name = json_string_value(json_object_get(spec, "name"));
+	if (!r && (optind + 1 < argc || (optind == argc && !l.file)))
 		r = ctl_usage_error("create", "create wants exactly one NAME");
-	if (!r && !json_object_get(json_object_get(req, "args"), "kernel"))
-		r = ctl_usage_error("create", "create needs --kernel PATH");
-	if (!r && !proto_vm_name_valid(argv[optind]))
+	if (!r && !name)
+		r = ctl_usage_error("create", "%s has no \"name\" string; give NAME too",
+		                    strcmp(l.file, "-") ? l.file : "stdin");
+	if (!r && !json_is_string(json_object_get(json_object_get(req, "args"), "kernel")))
+		r = ctl_usage_error("create", "create needs --kernel PATH (or \"kernel\" in "
+		                    "the -f spec)");
+	if (!r && !proto_vm_name_valid(name))
 		r = ctl_usage_error("create", "'%s' is not a valid VM name: use letters, "
 				    "digits, '_', '.' and '-' (1 to 63, starting with "
-				    "a letter or digit)", argv[optind]);
+				    "a letter or digit)", name);
 	if (r) {
+		json_decref(spec);
 		json_decref(l.disks);
 		json_decref(l.nics);
 		json_decref(l.labels);
@@ -372,7 +525,8 @@ int vm_create_request(struct ctl *c, int argc, char **argv, json_t **ret_req)
 		json_decref(req);
 		return r;
 	}
-	proto_request_set_str(req, "name", argv[optind]);
+	proto_request_set_str(req, "name", name);
+	json_decref(spec);              /* name was its */
 	proto_request_set_json(req, "disks", l.disks);
 	proto_request_set_json(req, "nics", l.nics);
 	proto_request_set_json(req, "labels", l.labels);
@@ -653,4 +807,14 @@ int vm_restart(struct ctl *c, int argc, char **argv)
 		{ "timeout", required_argument, NULL, O_TIMEOUT }, { 0 } };
 
 	return selector_command(c, argc, argv, o, ":o:", PROTO_OP_VM_START, act_restart);
+}
+
+int vm_pause(struct ctl *c, int argc, char **argv)
+{
+	return selector_command(c, argc, argv, NULL, ":o:", PROTO_OP_VM_PAUSE, act_print);
+}
+
+int vm_resume(struct ctl *c, int argc, char **argv)
+{
+	return selector_command(c, argc, argv, NULL, ":o:", PROTO_OP_VM_RESUME, act_print);
 }

@@ -142,7 +142,7 @@ static int mark_gone(struct vm *vm, const char *why)
 	return 0;
 }
 
-static int take_over(struct vm *vm, pid_t pid, int fd, int pidfd, bool booted)
+static int take_over(struct vm *vm, pid_t pid, int fd, int pidfd, bool booted, bool paused)
 {
 	struct worker *w;
 	int r;
@@ -159,7 +159,19 @@ static int take_over(struct vm *vm, pid_t pid, int fd, int pidfd, bool booted)
 	if (r < 0)
 		return r;
 	admit_adopted(vm);
-	log_info("VM %s: re-adopted worker pid %lld", vm->row.name, (long long)vm->row.pid);
+	log_info("VM %s: re-adopted worker pid %lld%s", vm->row.name, (long long)vm->row.pid,
+	         paused ? " (paused)" : "");
+	/* the worker knows best whether it is paused: an earlier mvmd may
+	 * have died between asking and committing the answer */
+	if (vm->row.state == PROTO_VM_PAUSED && !paused)
+		r = vm_commit(vm, PROTO_VM_RUNNING, "resumed while mvmd was down");
+	else if (paused && (vm->row.state == PROTO_VM_RUNNING ||
+	                    vm->row.state == PROTO_VM_STARTING))
+		r = vm_commit(vm, PROTO_VM_PAUSED, "paused while mvmd was down");
+	else
+		r = 0;
+	if (r < 0)
+		log_warn("VM %s: cannot store its state: %s", vm->row.name, strerror(-r));
 	/* a stop an earlier mvmd began: finish it, with a fresh timeout */
 	if (vm->row.state == PROTO_VM_STOPPING) {
 		vm->row.state = PROTO_VM_RUNNING;
@@ -188,7 +200,7 @@ static int adopt_vm(struct vm *vm)
 	if (recorded && (rec_pid != pid || rec_start != start))
 		goto gone;
 	r = greet(d, vm->row.name, pid, start, &fd, &hello);
-	if (r == 0 && take_over(vm, pid, fd, pidfd, hello.booted) == 0)
+	if (r == 0 && take_over(vm, pid, fd, pidfd, hello.booted, hello.paused) == 0)
 		return 0;
 	if (r == 0)
 		goto gone;      /* take_over closed both */
@@ -219,7 +231,8 @@ static int recover_one(struct mvmd *d, const struct proto_vm *row)
 	int r = 0;
 
 	if (row->state != PROTO_VM_QUEUED && row->state != PROTO_VM_STARTING &&
-	    row->state != PROTO_VM_RUNNING && row->state != PROTO_VM_STOPPING)
+	    row->state != PROTO_VM_RUNNING && row->state != PROTO_VM_STOPPING &&
+	    row->state != PROTO_VM_PAUSED)
 		return 0;
 	vm = vms_hold(d, row);
 	if (!vm)

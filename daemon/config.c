@@ -245,6 +245,8 @@ int config_set(struct config *cfg, const char *key, const char *value)
 		       ? -EINVAL : 0;
 	if (!strcmp(key, "metrics_listen"))
 		return set_listen(cfg, value);
+	if (!strcmp(key, "metrics_vms"))
+		return set_bool(&cfg->metrics_vms, value);
 	if (!strcmp(key, "log_level")) {
 		lvl = log_level_parse(value);
 		if (lvl < 0)

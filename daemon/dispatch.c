@@ -375,11 +375,17 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 }
 
 /* The Prometheus text GET /metrics serves, for mvmctl metrics. */
+/* mvmctl metrics: the per-VM series of the caller's VMs. */
+static bool metrics_may_see(void *arg, uint32_t owner)
+{
+	return conn_may_access(arg, owner);
+}
+
 static void op_metrics(struct conn *c, struct proto_request *req)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int r = metrics_render(c->d, &text, &len);
+	int r = metrics_render(c->d, metrics_may_see, c, &text, &len);
 
 	if (r < 0) {
 		reply_storage(c, req, r);
@@ -976,7 +982,7 @@ static void op_events_subscribe(struct conn *c, struct proto_request *req)
  * answers in milliseconds; one that does not is reported, not waited on. */
 #define PENDING_TIMEOUT_MS 5000
 
-enum pending_kind { PENDING_UPDATE, PENDING_STATS };
+enum pending_kind { PENDING_UPDATE, PENDING_STATS, PENDING_PAUSE };
 
 /* A client waiting for worker replies.  It lives until every request it
  * sent was answered or failed (the supervisor calls back exactly once) and
@@ -990,8 +996,10 @@ struct pending {
 	int refs;                       /* the timer + each request in flight */
 	int waiting;                    /* requests not yet answered */
 	json_t *vms;                    /* stats: the objects so far */
-	struct vm *vm;                  /* update: its VM (a reference) */
+	struct vm *vm;                  /* update, pause: its VM (a reference) */
 	char error[300];                /* update: the first refusal */
+	enum proto_err code;            /* error's code; 0: bad_request */
+	bool pause;                     /* pause: vm.pause, not vm.resume */
 };
 
 /* update: one set-limits or balloon request */
@@ -1038,7 +1046,8 @@ static void pending_answer(struct pending *p, bool timed_out)
 			        "some workers did not answer within 5 s and are left out"));
 		conn_reply_ok(c, p->id, res);
 	} else if (p->error[0] || timed_out) {
-		proto_error_set(&err, timed_out ? PROTO_ERR_UNAVAILABLE : PROTO_ERR_BAD_REQUEST,
+		proto_error_set(&err, timed_out ? PROTO_ERR_UNAVAILABLE :
+		                p->code ? p->code : PROTO_ERR_BAD_REQUEST,
 		                NULL, "%s", timed_out && !p->error[0]
 		                ? "the worker did not answer within 5 s; the change may still "
 		                  "apply: see 'mvmctl stats'" : p->error);
@@ -1400,6 +1409,93 @@ static void op_vm_stats(struct conn *c, struct proto_request *req)
 	pending_go(p);
 }
 
+/* ---- vm.pause, vm.resume ------------------------------------------------ */
+
+/* The worker held or released its vCPUs: that is the VM's state now,
+ * whether or not the client still waits; a stop that began meanwhile
+ * wins (the worker resumes for the Ctrl-Alt-Del). */
+static void pause_reply_cb(void *arg, const struct proto_link_msg *reply)
+{
+	struct pending *p = arg;
+	struct vm *vm = p->vm;
+	enum proto_vm_state st = p->pause ? PROTO_VM_PAUSED : PROTO_VM_RUNNING;
+	struct worker *w = vm->worker;
+	int r;
+
+	if (!reply || reply->error) {
+		p->code = reply ? PROTO_ERR_INTERNAL : PROTO_ERR_INVALID_STATE;
+		snprintf(p->error, sizeof(p->error), "VM '%s': %s", vm->row.name,
+		         reply ? reply->error : "the worker ended before it answered");
+	} else if (w && !w->finished && !w->stop_requested && vm->row.state != st) {
+		r = vm_commit(vm, st, p->pause ? "paused" : "resumed");
+		if (r < 0) {
+			log_error("VM %s: %s but that cannot be stored: %s", vm->row.name,
+			          p->pause ? "paused" : "resumed", strerror(-r));
+			p->code = PROTO_ERR_STORAGE_ERROR;
+			snprintf(p->error, sizeof(p->error), "VM '%s' is %s but the state "
+			         "cannot be stored: %s", vm->row.name,
+			         p->pause ? "paused" : "resumed", strerror(-r));
+		}
+	}
+	pending_replied(p);
+}
+
+static void pause_op(struct conn *c, struct proto_request *req, bool pause)
+{
+	struct proto_link_msg m = { .type = pause ? PROTO_LINK_PAUSE : PROTO_LINK_RESUME };
+	enum proto_vm_state want = pause ? PROTO_VM_RUNNING : PROTO_VM_PAUSED;
+	struct pending *p;
+	struct proto_vm vm;
+	struct worker *w;
+	int r;
+
+	if (load_vm(c, req, proto_arg_str(req, "name"), &vm) < 0)
+		return;
+	w = vm_worker(c, &vm);
+	if (!w || w->finished || w->stop_requested || vm.state != want) {
+		if (pause && vm.state == PROTO_VM_PAUSED)
+			reply_err(c, req, PROTO_ERR_INVALID_STATE, "name", "VM '%s' is paused "
+			          "already; 'mvmctl resume %s' runs it again", vm.name, vm.name);
+		else if (pause)
+			reply_err(c, req, PROTO_ERR_INVALID_STATE, "name", "VM '%s' is %s; only "
+			          "a running VM can be paused", vm.name,
+			          proto_vm_state_name(vm.state));
+		else
+			reply_err(c, req, PROTO_ERR_INVALID_STATE, "name", "VM '%s' is %s, not "
+			          "paused; 'mvmctl pause %s' pauses it", vm.name,
+			          proto_vm_state_name(vm.state), vm.name);
+		goto out;
+	}
+	p = pending_new(c, req, PENDING_PAUSE);
+	if (!p) {
+		reply_err(c, req, PROTO_ERR_INTERNAL, NULL, "out of memory");
+		goto out;
+	}
+	p->vm = vm_ref(w->vm);
+	p->pause = pause;
+	r = supervisor_request(w, &m, pause_reply_cb, p);
+	if (r < 0) {
+		p->code = PROTO_ERR_INTERNAL;
+		snprintf(p->error, sizeof(p->error), "cannot ask the worker: %s", strerror(-r));
+	} else {
+		p->refs++;
+		p->waiting++;
+	}
+	pending_go(p);
+out:
+	proto_vm_clear(&vm);
+}
+
+static void op_vm_pause(struct conn *c, struct proto_request *req)
+{
+	pause_op(c, req, true);
+}
+
+static void op_vm_resume(struct conn *c, struct proto_request *req)
+{
+	pause_op(c, req, false);
+}
+
 static const handler_fn handlers[PROTO_OP_COUNT_] = {
 	[PROTO_OP_HELLO] = op_hello,
 	[PROTO_OP_VERSION] = op_version,
@@ -1418,6 +1514,8 @@ static const handler_fn handlers[PROTO_OP_COUNT_] = {
 	[PROTO_OP_VM_UPDATE] = op_vm_update,
 	[PROTO_OP_VM_STATS] = op_vm_stats,
 	[PROTO_OP_METRICS] = op_metrics,
+	[PROTO_OP_VM_PAUSE] = op_vm_pause,
+	[PROTO_OP_VM_RESUME] = op_vm_resume,
 };
 
 void dispatch_request(struct conn *c, struct proto_request *req)

@@ -25,6 +25,13 @@
 #define METRICS_TIMEOUT_MS  5000
 #define METRICS_MAX_REASONS 32          /* distinct crash reasons kept */
 #define METRICS_REASON_MAX  32
+/* Per-VM series come from a cache of vm.stats samples: a render whose
+ * cache is older than METRICS_VM_MAX_AGE_S asks every running worker
+ * again (one link request each, answered by its main loop) and renders
+ * what it has; the answers serve the next scrape.  A round not answered
+ * within METRICS_VM_ROUND_S is given up. */
+#define METRICS_VM_MAX_AGE_S 5.0
+#define METRICS_VM_ROUND_S   30.0
 
 /* Start latency buckets, seconds: a boot with an emulated guest kernel
  * takes seconds, a native one well under one. */
@@ -66,6 +73,17 @@ struct metrics {
 	char path[108];
 	struct mconn_list conns;
 	size_t nconns;
+	/* per-VM samples: name -> vm.stats object plus "owner" */
+	json_t *samples;                /* the last complete round */
+	json_t *next;                   /* the round in flight */
+	double sampled_at;              /* mvmd_mono() the last round began; 0 none */
+	double round_at;                /* the round in flight began */
+	unsigned round, waiting;
+};
+
+struct sample_call {
+	struct metrics *m;
+	unsigned round;
 };
 
 /* ---- counters, from the worker hooks ------------------------------------ */
@@ -148,12 +166,165 @@ const struct worker_hooks metrics_worker_hooks = {
 	.ended_cb = ended_cb,
 };
 
-/* ---- the exposition ------------------------------------------------------ */
+/* ---- per-VM samples ------------------------------------------------------ */
 
 static void head(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
+
+
+static void round_done(struct metrics *m)
+{
+	json_decref(m->samples);
+	m->samples = m->next;
+	m->next = NULL;
+	m->sampled_at = m->round_at;
+}
+
+static void sample_cb(void *arg, struct vm *vm, json_t *stats)
+{
+	struct sample_call *sc = arg;
+	struct metrics *m = sc->m;
+
+	if (sc->round == m->round && m->next && stats) {
+		json_object_set_new(stats, "owner", json_integer(vm->row.owner_uid));
+		json_object_set(m->next, vm->row.name, stats);
+	}
+	json_decref(stats);
+	if (sc->round == m->round && --m->waiting == 0)
+		round_done(m);
+	free(sc);
+}
+
+/* A new round over every running worker, unless one is fresh or busy. */
+static void sample_vms(struct metrics *m)
+{
+	double now = mvmd_mono();
+	struct worker *w;
+
+	if (m->sampled_at && now - m->sampled_at < METRICS_VM_MAX_AGE_S)
+		return;
+	if (m->next && now - m->round_at < METRICS_VM_ROUND_S)
+		return;
+	json_decref(m->next);
+	m->next = json_object();
+	if (!m->next)
+		return;
+	m->round++;
+	m->waiting = 0;
+	m->round_at = now;
+	TAILQ_FOREACH(w, &m->d->workers, link) {
+		struct sample_call *sc;
+
+		if (w->finished || !w->linked || !(sc = calloc(1, sizeof(*sc))))
+			continue;
+		sc->m = m;
+		sc->round = m->round;
+		if (vmstats_collect(w->vm, sample_cb, sc) < 0)
+			free(sc);
+		else
+			m->waiting++;
+	}
+	if (m->waiting == 0)
+		round_done(m);
+}
+
+static uint64_t num(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v)
+	                                                        : 0;
+}
+
+/* One family over the samples shown: per VM, or per device of a kind. */
+static void vm_family(FILE *f, json_t *shown, const char *name, const char *type,
+                      const char *help, const char *devs, const char *key, double scale)
+{
+	const char *vm;
+	json_t *s, *dev;
+	size_t i;
+
+	head(f, name, type, help);
+	json_object_foreach(shown, vm, s) {
+		if (!devs) {
+			json_t *v = json_object_get(s, key);
+
+			if (json_is_integer(v))
+				fprintf(f, "%s{vm=\"%s\"} %.9g\n", name, vm,
+				        (double)num(s, key) * scale);
+			continue;
+		}
+		json_array_foreach(json_object_get(s, devs), i, dev)
+			fprintf(f, "%s{vm=\"%s\",%s=\"%llu\"} %llu\n", name, vm,
+			        devs[0] == 'd' ? "disk" : "nic", (unsigned long long)num(dev, "index"),
+			        (unsigned long long)num(dev, key));
+	}
+}
+
+static void vm_series(FILE *f, struct metrics *m, bool (*may_see)(void *, uint32_t), void *arg)
+{
+	json_t *shown = json_object(), *s, *b;
+	const char *vm;
+
+	if (!shown)
+		return;
+	json_object_foreach(m->samples, vm, s)
+		if (may_see(arg, (uint32_t)num(s, "owner")))
+			json_object_set(shown, vm, s);
+	head(f, "mvmd_vm_stats_age_seconds", "gauge",
+	     "Age of the per-VM samples below (taken at most every 5 s, on a scrape).");
+	fprintf(f, "mvmd_vm_stats_age_seconds %.3f\n",
+	        m->sampled_at ? mvmd_mono() - m->sampled_at : 0.0);
+	head(f, "mvmd_vm_state", "gauge", "A running VM's state when sampled; always 1.");
+	json_object_foreach(shown, vm, s)
+		fprintf(f, "mvmd_vm_state{vm=\"%s\",state=\"%s\"} 1\n", vm,
+		        json_string_value(json_object_get(s, "state")) ?: "unknown");
+	vm_family(f, shown, "mvmd_vm_cpu_seconds_total", "counter",
+	          "CPU time of the VM's worker (its cgroup, else /proc).", NULL, "cpu_ns", 1e-9);
+	vm_family(f, shown, "mvmd_vm_memory_bytes", "gauge",
+	          "Memory charged to the VM's cgroup.", NULL, "mem_bytes", 1);
+	vm_family(f, shown, "mvmd_vm_guest_memory_bytes", "gauge",
+	          "The guest's RAM as defined.", NULL, "mem_guest_bytes", 1);
+	vm_family(f, shown, "mvmd_vm_disk_read_bytes_total", "counter", "Bytes a disk read.",
+	          "disks", "read_bytes", 1);
+	vm_family(f, shown, "mvmd_vm_disk_written_bytes_total", "counter",
+	          "Bytes a disk wrote.", "disks", "write_bytes", 1);
+	vm_family(f, shown, "mvmd_vm_disk_reads_total", "counter", "Read requests of a disk.",
+	          "disks", "read_ops", 1);
+	vm_family(f, shown, "mvmd_vm_disk_writes_total", "counter", "Write requests of a disk.",
+	          "disks", "write_ops", 1);
+	vm_family(f, shown, "mvmd_vm_net_received_bytes_total", "counter",
+	          "Bytes a NIC received.", "nics", "rx_bytes", 1);
+	vm_family(f, shown, "mvmd_vm_net_sent_bytes_total", "counter", "Bytes a NIC sent.",
+	          "nics", "tx_bytes", 1);
+	vm_family(f, shown, "mvmd_vm_net_received_frames_total", "counter",
+	          "Frames a NIC received.", "nics", "rx_frames", 1);
+	vm_family(f, shown, "mvmd_vm_net_sent_frames_total", "counter", "Frames a NIC sent.",
+	          "nics", "tx_frames", 1);
+	head(f, "mvmd_vm_balloon_bytes", "gauge",
+	     "Guest memory the balloon holds (what the driver says).");
+	json_object_foreach(shown, vm, s)
+		if (json_is_object(b = json_object_get(s, "balloon")))
+			fprintf(f, "mvmd_vm_balloon_bytes{vm=\"%s\"} %llu\n", vm,
+			        (unsigned long long)num(b, "actual_bytes"));
+	head(f, "mvmd_vm_balloon_target_bytes", "gauge", "The balloon's target.");
+	json_object_foreach(shown, vm, s)
+		if (json_is_object(b = json_object_get(s, "balloon")))
+			fprintf(f, "mvmd_vm_balloon_target_bytes{vm=\"%s\"} %llu\n", vm,
+			        (unsigned long long)num(b, "target_bytes"));
+	json_decref(shown);
+}
+
+static bool see_all(void *arg, uint32_t owner)
+{
+	(void)arg;
+	(void)owner;
+	return true;
+}
+
+/* ---- the exposition ------------------------------------------------------ */
 
 static void gauge(FILE *f, const char *name, const char *help, uint64_t v)
 {
@@ -161,7 +332,8 @@ static void gauge(FILE *f, const char *name, const char *help, uint64_t v)
 	fprintf(f, "%s %llu\n", name, (unsigned long long)v);
 }
 
-int metrics_render(struct mvmd *d, char **ret, size_t *ret_len)
+int metrics_render(struct mvmd *d, bool (*may_see)(void *arg, uint32_t owner), void *arg,
+                   char **ret, size_t *ret_len)
 {
 	struct metrics *m = d->metrics;
 	uint64_t states[PROTO_VM_STATE_COUNT_] = { 0 }, cum = 0;
@@ -248,7 +420,10 @@ int metrics_render(struct mvmd *d, char **ret, size_t *ret_len)
 	     "Metrics HTTP connections closed at once: too many open.");
 	fprintf(f, "mvmd_metrics_connections_rejected_total %llu\n",
 	        (unsigned long long)(m ? m->http_rejected : 0));
-	/* per-VM CPU, memory and I/O (vm.stats) are not exported yet */
+	if (m && may_see) {
+		sample_vms(m);
+		vm_series(f, m, may_see, arg);
+	}
 	if (fclose(f) != 0) {
 		free(*ret);
 		*ret = NULL;
@@ -350,7 +525,8 @@ static void handle(struct mconn *c)
 		respond_text(c, "404 Not Found", "metrics are at /metrics\n");
 		return;
 	}
-	r = metrics_render(c->m->d, &body, &len);
+	r = metrics_render(c->m->d, c->m->d->cfg.metrics_vms == 1 ? see_all : NULL, NULL,
+	                   &body, &len);
 	if (r < 0) {
 		log_warn("metrics: cannot render: %s", strerror(-r));
 		respond_text(c, "500 Internal Server Error", "cannot read mvmd's state; see its log\n");
@@ -528,6 +704,10 @@ void metrics_close(struct mvmd *d)
 
 void metrics_free(struct mvmd *d)
 {
+	if (d->metrics) {
+		json_decref(d->metrics->samples);
+		json_decref(d->metrics->next);
+	}
 	free(d->metrics);
 	d->metrics = NULL;
 }

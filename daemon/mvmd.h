@@ -68,6 +68,7 @@ struct config {
 	/* metrics over TCP (metrics.c): "[HOST:]PORT", NULL off; parsed */
 	char *metrics_listen;
 	struct sockaddr_storage metrics_addr;
+	int metrics_vms;                /* per-VM series on the HTTP endpoints too */
 	char error[256];                /* why config_load failed, if it says */
 };
 
@@ -172,7 +173,10 @@ struct mvmd {
 extern const struct worker_hooks metrics_worker_hooks;
 int metrics_init(struct mvmd *d);
 int metrics_listen(struct mvmd *d);
-int metrics_render(struct mvmd *d, char **ret, size_t *ret_len);
+/* may_see(arg, owner uid): the VMs whose per-VM series it shows; NULL:
+ * none (the HTTP endpoints unless metrics_vms is on). */
+int metrics_render(struct mvmd *d, bool (*may_see)(void *arg, uint32_t owner), void *arg,
+                   char **ret, size_t *ret_len);
 void metrics_close(struct mvmd *d);
 void metrics_free(struct mvmd *d);
 
@@ -360,6 +364,8 @@ struct worker {
 	struct proto_linebuf lb;
 	bool booted, exited, link_eof, finished;
 	bool stop_requested, kill_requested;
+	bool stop_forced;               /* the stop timeout's SIGKILL was sent */
+	int64_t stop_timeout_s;         /* of the stop requested */
 	int64_t exit_status;
 	int term_signal;
 	char link_reason[PROTO_LINK_REASON_MAX]; /* from the worker's exit message */

@@ -208,7 +208,8 @@ int supervisor_request(struct worker *w, struct proto_link_msg *m, worker_reply_
 	int r;
 
 	if (m->type != PROTO_LINK_SET_LIMITS && m->type != PROTO_LINK_BALLOON &&
-	    m->type != PROTO_LINK_STATS)
+	    m->type != PROTO_LINK_STATS && m->type != PROTO_LINK_PAUSE &&
+	    m->type != PROTO_LINK_RESUME)
 		return -EINVAL;
 	if (w->finished || !w->linked)
 		return -EPIPE;
@@ -363,6 +364,20 @@ static bool seccomp_killed(const struct worker *w)
 	return w->adopted && w->has_seccomp_nr && !w->has_link_status;
 }
 
+/* The stop timeout's SIGKILL ended it: distinct from a clean stop, as the
+ * guest never shut down. */
+static enum proto_vm_state forced_stop(const struct worker *w, char *reason, size_t size)
+{
+	if (w->stop_timeout_s > 0)
+		snprintf(reason, size, "killed after the %lld s stop timeout",
+		         (long long)w->stop_timeout_s);
+	else if (w->stop_timeout_s < 0)
+		snprintf(reason, size, "killed at once: no worker link to ask the guest over");
+	else
+		snprintf(reason, size, "killed at once: stop timeout 0");
+	return PROTO_VM_STOPPED;
+}
+
 /* Decide the final state and reason from how the process ended. */
 static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t size)
 {
@@ -386,6 +401,8 @@ static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t s
 			snprintf(reason, size, "killed");
 			return PROTO_VM_CRASHED;
 		}
+		if (w->stop_requested && w->stop_forced)
+			return forced_stop(w, reason, size);
 		if (w->stop_requested) {
 			snprintf(reason, size, "stopped");
 			return PROTO_VM_STOPPED;
@@ -393,6 +410,9 @@ static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t s
 		snprintf(reason, size, "signal %s", proto_signal_name(w->term_signal));
 		return PROTO_VM_CRASHED;
 	}
+	/* an adopted worker's SIGKILL leaves no status and no exit message */
+	if (w->stop_requested && w->stop_forced && w->adopted && !w->has_link_status)
+		return forced_stop(w, reason, size);
 	if (w->exit_status == 0 && w->stop_requested) {
 		snprintf(reason, size, "stopped");
 		return PROTO_VM_STOPPED;
@@ -496,8 +516,8 @@ static void stop_timeout_cb(uv_timer_t *t)
 {
 	struct worker *w = t->data;
 
-	if (!w->exited)
-		worker_signal(w, SIGKILL);
+	if (!w->exited && worker_signal(w, SIGKILL) == 0)
+		w->stop_forced = true;
 }
 
 int supervisor_stop(struct worker *w, int64_t timeout_s)
@@ -511,10 +531,13 @@ int supervisor_stop(struct worker *w, int64_t timeout_s)
 	if (r < 0)
 		return r;
 	w->stop_requested = true;
+	w->stop_timeout_s = timeout_s;
 	if (timeout_s > 0 && link_send(w, &m) == 0) {
 		uv_timer_start(&w->timer, stop_timeout_cb, (uint64_t)timeout_s * 1000, 0);
 		return 0;
 	}
+	if (timeout_s > 0)
+		w->stop_timeout_s = -1;         /* no link to ask the guest over */
 	stop_timeout_cb(&w->timer);
 	return 0;
 }

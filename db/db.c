@@ -158,9 +158,9 @@ static const char *const stmt_sql[ST_COUNT_] = {
 		" coalesce(v.owner_uid, -1) FROM events e LEFT JOIN vms v ON v.id = e.vm_id"
 		" WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
 	[ST_TOTALS] = "SELECT count(*),"
-		" coalesce(sum(state IN ('starting','running','stopping')), 0),"
-		" coalesce(sum(CASE WHEN state IN ('starting','running','stopping') THEN vcpus END), 0),"
-		" coalesce(sum(CASE WHEN state IN ('starting','running','stopping') THEN mem_mib END), 0)"
+		" coalesce(sum(state IN ('starting','running','paused','stopping')), 0),"
+		" coalesce(sum(CASE WHEN state IN ('starting','running','paused','stopping') THEN vcpus END), 0),"
+		" coalesce(sum(CASE WHEN state IN ('starting','running','paused','stopping') THEN mem_mib END), 0)"
 		" FROM vms",
 };
 

@@ -175,6 +175,8 @@ static const struct field *const op_fields[PROTO_OP_COUNT_] = {
 	[PROTO_OP_HOST_SET] = f_host_set,
 	[PROTO_OP_VM_UPDATE] = f_update,
 	[PROTO_OP_VM_STATS] = f_stats,
+	[PROTO_OP_VM_PAUSE] = f_name,
+	[PROTO_OP_VM_RESUME] = f_name,
 };
 
 static const char *type_name(enum field_type t)

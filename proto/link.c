@@ -70,18 +70,20 @@ static int link_decode_hello(json_t *root, struct proto_link_msg *m)
 	json_t *pid = json_object_get(root, "pid");
 	json_t *st = json_object_get(root, "start_time");
 	json_t *booted = json_object_get(root, "booted");
+	json_t *paused = json_object_get(root, "paused");
 	json_t *name = json_object_get(root, "name");
 
 	if (!json_is_integer(pid) || json_integer_value(pid) <= 0 ||
 	    json_integer_value(pid) > INT32_MAX || !json_is_integer(st) ||
 	    json_integer_value(st) < 0 || !json_is_boolean(booted) ||
-	    (name && !json_is_string(name)))
+	    (name && !json_is_string(name)) || (paused && !json_is_boolean(paused)))
 		return -EINVAL;
 	if (name && json_string_length(name) >= sizeof(m->name))
 		return -EINVAL;
 	m->pid = json_integer_value(pid);
 	m->start_time = (uint64_t)json_integer_value(st);
 	m->booted = json_is_true(booted);
+	m->paused = json_is_true(paused);   /* absent: an older worker, never paused */
 	if (name)
 		snprintf(m->name, sizeof(m->name), "%s", json_string_value(name));
 	return 0;
@@ -300,7 +302,8 @@ int proto_link_decode(const char *line, size_t len, struct proto_link_msg *ret)
 		r = link_decode_set_limits(root, &m);
 	else if (m.type == PROTO_LINK_BALLOON)
 		r = link_decode_balloon(root, &m);
-	else if (m.type == PROTO_LINK_STATS)
+	else if (m.type == PROTO_LINK_STATS || m.type == PROTO_LINK_PAUSE ||
+	         m.type == PROTO_LINK_RESUME)
 		r = link_decode_seq(root, &m);
 	else if (m.type == PROTO_LINK_RESULT)
 		r = link_decode_result(root, &m);
@@ -446,6 +449,7 @@ static json_t *link_to_json(const struct proto_link_msg *m)
 		if (json_object_set_new(o, "pid", json_integer(m->pid)) < 0 ||
 		    json_object_set_new(o, "start_time", json_integer((json_int_t)m->start_time)) < 0 ||
 		    json_object_set_new(o, "booted", json_boolean(m->booted)) < 0 ||
+		    json_object_set_new(o, "paused", json_boolean(m->paused)) < 0 ||
 		    json_object_set_new(o, "name", json_string(m->name)) < 0)
 			goto fail;
 	} else if (m->type == PROTO_LINK_PING || m->type == PROTO_LINK_PONG) {
@@ -456,7 +460,8 @@ static json_t *link_to_json(const struct proto_link_msg *m)
 			goto fail;
 	} else if (m->type == PROTO_LINK_SET_LIMITS || m->type == PROTO_LINK_BALLOON ||
 	           m->type == PROTO_LINK_STATS || m->type == PROTO_LINK_RESULT ||
-	           m->type == PROTO_LINK_STATS_REPLY) {
+	           m->type == PROTO_LINK_STATS_REPLY || m->type == PROTO_LINK_PAUSE ||
+	           m->type == PROTO_LINK_RESUME) {
 		if (control_to_json(m, o) < 0)
 			goto fail;
 	} else if (m->type == PROTO_LINK_CONSOLE || m->type == PROTO_LINK_CONSOLE_IN) {

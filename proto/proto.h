@@ -41,7 +41,9 @@
 	X(HOST_SET,         "host.set")         \
 	X(VM_UPDATE,        "vm.update")        \
 	X(VM_STATS,         "vm.stats") \
-	X(METRICS,          "metrics")
+	X(METRICS,          "metrics")          \
+	X(VM_PAUSE,         "vm.pause")         \
+	X(VM_RESUME,        "vm.resume")
 
 enum proto_op {
 #define PROTO_OP_ENUM_(id, name) PROTO_OP_##id,
@@ -105,7 +107,8 @@ int proto_error_set(struct proto_error *err, enum proto_err code,
 	X(STOPPING, "stopping") \
 	X(STOPPED,  "stopped")  \
 	X(CRASHED,  "crashed")  \
-	X(DELETED,  "deleted")
+	X(DELETED,  "deleted")  \
+	X(PAUSED,   "paused")
 
 enum proto_vm_state {
 #define PROTO_STATE_ENUM_(id, name) PROTO_VM_##id,
@@ -405,7 +408,9 @@ int proto_base64_decode(const char *in, size_t len, void *out, size_t *ret_len);
 	X(BALLOON,    "balloon")    \
 	X(STATS,      "stats")      \
 	X(RESULT,     "result")     \
-	X(STATS_REPLY, "stats-reply")
+	X(STATS_REPLY, "stats-reply") \
+	X(PAUSE,      "pause")      \
+	X(RESUME,     "resume")
 
 enum proto_link_type {
 #define PROTO_LINK_ENUM_(id, name) PROTO_LINK_##id,
@@ -467,6 +472,7 @@ struct proto_link_msg {
 	int64_t pid;
 	uint64_t start_time;            /* /proc/PID/stat field 22, clock ticks */
 	bool booted;
+	bool paused;                    /* hello: its vCPUs are held (vm.pause) */
 	char name[64];                  /* the VM; "" if unknown */
 	int64_t seq;                    /* ping, pong, and the requests below: echoed back */
 	int64_t nr;                     /* seccomp: the forbidden syscall's number */

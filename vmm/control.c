@@ -239,6 +239,27 @@ static void send_pong(struct control *c, int64_t seq)
 		out_flush(c);
 }
 
+/* vm.pause / vm.resume: a result, its error naming what went wrong. */
+static void pause_resume(struct control *c, const struct proto_link_msg *m)
+{
+	struct proto_link_msg reply = { .type = PROTO_LINK_RESULT, .seq = m->seq };
+	int r = m->type == PROTO_LINK_PAUSE ? vm_pause(c->vm) : vm_resume(c->vm);
+
+	if (r == -ETIMEDOUT)
+		reply.error = strdup("a vCPU did not stop within 3 s; the VM runs on");
+	else if (r == -ESHUTDOWN)
+		reply.error = strdup("the VM is stopping");
+	else if (r < 0 && asprintf(&reply.error, "cannot %s: %s",
+	                           m->type == PROTO_LINK_PAUSE ? "pause" : "restore the clock",
+	                           strerror(-r)) < 0)
+		reply.error = NULL;
+	fprintf(stderr, "mvm-vmm: %s%s%s\n", m->type == PROTO_LINK_PAUSE ? "paused" : "resumed",
+	        reply.error ? ": " : "", reply.error ? reply.error : "");
+	if (out_msg(c, &reply) == 0)
+		out_flush(c);
+	proto_link_clear(&reply);
+}
+
 static void handle_line(struct control *c, const char *line, size_t len)
 {
 	struct proto_link_msg m, reply;
@@ -252,8 +273,12 @@ static void handle_line(struct control *c, const char *line, size_t len)
 	} else if (m.type == PROTO_LINK_CONSOLE_IN)
 		/* the 4 KiB input queue bounds typing; excess is dropped */
 		vm_console_input(c->vm, m.data, m.data_len);
-	else if (m.type == PROTO_LINK_SHUTDOWN)
+	else if (m.type == PROTO_LINK_SHUTDOWN) {
+		/* a paused guest cannot see the key press: run it again */
+		vm_resume(c->vm);
 		vm_request_ctrl_alt_del(c->vm);
+	} else if (m.type == PROTO_LINK_PAUSE || m.type == PROTO_LINK_RESUME)
+		pause_resume(c, &m);
 	else if (m.type == PROTO_LINK_PING)
 		send_pong(c, m.seq);
 	proto_link_clear(&m);
@@ -299,6 +324,7 @@ static void send_hello(struct control *c)
 	pthread_mutex_lock(&c->lock);
 	m.booted = c->booted_sent;
 	pthread_mutex_unlock(&c->lock);
+	m.paused = vm_paused(c->vm);
 	snprintf(m.name, sizeof(m.name), "%s", c->name);
 	if (out_msg(c, &m) == 0)
 		out_flush(c);

@@ -79,6 +79,8 @@ static const struct seccomp_rule main_rules[] = {
 	/* main.c's run(): a new signalfd (fd -1) only, never re-arming another. */
 	ALLOW_IF("signalfd4", 0, SCMP_CMP_MASKED_EQ, 0xffffffffu, 0xffffffffu),
 	IOCTL(KVM_IRQ_LINE),              /* serial interrupts raised by console input */
+	IOCTL(KVM_GET_CLOCK),             /* vm_pause(): kvmclock held over a pause */
+	IOCTL(KVM_SET_CLOCK),             /* vm_resume() */
 	IOCTL(TCGETS),                    /* console: is stdin a terminal */
 	IOCTL(TCSETSF),                   /* console: raw mode on, restored at exit */
 	/* virtio-vsock: host connections in, guest connections out.  Only
@@ -151,6 +153,7 @@ static const struct seccomp_rule vcpu_rules[] = {
 	IOCTL(KVM_TRANSLATE),
 	IOCTL(KVM_GET_VCPU_EVENTS),
 	IOCTL(KVM_SET_VCPU_EVENTS),
+	IOCTL(KVM_KVMCLOCK_CTRL),         /* after a pause: tell the guest it was stopped */
 	ALLOW("write"),                   /* console output, eventfd wake-ups, stderr */
 	ALLOW("read"),                    /* eventfd counters */
 	ALLOW("pread64"),                 /* serial log shrink */

@@ -487,6 +487,18 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+/* vm.pause: hold here until resumed.  Then KVM_KVMCLOCK_CTRL sets
+ * PVCLOCK_GUEST_STOPPED, so a guest's soft-lockup watchdog knows the gap
+ * was the host's doing (EINVAL: the guest has no kvmclock; nothing to
+ * tell). */
+static void park(struct vcpu *v)
+{
+	if (!vm_park(v->vm))
+		return;
+	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	(void)ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -497,10 +509,20 @@ static void *vcpu_thread(void *arg)
 		return NULL;
 	}
 	while (!vm_stopping(v->vm)) {
+		if (vm_pausing(v->vm)) {
+			park(v);
+			continue;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			/* EINTR: kicked.  EAGAIN: an AP just left wait-for-SIPI. */
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				/* The kick did its job; the loop re-checks the flags
+				 * set before it.  Left set, a kick for a pause that
+				 * was lifted before this vCPU parked would bounce
+				 * every KVM_RUN. */
+				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				continue;
+			}
 			vm_stop(v->vm, VMM_EXIT_ERROR, "KVM_RUN failed on vcpu %u: %s",
 			        v->id, strerror(errno));
 			break;

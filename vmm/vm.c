@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 
@@ -60,6 +62,15 @@ struct vm {
 	char reason[256];
 	vm_exit_observer_cb exit_cb;
 	void *exit_opaque;
+
+	/* vm_pause(): vCPU threads park in vm_park() while pause_want */
+	pthread_mutex_t pause_lock;     /* parked, and waits on pause_cond */
+	pthread_cond_t pause_cond;      /* parked changed, pause lifted, stop */
+	atomic_bool pause_want;
+	unsigned parked;
+	bool paused;                    /* main thread's: every vCPU parked */
+	bool clock_saved;
+	struct kvm_clock_data clock;    /* kvmclock when the pause began */
 };
 
 struct loaded_file {
@@ -508,6 +519,8 @@ int vm_create(const struct vm_config *cfg, struct vm **ret, struct vm_error *err
 	vm->cfg = *cfg;
 	vm->nvcpus = cfg->nvcpus;
 	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	r = guest_mem_alloc(&vm->mem, cfg->mem_size);
 	if (r < 0) {
 		vm_fail(err, VMM_EXIT_ERROR, r, "cannot map %llu bytes of guest memory: %s; lower --mem",
@@ -562,6 +575,10 @@ void vm_stop(struct vm *vm, int status, const char *fmt, ...)
 	vsnprintf(vm->reason, sizeof(vm->reason), fmt, ap);
 	va_end(ap);
 	atomic_store(&vm->stop, true);
+	/* parked vCPUs wake and leave; a vm_pause() waiting gives up */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	/* The main thread kicks and joins the vCPUs: it alone knows which
 	 * threads exist.  An eventfd write cannot block. */
 	if (write(vm->stop_efd, &one, sizeof(one)) < 0) {
@@ -572,6 +589,105 @@ void vm_stop(struct vm *vm, int status, const char *fmt, ...)
 bool vm_stopping(const struct vm *vm)
 {
 	return atomic_load(&vm->stop);
+}
+
+/* ---- pause -------------------------------------------------------------- */
+
+bool vm_pausing(const struct vm *vm)
+{
+	return atomic_load(&vm->pause_want);
+}
+
+bool vm_park(struct vm *vm)
+{
+	bool resumed;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_want) && !vm_stopping(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	resumed = !vm_stopping(vm);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return resumed;
+}
+
+static void lift_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_want, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+/* Kicks every 50 ms (a kick that lands while a vCPU is outside KVM_RUN is
+ * lost) until all are parked, for at most VM_PAUSE_WAIT_MS. */
+#define VM_PAUSE_WAIT_MS 3000
+
+int vm_pause(struct vm *vm)
+{
+	struct timespec ts;
+	unsigned i, rounds;
+	bool all = false;
+
+	if (vm->paused)
+		return 0;
+	if (vm_stopping(vm))
+		return -ESHUTDOWN;
+	atomic_store(&vm->pause_want, true);
+	for (rounds = 0; !all && rounds < VM_PAUSE_WAIT_MS / 50; rounds++) {
+		for (i = 0; i < vm->nvcpus; i++)
+			vcpu_kick(vm->vcpus[i]);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&vm->pause_lock);
+		while (vm->parked < vm->nvcpus && !vm_stopping(vm))
+			if (pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &ts) == ETIMEDOUT)
+				break;
+		all = vm->parked == vm->nvcpus;
+		pthread_mutex_unlock(&vm->pause_lock);
+		if (vm_stopping(vm))
+			break;
+	}
+	if (!all || vm_stopping(vm)) {
+		lift_pause(vm);
+		return vm_stopping(vm) ? -ESHUTDOWN : -ETIMEDOUT;
+	}
+	/* kvmclock stands still from here: restored at resume, so guest
+	 * time does not jump over the pause (docs/protocol.md "vm.pause") */
+	vm->clock_saved = ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->clock) == 0;
+	vm->paused = true;
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	struct kvm_clock_data c;
+	int r = 0;
+
+	if (!vm->paused)
+		return 0;
+	if (vm->clock_saved) {
+		c = vm->clock;
+		/* no KVM_CLOCK_REALTIME: that would advance it by the time
+		 * paused, the jump this avoids */
+		c.flags = 0;
+		if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &c) < 0)
+			r = -errno;
+	}
+	vm->paused = false;
+	lift_pause(vm);
+	return r;
+}
+
+bool vm_paused(const struct vm *vm)
+{
+	return vm->paused;
 }
 
 static void stop_cb(void *opaque, uint32_t events)
@@ -657,6 +773,8 @@ void vm_destroy(struct vm *vm)
 	console_free(vm->console);
 	guest_mem_free(&vm->mem);
 	free(vm->cmdline);
+	pthread_cond_destroy(&vm->pause_cond);
+	pthread_mutex_destroy(&vm->pause_lock);
 	free(vm);
 }
 

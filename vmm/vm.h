@@ -66,6 +66,23 @@ void vm_stop(struct vm *vm, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 bool vm_stopping(const struct vm *vm);
 
+/*
+ * Pause (vm.pause, main thread): every vCPU thread leaves KVM_RUN and parks
+ * until vm_resume(); the main loop (devices, the daemon link) runs on.
+ * kvmclock is read at pause and written back at resume, so the guest's
+ * clocks do not move while paused: its wall time falls behind by the
+ * pause (an NTP client corrects it).  vm_pause: 0, -ETIMEDOUT (a vCPU did
+ * not park within 5 s; the pause is lifted), -ESHUTDOWN (the VM stops).
+ * vm_resume: 0, or -errno of KVM_SET_CLOCK (the vCPUs run anyway).
+ */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_paused(const struct vm *vm);
+/* vCPU threads: whether to park, and parking until the pause is lifted;
+ * vm_park returns false when the VM stops meanwhile. */
+bool vm_pausing(const struct vm *vm);
+bool vm_park(struct vm *vm);
+
 /* For the vCPU threads and devices. */
 int vm_fd(const struct vm *vm);
 unsigned vm_nvcpus(const struct vm *vm);

@@ -305,11 +305,22 @@ def main():
         check(vm_pid(c, "t1") == ("running", wpid), "reload ended or changed t1")
         print("reload: mvmd %s kept, t1 kept" % pid0)
 
+        # a paused VM stays paused over the restart
+        c.sh("%s --socket %s pause t1" % (MVMCTL, SOCK))
         c.sh("systemctl restart mvmd", timeout=30)
         pid1 = c.prop("MainPID")
         check(pid1 != pid0, "restart did not replace mvmd")
-        check(vm_pid(c, "t1") == ("running", wpid), "restart ended or changed t1")
-        print("restart: mvmd %s -> %s, t1 re-adopted as %s" % (pid0, pid1, wpid))
+        check(vm_pid(c, "t1") == ("paused", wpid), "restart ended, changed or resumed t1")
+        c.sh("%s --socket %s resume t1" % (MVMCTL, SOCK))
+        check(vm_pid(c, "t1") == ("running", wpid), "t1 did not resume")
+        print("restart: mvmd %s -> %s, t1 re-adopted paused as %s, resumed" % (pid0, pid1, wpid))
+        # the VM's lines carry its name as a journal field
+        out = c.sh("journalctl --no-pager -o cat MVM_VM=t1").stdout
+        check("VM t1: re-adopted worker" in out, "journalctl MVM_VM=t1: %r" % out)
+        prio = c.sh("journalctl --no-pager -o export MVM_VM=t1 | grep -a '^PRIORITY=' "
+                    "| sort -u").stdout.split()
+        check(prio and all(p in ("PRIORITY=3", "PRIORITY=4", "PRIORITY=6") for p in prio), prio)
+        print("journal: MVM_VM=t1 selects %d lines (%s)" % (len(out.splitlines()), ",".join(prio)))
 
         c.sh("kill -STOP %s" % pid1)
         t0 = time.monotonic()

@@ -168,7 +168,8 @@ def cli_habits(env):
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                           "completion", "mvmctl.bash")
     for words, want in (("stop a", ["a1", "a2"]), ("--socket %s rm " % env.daemon.sock,
-                                                   ["a1", "a2", "b1"]), ("res", ["restart"])):
+                                                   ["a1", "a2", "b1"]),
+                        ("res", ["restart", "resume"]), ("pau", ["pause"])):
         line = "%s %s" % (ctl.mvmctl, words)
         r = subprocess.run(["bash", "-c", 'source "$0"; COMP_WORDS=($1); [[ $1 == *" " ]] && '
                             'COMP_WORDS+=(""); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
