@@ -1117,6 +1117,8 @@ static void update_store(struct update_call *u)
 
 	if (u->balloon) {
 		vm->row.balloon_mib = u->balloon_mib;
+		/* the worker's target is the user's now: reclaim.c starts over */
+		vm->reclaim_mib = 0;
 	} else {
 		json_array_set(u->disk ? vm->row.disks : vm->row.nics, (size_t)u->index, u->obj);
 	}
