@@ -374,6 +374,7 @@ static int request_of(const struct proto_vm *vm, struct cap_request *r)
 	r->uid = vm->owner_uid;
 	r->mem_mib = (uint64_t)vm->mem_mib;
 	r->vcpus = (uint64_t)vm->vcpus;
+	r->balloon = vm->has_balloon;
 	json_array_foreach(vm->pools, i, p) {
 		if (r->npools == CAP_REQ_MAX_POOLS)
 			return -EINVAL;

@@ -65,13 +65,18 @@ int cap_host_defaults(struct cap_limits *l)
 	return 0;
 }
 
-uint64_t cap_limits_mem_mib(const struct cap_limits *l)
+uint64_t cap_limits_phys_mib(const struct cap_limits *l)
 {
 	uint64_t budget = l->memory_budget_mib;
 
 	if (!budget)
 		budget = left_of(l->host_mem_mib, l->memory_reserved_mib);
-	return (uint64_t)floor((double)budget * l->memory_overcommit);
+	return budget;
+}
+
+uint64_t cap_limits_mem_mib(const struct cap_limits *l)
+{
+	return (uint64_t)floor((double)cap_limits_phys_mib(l) * l->memory_overcommit);
 }
 
 uint64_t cap_limits_vcpus(const struct cap_limits *l)
@@ -693,25 +698,62 @@ static int count_refuse(const char *what, uint64_t asked, uint64_t used, uint64_
 
 /* The usage a check compares with: the host's now, or none at all. */
 struct cap_use {
-	uint64_t vms, mem_mib, vcpus;
+	uint64_t vms, mem_mib, vcpus, mem_fixed_mib;
 };
+
+/*
+ * Overcommit is for memory that can be taken back: with memory_overcommit
+ * r > 1 a VM with a balloon is charged 1/r of its size against the
+ * physical budget B, one without at its full size, so that
+ * fixed + ballooned / r <= B.  Reported in the units of the VM asked
+ * about: overcommitted MiB (of B x r) for a balloon VM, physical MiB (of
+ * B) for one without.  With r <= 1 every VM counts at full size against
+ * B x r.
+ */
+static int mem_check(const struct cap *c, const struct cap_request *r,
+                     const struct cap_use *u, char *err, size_t errlen)
+{
+	const struct cap_limits *l = &c->limits;
+	uint64_t charge = r->mem_mib + l->vmm_overhead_mib, phys = cap_limits_phys_mib(l);
+	double oc = l->memory_overcommit, used;
+	uint64_t limit, used_mib;
+	char why[192], rb[16];
+
+	util_fmt_ratio(rb, sizeof(rb), oc);
+	if (oc <= 1.0 || r->balloon) {
+		limit = cap_limits_mem_mib(l);
+		used = (double)u->mem_mib;
+		if (oc > 1.0)
+			used += (double)u->mem_fixed_mib * (oc - 1.0);
+		snprintf(why, sizeof(why), "overcommit %s", rb);
+	} else {
+		limit = phys;
+		used = (double)u->mem_fixed_mib +
+		       (double)(u->mem_mib - u->mem_fixed_mib) / oc;
+		snprintf(why, sizeof(why), "physical budget: the VM has no balloon, and "
+		         "memory_overcommit %s applies only to VMs with one, whose memory "
+		         "can be reclaimed; create it with --balloon to share the overcommit", rb);
+	}
+	used_mib = (uint64_t)ceil(used);
+	if (charge <= left_of(limit, used_mib))
+		return 0;
+	return mem_refuse("", r->mem_mib, l->vmm_overhead_mib, used_mib, limit, why,
+	                  err, errlen);
+}
 
 static int host_check(const struct cap *c, const struct cap_request *r,
                             const struct cap_use *u, char *err, size_t errlen)
 {
 	const struct cap_limits *l = &c->limits;
-	uint64_t charge = r->mem_mib + l->vmm_overhead_mib, mem = cap_limits_mem_mib(l);
 	uint64_t vcpus = cap_limits_vcpus(l);
 	char why[96], rb[16];
+	int k;
 
 	if (l->max_vms && 1 > left_of(l->max_vms, u->vms))
 		return count_refuse("vms", 1, u->vms, l->max_vms, "max_vms", err, errlen);
-	if (charge > left_of(mem, u->mem_mib)) {
-		snprintf(why, sizeof(why), "overcommit %s",
-		               util_fmt_ratio(rb, sizeof(rb), l->memory_overcommit));
-		return mem_refuse("", r->mem_mib, l->vmm_overhead_mib, u->mem_mib, mem,
-		                        why, err, errlen);
-	}
+	k = mem_check(c, r, u, err, errlen);
+	if (k)
+		return k;
 	if (r->vcpus > left_of(vcpus, u->vcpus)) {
 		snprintf(why, sizeof(why), "%" PRIu64 " host CPUs x oversubscription %s",
 		               l->host_cpus, util_fmt_ratio(rb, sizeof(rb), l->vcpu_oversubscription));
@@ -773,7 +815,7 @@ static int limits_admit(const struct cap *c, const struct cap_request *r, const 
 	int k;
 
 	if (!empty)
-		u = (struct cap_use){ c->vms, c->mem_mib, c->vcpus };
+		u = (struct cap_use){ c->vms, c->mem_mib, c->vcpus, c->mem_fixed_mib };
 	k = host_check(c, r, &u, err, errlen);
 	if (k == 0)
 		k = pools_check(c, r, slots, empty, err, errlen);
@@ -792,10 +834,13 @@ static void reserve(struct cap *c, struct cap_owner_use *o, const struct cap_req
 	ret->uid = r->uid;
 	ret->mem_mib = r->mem_mib + c->limits.vmm_overhead_mib;
 	ret->vcpus = r->vcpus;
+	ret->balloon = r->balloon;
 	ret->npools = (uint8_t)r->npools;
 	memcpy(ret->pool_slot, slots, r->npools);
 	c->vms++;
 	c->mem_mib += ret->mem_mib;
+	if (!ret->balloon)
+		c->mem_fixed_mib += ret->mem_mib;
 	c->vcpus += ret->vcpus;
 	for (i = 0; i < r->npools; i++)
 		c->pools[slots[i]].used++;
@@ -881,6 +926,8 @@ void cap_release(struct cap *c, struct cap_resv *resv)
 		return;
 	c->vms--;
 	c->mem_mib -= resv->mem_mib;
+	if (!resv->balloon)
+		c->mem_fixed_mib -= resv->mem_mib;
 	c->vcpus -= resv->vcpus;
 	for (i = 0; i < resv->npools; i++) {
 		struct cap_pool_use *p = &c->pools[resv->pool_slot[i]];

@@ -98,8 +98,11 @@ int cap_limits_set(struct cap_limits *l, const char *key, const char *value,
  * may handle it), negative errno with err set on a bad value. */
 int cap_limits_parse_line(struct cap_limits *l, const char *line,
                           char *err, size_t errlen);
-/* Effective limits derived from the settings. */
+/* Effective limits derived from the settings: the memory limit is the
+ * physical budget times memory_overcommit, which only VMs with a balloon
+ * may use; cap_limits_phys_mib is the budget itself. */
 uint64_t cap_limits_mem_mib(const struct cap_limits *l);
+uint64_t cap_limits_phys_mib(const struct cap_limits *l);
 uint64_t cap_limits_vcpus(const struct cap_limits *l);
 /* The VMs of mem_mib and vcpus each that max_vms, the memory limit and
  * the vCPU limit admit together (pools and owner quotas aside). */
@@ -111,6 +114,10 @@ struct cap_request {
 	uint32_t uid;
 	uint64_t mem_mib;
 	uint64_t vcpus;
+	/* it has a balloon, so its memory can be reclaimed: only such VMs
+	 * take part in memory_overcommit; the others count at full size
+	 * against the physical budget */
+	bool balloon;
 	size_t npools;
 	const char *pools[CAP_REQ_MAX_POOLS];
 };
@@ -125,6 +132,7 @@ struct cap_resv {
 	uint32_t uid;
 	uint64_t mem_mib;               /* charged: guest memory + overhead */
 	uint64_t vcpus;
+	bool balloon;
 	uint8_t npools;
 	uint8_t pool_slot[CAP_REQ_MAX_POOLS];
 };
@@ -153,6 +161,7 @@ struct cap_qnode {
 struct cap {
 	struct cap_limits limits;
 	uint64_t vms, mem_mib, vcpus;   /* running sums of all reservations */
+	uint64_t mem_fixed_mib;         /* the part of mem_mib without a balloon */
 	struct cap_pool_use pools[CAP_MAX_POOLS];
 	struct cap_owner_use *owners;   /* open-addressed by uid */
 	size_t owners_cap, owners_len;

@@ -66,6 +66,7 @@ int config_defaults(struct config *cfg, const char *argv0)
 	cfg->client_line_timeout = 30;
 	cfg->fd_reserve = 512;
 	cap_limits_init(&cfg->limits);
+	pressure_limits_init(&cfg->pressure);
 	/* without /proc/meminfo the memory limit is 0 until configured */
 	cap_host_defaults(&cfg->limits);
 	r = set_str(&cfg->state_dir, "/var/lib/mvm");
@@ -243,6 +244,19 @@ int config_set(struct config *cfg, const char *key, const char *value)
 	if (!strcmp(key, "admit_mem_available_mib"))
 		return util_parse_uint(value, 0, 1ULL << 40, &cfg->pressure.mem_available_mib) < 0
 		       ? -EINVAL : 0;
+	if (!strcmp(key, "reclaim_memory_psi"))
+		return set_percent(&cfg->pressure.reclaim_psi_some_avg10, value);
+	if (!strcmp(key, "reclaim_mem_available_mib"))
+		return util_parse_uint(value, 0, 1ULL << 40,
+		                       &cfg->pressure.reclaim_mem_available_mib) < 0 ? -EINVAL : 0;
+	if (!strcmp(key, "reclaim_interval"))
+		return set_seconds(&cfg->pressure.reclaim_interval, value);
+	if (!strcmp(key, "reclaim_step_mib"))
+		return util_parse_uint(value, 1, 1ULL << 20, &cfg->pressure.reclaim_step_mib) < 0
+		       ? -EINVAL : 0;
+	if (!strcmp(key, "reclaim_min_guest_mib"))
+		return util_parse_uint(value, 0, 1ULL << 40,
+		                       &cfg->pressure.reclaim_min_guest_mib) < 0 ? -EINVAL : 0;
 	if (!strcmp(key, "metrics_listen"))
 		return set_listen(cfg, value);
 	if (!strcmp(key, "metrics_vms"))

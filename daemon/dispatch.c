@@ -357,7 +357,7 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 	ceilings_read(ceil, (uint64_t)t.active, CEIL_VM_VCPUS,
 	              cap_limits_vms(cap_limits(&c->d->cap), CEIL_VM_MIB, CEIL_VM_VCPUS));
 	conn_reply_ok(c, req->id, json_pack("{s:{s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:i, s:o,"
-	                                             " s:{s:b, s:s?, s:I, s:I}, s:o, s:o}}",
+	                                             " s:{s:b, s:s?, s:I, s:I}, s:o, s:o, s:o}}",
 		"host",
 		"cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
 		"mem_mib", (json_int_t)((uint64_t)si.totalram * si.mem_unit >> 20),
@@ -371,7 +371,8 @@ static void op_host_info(struct conn *c, struct proto_request *req)
 		"uid_base", (json_int_t)c->d->cfg.sandbox_uid_base,
 		"uid_count", (json_int_t)c->d->cfg.sandbox_uid_count,
 		"health", restart_health_json(c->d),
-		"ceilings", ceilings_json(ceil)));
+		"ceilings", ceilings_json(ceil),
+		"reclaim", reclaim_json(c->d)));
 }
 
 /* The Prometheus text GET /metrics serves, for mvmctl metrics. */
@@ -1126,6 +1127,8 @@ static void update_store(struct update_call *u)
 
 	if (u->balloon) {
 		vm->row.balloon_mib = u->balloon_mib;
+		/* the worker's target is the user's now: reclaim.c starts over */
+		vm->reclaim_mib = 0;
 	} else {
 		json_array_set(u->disk ? vm->row.disks : vm->row.nics, (size_t)u->index, u->obj);
 	}

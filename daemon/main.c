@@ -296,6 +296,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	admit_free(d);
 	restart_free(d);
+	reclaim_free(d);
 	vms_flush(d);
 }
 
@@ -320,6 +321,7 @@ static void reload_limits(struct mvmd *d)
 		log_error("SIGHUP: %s; limits unchanged", msg);
 	} else {
 		d->cfg.pressure = cfg.pressure;
+		reclaim_reload(d);
 		log_info("SIGHUP: capacity limits reloaded from %s", d->cfg.path);
 	}
 	config_free(&cfg);
@@ -439,12 +441,16 @@ static int run(struct mvmd *d)
 	supervisor_observe(d, &admit_worker_hooks);
 	supervisor_observe(d, &restart_worker_hooks);
 	supervisor_observe(d, &metrics_worker_hooks);
+	supervisor_observe(d, &reclaim_worker_hooks);
 	d->start_worker = supervisor_start;
 	dispatch_init(d);
 	r = admit_init(d);
 	if (r < 0)
 		return r;
 	restart_init(d);
+	r = reclaim_init(d);
+	if (r < 0)
+		return r;
 	r = adopt_recover(d);
 	if (r < 0)
 		log_warn("could not mark VMs of an earlier mvmd as crashed: %s", strerror(-r));
@@ -518,6 +524,7 @@ int main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	admit_free(&d);
 	restart_free(&d);
+	reclaim_free(&d);
 	vms_flush(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	vms_free(&d);

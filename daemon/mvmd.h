@@ -165,7 +165,18 @@ struct mvmd {
 	 * here by the error code it answers */
 	struct metrics *metrics;
 	uint64_t start_refusals[PROTO_ERR_COUNT_];
+	struct reclaim *reclaim;        /* reclaim.c */
 };
+
+/* reclaim.c: balloons give memory back under host memory pressure and
+ * get it back once the pressure is gone (the file's comment says how). */
+extern const struct worker_hooks reclaim_worker_hooks;
+int reclaim_init(struct mvmd *d);
+/* cfg.pressure changed (SIGHUP): restart or stop the timer. */
+void reclaim_reload(struct mvmd *d);
+void reclaim_free(struct mvmd *d);
+/* host.info's "reclaim": settings, pressure now, what is held, counts. */
+json_t *reclaim_json(struct mvmd *d);
 
 /* metrics.c: Prometheus text of the capacity, the queue, the VMs by state
  * and the counters its worker hooks keep; served over HTTP on
@@ -214,6 +225,11 @@ struct vm {
 	bool unstored;
 	char *unstored_reason;
 	TAILQ_ENTRY(vm) unstored_link;
+	/* reclaim.c: MiB its balloon holds above the row's balloon_mib, the
+	 * guest's last balloon stats, and a request in flight */
+	int64_t reclaim_mib, reclaim_actual_mib;
+	uint64_t reclaim_avail;
+	bool reclaim_busy;
 };
 
 /* Told of every committed change (and of deletion: state "deleted"). */

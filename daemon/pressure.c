@@ -38,24 +38,55 @@ static int read_proc(const char *proc, const char *name, char *buf, size_t size)
 	return util_read_file(path, buf, size);
 }
 
-int pressure_check(const struct pressure_limits *l, const char *proc, char *msg, size_t size)
+bool pressure_reclaim_enabled(const struct pressure_limits *l)
+{
+	return (l->reclaim_psi_some_avg10 > 0 || l->reclaim_mem_available_mib) &&
+	       l->reclaim_interval > 0 && l->reclaim_step_mib;
+}
+
+static int check(double psi_max, uint64_t avail_min, const char *psi_key,
+                 const char *avail_key, const char *proc, const char *what,
+                 char *msg, size_t size)
 {
 	char text[4096];
 	uint64_t kib;
 	double avg10;
 
+	if (psi_max > 0 && read_proc(proc, "pressure/memory", text, sizeof(text)) >= 0 &&
+	    pressure_parse_psi(text, &avg10) == 0 && avg10 > psi_max) {
+		snprintf(msg, size, "host memory pressure: PSI memory some avg10 is %.2f%%, above "
+		         "%s %.2f%%%s", avg10, psi_key, psi_max, what);
+		return 1;
+	}
+	if (avail_min && read_proc(proc, "meminfo", text, sizeof(text)) >= 0 &&
+	    pressure_parse_meminfo(text, &kib) == 0 && kib / 1024 < avail_min) {
+		snprintf(msg, size, "host memory pressure: MemAvailable is %llu MiB, below "
+		         "%s %llu MiB%s", (unsigned long long)(kib / 1024), avail_key,
+		         (unsigned long long)avail_min, what);
+		return 1;
+	}
+	return 0;
+}
+
+int pressure_check(const struct pressure_limits *l, const char *proc, char *msg, size_t size)
+{
+	char text[4096];
+	double avg10;
+
+	/* the same measures as check(), with advice for a refused client */
 	if (l->psi_some_avg10 > 0 && read_proc(proc, "pressure/memory", text, sizeof(text)) >= 0 &&
 	    pressure_parse_psi(text, &avg10) == 0 && avg10 > l->psi_some_avg10) {
 		snprintf(msg, size, "host memory pressure: PSI memory some avg10 is %.2f%%, above "
 		         "admit_memory_psi %.2f%%; retry when it eases", avg10, l->psi_some_avg10);
 		return 1;
 	}
-	if (l->mem_available_mib && read_proc(proc, "meminfo", text, sizeof(text)) >= 0 &&
-	    pressure_parse_meminfo(text, &kib) == 0 && kib / 1024 < l->mem_available_mib) {
-		snprintf(msg, size, "host memory pressure: MemAvailable is %llu MiB, below "
-		         "admit_mem_available_mib %llu MiB; retry when memory is freed",
-		         (unsigned long long)(kib / 1024), (unsigned long long)l->mem_available_mib);
-		return 1;
-	}
-	return 0;
+	return check(0, l->mem_available_mib, "", "admit_mem_available_mib", proc,
+	             "; retry when memory is freed", msg, size);
+}
+
+int pressure_reclaim_check(const struct pressure_limits *l, const char *proc, char *msg,
+                           size_t size)
+{
+	return check(l->reclaim_psi_some_avg10, l->reclaim_mem_available_mib,
+	             "reclaim_memory_psi", "reclaim_mem_available_mib", proc, "", msg, size);
 }

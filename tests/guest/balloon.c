@@ -4,7 +4,10 @@
  * them free (free page reporting), touches them again, then follows the
  * host's target by inflating and deflating pages of that range, answering
  * statistics requests, until the host types 'q'.  The host types a key
- * after "touched" and after "reported" (it measures its RSS there).
+ * after "touched" and after "reported" (it measures its RSS there).  'o'
+ * plays a guest out of memory (deflate-on-OOM, which it negotiated): it
+ * takes every page back from the balloon without being asked, uses them,
+ * and then leaves the target unmet until the host sets a new one.
  */
 #include "virtio.h"
 #include "boot.h"
@@ -40,6 +43,7 @@ struct balloon {
 	struct vq q[4];
 	uint64_t pages;                  /* of the region */
 	uint32_t actual;                 /* pages [0, actual) of the region are in the balloon */
+	uint32_t oom_target;             /* the target an OOM deflate left unmet; 0 none */
 	uint32_t *pfns;
 	struct stat_entry *stats;
 	unsigned stat_updates;
@@ -122,6 +126,23 @@ static void follow(struct balloon *b, uint32_t target)
 	kprintf("MVMTEST balloon actual=%u target=%u\n", b->actual, target);
 }
 
+/* Out of memory: deflate everything the balloon holds, unasked, and
+ * touch it (ring 3), as a guest that needs the memory would. */
+static void oom(struct balloon *b)
+{
+	uint32_t had = b->actual;
+
+	b->oom_target = vdev_cfg32(b->dev, CFG_NUM_PAGES);
+	if (!b->oom_target)
+		b->oom_target = 0xffffffffu;
+	send_pages(b, Q_DEFLATE, 0, had);
+	b->actual = 0;
+	mmio_write32(b->dev->addr + 0x100 + CFG_ACTUAL, 0);
+	user_touch(REGION_BASE, (uint64_t)had * PAGE);
+	kprintf("MVMTEST balloon oom deflated=%u target=%u actual=0\n", had,
+	        vdev_cfg32(b->dev, CFG_NUM_PAGES));
+}
+
 static void run_loop(struct balloon *b)
 {
 	struct vring_used_elem e;
@@ -130,14 +151,21 @@ static void run_loop(struct balloon *b)
 
 	for (;;) {
 		target = vdev_cfg32(b->dev, CFG_NUM_PAGES);
-		if (target != b->actual && !(target > b->pages && b->actual == b->pages))
+		if (b->oom_target && target != b->oom_target)
+			b->oom_target = 0;      /* a new target: follow it again */
+		if (target != b->actual && !b->oom_target &&
+		    !(target > b->pages && b->actual == b->pages))
 			follow(b, target);
 		if (vq_wait(&b->q[Q_STATS], 0, &e)) {
 			b->stat_updates++;
 			stats_post(b);
 		}
-		if (serial_getc(&c) && c == 'q')
-			return;
+		if (serial_getc(&c)) {
+			if (c == 'q')
+				return;
+			if (c == 'o')
+				oom(b);
+		}
 		__asm__ volatile("sti; hlt; cli" ::: "memory");
 	}
 }

@@ -188,11 +188,31 @@ def case_balloon(tmp, fmt="bz"):
         b = link.request({"msg": "stats"})["balloon"]
         check(b["target_pages"] == 4096 and b["actual_pages"] == 4096 and
               b["deflated_pages"] == 4096, "after deflate: %r" % b)
+        # deflate-on-OOM: the guest takes its 16 MiB back unasked and uses
+        # them; the device lets it (the feature was negotiated), the target
+        # stays, and the host's RSS shows the pages in use again
+        before = settle_rss(pid)
+        vmm.key(b"o")
+        vmm.expect("MVMTEST balloon oom deflated=4096 target=4096 actual=0")
+        time.sleep(0.2)
+        after = settle_rss(pid)
+        b = link.request({"msg": "stats"})["balloon"]
+        check(b["target_pages"] == 4096 and b["actual_pages"] == 0 and
+              b["deflated_pages"] == 8192, "after deflate-on-OOM: %r" % b)
+        check(after - before >= 0.9 * 16 * MIB,
+              "RSS grew by %.1f MiB after the guest used its 16 MiB of balloon"
+              % ((after - before) / MIB))
+        print("deflate-on-OOM: RSS %.1f -> %.1f MiB, actual 0 of target 16 MiB"
+              % (before / MIB, after / MIB), flush=True)
+        # a new target is followed again
+        r = link.request({"msg": "balloon", "target": 8 * MIB})
+        check("error" not in r, "balloon target refused: %r" % r)
+        vmm.expect("MVMTEST balloon actual=2048 target=2048")
         check(link.request({"msg": "set-limits", "device": "disk", "index": 0,
                             "bps": 1000})["error"].startswith("the VM has no disk 0"),
               "set-limits on a missing disk was not refused")
         vmm.key(b"q")
-        vmm.expect("MVMTEST balloon done actual=4096")
+        vmm.expect("MVMTEST balloon done actual=2048")
         vmm.wait(30)
     finally:
         vmm.kill()

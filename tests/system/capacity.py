@@ -364,8 +364,14 @@ def oom_kill():
         if "memory" not in paths:
             print("skip: memory controller not usable")
             raise SystemExit(SKIP)
+        # overcommit is only for VMs with a balloon: one without is
+        # refused at its full size, over the physical budget
+        err = env.ctl.fails(1, "create", "nob", "--kernel", env.guest, "--mem", "256",
+                            "--cmdline", "console=ttyS0 mvmtest=idle")
+        check("no balloon" in err and "memory_overcommit 4.0 applies only" in err,
+              "a VM without a balloon was not refused for the overcommit: %r" % err)
         env.ctl.ok("create", "hog", "--kernel", env.guest, "--mem", "256",
-                   "--cmdline", "console=ttyS0 mvmtest=touch:200")
+                   "--balloon", "0", "--cmdline", "console=ttyS0 mvmtest=touch:200")
         vm = env.ctl.wait_state("hog", ("crashed", "stopped"), timeout=60)
         reason = vm.get("exit_reason") or ""
         check(vm["state"] == "crashed" and reason.startswith("oom-killed: memory limit 288 MiB"),

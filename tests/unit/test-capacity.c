@@ -45,6 +45,14 @@ static struct cap_request req(uint32_t uid, uint64_t mem, uint64_t vcpus)
 	return r;
 }
 
+static struct cap_request breq(uint32_t uid, uint64_t mem, uint64_t vcpus)
+{
+	struct cap_request r = req(uid, mem, vcpus);
+
+	r.balloon = true;
+	return r;
+}
+
 static void set_ok(struct cap_limits *l, const char *k, const char *v)
 {
 	int r = cap_limits_set(l, k, v, err, sizeof(err));
@@ -222,8 +230,8 @@ static void test_refusals(void)
 	l.vmm_overhead_mib = 32;
 	l.memory_overcommit = 1.25;
 	CHECK_EQ(cap_set_limits(&c, &l, err, sizeof(err)), 0);
-	fill(&c, rv, 1, req(1, 19000, 1));
-	r = req(1, 1500, 1);
+	fill(&c, rv, 1, breq(1, 19000, 1));
+	r = breq(1, 1500, 1);
 	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
 	MSG_EQ(err, "memory: asked 1500 MiB + 32 MiB VMM overhead, 1448 MiB left of "
 	       "20480 MiB (overcommit 1.25)");
@@ -231,6 +239,41 @@ static void test_refusals(void)
 	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), 0);
 	cap_release(&c, &one);
 	release_all(&c, rv, 1);
+
+	/* Overcommit is only for VMs with a balloon: one without never fits
+	 * above the physical budget, and a balloon VM's share counts 1/1.25
+	 * against it. */
+	r = req(1, 16384, 1);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -ENOSPC);
+	MSG_EQ(err, "memory: asked 16384 MiB + 32 MiB VMM overhead, more than the limit "
+	       "of 16384 MiB (physical budget: the VM has no balloon, and "
+	       "memory_overcommit 1.25 applies only to VMs with one, whose memory can "
+	       "be reclaimed; create it with --balloon to share the overcommit); it can "
+	       "never fit");
+	r.balloon = true;
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), 0);
+	cap_release(&c, &one);
+	fill(&c, rv, 1, breq(1, 10208, 1));     /* 10240 / 1.25 = 8192 physical */
+	r = req(1, 8161, 1);
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), -EAGAIN);
+	MSG_EQ(err, "memory: asked 8161 MiB + 32 MiB VMM overhead, 8192 MiB left of "
+	       "16384 MiB (physical budget: the VM has no balloon, and "
+	       "memory_overcommit 1.25 applies only to VMs with one, whose memory can "
+	       "be reclaimed; create it with --balloon to share the overcommit)");
+	r.mem_mib = 8160;                       /* the rest, at full size */
+	CHECK_EQ(cap_admit(&c, &r, &one, err, sizeof(err)), 0);
+	CHECK_EQ(c.mem_fixed_mib, 8192);
+	/* the host is physically full: a balloon VM is refused too, in its
+	 * own (overcommitted) units */
+	r = breq(1, 1, 1);
+	CHECK_EQ(cap_admit(&c, &r, &rv[1], err, sizeof(err)), -EAGAIN);
+	MSG_EQ(err, "memory: asked 1 MiB + 32 MiB VMM overhead, 0 MiB left of "
+	       "20480 MiB (overcommit 1.25)");
+	CHECK(!rv[1].held);
+	cap_release(&c, &one);
+	release_all(&c, rv, 1);
+	CHECK_EQ(c.mem_fixed_mib, 0);
+	CHECK_EQ(c.mem_mib, 0);
 	l.vmm_overhead_mib = 0;
 	l.memory_overcommit = 1.0;
 
