@@ -38,8 +38,10 @@ NB_MIB, NB_KIB = 32, 4
 # enough to cover the neighbour's whole run
 FL_MIB, FL_KIB, FL_BPS = 32, 64, 2 * MIB
 # what the neighbour keeps of its solo rate at least; the flooder is held
-# to its limit, so it cannot take more than its share of the host
-NB_FRACTION = 0.5
+# to its limit, so it cannot take more than its share of the host.  Loose
+# on purpose: on a loaded 2-CPU CI host the two solo runs alone differ up
+# to 2x, and the limiter's own precision is checked on the flooder.
+NB_FRACTION = 0.3
 
 
 def case(fn):
