@@ -71,6 +71,9 @@ def parse_args():
                          "favordynmods, which puts the kernel's one threadgroup lock in the mode "
                          "that favours moving tasks (cgroup.procs writes stop waiting for an RCU "
                          "grace period, host-wide while mounted); unmounted at the end")
+    ap.add_argument("--no-probe", dest="probe", action="store_false",
+                    help="skip timing the sandbox calls of hand-run workers (strace -T) at "
+                         "0 VMs and at each checkpoint")
     return ap.parse_args()
 
 
@@ -108,6 +111,63 @@ def meminfo():
         for line in f:
             k, v = line.split(":", 1)
             out[k] = int(v.split()[0])  # KiB
+    return out
+
+
+def slabinfo():
+    """Bytes each slab cache holds (its slabs, full or not)."""
+    out = {}
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f.readlines()[2:]:
+                w = line.split()
+                # name active num objsize perslab pagesperslab : tunables
+                # ... : slabdata active_slabs num_slabs sharedavail
+                out[w[0]] = int(w[14]) * int(w[5]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        pass
+    return out
+
+
+def slab_top(base, n, k=10):
+    """The k caches that grew most, in KiB per VM."""
+    now = slabinfo()
+    d = [(name, (now[name] - base.get(name, 0)) / n / 1024) for name in now]
+    d.sort(key=lambda x: -x[1])
+    return [x for x in d[:k] if x[1] > 0]
+
+
+def smaps_rollup(pid):
+    """The worker's memory by kind (KiB), from /proc/PID/smaps_rollup."""
+    out = {}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                w = line.split()
+                if len(w) == 3 and w[2] == "kB":
+                    out[w[0].rstrip(":")] = int(w[1])
+    except OSError:
+        pass
+    return out
+
+
+def worker_memory(pids):
+    """Median over the workers of their Rss, Pss, anonymous, file and
+    shmem (memfd) parts, and of their VMA count, in KiB."""
+    keys = ("Rss", "Pss", "Anonymous", "Pss_File", "Pss_Shmem")
+    rows = [smaps_rollup(pid) for pid in pids[:200]]
+    rows = [r for r in rows if r]
+    vmas = []
+    for pid in pids[:200]:
+        try:
+            with open("/proc/%d/maps" % pid) as f:
+                vmas.append(sum(1 for _ in f))
+        except OSError:
+            pass
+    if not rows:
+        return None
+    out = {k: statistics.median(r.get(k, 0) for r in rows) for k in keys}
+    out["VMAs"] = statistics.median(vmas) if vmas else 0
     return out
 
 
@@ -308,6 +368,43 @@ def strace_stop(st, starts):
     return ", ".join("%s %.1f" % (k, v / starts) for k, v in sorted(calls.items()))
 
 
+SANDBOX_CALLS = ("unshare", "mount", "pivot_root", "umount2", "chroot")
+
+
+def sandbox_probe(p, rounds=8):
+    """Kernel time of the sandbox's namespace and root calls in workers
+    run by hand next to the fleet (strace -T, so the times include
+    strace's overhead on each call alike): per call, the median of the
+    per-worker sums in ms; and the median wall time of a whole hello boot."""
+    if not shutil.which("strace"):
+        return None
+    sums = {c: [] for c in SANDBOX_CALLS}
+    walls = []
+    tmp = tempfile.mkdtemp(prefix="mvm-density-probe-")
+    try:
+        for i in range(rounds):
+            out = os.path.join(tmp, "%d.strace" % i)
+            t0 = time.monotonic()
+            subprocess.run(["strace", "-f", "-T", "-o", out, "-e", "trace=" + ",".join(SANDBOX_CALLS),
+                            p["vmm"], "--sandbox", "--kernel", p["guest"], "--mem", "32M",
+                            "--cmdline", "console=ttyS0 mvmtest=hello"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120, check=False)
+            walls.append(time.monotonic() - t0)
+            per = {c: 0.0 for c in SANDBOX_CALLS}
+            with open(out) as f:
+                for line in f:
+                    w = line.split()
+                    name = w[1].split("(", 1)[0] if len(w) > 1 else ""
+                    if name in per and line.rstrip().endswith(">") and "<" in line:
+                        per[name] += float(line.rsplit("<", 1)[1].rstrip(">\n "))
+            for c in SANDBOX_CALLS:
+                sums[c].append(per[c] * 1e3)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {c: statistics.median(v) for c, v in sums.items()}, statistics.median(walls)
+
+
 def bucket_rates(times, t_start, b):
     rates = []
     prev = t_start
@@ -373,6 +470,7 @@ def main():
 
     print("density: empty host baseline (%ds idle)" % IDLE_WINDOW_S, file=sys.stderr)
     base = meminfo()
+    base_slab = slabinfo()
     base_busy, _ = idle_cpu()
     rows = []
     peer = None
@@ -387,6 +485,8 @@ def main():
     traced = None
     health = None
     dynmods = None
+    slabs = []
+    probes = [(0, sandbox_probe(p) if args.probe else None)]
     try:
         fl.start()
         t_start = time.monotonic()
@@ -403,6 +503,8 @@ def main():
             pids = fl.worker_pids()
             rss = rss_kib(pids) / n / 1024
             fds, tasks = fds_and_tasks(fl.d.proc.pid, pids)
+            slabs.append((n, slab_top(base_slab, n), worker_memory(pids)))
+            probes.append((n, sandbox_probe(p) if args.probe else None))
             busy, mvmd_busy = idle_cpu(fl.d.proc.pid)
             rows.append((n, lists, creates, used, slab, pt, ks, rss, busy - base_busy, mvmd_busy,
                          fds / n, tasks / max(len(pids), 1)))
@@ -459,6 +561,21 @@ def main():
         print("QEMU microvm fleet: %s" % peer)
     else:
         print("QEMU microvm fleet: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+    if any(pr for _, pr in probes):
+        print("\nsandbox calls of a hand-run worker (strace -T, median of 8, ms; wall = whole "
+              "hello boot):")
+        for n, pr in probes:
+            if pr:
+                calls, wall = pr
+                print("  at %5d VMs: %s; wall %.0f ms"
+                      % (n, ", ".join("%s %.2f" % (c, calls[c]) for c in SANDBOX_CALLS),
+                         wall * 1e3))
+    for n, top, wm in slabs:
+        print("\nat %d VMs, slab caches that grew (KiB per VM): %s"
+              % (n, ", ".join("%s %.1f" % x for x in top) or "none"))
+        if wm:
+            print("worker memory, median of %d (smaps_rollup, KiB): %s"
+                  % (min(n, 200), ", ".join("%s %.0f" % (k, v) for k, v in wm.items())))
     return 0
 
 

@@ -12,7 +12,7 @@
  * OUT_RESERVE of their own that console output never takes.
  *
  * Re-adoption (--adopt-socket PATH): the worker also listens on a Unix
- * socket created before the sandbox locks it down (after pivot_root the
+ * socket created before the sandbox locks it down (after the chroot the
  * path is unreachable, but the listening fd still accepts).  When a daemon
  * connects, and SO_PEERCRED says it runs as the uid that started this
  * worker, that connection becomes the link (replacing any old one) and the

@@ -158,6 +158,13 @@ def check_root_and_fds(pid):
     """Without --sandbox-dir the root is empty."""
     root = os.listdir("/proc/%d/root/" % pid)
     check(root == [], "the worker's root holds %s, expected nothing" % root)
+    # The host's tree stays beneath the moved root (no pivot_root), but
+    # nothing of it is reachable from the worker's root: its mountinfo,
+    # which shows only mounts under that root, holds the root alone.
+    with open("/proc/%d/mountinfo" % pid) as f:
+        mounts = [l.split()[4] for l in f]
+    check(mounts == ["/"], "the worker sees mounts %s, expected only its root" % mounts)
+    check(os.readlink("/proc/%d/root" % pid) == "/", "the worker's root is not '/'")
     fds = {int(f): os.readlink("/proc/%d/fd/%s" % (pid, f)) for f in os.listdir("/proc/%d/fd" % pid)}
     print("worker fds: %s" % fds)
     # fd numbers are reused at once (signalfd), so look for the file itself.
