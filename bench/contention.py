@@ -37,8 +37,9 @@ NET_NB_FRAMES frames of NET_NB_SIZE bytes.  The host times each VM's
 frames as they leave its TAP (an AF_PACKET socket per TAP with kernel
 receive timestamps, first frame to last), so the neighbour's rate is the
 frames/s its NIC achieved and "us/frame" its inverse (the mean time per
-frame with 32 in flight, not one frame's latency); the flooder's rate is MB/s (10^6 bytes, frame bytes without
-the virtio header) over its frames seen while it ran.  The guest's net
+frame with 32 in flight, not one frame's latency); the flooder's rate is
+MB/s (10^6 bytes, frame bytes without the virtio header) over its frames
+seen while it ran.  The guest's net
 scenario can only time one ping round trip, which boot time swamps, so
 the neighbour measures its send rate, not a latency.
 
@@ -258,6 +259,7 @@ class Sniffer:
         self.frames = self.bytes = 0
         self.first = self.last = None
         self.stop = False
+        self.error = None
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
@@ -277,7 +279,8 @@ class Sniffer:
                     sec, nsec = struct.unpack("qq", val[:16])
                     now = sec + nsec / 1e9
             if now is None:
-                raise RuntimeError("no SO_TIMESTAMPNS on a frame")
+                self.error = "a frame came without its SO_TIMESTAMPNS"
+                return
             if self.first is None:
                 self.first = now
             self.last = now
@@ -321,6 +324,9 @@ def net_one_run(a, argv_fn, mode):
             flooder.wait()
         for s in sniff.values():
             s.close()
+    for s in sniff.values():
+        if s.error:
+            raise RuntimeError(s.error)
     if "MVMTEST netflood done frames=%d" % NET_NB_FRAMES not in out or \
             sniff["neighbour"].frames != NET_NB_FRAMES:
         raise RuntimeError("neighbour (%s, %s): %d of %d frames seen; stderr %s"
@@ -365,8 +371,8 @@ def net_inner(a):
                       % (i + 1, name, mode, r[0], "n/a" if r[1] is None else "%.2f" % r[1],
                          r[2]), file=sys.stderr, flush=True)
     print("noisy neighbour, NICs: neighbour netflood:%d,%d; flooder netflood:2^40,%d started "
-          "%.1f s before and stopped after it, unlimited and limited to %d bytes/s; each on its own TAP in a "
-          "private netns; %d runs; median (min..max)"
+          "%.1f s before and stopped after it, unlimited and limited to %d bytes/s; each on "
+          "its own TAP in a private netns; %d runs; median (min..max)"
           % (NET_NB_FRAMES, NET_NB_SIZE, NET_FL_SIZE, FLOOD_LEAD, a.net_bps, a.runs))
     table(configs, modes, res, errors, ("neighbour frames/s", "neighbour us/frame",
                                         "flooder MB/s"))
