@@ -166,6 +166,29 @@ def summary(vals, spec=".0f"):
         statistics.median(vals), min(vals), max(vals))
 
 
+def run_all(a, configs, modes, errors, run, part, nb_unit, fl_unit):
+    """a.runs rounds of every (VMM, mode) not already in errors; a run that
+    fails records its error there and that pair is not tried again.  Returns
+    {(name, mode): [(neighbour rate, flooder rate or None, overlap)...]}."""
+    res = {(n, m): [] for n, _, _ in configs for m in modes}
+    for i in range(a.runs):
+        for name, fn, _ in configs:
+            for mode in modes:
+                if (name, mode) in errors:
+                    continue
+                try:
+                    r = run(fn, mode)
+                except (RuntimeError, OSError) as e:
+                    errors[(name, mode)] = str(e)
+                    continue
+                res[(name, mode)].append(r)
+                print("run %d %s %s %s: neighbour %.0f %s, flooder %s %s, overlap %s"
+                      % (i + 1, name, part, mode, r[0], nb_unit,
+                         "n/a" if r[1] is None else "%.2f" % r[1], fl_unit, r[2]),
+                      file=sys.stderr, flush=True)
+    return res
+
+
 def disk_part(a, hz):
     configs = [("mvm-vmm", mvm_argv, "--disk bps=")]
     why_no_qemu = None
@@ -174,22 +197,9 @@ def disk_part(a, hz):
     else:
         why_no_qemu = "qemu-system-x86_64 not found"
     modes = ("solo", "unlimited", "limited")
-    res = {(n, m): [] for n, _, _ in configs for m in modes}
     errors = {}
-    for i in range(a.runs):
-        for name, fn, _ in configs:
-            for mode in modes:
-                if (name, mode) in errors:
-                    continue
-                try:
-                    r = one_run(a, fn, mode, hz)
-                except (RuntimeError, OSError) as e:
-                    errors[(name, mode)] = str(e)
-                    continue
-                res[(name, mode)].append(r)
-                print("run %d %s disk %s: neighbour %.0f req/s, flooder %s MiB/s, overlap %s"
-                      % (i + 1, name, mode, r[0], "n/a" if r[1] is None else "%.2f" % r[1],
-                         r[2]), file=sys.stderr, flush=True)
+    res = run_all(a, configs, modes, errors, lambda fn, mode: one_run(a, fn, mode, hz),
+                  "disk", "req/s", "MiB/s")
 
     print("noisy neighbour, disks: neighbour blkbench:%d,4 (4 KiB requests); flooder "
           "blkbench:F,64 started %.1f s before (F=%d MiB unlimited, %d MiB limited to %d MiB/s); "
@@ -351,25 +361,12 @@ def net_inner(a):
     if a.qemu:
         configs.append(("qemu-microvm", qemu_net_argv, "nothing: QEMU has no NIC rate limit"))
     modes = ("solo", "unlimited", "limited")
-    res = {(n, m): [] for n, _, _ in configs for m in modes}
     errors = {}
     if a.qemu:
         errors[("qemu-microvm", "limited")] = (
             "QEMU has no NIC rate limit (no netdev throttle; filter-buffer only delays)")
-    for i in range(a.runs):
-        for name, fn, _ in configs:
-            for mode in modes:
-                if (name, mode) in errors:
-                    continue
-                try:
-                    r = net_one_run(a, fn, mode)
-                except (RuntimeError, OSError) as e:
-                    errors[(name, mode)] = str(e)
-                    continue
-                res[(name, mode)].append(r)
-                print("run %d %s net %s: neighbour %.0f frames/s, flooder %s MB/s, overlap %s"
-                      % (i + 1, name, mode, r[0], "n/a" if r[1] is None else "%.2f" % r[1],
-                         r[2]), file=sys.stderr, flush=True)
+    res = run_all(a, configs, modes, errors, lambda fn, mode: net_one_run(a, fn, mode),
+                  "net", "frames/s", "MB/s")
     print("noisy neighbour, NICs: neighbour netflood:%d,%d; flooder netflood:2^40,%d started "
           "%.1f s before and stopped after it, unlimited and limited to %d bytes/s; each on "
           "its own TAP in a private netns; %d runs; median (min..max)"
