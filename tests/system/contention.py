@@ -23,13 +23,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kvm"))
-from harness import (SKIP, Raw, check, kvm_usable, proc_number,  # noqa: E402
-                     run_with_daemon, wait_for)
+from harness import Raw, case_table, cases_main, check, proc_number, wait_for  # noqa: E402
 from run import Env  # noqa: E402
 from contention_test import PHASE_RE, tsc_hz  # noqa: E402
 
 MIB = 1 << 20
-CASES = {}
+CASES, case = case_table()
 
 # the neighbour: 32 MiB in 4 KiB requests, bound by operations (16 MiB
 # took ~0.2 s here: too short to ride out other load on the host)
@@ -44,9 +43,6 @@ FL_MIB, FL_KIB, FL_BPS = 32, 64, 2 * MIB
 NB_FRACTION = 0.3
 
 
-def case(fn):
-    CASES[fn.__name__.replace("_", "-")] = fn
-    return fn
 
 
 def image(env, name, mib):
@@ -86,7 +82,7 @@ def neighbour_iops(env, name, hz):
     return ops / sum(ops / 2 / r[1] for r in ph.values())
 
 
-@case
+@case(kvm=True)
 def disk_flood(env):
     """A neighbour's disk rate alone, then while another VM floods its disk
     under bps=2M: the neighbour keeps NB_FRACTION of its solo rate, and the
@@ -175,7 +171,7 @@ NO_PRESSURE = RECLAIM + ["reclaim_mem_available_mib = 1"]
 PRESSURE = RECLAIM + ["reclaim_mem_available_mib = 1000000000"]
 
 
-@case
+@case(kvm=True)
 def reclaim(env):
     """Pressure -> mvmd inflates the balloon of the VM that has one, a step
     a tick, until its guest stops following (the guest's balloon covers 128
@@ -231,17 +227,7 @@ def reclaim(env):
     ctl.ok("rm", "-f", "bal", "nob")
 
 def main():
-    if len(sys.argv) == 2 and sys.argv[1] == "--list":
-        print("\n".join(CASES))
-        return 0
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        print("usage: contention.py CASE | --list; cases: %s" % ", ".join(CASES),
-              file=sys.stderr)
-        return 2
-    if not kvm_usable() or not os.environ.get("MVM_BZIMAGE"):
-        print("SKIP: this case boots guests: needs /dev/kvm and the test guest", file=sys.stderr)
-        return SKIP
-    return run_with_daemon(sys.argv[1], Env(), CASES[sys.argv[1]])
+    return cases_main("contention.py", CASES, Env)
 
 
 if __name__ == "__main__":

@@ -359,6 +359,36 @@ class Raw:
         return resp["result"]
 
 
+def case_table():
+    """A script's CASES and its @case(kvm=False) decorator: a case is named
+    after its function, '_' written '-'; kvm=True marks one that boots
+    guests, skipped where none can (cases_main)."""
+    cases = {}
+
+    def case(kvm=False):
+        def reg(fn):
+            cases[fn.__name__.replace("_", "-")] = (fn, kvm)
+            return fn
+        return reg
+    return cases, case
+
+
+def cases_main(prog, cases, make_env):
+    """`prog CASE | --list` for a case_table script: each case runs through
+    run_with_daemon against make_env().  Returns the exit status."""
+    if len(sys.argv) == 2 and sys.argv[1] == "--list":
+        print("\n".join(cases))
+        return 0
+    if len(sys.argv) != 2 or sys.argv[1] not in cases:
+        print("usage: %s CASE | --list; cases: %s" % (prog, ", ".join(cases)), file=sys.stderr)
+        return 2
+    fn, needs_kvm = cases[sys.argv[1]]
+    if needs_kvm and (not kvm_usable() or not os.environ.get("MVM_BZIMAGE")):
+        print("SKIP: this case boots guests: needs /dev/kvm and the test guest", file=sys.stderr)
+        return SKIP
+    return run_with_daemon(sys.argv[1], make_env(), fn)
+
+
 def run_with_daemon(name, env, fn):
     """One case against env.daemon: start it, run fn(env), and pass only if
     mvmd is still alive, stops cleanly and its sanitizers found nothing.  A

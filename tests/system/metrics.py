@@ -16,18 +16,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SKIP, check, env_path, kvm_usable, remove_cgroups,  # noqa: E402
-                     run_with_daemon, wait_for)
+from harness import case_table, cases_main, check, env_path, remove_cgroups, wait_for  # noqa: E402
 from run import Env  # noqa: E402
 
-CASES = {}
-
-
-def case(kvm=False):
-    def reg(fn):
-        CASES[fn.__name__.replace("_", "-")] = (fn, kvm)
-        return fn
-    return reg
+CASES, case = case_table()
 
 
 def http(path, request, timeout=10):
@@ -246,17 +238,7 @@ def config_cases(env):
 
 
 def main():
-    if len(sys.argv) == 2 and sys.argv[1] == "--list":
-        print("\n".join(CASES))
-        return 0
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        print("usage: metrics.py CASE | --list; cases: %s" % ", ".join(CASES), file=sys.stderr)
-        return 2
-    fn, needs_kvm = CASES[sys.argv[1]]
-    if needs_kvm and (not kvm_usable() or not os.environ.get("MVM_BZIMAGE")):
-        print("SKIP: this case boots guests: needs /dev/kvm and the test guest", file=sys.stderr)
-        return SKIP
-    return run_with_daemon(sys.argv[1], Env(), fn)
+    return cases_main("metrics.py", CASES, Env)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SKIP, check, kvm_usable, run_with_daemon, wait_for  # noqa: E402
+from harness import case_table, cases_main, check, wait_for  # noqa: E402
 from run import Env  # noqa: E402
 
-CASES = {}
-
-
-def case(kvm=False):
-    def reg(fn):
-        CASES[fn.__name__.replace("_", "-")] = (fn, kvm)
-        return fn
-    return reg
+CASES, case = case_table()
 
 
 def cpu_seconds(pid):
@@ -304,19 +297,7 @@ def journal(env):
 
 
 def main():
-    if len(sys.argv) == 2 and sys.argv[1] == "--list":
-        print("\n".join(CASES))
-        return 0
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        print("usage: operator.py CASE | --list; cases: %s" % ", ".join(CASES),
-              file=sys.stderr)
-        return 2
-    fn, needs_kvm = CASES[sys.argv[1]]
-    if needs_kvm and (not kvm_usable() or not os.environ.get("MVM_BZIMAGE")):
-        print("SKIP: this case boots guests: needs /dev/kvm and the test guest",
-              file=sys.stderr)
-        return SKIP
-    return run_with_daemon(sys.argv[1], Env(), fn)
+    return cases_main("operator.py", CASES, Env)
 
 
 if __name__ == "__main__":
