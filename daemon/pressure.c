@@ -44,9 +44,11 @@ bool pressure_reclaim_enabled(const struct pressure_limits *l)
 	       l->reclaim_interval > 0 && l->reclaim_step_mib;
 }
 
+/* Pressure by either measure, above psi_max or below avail_min (0: not
+ * checked); msg names the measure, the key and the advice for it. */
 static int check(double psi_max, uint64_t avail_min, const char *psi_key,
-                 const char *avail_key, const char *proc, const char *what,
-                 char *msg, size_t size)
+                 const char *avail_key, const char *psi_advice, const char *avail_advice,
+                 const char *proc, char *msg, size_t size)
 {
 	char text[4096];
 	uint64_t kib;
@@ -55,14 +57,14 @@ static int check(double psi_max, uint64_t avail_min, const char *psi_key,
 	if (psi_max > 0 && read_proc(proc, "pressure/memory", text, sizeof(text)) >= 0 &&
 	    pressure_parse_psi(text, &avg10) == 0 && avg10 > psi_max) {
 		snprintf(msg, size, "host memory pressure: PSI memory some avg10 is %.2f%%, above "
-		         "%s %.2f%%%s", avg10, psi_key, psi_max, what);
+		         "%s %.2f%%%s", avg10, psi_key, psi_max, psi_advice);
 		return 1;
 	}
 	if (avail_min && read_proc(proc, "meminfo", text, sizeof(text)) >= 0 &&
 	    pressure_parse_meminfo(text, &kib) == 0 && kib / 1024 < avail_min) {
 		snprintf(msg, size, "host memory pressure: MemAvailable is %llu MiB, below "
 		         "%s %llu MiB%s", (unsigned long long)(kib / 1024), avail_key,
-		         (unsigned long long)avail_min, what);
+		         (unsigned long long)avail_min, avail_advice);
 		return 1;
 	}
 	return 0;
@@ -70,23 +72,14 @@ static int check(double psi_max, uint64_t avail_min, const char *psi_key,
 
 int pressure_check(const struct pressure_limits *l, const char *proc, char *msg, size_t size)
 {
-	char text[4096];
-	double avg10;
-
-	/* the same measures as check(), with advice for a refused client */
-	if (l->psi_some_avg10 > 0 && read_proc(proc, "pressure/memory", text, sizeof(text)) >= 0 &&
-	    pressure_parse_psi(text, &avg10) == 0 && avg10 > l->psi_some_avg10) {
-		snprintf(msg, size, "host memory pressure: PSI memory some avg10 is %.2f%%, above "
-		         "admit_memory_psi %.2f%%; retry when it eases", avg10, l->psi_some_avg10);
-		return 1;
-	}
-	return check(0, l->mem_available_mib, "", "admit_mem_available_mib", proc,
-	             "; retry when memory is freed", msg, size);
+	return check(l->psi_some_avg10, l->mem_available_mib, "admit_memory_psi",
+	             "admit_mem_available_mib", "; retry when it eases",
+	             "; retry when memory is freed", proc, msg, size);
 }
 
 int pressure_reclaim_check(const struct pressure_limits *l, const char *proc, char *msg,
                            size_t size)
 {
 	return check(l->reclaim_psi_some_avg10, l->reclaim_mem_available_mib,
-	             "reclaim_memory_psi", "reclaim_mem_available_mib", proc, "", msg, size);
+	             "reclaim_memory_psi", "reclaim_mem_available_mib", "", "", proc, msg, size);
 }
