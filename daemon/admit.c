@@ -288,13 +288,14 @@ int admit_init(struct mvmd *d)
 		cap_free(&d->cap);
 		return r;
 	}
-	if (cgroup_usable(&d->cg))
+	if (cgroup_usable(&d->cg)) {
 		log_info("cgroups: %s", cgroup_reason(&d->cg));
-	if (cgroup_usable(&d->cg) && !d->cg.favordynmods)
-		log_info("cgroups: %s", CGROUP_DYNMODS_FIX);
-	else
+		if (!d->cg.favordynmods)
+			log_info("cgroups: %s", CGROUP_DYNMODS_FIX);
+	} else {
 		log_warn("cgroups: %s; VMs run without resource limits (admission still applies)",
 		         cgroup_reason(&d->cg));
+	}
 	set_budget(d);
 	uv_timer_init(d->loop, &d->start_timer);
 	d->start_timer.data = d;
