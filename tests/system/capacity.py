@@ -344,9 +344,11 @@ def cgroup_files():
                 check(read(d + "/pids.max") == "64", "pids.max")
             checked.append("%s(%s)" % (ctrl, mode))
         env.ctl.ok("rm", "-f", "cg1")
+        # an ended VM's cgroups go on mvmd's removal thread (admit.c), so
+        # rm may answer before they are gone: wait, bounded
         for ctrl, (mode, parent) in paths.items():
-            check(not os.path.exists(os.path.join(parent, "vm-cg1")),
-                  "%s cgroup of cg1 left behind" % ctrl)
+            wait_for(lambda: not os.path.exists(os.path.join(parent, "vm-cg1")), 10,
+                     "%s cgroup of cg1 left behind" % ctrl)
         print("cgroup values right for %s; removed with the VM" % ", ".join(checked))
     finally:
         env.daemon.cleanup()
