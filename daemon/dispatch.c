@@ -998,7 +998,7 @@ struct pending {
 	int waiting;                    /* requests not yet answered */
 	json_t *vms;                    /* stats: the objects so far */
 	struct vm *vm;                  /* update, pause: its VM (a reference) */
-	char error[300];                /* update: the first refusal */
+	char error[300];                /* update: the first refusal; stats: why none */
 	enum proto_err code;            /* error's code; 0: bad_request */
 	bool pause;                     /* pause: vm.pause, not vm.resume */
 };
@@ -1040,7 +1040,7 @@ static void pending_answer(struct pending *p, bool timed_out)
 		return;
 	p->conn = NULL;
 	c->pending = NULL;
-	if (p->kind == PENDING_STATS) {
+	if (p->kind == PENDING_STATS && !p->error[0]) {
 		res = json_pack("{s:O}", "vms", p->vms);
 		if (timed_out)
 			json_object_set_new(res, "incomplete", json_string(
@@ -1356,12 +1356,13 @@ static void stats_cb(void *arg, struct vm *vm, json_t *stats)
 	pending_replied(p);
 }
 
-static void stats_ask(struct pending *p, struct vm *vm)
+static bool stats_ask(struct pending *p, struct vm *vm)
 {
-	if (vmstats_collect(vm, stats_cb, p) == 0) {
-		p->refs++;
-		p->waiting++;
-	}
+	if (vmstats_collect(vm, stats_cb, p) < 0)
+		return false;
+	p->refs++;
+	p->waiting++;
+	return true;
 }
 
 /* One VM (name) or every running VM the caller may see, as vm.list. */
@@ -1397,7 +1398,13 @@ static void op_vm_stats(struct conn *c, struct proto_request *req)
 		return;
 	}
 	if (name) {
-		stats_ask(p, rec);
+		/* running in the table but its worker is ending: say so, an
+		 * empty list would read as "no such VM" */
+		if (!stats_ask(p, rec)) {
+			p->code = PROTO_ERR_INVALID_STATE;
+			snprintf(p->error, sizeof(p->error), "VM '%s' is stopping; only a "
+			         "running VM has stats", name);
+		}
 	} else {
 		for (size_t i = 0, n = db_vm_count(db); i < n; i++) {
 			const struct proto_vm *row = db_vm_at(db, i);
