@@ -97,7 +97,10 @@ def remove_cgroups(name):
         if not os.path.isdir(top):
             continue
         for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            for _ in range(50):
+            # a killed worker frees its guest memory before it leaves the
+            # cgroup; the 1 s this waited once left an empty vm-p2 behind
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and os.path.isdir(dirpath):
                 try:
                     pids = open(os.path.join(dirpath, "cgroup.procs")).read().split()
                     for pid in pids:
