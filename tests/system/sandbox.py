@@ -234,14 +234,16 @@ def try_unix(uid, what, path):
     return r.returncode == 0
 
 
-def check_vsock_access(env, vm, owner):
+def check_vsock_access(env, vm, owner, sandboxed):
     path = vm["vsock_path"]
     d = os.path.dirname(path)
     st, sk = os.stat(d), os.lstat(path)
-    worker = int(status(vm["pid"])["Uid"].split()[0])
-    check(st.st_uid == owner and st.st_gid == worker and stat.S_IMODE(st.st_mode) == 0o2710,
-          "%s is %d:%d %o, expected %d:%d 2710" % (d, st.st_uid, st.st_gid,
-                                                   stat.S_IMODE(st.st_mode), owner, worker))
+    # sandboxed: the worker's gid may search it; unsandboxed it runs as root
+    worker = int(status(vm["pid"])["Uid"].split()[0]) if sandboxed else 0
+    mode = 0o2710 if sandboxed else 0o700
+    check(st.st_uid == owner and st.st_gid == worker and stat.S_IMODE(st.st_mode) == mode,
+          "%s is %d:%d %o, expected %d:%d %o" % (d, st.st_uid, st.st_gid,
+                                                 stat.S_IMODE(st.st_mode), owner, worker, mode))
     check(stat.S_ISSOCK(sk.st_mode) and sk.st_uid == owner,
           "%s: not a socket of uid %d: %o uid %d" % (path, owner, sk.st_mode, sk.st_uid))
     check(try_unix(owner, "connect", path), "the owner cannot connect to %s" % path)
@@ -251,11 +253,11 @@ def check_vsock_access(env, vm, owner):
           "uid %d can make a listener in %s" % (STRANGER, d))
 
 
-def case_vsock(env):
+def case_vsock(env, sandboxed=True):
     """--vsock through mvmd: the host socket in the per-VM directory, shown
     by mvmctl show; its owner (not root) may connect and make <path>_PORT
     listeners, another uid may do neither; after an mvmd restart the
-    adopted VM shows the same socket, still there."""
+    adopted VM shows the same socket, still there.  Also unsandboxed."""
     for p in (env.daemon.root, env.daemon.run):
         os.chmod(p, 0o755)
     os.chmod(env.daemon.sock, 0o666)
@@ -272,7 +274,7 @@ def case_vsock(env):
           "vsock %r at %r, expected 9 at %s" % (vm["vsock"], vm["vsock_path"], want))
     text = env.ctl.ok("show", "vs", uid=NOBODY)
     check("Vsock:" in text and ("cid=9 " + want) in text, "mvmctl show says:\n%s" % text)
-    check_vsock_access(env, env.ctl.vm("vs"), NOBODY)
+    check_vsock_access(env, env.ctl.vm("vs"), NOBODY, sandboxed)
     pid = vm["pid"]
     # kill -9 mvmd: the worker keeps running and the next mvmd adopts it
     env.daemon.proc.send_signal(signal.SIGKILL)
@@ -290,6 +292,7 @@ def case_vsock(env):
 CASES = {
     "sandbox-state": (case_state, ()),
     "sandbox-vsock": (case_vsock, ()),
+    "sandbox-vsock-off": (lambda env: case_vsock(env, False), ("sandbox = false",)),
     "sandbox-off": (case_off, ("sandbox = false",)),
     "sandbox-seccomp": (case_seccomp, ()),
     "sandbox-signals": (case_signals, ()),
