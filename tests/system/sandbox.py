@@ -281,10 +281,18 @@ def case_vsock(env, sandboxed=True):
     env.daemon.proc.wait(10)
     env.daemon.proc = None
     env.daemon.start()
+    os.chmod(env.daemon.sock, 0o666)
     vm = env.ctl.vm("vs")
     check(vm["state"] == "running" and vm["pid"] == pid and vm["vsock_path"] == want,
           "after the restart: %s" % json.dumps(vm))
     check(try_unix(NOBODY, "connect", want), "the owner cannot connect after the restart")
+    # a spec from show keeps the vsock and leaves the run-only path behind
+    spec = env.ctl.ok("show", "vs", "-o", "json", uid=NOBODY)
+    env.ctl.run("create", "-f", "-", "vs2", "--no-start", input=spec.encode(), uid=NOBODY)
+    vm2 = env.ctl.vm("vs2")
+    check(vm2["vsock"] == 9 and vm2["vsock_path"].endswith("/vms/vs2/vsock.sock"),
+          "create -f of vs's show: %s" % json.dumps(vm2))
+    env.ctl.ok("rm", "vs2")
     env.ctl.ok("rm", "-f", "vs")
     check(not os.path.exists(os.path.dirname(want)), "rm left %s" % os.path.dirname(want))
 
