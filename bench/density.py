@@ -552,9 +552,9 @@ def main():
         print("mvmd loop thread per start, first fill (strace -c): %s" % traced)
     if health and health.get("enabled"):
         print("health checks: every %gs in %d slices of %.0f ms; %d pings, %.1f us of mvmd CPU "
-              "per ping, %.3f ms per tick" % (health["interval_s"], health["slices"],
-                                              health["tick_ms"], health["pings"],
-                                              health["cpu_us_per_ping"], health["cpu_ms_per_tick"]))
+              "per ping, %.3f ms per tick; %d verdicts postponed (loop waiting for a CPU)"
+              % (health["interval_s"], health["slices"], health["tick_ms"], health["pings"],
+                 health["cpu_us_per_ping"], health["cpu_ms_per_tick"], health.get("starved", 0)))
     if storm_lists:
         print("vm.list during the fill (median / p99 / max): %s (%d calls)"
               % (ms(storm_lists), len(storm_lists)))
