@@ -913,6 +913,7 @@ int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
 		close(pidfd);
 		return -ENOMEM;
 	}
+	w->answered = true;             /* its loop sent the hello adopt.c read */
 	w->adopted = true;
 	w->pidfd = pidfd;
 	/* it runs since started_at, on the wall clock the row keeps */
