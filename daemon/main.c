@@ -187,9 +187,20 @@ static int setup_dirs(struct mvmd *d)
 		return r;
 	}
 	r = mkdir_p(d->cfg.run_dir, 0755);
-	if (r < 0)
+	if (r < 0) {
 		log_error("cannot create run dir %s: %s; pass --run-dir DIR you can write",
 		          d->cfg.run_dir, strerror(-r));
+		return r;
+	}
+	/* <run-dir>/vms/ holds the adopt sockets and the VMs' sandbox
+	 * directories: 0711, so a VM's owner reaches its vsock socket below
+	 * it and nobody lists the names.  chmod opens up an older mvmd's 0700. */
+	snprintf(path, sizeof(path), "%s/vms", d->cfg.run_dir);
+	if ((mkdir(path, 0711) < 0 && errno != EEXIST) || chmod(path, 0711) < 0) {
+		r = -errno;
+		log_error("cannot create %s: %s; pass --run-dir DIR you can write", path,
+		          strerror(-r));
+	}
 	return r;
 }
 

@@ -210,22 +210,6 @@ static int uid_alloc(struct mvmd *d, struct sandbox_uid **ret, char *why, size_t
 	return 0;
 }
 
-/*
- * <run-dir>/vms/ is 0711: a VM's owner must reach its vsock socket below
- * it, and nobody may list the names in it.  mkdir's mode is the first
- * mvmd's; one made by an older mvmd (0700) is opened up here.
- */
-static int vms_dir(const struct mvmd *d, char *dir, size_t size)
-{
-	int r = sandbox_dir(d, "", dir, size);
-
-	if (r == 0 && mkdir(dir, 0711) < 0 && errno != EEXIST)
-		r = -errno;
-	if (r == 0 && chmod(dir, 0711) < 0)
-		r = -errno;
-	return r;
-}
-
 /* A fresh <run-dir>/vms/<name>/ of uid:gid with mode, removed again if
  * that fails.  Created 0700 root's, so nobody else can enter it before it
  * is handed over. */
@@ -236,9 +220,7 @@ static int fresh_dir(struct mvmd *d, const char *name, uid_t uid, gid_t gid, mod
 
 	/* what a worker of this VM that died unseen left behind */
 	sandbox_remove(d, name);
-	r = vms_dir(d, dir, size);
-	if (r == 0)
-		r = sandbox_dir(d, name, dir, size);
+	r = sandbox_dir(d, name, dir, size);   /* <run-dir>/vms/ is main.c's */
 	if (r == 0 && mkdir(dir, 0700) < 0)
 		return -errno;
 	if (r == 0 && (chown(dir, uid, gid) < 0 || chmod(dir, mode) < 0)) {
