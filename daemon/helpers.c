@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "util/util.h"
 
 enum log_level mvmd_log_level = LOG_INFO;
 static bool log_journal;
@@ -147,6 +148,32 @@ int mvmd_vm_dir(const struct mvmd *d, const char *name, const char *file,
 	                 file ? "/" : "", file ? file : "");
 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* /proc/PID/stat of a process: its state (R, S, D, T, ...) and utime +
+ * stime of all its threads in ns; either pointer may be NULL.  The name
+ * may hold spaces and parentheses, so the fields follow the last ')'. */
+int mvmd_proc_stat(long pid, char *state, uint64_t *cpu_ns)
+{
+	unsigned long long ut, st;
+	char path[64], buf[1024], *p, c;
+	long hz = sysconf(_SC_CLK_TCK);
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	r = util_read_file(path, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	/* state is field 3, utime 14, stime 15 */
+	if (!(p = strrchr(buf, ')')) || hz <= 0 ||
+	    sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	           &c, &ut, &st) != 3)
+		return -EINVAL;
+	if (state)
+		*state = c;
+	if (cpu_ns)
+		*cpu_ns = (ut + st) * (1000000000ULL / (uint64_t)hz);
+	return 0;
 }
 
 int mvmd_adopt_socket(const struct mvmd *d, const char *name, char *buf, size_t size)

@@ -203,6 +203,7 @@ int mvmd_vm_dir(const struct mvmd *d, const char *name, const char *file,
 /* <run-dir>/vms/<name>.sock, the worker's adoption socket (creates
  * <run-dir>/vms). */
 int mvmd_adopt_socket(const struct mvmd *d, const char *name, char *buf, size_t size);
+int mvmd_proc_stat(long pid, char *state, uint64_t *cpu_ns);
 
 /* ---- per-VM records (vms.c) --------------------------------------------- */
 

@@ -112,18 +112,9 @@ static int worker_part(json_t *o, const struct proto_link_stats *s)
 /* utime + stime of process pid, all its threads, in ns; 0 if unreadable. */
 static uint64_t proc_cpu_ns(long pid)
 {
-	unsigned long long ut = 0, st = 0;
-	char path[64], buf[1024], *p;
-	long hz = sysconf(_SC_CLK_TCK);
+	uint64_t ns;
 
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	if (util_read_file(path, buf, sizeof(buf)) < 0 || !(p = strrchr(buf, ')')))
-		return 0;
-	/* after "pid (comm)": state is field 3, utime 14, stime 15 */
-	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2 ||
-	    hz <= 0)
-		return 0;
-	return (ut + st) * (1000000000ULL / (uint64_t)hz);
+	return mvmd_proc_stat(pid, NULL, &ns) < 0 ? 0 : ns;
 }
 
 /* Where the cgroup does not count CPU time (v1 with cpuacct mounted on its
