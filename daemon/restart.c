@@ -26,6 +26,7 @@
 #include "daemon/mvmd.h"
 #include "daemon/restart_policy.h"
 #include "daemon/tap.h"
+#include "util/util.h"
 
 /* A restart that failed short of fds, processes or memory: next try. */
 #define RESTART_RETRY_S 5
@@ -364,26 +365,18 @@ unsigned restart_health_slices(double interval_s)
  * has done: /proc/PID/stat's state, /proc/PID/schedstat's times. */
 static int loop_sample(pid_t pid, struct health_sample *s)
 {
-	char path[64], buf[512], *p;
+	char path[64], buf[128];
 	unsigned long long run, wait;
-	FILE *f;
-	int ok;
+	int r;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (!(f = fopen(path, "re")))
-		return -errno;
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	/* the name may hold spaces and parentheses: the state follows the last ')' */
-	if (!p || !(p = strrchr(buf, ')')) || p[1] != ' ' || !p[2])
-		return -EINVAL;
-	s->state = p[2];
+	r = mvmd_proc_stat(pid, &s->state, NULL);
+	if (r < 0)
+		return r;
 	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
-	if (!(f = fopen(path, "re")))
-		return -errno;
-	ok = fscanf(f, "%llu %llu", &run, &wait) == 2;
-	fclose(f);
-	if (!ok)
+	r = util_read_file(path, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	if (sscanf(buf, "%llu %llu", &run, &wait) != 2)
 		return -EINVAL;
 	s->run_ns = run;
 	s->wait_ns = wait;
@@ -412,21 +405,27 @@ static bool overdue(struct restart_state *st, struct worker *w, double now)
 		supervisor_hung(w, "its state is unreadable");
 		return false;
 	}
-	if (!w->overdue && s.state != 'T' && s.state != 't') {
+	if (!w->overdue) {
+		if (s.state == 'T' || s.state == 't') {
+			snprintf(why, sizeof(why), "for %.1f s; it is stopped (state %c)",
+			         now - w->ping_since, s.state);
+			supervisor_hung(w, why);
+			return false;
+		}
 		/* judged on what its loop does over one more interval */
 		w->overdue = true;
 		w->overdue_since = now;
 		w->overdue_sample = s;
 		return true;
 	}
-	window = w->overdue ? now - w->overdue_since : 0;
-	v = w->overdue ? health_judge(&w->overdue_sample, &s, window, w->answered) : HEALTH_HUNG;
-	waited = w->overdue ? (double)(s.wait_ns - w->overdue_sample.wait_ns) / 1e9 : 0;
+	window = now - w->overdue_since;
+	v = health_judge(&w->overdue_sample, &s, window, w->answered);
+	waited = (double)(s.wait_ns - w->overdue_sample.wait_ns) / 1e9;
 	if (v == HEALTH_HUNG) {
 		snprintf(why, sizeof(why), "for %.1f s; its loop thread: state %c, ran %.0f ms "
 		         "and waited %.1f s for a CPU in the last %.1f s", now - w->ping_since,
-		         s.state, w->overdue ? (double)(s.run_ns - w->overdue_sample.run_ns) / 1e6 : 0,
-		         waited, window);
+		         s.state, (double)(s.run_ns - w->overdue_sample.run_ns) / 1e6, waited,
+		         window);
 		supervisor_hung(w, why);
 		return false;
 	}
