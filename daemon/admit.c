@@ -395,6 +395,18 @@ static enum proto_err admit_error_code(int r)
 	}
 }
 
+/* What the client can do about a capacity refusal. */
+static const char *refusal_hint(int r)
+{
+	switch (r) {
+	case -EAGAIN: return "; retry once other VMs have stopped, or ask the host's operator "
+	                     "to raise the limit (mvmctl host set)";
+	case -ENOSPC: return "; ask for less, or ask the host's operator to raise the limit "
+	                     "(mvmctl host set)";
+	default: return "";
+	}
+}
+
 int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
                   struct admission **ret, struct proto_error *err)
 {
@@ -413,8 +425,8 @@ int admit_reserve(struct mvmd *d, const struct proto_vm *vm, bool no_queue,
 	if (r == 0)
 		r = cap_admit(&d->cap, &req, &a->resv, msg, sizeof(msg));
 	if (r < 0) {
-		proto_error_set(err, admit_error_code(r), r == -ENOENT ? "pools" : NULL,
-		                "%s", r == -EINVAL && !msg[0] ? "too many pools" : msg);
+		proto_error_set(err, admit_error_code(r), r == -ENOENT ? "pools" : NULL, "%s%s",
+		                r == -EINVAL && !msg[0] ? "too many pools" : msg, refusal_hint(r));
 		d->start_refusals[err->code]++;         /* metrics.c */
 		free(a);
 		return r;
