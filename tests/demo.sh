@@ -57,6 +57,49 @@ for cmd in "list" "show demo" "logs demo" "host"; do
 	mvmctl $cmd
 done
 
+# Density: a small fleet of 1-vCPU 32 MiB idle guests, as many as the
+# default admission lets in (vCPUs: 4 per host CPU), at most 16, then
+# what each costs, measured now, beside the table measured at scale.
+echo
+echo "\$ mvmctl create fleet-N --kernel mvmtest.bzImage --cmdline mvmtest=idle --vcpus 1 --mem 32M --wait  # N = 1, 2, ... until refused"
+fds0=$(ls "/proc/$mvmd_pid/fd" | wc -l)
+stop_fleet() { mvmctl rm -f $(mvmctl list -q | grep '^fleet-') >/dev/null 2>&1 || true; }
+stop_fleet
+n=0
+t0=$(date +%s%N)
+while [ "$n" -lt 16 ]; do
+	if ! out=$(mvmctl create "fleet-$((n + 1))" --kernel "$build/tests/guest/mvmtest.bzImage" \
+		--cmdline "mvmtest=idle" --vcpus 1 --mem 32M --wait 2>&1); then
+		mvmctl rm -f "fleet-$((n + 1))" >/dev/null 2>&1 || true
+		echo "$out"
+		break
+	fi
+	n=$((n + 1))
+done
+t1=$(date +%s%N)
+echo "$n VMs created and running in $(( (t1 - t0) / 1000000 )) ms"
+if [ "$n" -gt 0 ]; then
+	sleep 0.5   # their boot lines
+	fds1=$(ls "/proc/$mvmd_pid/fd" | wc -l)
+	# stats' mem_bytes is each VM's memory cgroup: guest pages touched,
+	# the worker's own, and the kernel memory charged to it
+	mvmctl -o json stats $(mvmctl list -q | grep '^fleet-') | python3 -c '
+import json, sys
+vms = json.load(sys.stdin)["vms"]
+def per_vm(key):
+    v = [x[key] for x in vms if x.get(key) is not None]
+    return "%.2f MiB" % (sum(v) / len(v) / 1048576) if v else "n/a (no memory cgroup)"
+print()
+print("per VM, this fleet of %d (measured now)" % len(vms))
+print("  host memory charged to its cgroup  %s" % per_vm("mem_bytes"))
+print("  mvmd file descriptors             %.1f" % (('"$fds1 - $fds0"') / len(vms)))
+'
+fi
+stop_fleet
+echo
+echo "At scale (README \"Density\", bench/density.py on a 2-core 24 GiB host):"
+sed -n '/<!-- density-table -->/,/<!-- end density-table -->/p' "$(dirname "$0")/../README.md" | grep '^|'
+
 if [ "$keep" = 1 ]; then
 	echo
 	echo "mvmd (pid $mvmd_pid) and VM 'demo' keep running.  Try:"
