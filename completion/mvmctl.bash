@@ -38,7 +38,7 @@ _mvmctl()
 		COMPREPLY=($(compgen -W "no on-failure always" -- "$cur")); return ;;
 	--vm)
 		COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${sock[@]}" list -q 2>/dev/null)" -- "$cur")); return ;;
-	--label | --timeout | --stop-timeout | --mem | --vcpus | --cmdline | --net | --pool | --tail | --idle | --balloon)
+	--label | --timeout | --stop-timeout | --mem | --vcpus | --cmdline | --net | --pool | --tail | --idle | --balloon | --vsock)
 		return ;;
 	esac
 
@@ -52,9 +52,9 @@ _mvmctl()
 	fi
 
 	case $cmd in
-	create) opts="-f --file --kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --label
+	create) opts="-f --file --kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --rng --vsock --label
 		--restart --pool --no-start --no-queue --autostart --wait" ;;
-	run) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --label --restart
+	run) opts="--kernel --initrd --cmdline --vcpus --mem --disk --net --balloon --rng --vsock --label --restart
 		--pool --no-queue --rm --stop-timeout" ;;
 	update) opts="--disk --net --balloon" ;;
 	stop | shutdown | restart) opts="--label --timeout" ;;

@@ -19,7 +19,8 @@ static const struct ctl_command commands[] = {
 	{ "create", vm_create,
 	  "create NAME --kernel PATH [--initrd PATH] [--cmdline S] [--vcpus N]\n"
 	  "       [--mem SIZE] [--disk PATH[,ro][,LIMIT]...]... [--net tap=IF[,mac=M][,LIMIT]...]...\n"
-	  "       [--balloon SIZE] [--rng] [--label K=V]... [--restart no|on-failure[:N]|always]\n"
+	  "       [--balloon SIZE] [--rng] [--vsock CID] [--label K=V]...\n"
+	  "       [--restart no|on-failure[:N]|always]\n"
 	  "       [--pool NAME]... [--no-start] [--no-queue] [--autostart] [--wait]\n"
 	  "       [-o json]\n"
 	  "       create -f FILE|- [NAME] [create options]",
@@ -27,7 +28,8 @@ static const struct ctl_command commands[] = {
 	  "       in each --pool; --no-queue fails instead of waiting for a start slot;\n"
 	  "       LIMIT: bps=SIZE, bps_burst=SIZE (bytes/s), iops=N, iops_burst=N (disk),\n"
 	  "       pps=N, pps_burst=N (NIC); --balloon: a balloon holding SIZE at boot;\n"
-	  "       --rng: a virtio-rng device (the host's getrandom);\n"
+	  "       --rng: a virtio-rng device (the host's getrandom); --vsock: a virtio-vsock\n"
+	  "       device, guest CID 3..4294967294, its host socket in 'show' (docs/guests.md);\n"
 	  "       -f: the VM of a JSON spec ('show NAME -o json' output, - for stdin;\n"
 	  "       relative paths from the file's directory), options over it" },
 	{ "run", run_run,

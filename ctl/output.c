@@ -449,6 +449,21 @@ static void show_files(const json_t *vm)
 	}
 }
 
+/* The devices beyond disks and NICs; the vsock line says where to connect. */
+static void show_devices(const json_t *vm)
+{
+	json_t *cid = json_object_get(vm, "vsock");
+	char line[4200];
+
+	if (json_is_true(json_object_get(vm, "rng")))
+		put_field("RNG:", "virtio-rng");
+	if (!json_is_integer(cid))
+		return;
+	snprintf(line, sizeof(line), "cid=%lld %s", (long long)json_integer_value(cid),
+	         str(vm, "vsock_path") ? str(vm, "vsock_path") : "");
+	put_field("Vsock:", line);
+}
+
 static void show_events(const json_t *events)
 {
 	static const char *const hdr[] = { "TIME", "STATE", "REASON" };
@@ -499,6 +514,7 @@ void output_vm_show(const json_t *vm, const json_t *events, double now)
 	put_field("Initrd:", str(vm, "initrd") ? str(vm, "initrd") : "-");
 	put_field("Cmdline:", str(vm, "cmdline"));
 	show_files(vm);
+	show_devices(vm);
 	put_field("Labels:", labels);
 	if (restart && !strcmp(restart, "on-failure"))
 		printf("%-12s on-failure (max %lld, 0 = unlimited)\n", "Restart:",

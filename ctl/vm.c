@@ -228,7 +228,7 @@ static int call_and_print(struct ctl *c, json_t *req)
 
 enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_VCPUS, O_MEM, O_DISK, O_NET,
        O_LABEL, O_RESTART, O_NOSTART, O_WAIT, O_TIMEOUT, O_SIGNAL, O_POOL, O_NOQUEUE,
-       O_AUTOSTART, O_BALLOON, O_RNG, O_FILE };
+       O_AUTOSTART, O_BALLOON, O_RNG, O_VSOCK, O_FILE };
 
 /* The repeatable create options, collected before they go into the request. */
 struct create_lists {
@@ -312,6 +312,13 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 	case O_RNG:
 		proto_request_set_bool(req, "rng", true);
 		return 0;
+	case O_VSOCK:
+		/* 0-2 are reserved (hypervisor, local, host), 2^32-1 is "any" */
+		if (util_parse_uint(arg, PROTO_VSOCK_CID_MIN, PROTO_VSOCK_CID_MAX, &n) < 0)
+			return ctl_usage_error("create", "--vsock wants the guest's CID, a number from "
+			                       "3 to 4294967294 (0-2 are reserved), not '%s'", arg);
+		proto_request_set_int(req, "vsock", (json_int_t)n);
+		return 0;
 	case 'o':
 		if (ctl_parse_output(arg, c) < 0)
 			return ctl_usage_error("create", "-o wants json or table, not '%s'", arg);
@@ -332,13 +339,13 @@ static int create_opt(struct ctl *c, json_t *req, struct create_lists *l,
 /* The VM object's keys vm.create takes ... */
 static const char *const spec_keys[] = {
 	"name", "kernel", "initrd", "cmdline", "vcpus", "mem_mib", "disks", "nics", "labels",
-	"restart", "restart_max", "autostart", "pools", "balloon_mib", "rng", NULL
+	"restart", "restart_max", "autostart", "pools", "balloon_mib", "rng", "vsock", NULL
 };
 /* ... and those of one run of it, which a spec may carry (a saved show)
  * and which say nothing about the VM to create. */
 static const char *const spec_ignored[] = {
 	"state", "owner_uid", "pid", "created_at", "started_at", "exit_status", "exit_reason",
-	"uuid", NULL
+	"uuid", "vsock_path", NULL
 };
 
 static bool in_list(const char *const *list, const char *k)
@@ -402,7 +409,7 @@ static int spec_load(const char *file, json_t **ret)
 		if (!in_list(spec_keys, k) && !in_list(spec_ignored, k)) {
 			ctl_usage_error("create", "%s: unknown key '%s'; a spec takes name, kernel, "
 			                "initrd, cmdline, vcpus, mem_mib, disks, nics, labels, restart, "
-			                "restart_max, autostart, pools and balloon_mib", where, k);
+			                "restart_max, autostart, pools, balloon_mib, rng and vsock", where, k);
 			json_decref(doc);
 			return CTL_EXIT_USAGE;
 		}
@@ -483,6 +490,7 @@ int vm_create_request(struct ctl *c, int argc, char **argv, json_t **ret_req)
 		{ "autostart", no_argument, NULL, O_AUTOSTART },
 		{ "balloon", required_argument, NULL, O_BALLOON },
 		{ "rng", no_argument, NULL, O_RNG },
+		{ "vsock", required_argument, NULL, O_VSOCK },
 		{ "output", required_argument, NULL, 'o' },
 		{ "file", required_argument, NULL, 'f' },
 		{ 0 }

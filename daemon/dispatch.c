@@ -52,9 +52,23 @@ static void reply_storage(struct conn *c, struct proto_request *req, int r)
 	conn_reply_error(c, req->id, &err);
 }
 
-static json_t *vm_result(const struct proto_vm *vm)
+/* The VM object, with what only mvmd knows: where its vsock socket is
+ * (derived from the run dir and the name, so re-adopted workers keep it). */
+static json_t *vm_json(const struct mvmd *d, const struct proto_vm *vm)
 {
-	return json_pack("{s:o}", "vm", proto_vm_to_json(vm));
+	json_t *o = proto_vm_to_json(vm);
+	char path[4096];
+
+	if (o && vm->vsock_cid && sandbox_vsock_path(d, vm->name, path, sizeof(path)) == 0)
+		json_object_set_new(o, "vsock_path", json_string(path));
+	else if (o)
+		json_object_set_new(o, "vsock_path", json_null());
+	return o;
+}
+
+static json_t *vm_result(const struct mvmd *d, const struct proto_vm *vm)
+{
+	return json_pack("{s:o}", "vm", vm_json(d, vm));
 }
 
 /* Load the named VM the caller may access; answers the error itself. */
@@ -147,7 +161,7 @@ static void waiter_answer(struct waiter *wt, const struct proto_error *err)
 	if (err) {
 		conn_reply_error(c, wt->id, err);
 	} else if (!wt->rm_after) {
-		conn_reply_ok(c, wt->id, vm_result(&vm->row));
+		conn_reply_ok(c, wt->id, vm_result(c->d, &vm->row));
 	} else if ((r = vm_delete(vm)) < 0) {
 		proto_error_set(&e, PROTO_ERR_STORAGE_ERROR, NULL,
 		                "the VM stopped but could not be deleted: %s", strerror(-r));
@@ -482,7 +496,7 @@ static void launch(struct conn *c, struct proto_request *req, struct admission *
 	else if (wait && (vm->row.state == PROTO_VM_STARTING || vm->row.state == PROTO_VM_QUEUED))
 		add_waiter(c, req, vm, WAIT_RUNNING, false);
 	else
-		conn_reply_ok(c, req->id, vm_result(&vm->row));
+		conn_reply_ok(c, req->id, vm_result(c->d, &vm->row));
 	vm_release(vm);
 }
 
@@ -533,6 +547,7 @@ static int vm_from_args(struct conn *c, struct proto_request *req, struct proto_
 	if (!vm->has_balloon)
 		vm->balloon_mib = 0;
 	vm->has_rng = proto_arg_bool(req, "rng", false);
+	vm->vsock_cid = (uint32_t)proto_arg_int(req, "vsock", 0);
 	vm->created_at = mvmd_now();
 	vm->disks = json_deep_copy(proto_arg_json(req, "disks"));
 	vm->nics = json_deep_copy(proto_arg_json(req, "nics"));
@@ -598,7 +613,7 @@ static void op_vm_create(struct conn *c, struct proto_request *req)
 	if (s)
 		launch(c, req, s, &vm, &files, proto_arg_bool(req, "wait", false));
 	else
-		conn_reply_ok(c, req->id, vm_result(&vm));
+		conn_reply_ok(c, req->id, vm_result(c->d, &vm));
 out:
 	proto_vm_clear(&vm);
 }
@@ -651,7 +666,7 @@ static bool stop_queued(struct conn *c, struct proto_request *req, struct proto_
 	if (r < 0 && r != -ENOENT)
 		reply_storage(c, req, r);
 	else
-		conn_reply_ok(c, req->id, vm_result(rec ? &rec->row : vm));
+		conn_reply_ok(c, req->id, vm_result(c->d, rec ? &rec->row : vm));
 	vm_release(rec);
 	return true;
 }
@@ -717,7 +732,7 @@ static void op_vm_kill(struct conn *c, struct proto_request *req)
 	else if (proto_signal_ends_process(sig))
 		add_waiter(c, req, w->vm, WAIT_EXIT, false);
 	else
-		conn_reply_ok(c, req->id, vm_result(&w->vm->row));
+		conn_reply_ok(c, req->id, vm_result(c->d, &w->vm->row));
 out:
 	proto_vm_clear(&vm);
 }
@@ -831,7 +846,7 @@ static void op_vm_show(struct conn *c, struct proto_request *req)
 	if (r < 0)
 		reply_storage(c, req, r);
 	else
-		conn_reply_ok(c, req->id, json_pack("{s:o, s:o}", "vm", proto_vm_to_json(&vm),
+		conn_reply_ok(c, req->id, json_pack("{s:o, s:o}", "vm", vm_json(c->d, &vm),
 		                                    "events", events));
 	proto_vm_clear(&vm);
 }
@@ -1054,7 +1069,7 @@ static void pending_answer(struct pending *p, bool timed_out)
 		                  "apply: see 'mvmctl stats'" : p->error);
 		conn_reply_error(c, p->id, &err);
 	} else {
-		conn_reply_ok(c, p->id, vm_result(&p->vm->row));
+		conn_reply_ok(c, p->id, vm_result(c->d, &p->vm->row));
 	}
 	uv_timer_stop(&p->timer);
 	uv_close((uv_handle_t *)&p->timer, pending_timer_closed);

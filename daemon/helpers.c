@@ -157,7 +157,7 @@ int mvmd_adopt_socket(const struct mvmd *d, const char *name, char *buf, size_t 
 	n = snprintf(buf, size, "%s/vms", d->cfg.run_dir);
 	if (n < 0 || (size_t)n >= size)
 		return -ENAMETOOLONG;
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+	if (mkdir(buf, 0711) < 0 && errno != EEXIST)      /* sandbox.c: vms_dir() */
 		return -errno;
 	n = snprintf(buf, size, "%s/vms/%s.sock", d->cfg.run_dir, name);
 	if (n < 0 || (size_t)n >= size || (size_t)n >= sizeof(sa.sun_path))

@@ -489,6 +489,8 @@ struct spawn_worker_req {
 	const char *sandbox_dir;        /* NULL: unsandboxed */
 	uint32_t sandbox_id;            /* its uid and gid */
 	int sandbox_lease_fd;           /* its uid lease (a copy it keeps); -1: none */
+	const char *vsock_uds;          /* --vsock uds=; NULL: the VM has no vsock */
+	int64_t vsock_uid;              /* --vsock uid=, the socket's owner; -1: none */
 };
 int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidfd);
 
@@ -508,10 +510,18 @@ bool sandbox_on(const struct mvmd *d, const char **ret_why);
 /* The same, said once in the log when it is off. */
 bool sandbox_enabled(const struct mvmd *d);
 /* A leased uid and a fresh, empty <run-dir>/vms/<name>/ only it may
- * enter: 0, or -EUSERS (every uid leased) or -errno; for a failure of the
- * lease directory, why[] says what is wrong. */
-int sandbox_prepare(struct mvmd *d, const char *name, struct sandbox_uid **ret_uid,
+ * enter (with a vsock: the VM owner's, which the worker may search; see
+ * docs/security.md "vsock sockets"): 0, or -EUSERS (every uid leased) or
+ * -errno; for a failure of the lease directory, why[] says what is wrong. */
+int sandbox_prepare(struct mvmd *d, const struct proto_vm *vm, struct sandbox_uid **ret_uid,
                     char *dir, size_t size, char *why, size_t whylen);
+/* The same directory for an unsandboxed worker of a VM with a vsock: the
+ * owner's, 0700.  0 or -errno. */
+int sandbox_vsock_dir(struct mvmd *d, const struct proto_vm *vm);
+/* <run-dir>/vms/<name>/vsock.sock, the VM's vsock host socket (guest-
+ * initiated connections dial its _<port> siblings): 0, or -ENAMETOOLONG
+ * when that path with the longest _<port> would not fit a Unix socket. */
+int sandbox_vsock_path(const struct mvmd *d, const char *name, char *buf, size_t size);
 /* An adopted worker keeps its uid (and its lease): NULL if pid runs as
  * none of ours. */
 struct sandbox_uid *sandbox_uid_of(struct mvmd *d, pid_t pid);

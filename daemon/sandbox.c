@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
@@ -209,7 +210,56 @@ static int uid_alloc(struct mvmd *d, struct sandbox_uid **ret, char *why, size_t
 	return 0;
 }
 
-int sandbox_prepare(struct mvmd *d, const char *name, struct sandbox_uid **ret_uid,
+/*
+ * <run-dir>/vms/ is 0711: a VM's owner must reach its vsock socket below
+ * it, and nobody may list the names in it.  mkdir's mode is the first
+ * mvmd's; one made by an older mvmd (0700) is opened up here.
+ */
+static int vms_dir(const struct mvmd *d, char *dir, size_t size)
+{
+	int r = sandbox_dir(d, "", dir, size);
+
+	if (r == 0 && mkdir(dir, 0711) < 0 && errno != EEXIST)
+		r = -errno;
+	if (r == 0 && chmod(dir, 0711) < 0)
+		r = -errno;
+	return r;
+}
+
+/* A fresh <run-dir>/vms/<name>/ of uid:gid with mode, removed again if
+ * that fails.  Created 0700 root's, so nobody else can enter it before it
+ * is handed over. */
+static int fresh_dir(struct mvmd *d, const char *name, uid_t uid, gid_t gid, mode_t mode,
+                     char *dir, size_t size)
+{
+	int r;
+
+	/* what a worker of this VM that died unseen left behind */
+	sandbox_remove(d, name);
+	r = vms_dir(d, dir, size);
+	if (r == 0)
+		r = sandbox_dir(d, name, dir, size);
+	if (r == 0 && mkdir(dir, 0700) < 0)
+		return -errno;
+	if (r == 0 && (chown(dir, uid, gid) < 0 || chmod(dir, mode) < 0)) {
+		r = -errno;
+		rmdir(dir);
+	}
+	return r;
+}
+
+int sandbox_vsock_path(const struct mvmd *d, const char *name, char *buf, size_t size)
+{
+	struct sockaddr_un sa;
+	int n = snprintf(buf, size, "%s/vms/%s/vsock.sock", d->cfg.run_dir, name);
+
+	/* + "_4294967295", the longest listener of a guest-initiated connection */
+	if (n < 0 || (size_t)n >= size || (size_t)n + 11 >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int sandbox_prepare(struct mvmd *d, const struct proto_vm *vm, struct sandbox_uid **ret_uid,
                     char *dir, size_t size, char *why, size_t whylen)
 {
 	struct sandbox_uid *u;
@@ -221,25 +271,29 @@ int sandbox_prepare(struct mvmd *d, const char *name, struct sandbox_uid **ret_u
 	if (r < 0)
 		return r;
 	id = sandbox_uid_id(d, u);
-	/* what a worker of this VM that died unseen left behind */
-	sandbox_remove(d, name);
-	r = sandbox_dir(d, "", dir, size);      /* <run-dir>/vms/ first */
-	if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
-		r = -errno;
-	if (r == 0)
-		r = sandbox_dir(d, name, dir, size);
-	if (r == 0 && mkdir(dir, 0700) < 0)
-		r = -errno;
-	else if (r == 0 && (chown(dir, id, id) < 0 || chmod(dir, 0700) < 0)) {
-		r = -errno;
-		rmdir(dir);
-	}
+	/* With a vsock the owner makes its uds_PORT listeners here and the
+	 * worker's gid only searches it; setgid, so a listener gets that
+	 * group and 0660 lets the worker dial it.  The worker binds
+	 * vsock.sock before its lockdown, as root. */
+	if (vm->vsock_cid)
+		r = fresh_dir(d, vm->name, vm->owner_uid, id, 02710, dir, size);
+	else
+		r = fresh_dir(d, vm->name, id, id, 0700, dir, size);
 	if (r < 0) {
 		sandbox_uid_release(d, u);
 		return r;
 	}
 	*ret_uid = u;
 	return 0;
+}
+
+int sandbox_vsock_dir(struct mvmd *d, const struct proto_vm *vm)
+{
+	char dir[4096];
+
+	/* a non-root mvmd serves only its own uid: the directory is its own */
+	return fresh_dir(d, vm->name, geteuid() == 0 ? vm->owner_uid : (uid_t)-1, (gid_t)-1,
+	                 0700, dir, sizeof(dir));
 }
 
 /*

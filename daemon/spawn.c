@@ -196,7 +196,7 @@ int spawn_signal(int pidfd, int sig)
 /* ---- the worker's command line and fds --------------------------------- */
 
 #define ARGV_MAX 96
-#define ARG_BUFS 40                     /* 6, a disk or NIC each, ids, lease */
+#define ARG_BUFS 40                     /* 6, a disk or NIC each, ids, lease, vsock */
 
 struct spawn_args {
 	char *argv[ARGV_MAX];
@@ -335,6 +335,14 @@ static void build_argv(const struct spawn_worker_req *r, struct spawn_args *a)
 	arg_add(a, "--serial-log-max");
 	arg_add(a, "1M");
 	build_device_argv(vm, r->files, a);
+	if (r->vsock_uds && r->vsock_uid >= 0) {
+		arg_add(a, "--vsock");
+		arg_addf(a, "cid=%u,uds=%s,uid=%lld", vm->vsock_cid, r->vsock_uds,
+		         (long long)r->vsock_uid);
+	} else if (r->vsock_uds) {
+		arg_add(a, "--vsock");
+		arg_addf(a, "cid=%u,uds=%s", vm->vsock_cid, r->vsock_uds);
+	}
 	arg_add(a, "--control-fd");
 	arg_add(a, "3");
 	if (r->adopt_socket) {

@@ -652,11 +652,11 @@ static int worker_spawn(struct worker *w, const struct vm_files *files, int link
                         int log_fd)
 {
 	struct mvmd *d = w->d;
-	char console_log[4096], sandbox[4096], sock[4096];
+	char console_log[4096], sandbox[4096], sock[4096], vsock[4096];
 	struct spawn_worker_req req = {
 		.vmm_path = d->cfg.vmm_path, .vm = &w->vm->row, .files = files,
 		.console_log = console_log, .log_fd = log_fd, .link_fd = link_fd,
-		.sandbox_lease_fd = sandbox_uid_lease_fd(w->uid),
+		.sandbox_lease_fd = sandbox_uid_lease_fd(w->uid), .vsock_uid = -1,
 	};
 	pid_t pid;
 	int r;
@@ -666,6 +666,12 @@ static int worker_spawn(struct worker *w, const struct vm_files *files, int link
 		r = sandbox_dir(d, w->vm->row.name, sandbox, sizeof(sandbox));
 		req.sandbox_dir = sandbox;
 		req.sandbox_id = sandbox_uid_id(d, w->uid);
+	}
+	if (r == 0 && w->vm->row.vsock_cid) {
+		r = sandbox_vsock_path(d, w->vm->row.name, vsock, sizeof(vsock));
+		req.vsock_uds = vsock;
+		/* bound by the worker as root: the owner's to connect to */
+		req.vsock_uid = geteuid() == 0 ? (int64_t)w->vm->row.owner_uid : -1;
 	}
 	if (r < 0)
 		return r;
@@ -819,12 +825,21 @@ int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *
 		r = start_fail(err, log_fd, "VM directory");
 		goto fail;
 	}
+	if (vm->row.vsock_cid && sandbox_vsock_path(d, vm->row.name, sandbox, sizeof(sandbox)) < 0) {
+		r = start_fail(err, -ENAMETOOLONG, "vsock: its socket path is too long for a Unix "
+		               "socket; give mvmd a shorter run_dir or the VM a shorter name");
+		goto fail_log;
+	}
 	if (sandbox_enabled(d) &&
-	    (r = sandbox_prepare(d, vm->row.name, &w->uid, sandbox, sizeof(sandbox), why,
+	    (r = sandbox_prepare(d, &vm->row, &w->uid, sandbox, sizeof(sandbox), why,
 	                         sizeof(why))) < 0) {
 		start_fail(err, r, r == -EUSERS ? "sandbox: every uid of sandbox_uid_count is leased; "
 		                                  "raise sandbox_uid_count or stop a VM"
 		                                : why[0] ? why : "sandbox directory");
+		goto fail_log;
+	}
+	if (!w->uid && vm->row.vsock_cid && (r = sandbox_vsock_dir(d, &vm->row)) < 0) {
+		start_fail(err, r, "vsock directory");
 		goto fail_log;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
@@ -852,7 +867,7 @@ fail_pair:
 	close(sp[1]);
 fail_log:
 	close(log_fd);
-	if (w->uid)
+	if (w->uid || vm->row.vsock_cid)
 		sandbox_remove(d, vm->row.name);
 fail:
 	vm_files_close(files);

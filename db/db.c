@@ -112,11 +112,13 @@ static const char *const migrations[] = {
 	"ALTER TABLE vms ADD COLUMN balloon_mib INTEGER;",
 	/* 7: a virtio-rng device */
 	"ALTER TABLE vms ADD COLUMN rng INTEGER NOT NULL DEFAULT 0;",
+	/* 8: a virtio-vsock device's guest CID (NULL: none) */
+	"ALTER TABLE vms ADD COLUMN vsock_cid INTEGER;",
 };
 
 #define VM_COLUMNS "id, name, owner_uid, state, kernel, initrd, cmdline, vcpus, mem_mib," \
 	" disks, nics, labels, restart, restart_max, pid, created_at, started_at," \
-	" exit_status, exit_reason, pools, autostart, restart_failures, uuid, balloon_mib, rng"
+	" exit_status, exit_reason, pools, autostart, restart_failures, uuid, balloon_mib, rng, vsock_cid"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -141,9 +143,9 @@ static const char *const stmt_sql[ST_COUNT_] = {
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_VM_INSERT] = "INSERT INTO vms (name, owner_uid, state, kernel, initrd, cmdline,"
 		" vcpus, mem_mib, disks, nics, labels, restart, restart_max, created_at, pools,"
-		" autostart, uuid, balloon_mib, rng)"
+		" autostart, uuid, balloon_mib, rng, vsock_cid)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-		" ?18, ?19)",
+		" ?18, ?19, ?20)",
 	[ST_VM_LIST] = "SELECT " VM_COLUMNS " FROM vms ORDER BY name",
 	[ST_VM_UPDATE] = "UPDATE vms SET state = ?2, pid = ?3, started_at = ?4,"
 		" exit_status = ?5, exit_reason = ?6 WHERE id = ?1",
@@ -582,6 +584,7 @@ static int row_to_vm(sqlite3_stmt *st, struct proto_vm *ret)
 	vm.has_balloon = sqlite3_column_type(st, 23) != SQLITE_NULL;
 	vm.balloon_mib = sqlite3_column_int64(st, 23);
 	vm.has_rng = sqlite3_column_int(st, 24) != 0;
+	vm.vsock_cid = (uint32_t)sqlite3_column_int64(st, 25);      /* NULL reads 0 */
 	r = col_strdup(st, 1, false, &vm.name);
 	r = r ?: col_strdup(st, 4, false, &vm.kernel);
 	r = r ?: col_strdup(st, 5, true, &vm.initrd);
@@ -790,6 +793,10 @@ static int bind_vm_insert(sqlite3_stmt *st, const struct proto_vm *vm)
 	else
 		sqlite3_bind_null(st, 18);
 	sqlite3_bind_int(st, 19, vm->has_rng);
+	if (vm->vsock_cid)
+		sqlite3_bind_int64(st, 20, vm->vsock_cid);
+	else
+		sqlite3_bind_null(st, 20);
 	return r;
 }
 

@@ -124,6 +124,7 @@ static const struct field f_create[] = {
 	F_BOOL("no_queue", 0),
 	F_INT("balloon_mib", false, 0, MEM_MIB_MAX),
 	F_BOOL("rng", 0),
+	F_INT("vsock", false, PROTO_VSOCK_CID_MIN, PROTO_VSOCK_CID_MAX),
 	F_END
 };
 static const struct field f_update[] = {

@@ -19,6 +19,10 @@
 
 #define PROTO_VERSION   1
 #define PROTO_MAX_LINE  65536          /* bytes per line, newline excluded */
+/* A guest vsock CID: 0-2 are reserved (hypervisor, local, host), 2^32-1 is
+ * VMADDR_CID_ANY. */
+#define PROTO_VSOCK_CID_MIN 3
+#define PROTO_VSOCK_CID_MAX 4294967294LL
 #define PROTO_SERVER    "mvmd " PROTO_SERVER_VERSION
 #define PROTO_SERVER_VERSION "0.1.0"
 
@@ -158,6 +162,7 @@ struct proto_vm {
 	bool has_balloon;               /* a virtio-balloon device */
 	int64_t balloon_mib;            /* its target: memory taken from the guest */
 	bool has_rng;                   /* a virtio-rng device */
+	uint32_t vsock_cid;             /* a virtio-vsock device's guest CID; 0: none */
 	json_t *labels;                 /* object of strings */
 	json_t *pools;                  /* array of quota pool names */
 	enum proto_restart restart;

@@ -209,6 +209,7 @@ json_t *proto_vm_to_json(const struct proto_vm *vm)
 	r |= json_object_set_new(o, "balloon_mib", vm->has_balloon ?
 	                         json_integer(vm->balloon_mib) : json_null());
 	r |= json_object_set_new(o, "rng", json_boolean(vm->has_rng));
+	r |= json_object_set_new(o, "vsock", vm->vsock_cid ? json_integer(vm->vsock_cid) : json_null());
 	if (r) {
 		json_decref(o);
 		return NULL;
@@ -320,6 +321,7 @@ int proto_vm_from_json(const json_t *cobj, struct proto_vm *ret_vm)
 	vm.has_balloon = json_is_integer(json_object_get(o, "balloon_mib"));
 	vm.balloon_mib = get_int(o, "balloon_mib");
 	vm.has_rng = json_is_true(json_object_get(o, "rng"));
+	vm.vsock_cid = (uint32_t)get_int(o, "vsock");
 	vm.restart_max = get_int(o, "restart_max");
 	vm.autostart = json_is_true(json_object_get(o, "autostart"));
 	vm.pid = get_int(o, "pid");

@@ -54,10 +54,10 @@ static void usage(FILE *f)
 "                            fd N (IFF_TAP|IFF_NO_PI); default MAC 52:54:00:xx:xx:xx\n"
 "                            derived from NAME (or N) and the NIC's index (repeatable)\n"
 "      --rng                 virtio-rng entropy device (host getrandom)\n"
-"      --vsock cid=N,uds=PATH\n"
+"      --vsock cid=N,uds=PATH[,uid=U]\n"
 "                            virtio-vsock with guest CID N (3 or more); host side is\n"
 "                            the Unix socket PATH (CONNECT <port>), guest connections\n"
-"                            to port P reach PATH_P\n"
+"                            to port P reach PATH_P; uid=: chown PATH to U (root)\n"
 "      --control-fd N        talk to mvmd over the socket on fd N (docs/protocol.md)\n"
 "      --adopt-socket PATH   with --control-fd: also listen on the Unix socket PATH so\n"
 "                            a restarted mvmd (same uid) can take over the link\n"
@@ -293,11 +293,11 @@ static int parse_net(char *arg, struct options *o)
 	return -1;
 }
 
-/* cid=N,uds=PATH */
+/* cid=N,uds=PATH[,uid=U] */
 static int parse_vsock(char *arg, struct options *o)
 {
 	struct virtio_devs_config *v = &o->cfg.virtio;
-	uint64_t cid;
+	uint64_t cid, uid;
 	char *rest = arg, *f;
 
 	if (v->vsock_cid)
@@ -311,8 +311,14 @@ static int parse_vsock(char *arg, struct options *o)
 			v->vsock_cid = cid;
 		} else if (!strncmp(f, "uds=", 4) && f[4]) {
 			v->vsock_uds = f + 4;
+		} else if (!strncmp(f, "uid=", 4)) {
+			if (util_parse_uint(f + 4, 0, 0xfffffffeULL, &uid) < 0)
+				return usage_error("invalid --vsock uid '%s'; use a uid from 0 to "
+				                   "4294967294", f + 4);
+			v->vsock_uid = (uint32_t)uid;
+			v->vsock_chown = true;
 		} else {
-			return usage_error("invalid --vsock option '%s'; use cid=N,uds=PATH", f);
+			return usage_error("invalid --vsock option '%s'; use cid=N,uds=PATH[,uid=U]", f);
 		}
 	}
 	if (!v->vsock_cid || !v->vsock_uds) {

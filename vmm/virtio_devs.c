@@ -251,6 +251,17 @@ static int vsock_make(const struct virtio_devs_config *c, const struct guest_mem
 	if (r < 0)
 		return vm_fail(err, VMM_EXIT_USAGE, r, "cannot listen on vsock socket '%s': %s; "
 		                 "check the path and its directory", c->vsock_uds, strerror(-r));
+	/* The socket file, not what a link in its place names: the
+	 * directory may be the VM owner's (mvmd's per-VM directory). */
+	if (c->vsock_chown &&
+	    fchownat(AT_FDCWD, c->vsock_uds, (uid_t)c->vsock_uid, (gid_t)-1,
+	             AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		virtio_vsock_destroy(dev);
+		return vm_fail(err, VMM_EXIT_USAGE, r, "cannot give vsock socket '%s' to uid %lld: "
+		               "%s; uid= needs root", c->vsock_uds, (long long)c->vsock_uid,
+		               strerror(-r));
+	}
 	*ret = dev;
 	return 0;
 }

@@ -49,6 +49,8 @@ struct virtio_devs_config {
 	bool rng;
 	uint64_t vsock_cid;    /* 0: no vsock device */
 	const char *vsock_uds;
+	bool vsock_chown;      /* give the socket to vsock_uid after binding */
+	uint32_t vsock_uid;
 	bool balloon;
 	uint64_t balloon_target;  /* bytes, at most the guest's RAM */
 };

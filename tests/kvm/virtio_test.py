@@ -382,6 +382,7 @@ def case_bad_options(tmp):
     bad(["--net", "tap=" + "x" * 16], r"too long")
     bad(["--vsock", "cid=2,uds=" + os.path.join(tmp, "v")], r"invalid --vsock cid")
     bad(["--vsock", "cid=3"], r"--vsock needs cid=N and uds=PATH")
+    bad(["--vsock", "cid=3,uds=%s,uid=-1" % os.path.join(tmp, "v")], r"invalid --vsock uid")
     bad(["--rng"] + ["--disk", ro + ",ro"] * VIRTIO_MMIO_MAX, r"too many virtio devices")
     # A writable disk on an fd opened read-only (mvmd opens ro disks so).
     fd = os.open(rw, os.O_RDONLY)

@@ -12,7 +12,11 @@ Cases:
   mvmd         a private mvmd, 2 vCPUs, TAP in a private netns: mvmctl
                create, a command typed into `mvmctl console` and its output
                read back, a ping, virtio-rng asked for with
-               `mvmctl create --rng` read as the guest's hwrng, then
+               `mvmctl create --rng` read as the guest's hwrng, vsock
+               asked for with `--vsock 7`: the host connects to the socket
+               `mvmctl show` names (CONNECT, OK, bytes echoed by the guest's
+               guest/tools/vsockecho) and the guest connects out to a
+               `<socket>_<port>` listener of the host, then
                `mvmctl stop`: Ctrl-Alt-Del, the
                guest powers off, state stopped, exit status 0.
   bad-root     the root image is not ext4: the kernel's complaint is
@@ -33,9 +37,11 @@ instead of building one).  Exit: 0 pass, 1 fail, 77 skip (reason printed).
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -124,9 +130,24 @@ def guest_kernel():
     return path
 
 
-def guest_root(tmp, name="root.img", size="64M"):
+def guest_tools(tmp):
+    """A tree with the static guest/tools the tests run in the guest."""
+    tree = os.path.join(tmp, "tools")
+    os.makedirs(os.path.join(tree, "bin"), exist_ok=True)
+    cc = os.environ.get("CC", "cc")
+    src = os.path.join(TOP, "guest", "tools", "vsockecho.c")
+    p = subprocess.run([cc, "-O2", "-static", "-o", os.path.join(tree, "bin", "vsockecho"), src],
+                       capture_output=True)
+    if p.returncode != 0:
+        raise Skip("cannot build %s statically with %s (libc6-dev has the static libc): %s"
+                   % (src, cc, p.stderr.decode(errors="replace").strip()[-500:]))
+    return tree
+
+
+def guest_root(tmp, name="root.img", size="64M", add=()):
     img = os.path.join(tmp, name)
-    subprocess.run([os.path.join(TOP, "guest", "build-rootfs.sh"), "--size", size, img],
+    adds = [a for d in add for a in ("--add", d)]
+    subprocess.run([os.path.join(TOP, "guest", "build-rootfs.sh"), "--size", size] + adds + [img],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return img
 
@@ -281,6 +302,87 @@ def check_rng(sh):
           "could not read 16 bytes from /dev/hwrng: %r" % out)
 
 
+VSOCK_CID, H2G_PORT, G2H_PORT = 7, 6000, 5000
+VSOCK_TIMEOUT = 30.0
+
+
+def recv_all(s, timeout):
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def vsock_connect(path, port, deadline):
+    """CONNECT through the VM's host socket; retried while the guest's
+    listener is not up yet (the device answers with a close, no OK)."""
+    last = "nothing"
+    while time.monotonic() < deadline:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(path)
+            s.sendall(b"CONNECT %d\n" % port)
+            line = b""
+            while not line.endswith(b"\n") and len(line) < 32:
+                c = s.recv(1)
+                if not c:
+                    break
+                line += c
+            if re.fullmatch(rb"OK \d+\n", line):
+                return s
+            last = "answer %r" % line
+        except OSError as e:
+            last = str(e)
+        s.close()
+        time.sleep(0.3)
+    raise TestFailure("vsock: no OK to CONNECT %d on %s within %.0f s (last: %s)"
+                      % (port, path, VSOCK_TIMEOUT, last))
+
+
+def check_vsock(sh, vm):
+    """Host to guest through the socket mvmd shows, then guest to host
+    through a <socket>_<port> listener."""
+    path = vm.get("vsock_path")
+    check(vm.get("vsock") == VSOCK_CID and path and path.endswith("/lx/vsock.sock"),
+          "mvmctl show -o json: vsock %r at %r" % (vm.get("vsock"), path))
+    sh.run("(vsockecho listen %d >/dev/null 2>&1 &)" % H2G_PORT)
+    s = vsock_connect(path, H2G_PORT, time.monotonic() + VSOCK_TIMEOUT)
+    with s:
+        s.sendall(b"mvm-h2g")
+        s.shutdown(socket.SHUT_WR)
+        got = recv_all(s, VSOCK_TIMEOUT)
+    check(got == b"mvm-h2g", "vsock host to guest: the guest echoed %r, expected b'mvm-h2g'" % got)
+    lpath = "%s_%d" % (path, G2H_PORT)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lst:
+        lst.bind(lpath)
+        # the directory gives it the worker's group (docs/guests.md)
+        os.chmod(lpath, 0o660)
+        lst.listen(1)
+        lst.settimeout(VSOCK_TIMEOUT)
+        done = {}
+
+        def serve():
+            try:
+                c, _ = lst.accept()
+                with c:
+                    done["got"] = recv_all(c, VSOCK_TIMEOUT)
+                    c.sendall(b"pong:" + done["got"])
+            except OSError as e:
+                done["err"] = str(e)
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        rc, out = sh.run("vsockecho connect 2 %d mvm-g2h" % G2H_PORT)
+        t.join(VSOCK_TIMEOUT)
+    check(done.get("got") == b"mvm-g2h", "vsock guest to host: the listener %s got %r (%s)"
+          % (lpath, done.get("got"), done.get("err", "")))
+    check(rc == 0 and "vsockecho: got pong:mvm-g2h" in out,
+          "vsock guest to host: the guest read %r (status %d)" % (out, rc))
+
+
 # --- cases -------------------------------------------------------------------------
 
 def case_vmm(tmp):
@@ -336,15 +438,15 @@ def console(env, name):
 def case_mvmd(tmp):
     kernel = guest_kernel()
     make_tap()
-    img = guest_root(tmp)
+    img = guest_root(tmp, add=[guest_tools(tmp)])
     cmdline = host_cmdline("mvm.ip=%s/%d" % (GUEST_IP, PREFIX))
     vcpus = smp_vcpus()
 
     def fn(env):
         ctl = env.ctl
         ctl.ok("create", "lx", "--kernel", kernel, "--cmdline", cmdline, "--vcpus", str(vcpus),
-               "--mem", "256M", "--disk", img, "--net", "tap=" + TAP, "--rng", "--wait",
-               timeout=60)
+               "--mem", "256M", "--disk", img, "--net", "tap=" + TAP, "--rng",
+               "--vsock", str(VSOCK_CID), "--wait", timeout=60)
         check(ctl.vm("lx")["rng"] is True, "mvmd did not keep the VM's rng: %r" % ctl.vm("lx"))
         p, out = console(env, "lx")
 
@@ -369,7 +471,10 @@ def case_mvmd(tmp):
             # --rng through mvmd reaches the guest as its hwrng.
             check_rng(sh)
             check_devices(sh, [("0x0002", "virtio_blk"), ("0x0001", "virtio_net"),
-                               ("0x0004", "virtio_rng")])
+                               ("0x0004", "virtio_rng"), ("0x0013", "vmw_vsock_virtio_transport")])
+            t0 = time.monotonic()
+            check_vsock(sh, ctl.vm("lx"))
+            log("vsock both ways through mvmd: %.1f s" % (time.monotonic() - t0))
         finally:
             p.stdin.close()
             try:

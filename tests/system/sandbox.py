@@ -15,11 +15,14 @@ pass, 1 fail, 77 skip (no /dev/kvm or guest, not root, no test hooks).
 import fcntl
 import json
 import os
+import shutil
+import signal
 import stat
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SKIP, Ctl, Daemon, check, env_path,  # noqa: E402
+from harness import (NOBODY, SKIP, Ctl, Daemon, check, drop_to, env_path,  # noqa: E402
                      kvm_usable, run_with_daemon, wait_for)
 
 # A range of our own per test process: parallel daemons never share uids.
@@ -211,8 +214,93 @@ def case_two_daemons(env):
         env.ctl.ok("rm", "-f", "mine%d" % i)
 
 
+# A client uid (the VM's owner) and a stranger; neither is in the range.
+STRANGER = NOBODY - 1
+TRY_UNIX = """import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.bind(sys.argv[2]) if sys.argv[1] == "bind" else s.connect(sys.argv[2])
+except PermissionError:
+    sys.exit(13)
+"""
+
+
+def try_unix(uid, what, path):
+    """Whether uid may connect to (or bind) the Unix socket path."""
+    # the system python: the test's own may sit where other uids cannot go
+    r = subprocess.run(["/usr/bin/python3", "-c", TRY_UNIX, what, path], preexec_fn=drop_to(uid),
+                       capture_output=True, timeout=10)
+    check(r.returncode in (0, 13), "%s %s as uid %d: %s" % (what, path, uid, r.stderr.decode()))
+    return r.returncode == 0
+
+
+def check_vsock_access(env, vm, owner, sandboxed):
+    path = vm["vsock_path"]
+    d = os.path.dirname(path)
+    st, sk = os.stat(d), os.lstat(path)
+    # sandboxed: the worker's gid may search it; unsandboxed it runs as root
+    worker = int(status(vm["pid"])["Uid"].split()[0]) if sandboxed else 0
+    mode = 0o2710 if sandboxed else 0o700
+    check(st.st_uid == owner and st.st_gid == worker and stat.S_IMODE(st.st_mode) == mode,
+          "%s is %d:%d %o, expected %d:%d %o" % (d, st.st_uid, st.st_gid,
+                                                 stat.S_IMODE(st.st_mode), owner, worker, mode))
+    check(stat.S_ISSOCK(sk.st_mode) and sk.st_uid == owner,
+          "%s: not a socket of uid %d: %o uid %d" % (path, owner, sk.st_mode, sk.st_uid))
+    check(try_unix(owner, "connect", path), "the owner cannot connect to %s" % path)
+    check(not try_unix(STRANGER, "connect", path), "uid %d can connect to %s" % (STRANGER, path))
+    check(try_unix(owner, "bind", path + "_5000"), "the owner cannot make %s_5000" % path)
+    check(not try_unix(STRANGER, "bind", path + "_5001"),
+          "uid %d can make a listener in %s" % (STRANGER, d))
+
+
+def case_vsock(env, sandboxed=True):
+    """--vsock through mvmd: the host socket in the per-VM directory, shown
+    by mvmctl show; its owner (not root) may connect and make <path>_PORT
+    listeners, another uid may do neither; after an mvmd restart the
+    adopted VM shows the same socket, still there.  Also unsandboxed."""
+    for p in (env.daemon.root, env.daemon.run):
+        os.chmod(p, 0o755)
+    os.chmod(env.daemon.sock, 0o666)
+    kernel = os.path.join(env.daemon.root, "guest.bzImage")
+    shutil.copy(env_path("MVM_BZIMAGE"), kernel)
+    os.chmod(kernel, 0o644)
+    err = env.ctl.fails(2, "create", "bad", "--kernel", kernel, "--vsock", "2", uid=NOBODY)
+    check("3 to 4294967294" in err, "--vsock 2 refused without the range: %s" % err)
+    vm = env.ctl.json("create", "vs", "--kernel", kernel, "--cmdline",
+                      "console=ttyS0 mvmtest=idle", "--mem", "64", "--vsock", "9", "--wait",
+                      uid=NOBODY)["vm"]
+    want = os.path.join(env.daemon.run, "vms", "vs", "vsock.sock")
+    check(vm["vsock"] == 9 and vm["vsock_path"] == want,
+          "vsock %r at %r, expected 9 at %s" % (vm["vsock"], vm["vsock_path"], want))
+    text = env.ctl.ok("show", "vs", uid=NOBODY)
+    check("Vsock:" in text and ("cid=9 " + want) in text, "mvmctl show says:\n%s" % text)
+    check_vsock_access(env, env.ctl.vm("vs"), NOBODY, sandboxed)
+    pid = vm["pid"]
+    # kill -9 mvmd: the worker keeps running and the next mvmd adopts it
+    env.daemon.proc.send_signal(signal.SIGKILL)
+    env.daemon.proc.wait(10)
+    env.daemon.proc = None
+    env.daemon.start()
+    os.chmod(env.daemon.sock, 0o666)
+    vm = env.ctl.vm("vs")
+    check(vm["state"] == "running" and vm["pid"] == pid and vm["vsock_path"] == want,
+          "after the restart: %s" % json.dumps(vm))
+    check(try_unix(NOBODY, "connect", want), "the owner cannot connect after the restart")
+    # a spec from show keeps the vsock and leaves the run-only path behind
+    spec = env.ctl.ok("show", "vs", "-o", "json", uid=NOBODY)
+    env.ctl.run("create", "-f", "-", "vs2", "--no-start", input=spec.encode(), uid=NOBODY)
+    vm2 = env.ctl.vm("vs2")
+    check(vm2["vsock"] == 9 and vm2["vsock_path"].endswith("/vms/vs2/vsock.sock"),
+          "create -f of vs's show: %s" % json.dumps(vm2))
+    env.ctl.ok("rm", "vs2")
+    env.ctl.ok("rm", "-f", "vs")
+    check(not os.path.exists(os.path.dirname(want)), "rm left %s" % os.path.dirname(want))
+
+
 CASES = {
     "sandbox-state": (case_state, ()),
+    "sandbox-vsock": (case_vsock, ()),
+    "sandbox-vsock-off": (lambda env: case_vsock(env, False), ("sandbox = false",)),
     "sandbox-off": (case_off, ("sandbox = false",)),
     "sandbox-seccomp": (case_seccomp, ()),
     "sandbox-signals": (case_signals, ()),

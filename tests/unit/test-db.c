@@ -185,7 +185,7 @@ static void test_newer_schema(const char *path)
 	sqlite3_close(c);
 	CHECK_EQ(db_open(path, &db), -EPROTO);
 	CHECK_EQ(db_open_diag(path, &db, why, sizeof(why)), -EPROTO);
-	CHECK(!strcmp(why, "schema 999 > 7"));
+	CHECK(!strcmp(why, "schema 999 > 8"));
 }
 
 /* The pid stored after a spawn adds no event; failure counts persist. */
@@ -363,13 +363,14 @@ static void test_migrate_v4(const char *dir)
 	CHECK_EQ(sqlite3_exec(c, v4, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(c);
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 7);
+	CHECK_EQ(db_schema_version(db), 8);
 	CHECK_EQ(db_vm_get(db, "old", &old), 0);
 	CHECK_EQ(old.id, 3);
 	CHECK_EQ(strlen(old.uuid), PROTO_UUID_LEN);
 	CHECK_EQ(old.uuid[14], '4');
 	CHECK(!old.has_balloon);
 	CHECK(!old.has_rng);        /* rows from before the rng column: none */
+	CHECK_EQ(old.vsock_cid, 0); /* nor a vsock */
 	make_vm(&vm, "gone", 1000);
 	CHECK_EQ(db_vm_insert(db, &vm), 0);
 	CHECK(vm.id > 9);
@@ -395,9 +396,11 @@ static void test_devices(const char *dir)
 	vm.has_balloon = true;
 	vm.balloon_mib = 64;
 	vm.has_rng = true;
+	vm.vsock_cid = 4294967294u;
 	CHECK_EQ(db_vm_insert(db, &vm), 0);
 	CHECK_EQ(db_vm_get(db, "bal", &got), 0);
 	CHECK(got.has_balloon && got.has_rng);
+	CHECK_EQ(got.vsock_cid, 4294967294u);
 	CHECK_EQ(got.balloon_mib, 64);
 	proto_vm_clear(&got);
 	json_object_set_new(json_array_get(vm.disks, 0), "bps", json_integer(1048576));
@@ -414,7 +417,7 @@ static void test_devices(const char *dir)
 	CHECK_EQ(json_integer_value(json_object_get(json_array_get(got.disks, 0), "bps")), 1048576);
 	proto_vm_clear(&got);
 	CHECK_EQ(db_vm_get(db, "plain", &got), 0);
-	CHECK(!got.has_balloon && !got.has_rng);
+	CHECK(!got.has_balloon && !got.has_rng && got.vsock_cid == 0);
 	proto_vm_clear(&got);
 	CHECK_EQ(db_vm_delete(db, &vm, 1), 0);
 	vm.id = 999999;
@@ -435,7 +438,7 @@ int main(void)
 		return 1;
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 7);
+	CHECK_EQ(db_schema_version(db), 8);
 	test_insert_get(db);
 	test_transitions(db);
 	test_list_delete(db);
@@ -448,7 +451,7 @@ int main(void)
 	/* reopen: migrations are not rerun and the data is still there, read
 	 * back exactly as the in-memory copy had it */
 	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_schema_version(db), 7);
+	CHECK_EQ(db_schema_version(db), 8);
 	CHECK_EQ(db_vm_get(db, "web1", &vm), 0);
 	proto_vm_clear(&vm);
 	snap2 = mirror_snapshot(db);

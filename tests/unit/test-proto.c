@@ -469,15 +469,18 @@ static void test_vm_json(void)
 	CHECK(back.vcpus == 2 && back.mem_mib == 256 && back.owner_uid == 1000);
 	CHECK(json_is_null(json_object_get(j, "balloon_mib")) && !back.has_balloon);
 	CHECK(json_is_false(json_object_get(j, "rng")) && !back.has_rng);
+	CHECK(json_is_null(json_object_get(j, "vsock")) && back.vsock_cid == 0);
 	proto_vm_clear(&back);
 	json_decref(j);
 	vm.has_balloon = true;      /* a balloon of 0 is one, empty */
 	vm.has_rng = true;
+	vm.vsock_cid = 7;
 	j = proto_vm_to_json(&vm);
 	CHECK(json_is_integer(json_object_get(j, "balloon_mib")));
 	CHECK(json_is_true(json_object_get(j, "rng")));
 	CHECK_EQ(proto_vm_from_json(j, &back), 0);
 	CHECK(back.has_balloon && back.balloon_mib == 0 && back.has_rng);
+	CHECK_EQ(back.vsock_cid, 7);
 	proto_vm_clear(&back);
 	proto_vm_clear(&vm);
 	json_decref(j);
@@ -716,6 +719,13 @@ static void test_limits(void)
 	CHECK(proto_arg_bool(&req, "rng", false));
 	proto_request_done(&req);
 	expect_error(CREATE_ "\"rng\":1}}", PROTO_ERR_BAD_REQUEST, "rng");
+	CHECK_EQ(decode(CREATE_ "\"vsock\":4294967294}}", &req, &err), 0);
+	CHECK_EQ(proto_arg_int(&req, "vsock", 0), 4294967294LL);
+	proto_request_done(&req);
+	/* the reserved CIDs 0-2 and VMADDR_CID_ANY */
+	expect_error(CREATE_ "\"vsock\":2}}", PROTO_ERR_BAD_REQUEST, "vsock");
+	expect_error(CREATE_ "\"vsock\":4294967295}}", PROTO_ERR_BAD_REQUEST, "vsock");
+	expect_error(CREATE_ "\"vsock\":\"7\"}}", PROTO_ERR_BAD_REQUEST, "vsock");
 	/* 0, negative, absurd, wrong type, a burst alone, a NIC's ops on a disk */
 	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"bps\":0}]}}", PROTO_ERR_BAD_REQUEST, "disks");
 	expect_error(CREATE_ "\"disks\":[{\"path\":\"/d\",\"iops\":-5}]}}", PROTO_ERR_BAD_REQUEST, "disks");
