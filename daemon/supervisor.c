@@ -923,6 +923,16 @@ static int start_job(struct worker_start *s, const struct cgroup_vm *cg, char *w
 			return r;
 		s->job.nattach = r;
 	}
+#ifdef MVM_TEST_HOOKS
+	/* Test builds only: MVM_TEST_ATTACH_FAIL=<VM name> in mvmd's
+	 * environment makes that VM's child fail its first cgroup write. */
+	const char *t = getenv("MVM_TEST_ATTACH_FAIL");
+
+	if (t && !strcmp(t, w->vm->row.name) && s->job.nattach > 0) {
+		close(s->job.attach_fds[0]);
+		s->job.attach_fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+#endif
 	s->job.done_cb = spawn_done_cb;
 	r = spawn_worker_job(&req, &s->job);
 	if (r < 0)
