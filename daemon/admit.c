@@ -46,7 +46,6 @@ struct admission {
 	struct cap_resv resv;
 	struct cap_qnode qnode;
 	bool starting;                  /* counted by cap_start_try */
-	bool attach_failed;             /* its worker could not join the cgroup */
 	struct vm_files files;          /* queued: opened for the client */
 	struct cgroup_vm *cg;
 };
@@ -450,8 +449,9 @@ void admit_abandon(struct admission *a)
 
 /* ---- starting ----------------------------------------------------------- */
 
-/* Create the VM's cgroup and spawn its worker (the spawned hook puts it in
- * the cgroup).  On failure err says why and the caller frees a. */
+/* Create the VM's cgroup and start its worker, which joins the cgroup
+ * before its exec (spawn.c).  On failure err says why and the caller
+ * frees a. */
 static int adm_start(struct admission *a, struct vm_files *files, struct proto_error *err)
 {
 	struct mvmd *d = a->d;
@@ -478,7 +478,7 @@ static int adm_start(struct admission *a, struct vm_files *files, struct proto_e
 		                msg);
 		return r;
 	}
-	return d->start_worker(a->vm, files, err);
+	return d->start_worker(a->vm, files, a->cg, err);
 }
 
 /* The start failed: give everything back (unless the worker's end did). */
@@ -630,19 +630,11 @@ void admit_adopted(struct vm *vm)
 
 /* ---- worker hooks ------------------------------------------------------- */
 
-/* Right after the spawn: the worker has only exec'd, its vCPU threads come
- * later and inherit the cgroup.  A worker that cannot join is killed. */
-static void spawned_cb(struct vm *vm, pid_t pid)
+/* A start on the spawner thread failed: as if admit_launch() had. */
+static void start_done_cb(struct vm *vm, const struct proto_error *err)
 {
-	struct admission *a = vm->adm;
-	char err[512];
-
-	if (!a || !a->cg || cgroup_vm_attach(a->cg, pid, err, sizeof(err)) == 0)
-		return;
-	log_error("VM %s: cannot move its worker into its cgroup: %s; killing it",
-	          vm->row.name, err);
-	a->attach_failed = true;
-	kill(pid, SIGKILL);
+	if (err && vm->adm)
+		adm_start_failed(vm->adm, vm);
 }
 
 /* Its first byte ends the starting phase. */
@@ -657,16 +649,14 @@ static void booted_cb(struct vm *vm)
 	drain(a->d);
 }
 
-/* The kernel OOM-killed the worker, or it never joined its cgroup. */
+/* The kernel OOM-killed the worker. */
 static void exit_reason_cb(struct vm *vm, char *reason, size_t size)
 {
 	struct admission *a = vm->adm;
 
 	if (!a)
 		return;
-	if (a->attach_failed)
-		snprintf(reason, size, "cgroup: worker could not join its cgroup");
-	else if (a->cg && cgroup_vm_oom_killed(a->cg) > 0)
+	if (a->cg && cgroup_vm_oom_killed(a->cg) > 0)
 		snprintf(reason, size, "oom-killed: memory limit %" PRIu64 " MiB, budget %" PRIu64 " MiB",
 		         a->cg->mem_bytes >> 20, budget_mib(cap_limits(&a->d->cap)));
 }
@@ -685,7 +675,7 @@ static void ended_cb(struct vm *vm, bool requested, double ran_s)
 }
 
 const struct worker_hooks admit_worker_hooks = {
-	.spawned_cb = spawned_cb,
+	.start_done_cb = start_done_cb,
 	.booted_cb = booted_cb,
 	.exit_reason_cb = exit_reason_cb,
 	.ended_cb = ended_cb,
