@@ -43,17 +43,22 @@ struct sandbox_config {
 	int keep_fds[SANDBOX_KEEP_FDS_MAX];
 	unsigned nkeep;
 	bool test_forbidden_syscall; /* only with -Dtest_hooks=true */
+	bool test_netns;             /* test: the netns even where Landlock would do */
+	const char *test_abstract;   /* test: dial this abstract socket once locked */
 };
 
 /* getopt_long entries and their --help text, for main.c's tables. */
 enum {
 	SANDBOX_OPT_ENABLE = 1000, SANDBOX_OPT_DIR, SANDBOX_OPT_UID, SANDBOX_OPT_GID,
 	SANDBOX_OPT_CGROUP, SANDBOX_OPT_TEST_FORBIDDEN, SANDBOX_OPT_LEASE_FD,
+	SANDBOX_OPT_TEST_NETNS, SANDBOX_OPT_TEST_ABSTRACT,
 };
 
 #ifdef MVM_TEST_HOOKS
 #define SANDBOX_TEST_OPTIONS \
-	{ "test-forbidden-syscall", no_argument, NULL, SANDBOX_OPT_TEST_FORBIDDEN },
+	{ "test-forbidden-syscall", no_argument, NULL, SANDBOX_OPT_TEST_FORBIDDEN }, \
+	{ "test-sandbox-netns", no_argument, NULL, SANDBOX_OPT_TEST_NETNS }, \
+	{ "test-abstract-connect", required_argument, NULL, SANDBOX_OPT_TEST_ABSTRACT },
 #else
 #define SANDBOX_TEST_OPTIONS
 #endif
@@ -69,7 +74,9 @@ enum {
 
 #define SANDBOX_USAGE \
 "      --sandbox             lock the worker down before the guest runs: empty root,\n" \
-"                            own namespaces, uid and gid, no capabilities, seccomp\n" \
+"                            own namespaces, uid and gid, no capabilities, Landlock\n" \
+"                            (where the kernel has ABI 6) or a network namespace,\n" \
+"                            seccomp\n" \
 "      --sandbox-dir DIR     the root holds only the per-VM directory DIR (absolute),\n" \
 "                            read-only at its own path: put --vsock uds=DIR/NAME\n" \
 "                            and its NAME_PORT listeners there (default: an empty root)\n" \
