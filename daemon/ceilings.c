@@ -14,6 +14,8 @@
 
 #include "daemon/ceilings.h"
 
+#define NOFILE_WANT ((rlim_t)1 << 20)   /* fds for ~350,000 VMs */
+
 uint64_t ceiling_vms(uint64_t limit, uint64_t used, uint64_t per_vm, uint64_t running)
 {
 	uint64_t more;
@@ -171,10 +173,26 @@ json_t *ceilings_json(const struct ceiling c[CEIL_COUNT])
 void ceilings_raise_nofile(char *msg, size_t size)
 {
 	struct rlimit rl;
+	uint64_t nr_open = 0;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
 		snprintf(msg, size, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
 		return;
+	}
+	/* 3 fds per VM: a hard limit of 20,000 (a shell's) stops a fleet at
+	 * ~6,600 VMs.  With CAP_SYS_RESOURCE (root by hand; the unit sets
+	 * LimitNOFILE instead) the hard limit goes up to the kernel's
+	 * fs.nr_open, at most NOFILE_WANT. */
+	if (read_u64("/proc/sys/fs/nr_open", &nr_open) == 0 && rl.rlim_max != RLIM_INFINITY) {
+		rlim_t want = nr_open < NOFILE_WANT ? (rlim_t)nr_open : NOFILE_WANT;
+		struct rlimit up = { want, want };
+
+		if (want > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &up) == 0) {
+			snprintf(msg, size, "open-file limit raised from %llu (hard %llu) to %llu",
+			         (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+			         (unsigned long long)want);
+			return;
+		}
 	}
 	if (rl.rlim_cur < rl.rlim_max) {
 		rlim_t old = rl.rlim_cur;

@@ -31,6 +31,7 @@
 
 #include "daemon/capacity.h"
 #include "daemon/pressure.h"
+#include "daemon/restart_policy.h"
 #include "daemon/cgroup.h"
 #include "db/db.h"
 #include "proto/proto.h"
@@ -407,6 +408,13 @@ struct worker {
 	double last_pong;               /* mvmd_mono() of the last pong or start */
 	double ping_since;              /* the oldest unanswered ping; 0: none */
 	int64_t ping_seq;
+	bool answered;                  /* its loop sent anything: set up */
+	/* overdue: what its loop thread had done when first found overdue
+	 * (restart.c judges it one interval later) */
+	bool overdue;
+	double overdue_since;
+	struct health_sample overdue_sample;
+	bool starved_logged;
 	bool hung;                      /* killed for not answering */
 	/* on the spawner thread still: no pid, no pidfd; the signals asked
 	 * for meanwhile (bit N: signal N) are sent once it runs */
@@ -463,7 +471,9 @@ int supervisor_ping(struct worker *w);
 typedef void (*worker_reply_fn)(void *arg, const struct proto_link_msg *reply);
 int supervisor_request(struct worker *w, struct proto_link_msg *m, worker_reply_fn cb,
                        void *arg);
-void supervisor_hung(struct worker *w);
+void supervisor_hung(struct worker *w, const char *why);
+/* Bytes from the worker wait unread on its link (a pong among them, maybe). */
+bool supervisor_link_unread(struct worker *w);
 /* The pid and process start time supervisor_start recorded beside the VM's
  * logs, which re-adoption checks so a recycled pid is never taken over:
  * 0, or -errno (none recorded). */

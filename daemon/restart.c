@@ -49,6 +49,7 @@ struct restart_state {
 	double health_last;             /* mvmd_mono() of the last health tick */
 	unsigned slices, slice;         /* ticks per interval; the next one */
 	uint64_t pings, ticks;          /* since start, for host.info */
+	uint64_t starved;               /* overdue verdicts that waited: no CPU */
 	double cpu_s;                   /* mvmd's CPU in health ticks */
 	uv_timer_t watchdog;            /* sd_notify WATCHDOG=1 (WatchdogSec) */
 	bool watchdog_init;
@@ -359,6 +360,91 @@ unsigned restart_health_slices(double interval_s)
 	return n > HEALTH_SLICES_MAX ? HEALTH_SLICES_MAX : (unsigned)n;
 }
 
+/* What the worker's loop thread (its main thread, whose tid is the pid)
+ * has done: /proc/PID/stat's state, /proc/PID/schedstat's times. */
+static int loop_sample(pid_t pid, struct health_sample *s)
+{
+	char path[64], buf[512], *p;
+	unsigned long long run, wait;
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return -errno;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	/* the name may hold spaces and parentheses: the state follows the last ')' */
+	if (!p || !(p = strrchr(buf, ')')) || p[1] != ' ' || !p[2])
+		return -EINVAL;
+	s->state = p[2];
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return -errno;
+	ok = fscanf(f, "%llu %llu", &run, &wait) == 2;
+	fclose(f);
+	if (!ok)
+		return -EINVAL;
+	s->run_ns = run;
+	s->wait_ns = wait;
+	return 0;
+}
+
+/* A worker whose oldest ping is older than health_timeout: true when it
+ * should be pinged again, false when it is dealt with.  The verdict is the
+ * worker's own progress, not only mvmd's clock: on a host short of CPU (a
+ * fill of thousands of VMs on 2 cores under other load) a healthy loop
+ * can wait longer than the timeout for a CPU, and mvmd itself may have
+ * been too busy to read the pong (issue 13: fills aborted at ~580 VMs with
+ * "crashed hung" workers). */
+static bool overdue(struct restart_state *st, struct worker *w, double now)
+{
+	struct health_sample s;
+	enum health_verdict v;
+	char why[200];
+	double window, waited;
+
+	/* its answer may be in the socket: this loop turn ran its timers
+	 * before reading, after a callback that took long */
+	if (supervisor_link_unread(w))
+		return false;
+	if (loop_sample((pid_t)w->vm->row.pid, &s) < 0) {
+		supervisor_hung(w, "its state is unreadable");
+		return false;
+	}
+	if (!w->overdue && s.state != 'T' && s.state != 't') {
+		/* judged on what its loop does over one more interval */
+		w->overdue = true;
+		w->overdue_since = now;
+		w->overdue_sample = s;
+		return true;
+	}
+	window = w->overdue ? now - w->overdue_since : 0;
+	v = w->overdue ? health_judge(&w->overdue_sample, &s, window, w->answered) : HEALTH_HUNG;
+	waited = w->overdue ? (double)(s.wait_ns - w->overdue_sample.wait_ns) / 1e9 : 0;
+	if (v == HEALTH_HUNG) {
+		snprintf(why, sizeof(why), "for %.1f s; its loop thread: state %c, ran %.0f ms "
+		         "and waited %.1f s for a CPU in the last %.1f s", now - w->ping_since,
+		         s.state, w->overdue ? (double)(s.run_ns - w->overdue_sample.run_ns) / 1e6 : 0,
+		         waited, window);
+		supervisor_hung(w, why);
+		return false;
+	}
+	if (!w->starved_logged) {
+		w->starved_logged = true;
+		log_warn("VM %s: worker pid %lld has not answered pings for %.1f s, but its loop "
+		         "thread %s (waited %.1f s for a CPU in %.1f s): not killed; the host is "
+		         "short of CPU (load, or too many VMs for its cores)", w->vm->row.name,
+		         (long long)w->vm->row.pid, now - w->ping_since,
+		         v == HEALTH_STARVED ? "is waiting for a CPU" : "is still setting up",
+		         waited, window);
+	}
+	w->overdue_since = now;
+	w->overdue_sample = s;
+	st->starved++;
+	return true;
+}
+
 static void health_cb(uv_timer_t *t)
 {
 	struct restart_state *st = t->data;
@@ -378,18 +464,19 @@ static void health_cb(uv_timer_t *t)
 		next = TAILQ_NEXT(w, link);
 		if (w->exited || w->link_eof || w->finished)
 			continue;
-		if (stalled)
+		if (stalled) {
 			w->ping_since = 0;
+			w->overdue = false;
+		}
 		if ((uint64_t)w->vm->row.id % st->slices != slice)
 			continue;
 		/* timed from the oldest unanswered ping, not the last pong: the
 		 * timeout may be shorter than the interval */
-		if (w->ping_since > 0 && now - w->ping_since > d->cfg.health_timeout) {
-			supervisor_hung(w);
-		} else {
-			supervisor_ping(w);
-			st->pings++;
-		}
+		if (w->ping_since > 0 && now - w->ping_since > d->cfg.health_timeout &&
+		    !overdue(st, w, now))
+			continue;
+		supervisor_ping(w);
+		st->pings++;
 	}
 	st->cpu_s += thread_cpu_s() - cpu0;
 }
@@ -416,13 +503,15 @@ json_t *restart_health_json(struct mvmd *d)
 
 	if (!st || !st->health_init)
 		return json_pack("{s:b}", "enabled", false);
-	return json_pack("{s:b, s:f, s:f, s:i, s:f, s:I, s:f, s:f}",
+	return json_pack("{s:b, s:f, s:f, s:i, s:f, s:I, s:I, s:f, s:f}",
 		"enabled", true,
 		"interval_s", d->cfg.health_interval,
 		"timeout_s", d->cfg.health_timeout,
 		"slices", (int)st->slices,
 		"tick_ms", d->cfg.health_interval * 1000 / st->slices,
 		"pings", (json_int_t)st->pings,
+		/* overdue workers given another interval: their loop waited for a CPU */
+		"starved", (json_int_t)st->starved,
 		/* mvmd's side only: the worker's wake-up and pong are its own */
 		"cpu_us_per_ping", st->pings ? st->cpu_s * 1e6 / (double)st->pings : 0.0,
 		"cpu_ms_per_tick", st->ticks ? st->cpu_s * 1e3 / (double)st->ticks : 0.0);

@@ -34,3 +34,22 @@ void restart_decide(const struct restart_end *e, struct restart_decision *ret)
 	ret->failures = failures + 1;
 	ret->delay_s = restart_backoff_s(failures + 1);
 }
+
+enum health_verdict health_judge(const struct health_sample *then,
+                                 const struct health_sample *now, double window_s,
+                                 bool answered)
+{
+	uint64_t ran = now->run_ns - then->run_ns, waited = now->wait_ns - then->wait_ns;
+
+	/* SIGSTOP or a tracer: it cannot answer until someone lets it go */
+	if (now->state == 'T' || now->state == 't' || now->state == 'Z' ||
+	    now->run_ns < then->run_ns || now->wait_ns < then->wait_ns)
+		return HEALTH_HUNG;
+	if (ran >= HEALTH_SPIN_NS)
+		return answered ? HEALTH_HUNG : HEALTH_STARTING;
+	/* runnable for a quarter of the window and still too little CPU to
+	 * answer: the host is short of CPU, which killing it would not fix */
+	if ((double)waited >= window_s * 1e9 / 4)
+		return HEALTH_STARVED;
+	return HEALTH_HUNG;             /* asleep or in the kernel: blocked */
+}

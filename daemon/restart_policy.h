@@ -8,6 +8,7 @@
 #define MVM_RESTART_POLICY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "proto/proto.h"
 
@@ -40,5 +41,31 @@ struct restart_decision {
 /* 1 s after the first failure, doubling up to 60 s. */
 double restart_backoff_s(int failures);
 void restart_decide(const struct restart_end *e, struct restart_decision *ret);
+
+/* The health check's verdict on a worker whose ping went unanswered past
+ * health_timeout, from what its loop thread (the one that answers pings)
+ * did over one more interval: /proc/PID/stat's state and
+ * /proc/PID/schedstat's CPU time and run-queue wait, sampled at both ends. */
+struct health_sample {
+	char state;                     /* R, S, D, T, t, Z, ... */
+	uint64_t run_ns;                /* on a CPU */
+	uint64_t wait_ns;               /* runnable, waiting for a CPU */
+};
+
+enum health_verdict {
+	HEALTH_HUNG,                    /* stopped, blocked or spinning: kill it */
+	HEALTH_STARVED,                 /* wanted a CPU and got too little: wait */
+	HEALTH_STARTING,                /* not at its loop yet, still working: wait */
+};
+
+/* A loop thread with a ping in its socket that ran this long without
+ * answering spins (an answer takes microseconds). */
+#define HEALTH_SPIN_NS (50 * 1000000ull)
+
+/* answered: the worker's loop has answered before (else it may still be
+ * setting up, which takes CPU).  window_s: time between the samples. */
+enum health_verdict health_judge(const struct health_sample *then,
+                                 const struct health_sample *now, double window_s,
+                                 bool answered);
 
 #endif

@@ -20,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
@@ -249,6 +251,27 @@ static void call_reply(struct worker *w, const struct proto_link_msg *m)
 	free(c);
 }
 
+#ifdef MVM_TEST_HOOKS
+/* Test builds only: MVM_TEST_PONG_STALL_MS=N makes mvmd, on each pong,
+ * ping again at once and then stand still for N ms inside this read
+ * callback, as a long request would: the next pong waits unread in the
+ * socket while the next loop turn runs its timers first. */
+static void pong_stall(struct worker *w)
+{
+	const char *t = getenv("MVM_TEST_PONG_STALL_MS");
+	struct timespec ts;
+	long ms = t ? atol(t) : 0;
+
+	if (ms <= 0)
+		return;
+	supervisor_ping(w);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+#endif
+
 static void link_message(struct worker *w, const char *line, size_t len)
 {
 	struct proto_link_msg m;
@@ -273,8 +296,14 @@ static void link_message(struct worker *w, const char *line, size_t len)
 	case PROTO_LINK_PONG:
 		w->last_pong = mvmd_mono();
 		w->ping_since = 0;
+		w->answered = true;
+		w->overdue = false;
+#ifdef MVM_TEST_HOOKS
+		pong_stall(w);
+#endif
 		break;
 	case PROTO_LINK_HELLO:
+		w->answered = true;
 		break;                  /* adopt.c read the one that counts */
 	case PROTO_LINK_RESULT:
 	case PROTO_LINK_STATS_REPLY:
@@ -1061,6 +1090,7 @@ int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
 		close(pidfd);
 		return -ENOMEM;
 	}
+	w->answered = true;             /* its loop sent the hello adopt.c read */
 	w->adopted = true;
 	w->pidfd = pidfd;
 	/* it runs since started_at, on the wall clock the row keeps */
@@ -1090,12 +1120,22 @@ int supervisor_ping(struct worker *w)
 	return link_send(w, &m);
 }
 
-void supervisor_hung(struct worker *w)
+bool supervisor_link_unread(struct worker *w)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+
+	if (w->link_eof || uv_fileno((uv_handle_t *)&w->link_pipe, &fd) < 0)
+		return false;
+	return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+void supervisor_hung(struct worker *w, const char *why)
 {
 	if (w->exited || w->hung)
 		return;
-	log_error("VM %s: worker pid %lld did not answer pings; killing it as hung",
-	          w->vm->row.name, (long long)w->vm->row.pid);
+	log_error("VM %s: worker pid %lld did not answer pings (%s); killing it as hung",
+	          w->vm->row.name, (long long)w->vm->row.pid, why);
 	w->hung = true;
 	worker_signal(w, SIGKILL);
 }

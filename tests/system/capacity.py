@@ -27,6 +27,10 @@ FREE = 10               # slots left when a round starts
 PREFILL = 2             # VMs holding capacity before the storm
 
 
+class Skip(Exception):
+    """A case that cannot run here (it printed why)."""
+
+
 def case(fn):
     CASES[fn.__name__.replace("_", "-")] = fn
     return fn
@@ -596,6 +600,52 @@ def health_spread():
         env.daemon.cleanup()
 
 
+@case
+def health_busy_daemon():
+    """mvmd busy inside a callback longer than health_timeout just after
+    a ping (the test hook MVM_TEST_PONG_STALL_MS: on each pong it pings
+    again and stands still 0.9 s) reads the pong only after its next
+    health tick: a healthy worker is not killed for that (issue 13: fills
+    aborted with "crashed hung" workers), and a stopped one is still found
+    hung."""
+    if os.environ.get("MVM_TEST_HOOKS") != "1":
+        print("skip: built without -Dtest_hooks=true (MVM_TEST_PONG_STALL_MS)", file=sys.stderr)
+        raise Skip()
+    # one slice: every tick judges the VM; 0.9 s stalls stay under the
+    # stall guard (2 x interval + 1 s) and over the timeout
+    env = Env(["health_interval = 0.15", "health_timeout = 0.4"])
+    os.environ["MVM_TEST_PONG_STALL_MS"] = "900"   # mvmd inherits it
+    try:
+        env.daemon.start()
+    finally:
+        del os.environ["MVM_TEST_PONG_STALL_MS"]
+    try:
+        env.ctl.ok("create", "b1", "--kernel", env.guest, "--mem", "16",
+                   "--cmdline", "console=ttyS0 mvmtest=idle")
+        pid = env.ctl.wait_state("b1", "running", timeout=60)["pid"]
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 6:
+            vm = env.ctl.vm("b1")
+            check(vm["state"] == "running" and vm["pid"] == pid,
+                  "a healthy worker behind a busy mvmd: b1 is %s (%s)"
+                  % (vm["state"], vm.get("exit_reason")))
+            time.sleep(0.5)
+        log = env.daemon.log()
+        stalls = log.count("killing it as hung")
+        check(stalls == 0, "mvmd judged b1 hung:\n" + log[-2000:])
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        vm = env.ctl.wait_state("b1", ("crashed", "stopped"), timeout=30)
+        took = time.monotonic() - t0
+        check(vm["state"] == "crashed" and vm["exit_reason"] == "hung", "b1 %r" % vm)
+        print("healthy worker behind a busy mvmd kept 6 s; stopped worker found hung "
+              "after %.2f s" % took)
+        env.ctl.ok("rm", "-f", "b1")
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "--list":
         print("\n".join(CASES))
@@ -608,6 +658,8 @@ def main():
         return SKIP
     try:
         CASES[sys.argv[1]]()
+    except Skip:
+        return SKIP
     except TestFailure as e:
         print("FAIL: %s" % e, file=sys.stderr)
         return 1

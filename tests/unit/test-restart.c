@@ -90,8 +90,42 @@ static void test_names(void)
 		CHECK_EQ(proto_restart_from_name(proto_restart_name(p)), p);
 }
 
+static enum health_verdict judge(char state, uint64_t ran_ms, uint64_t waited_ms,
+                                  double window_s, bool answered)
+{
+	struct health_sample then = { 'S', 1000000000ull, 2000000000ull };
+	struct health_sample now = { state, then.run_ns + ran_ms * 1000000ull,
+	                             then.wait_ns + waited_ms * 1000000ull };
+
+	return health_judge(&then, &now, window_s, answered);
+}
+
+static void test_health(void)
+{
+	/* stopped (SIGSTOP, a tracer): hung however long it waited */
+	CHECK_EQ(judge('T', 0, 0, 5, true), HEALTH_HUNG);
+	CHECK_EQ(judge('t', 0, 4000, 5, true), HEALTH_HUNG);
+	/* asleep or in the kernel without wanting a CPU: blocked */
+	CHECK_EQ(judge('S', 0, 0, 5, true), HEALTH_HUNG);
+	CHECK_EQ(judge('D', 1, 100, 5, true), HEALTH_HUNG);
+	/* a quarter of the window runnable, next to no CPU: starved */
+	CHECK_EQ(judge('R', 2, 1250, 5, true), HEALTH_STARVED);
+	CHECK_EQ(judge('S', 2, 4900, 5, true), HEALTH_STARVED);
+	CHECK_EQ(judge('R', 2, 1200, 5, true), HEALTH_HUNG);
+	/* ran 50 ms with a ping waiting: spins; before its first answer that
+	 * is still setting up */
+	CHECK_EQ(judge('R', 50, 4000, 5, true), HEALTH_HUNG);
+	CHECK_EQ(judge('R', 49, 4000, 5, true), HEALTH_STARVED);
+	CHECK_EQ(judge('R', 200, 0, 5, false), HEALTH_STARTING);
+	CHECK_EQ(judge('S', 0, 0, 5, false), HEALTH_HUNG);
+	/* counters that went back: another task behind the pid */
+	struct health_sample a = { 'R', 10, 10 }, b = { 'R', 5, 20 };
+	CHECK_EQ(health_judge(&a, &b, 5, true), HEALTH_HUNG);
+}
+
 int main(void)
 {
+	test_health();
 	test_backoff();
 	test_which_ends_restart();
 	test_count();
