@@ -22,7 +22,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -64,170 +63,84 @@ static void drain(struct mvmd *d);
  * the loop.  Without the thread (it could not start), removal is inline.
  */
 struct cg_job {
-	TAILQ_ENTRY(cg_job) link;
+	struct workq_job wq;
 	struct cgroup_vm *v;
 	int r;
 	char err[512];
 	char name[64];
 };
 
-TAILQ_HEAD(cg_job_list, cg_job);
-
-struct cg_reaper {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t work;            /* todo grew, or stop */
-	pthread_cond_t idle;            /* a job finished */
-	struct cg_job_list todo, done;
-	struct cg_job *cur;             /* being removed, not in either list */
-	bool stop;
-	uv_async_t async;               /* done grew */
-};
-
-static void *reaper_main(void *arg)
+static struct cg_job *cg_job_of(const struct workq_job *wq)
 {
-	struct cg_reaper *g = arg;
-	struct cg_job *j;
+	return (struct cg_job *)((char *)wq - offsetof(struct cg_job, wq));
+}
 
-	pthread_mutex_lock(&g->lock);
-	for (;;) {
-		while (TAILQ_EMPTY(&g->todo) && !g->stop)
-			pthread_cond_wait(&g->work, &g->lock);
-		j = TAILQ_FIRST(&g->todo);
-		if (!j)
-			break;          /* stop, and nothing left to remove */
-		TAILQ_REMOVE(&g->todo, j, link);
-		g->cur = j;
-		pthread_mutex_unlock(&g->lock);
-		j->r = cgroup_vm_destroy(j->v, j->err, sizeof(j->err));
-		j->v = NULL;
-		pthread_mutex_lock(&g->lock);
-		g->cur = NULL;
-		TAILQ_INSERT_TAIL(&g->done, j, link);
-		pthread_cond_broadcast(&g->idle);
-		uv_async_send(&g->async);
-	}
-	pthread_mutex_unlock(&g->lock);
-	return NULL;
+static void reaper_run(struct workq_job *wq)
+{
+	struct cg_job *j = cg_job_of(wq);
+
+	j->r = cgroup_vm_destroy(j->v, j->err, sizeof(j->err));
+	j->v = NULL;
 }
 
 /* On the loop: log what the thread could not remove. */
-static void reaper_report(struct cg_reaper *g)
+static void reaper_done(struct workq_job *wq)
 {
-	struct cg_job_list done;
-	struct cg_job *j;
+	struct cg_job *j = cg_job_of(wq);
 
-	TAILQ_INIT(&done);
-	pthread_mutex_lock(&g->lock);
-	TAILQ_CONCAT(&done, &g->done, link);
-	pthread_mutex_unlock(&g->lock);
-	while ((j = TAILQ_FIRST(&done))) {
-		TAILQ_REMOVE(&done, j, link);
-		if (j->r < 0)
-			log_warn("VM %s: cgroup: %s", j->name, j->err);
-		free(j);
-	}
-}
-
-static void reaper_async_cb(uv_async_t *h)
-{
-	reaper_report(h->data);
-}
-
-static void reaper_closed_cb(uv_handle_t *h)
-{
-	free(h->data);
+	if (j->r < 0)
+		log_warn("VM %s: cgroup: %s", j->name, j->err);
+	free(j);
 }
 
 static void reaper_start(struct mvmd *d)
 {
-	struct cg_reaper *g;
 	int r;
 
 	d->cg_reaper = NULL;
-	if (!cgroup_usable(&d->cg) || !(g = calloc(1, sizeof(*g))))
+	if (!cgroup_usable(&d->cg))
 		return;
-	TAILQ_INIT(&g->todo);
-	TAILQ_INIT(&g->done);
-	pthread_mutex_init(&g->lock, NULL);
-	pthread_cond_init(&g->work, NULL);
-	pthread_cond_init(&g->idle, NULL);
-	if (uv_async_init(d->loop, &g->async, reaper_async_cb) < 0)
-		goto fail;
-	g->async.data = g;
-	uv_unref((uv_handle_t *)&g->async);     /* the loop's end is not ours */
-	r = pthread_create(&g->thread, NULL, reaper_main, g);
-	if (r) {
+	r = workq_start(d->loop, &d->cg_reaper);
+	if (r < 0) {
 		log_warn("cgroup: no thread to remove cgroups (%s); removing them inline",
-		         strerror(r));
-		uv_close((uv_handle_t *)&g->async, reaper_closed_cb);
-		return;
+		         strerror(-r));
+		d->cg_reaper = NULL;
 	}
-	d->cg_reaper = g;
-	return;
-fail:
-	free(g);
 }
 
 /* Every queued removal done (daemon exit), then the thread gone. */
 static void reaper_stop(struct mvmd *d)
 {
-	struct cg_reaper *g = d->cg_reaper;
-
-	if (!g)
+	if (!d->cg_reaper)
 		return;
-	pthread_mutex_lock(&g->lock);
-	g->stop = true;
-	pthread_cond_signal(&g->work);
-	pthread_mutex_unlock(&g->lock);
-	pthread_join(g->thread, NULL);
-	reaper_report(g);
-	pthread_mutex_destroy(&g->lock);
-	pthread_cond_destroy(&g->work);
-	pthread_cond_destroy(&g->idle);
+	workq_stop(d->cg_reaper);
 	d->cg_reaper = NULL;
-	uv_close((uv_handle_t *)&g->async, reaper_closed_cb);
 }
 
-static bool reaper_has(struct cg_reaper *g, const char *name)
+static bool same_name(const struct workq_job *wq, const void *name)
 {
-	struct cg_job *j;
-
-	if (g->cur && !strcmp(g->cur->name, name))
-		return true;
-	TAILQ_FOREACH(j, &g->todo, link)
-		if (!strcmp(j->name, name))
-			return true;
-	return false;
+	return !strcmp(cg_job_of(wq)->name, name);
 }
 
 /* Before the VM name's cgroup is made or opened: its old one is gone. */
 static void cg_reaper_wait(struct mvmd *d, const char *name)
 {
-	struct cg_reaper *g = d->cg_reaper;
-
-	if (!g)
-		return;
-	pthread_mutex_lock(&g->lock);
-	while (reaper_has(g, name))
-		pthread_cond_wait(&g->idle, &g->lock);
-	pthread_mutex_unlock(&g->lock);
+	if (d->cg_reaper)
+		workq_wait_none(d->cg_reaper, same_name, name);
 }
 
 /* Remove v (the worker ended): on the thread, or here without one. */
 static void cg_remove(struct mvmd *d, const char *name, struct cgroup_vm *v)
 {
-	struct cg_reaper *g = d->cg_reaper;
-	struct cg_job *j = g ? calloc(1, sizeof(*j)) : NULL;
+	struct cg_job *j = d->cg_reaper ? calloc(1, sizeof(*j)) : NULL;
 	char err[512];
 
 	if (j && strlen(name) < sizeof(j->name)) {
 		j->v = v;
 		strcpy(j->name, name);
-		pthread_mutex_lock(&g->lock);
-		TAILQ_INSERT_TAIL(&g->todo, j, link);
-		pthread_cond_signal(&g->work);
-		pthread_mutex_unlock(&g->lock);
+		j->wq.run = reaper_run;
+		j->wq.done = reaper_done;
+		workq_submit(d->cg_reaper, &j->wq);
 		return;
 	}
 	free(j);

@@ -33,6 +33,7 @@
 #include "daemon/pressure.h"
 #include "daemon/restart_policy.h"
 #include "daemon/cgroup.h"
+#include "daemon/workq.h"
 #include "db/db.h"
 #include "proto/proto.h"
 
@@ -152,8 +153,8 @@ struct mvmd {
 	struct cgroup cg;
 	struct admission_list admissions;       /* VMs holding a reservation */
 	uv_timer_t start_timer;         /* the start rate's next token */
-	struct cg_reaper *cg_reaper;    /* removes ended VMs' cgroups off the loop */
-	struct spawner *spawner;        /* spawns workers off the loop (spawn.c) */
+	struct workq *cg_reaper;        /* removes ended VMs' cgroups off the loop */
+	struct workq *spawner;          /* spawns workers off the loop (spawn.c) */
 	bool admit_ready;
 	/* a queued VM's start failed: dispatch.c answers whoever waits */
 	void (*admit_start_failed_cb)(struct vm *vm, const struct proto_error *err);
@@ -527,7 +528,7 @@ struct spawn_worker_req {
  * (on the loop).  The fds it names are the submitter's, open until then. */
 #define SPAWN_MAX_ATTACH 8
 struct spawn_job {
-	TAILQ_ENTRY(spawn_job) link;
+	struct workq_job wq;
 	struct spawn_req req;
 	int fds[SPAWN_MAX_FDS];
 	int attach_fds[SPAWN_MAX_ATTACH];
@@ -539,7 +540,6 @@ struct spawn_job {
 	pid_t pid;
 	int pidfd;
 };
-TAILQ_HEAD(spawn_job_list, spawn_job);
 /* Fill j's request from r (0 or -ENOMEM); spawn_job_clear() frees it. */
 int spawn_worker_job(const struct spawn_worker_req *r, struct spawn_job *j);
 void spawn_job_clear(struct spawn_job *j);

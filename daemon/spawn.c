@@ -23,8 +23,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -435,127 +435,43 @@ void spawn_job_clear(struct spawn_job *j)
 /* ---- the spawner thread ------------------------------------------------- */
 
 /*
- * Jobs run in FIFO order on one thread; each finished job goes back to the
- * loop through an async handle, where its done_cb runs.  One thread is
- * enough: the kernel serialises cgroup attaches on one lock anyway, and it
- * keeps the starts in the order admission granted them.
+ * Jobs run in FIFO order on one thread (workq.c); each finished job goes
+ * back to the loop, where its done_cb runs.  One thread is enough: the
+ * kernel serialises cgroup attaches on one lock anyway, and it keeps the
+ * starts in the order admission granted them.
  */
-struct spawner {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t work;
-	struct spawn_job_list todo, done;
-	bool stop;
-	uv_async_t async;
-};
-
-static void *spawner_main(void *arg)
+static void spawn_run(struct workq_job *wq)
 {
-	struct spawner *s = arg;
-	struct spawn_job *j;
+	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
 
-	pthread_mutex_lock(&s->lock);
-	for (;;) {
-		while (TAILQ_EMPTY(&s->todo) && !s->stop)
-			pthread_cond_wait(&s->work, &s->lock);
-		if (TAILQ_EMPTY(&s->todo))
-			break;
-		j = TAILQ_FIRST(&s->todo);
-		TAILQ_REMOVE(&s->todo, j, link);
-		pthread_mutex_unlock(&s->lock);
-		j->r = spawn_process(&j->req, &j->pid, &j->pidfd, &j->stage);
-		pthread_mutex_lock(&s->lock);
-		TAILQ_INSERT_TAIL(&s->done, j, link);
-		uv_async_send(&s->async);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return NULL;
+	j->r = spawn_process(&j->req, &j->pid, &j->pidfd, &j->stage);
 }
 
-/* On the loop: the done_cb of every finished job, in order. */
-static void spawner_collect(struct spawner *s)
+static void spawn_done(struct workq_job *wq)
 {
-	struct spawn_job_list done = TAILQ_HEAD_INITIALIZER(done);
-	struct spawn_job *j;
+	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
 
-	pthread_mutex_lock(&s->lock);
-	TAILQ_CONCAT(&done, &s->done, link);
-	pthread_mutex_unlock(&s->lock);
-	while ((j = TAILQ_FIRST(&done))) {
-		TAILQ_REMOVE(&done, j, link);
-		j->done_cb(j);
-	}
-}
-
-static void async_cb(uv_async_t *h)
-{
-	spawner_collect(h->data);
+	j->done_cb(j);
 }
 
 int spawner_init(struct mvmd *d)
 {
-	struct spawner *s = calloc(1, sizeof(*s));
-	sigset_t all, old;
-	int r;
-
-	if (!s)
-		return -ENOMEM;
-	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->work, NULL);
-	TAILQ_INIT(&s->todo);
-	TAILQ_INIT(&s->done);
-	r = uv_async_init(d->loop, &s->async, async_cb);
-	if (r < 0) {
-		free(s);
-		return r;
-	}
-	s->async.data = s;
-	/* mvmd's signals are the loop's to take */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = -pthread_create(&s->thread, NULL, spawner_main, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r < 0) {
-		uv_close((uv_handle_t *)&s->async, NULL);
-		uv_run(d->loop, UV_RUN_NOWAIT);
-		free(s);
-		return r;
-	}
-	d->spawner = s;
-	return 0;
+	return workq_start(d->loop, &d->spawner);
 }
 
 void spawner_submit(struct mvmd *d, struct spawn_job *j)
 {
-	struct spawner *s = d->spawner;
-
-	pthread_mutex_lock(&s->lock);
-	TAILQ_INSERT_TAIL(&s->todo, j, link);
-	pthread_cond_signal(&s->work);
-	pthread_mutex_unlock(&s->lock);
-}
-
-static void spawner_close_cb(uv_handle_t *h)
-{
-	free(h->data);
+	j->wq.run = spawn_run;
+	j->wq.done = spawn_done;
+	workq_submit(d->spawner, &j->wq);
 }
 
 /* Every job submitted still runs (its row says "starting"), then its
  * done_cb, here; then the thread ends. */
 void spawner_free(struct mvmd *d)
 {
-	struct spawner *s = d->spawner;
-
-	if (!s)
+	if (!d->spawner)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->stop = true;
-	pthread_cond_signal(&s->work);
-	pthread_mutex_unlock(&s->lock);
-	pthread_join(s->thread, NULL);
-	spawner_collect(s);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->work);
+	workq_stop(d->spawner);
 	d->spawner = NULL;
-	uv_close((uv_handle_t *)&s->async, spawner_close_cb);
 }
