@@ -114,21 +114,31 @@ def check_threads(pid, vcpus):
     """Every thread is filtered; vCPU threads, which name themselves
     "vcpuN" (from outside that would need /proc), carry a second, narrower
     filter on top of the main one."""
-    per_thread, names = {}, {}
-    for tid in sorted(int(t) for t in os.listdir("/proc/%d/task" % pid)):
-        with open("/proc/%d/task/%d/comm" % (pid, tid)) as f:
-            comm = f.read().strip()
-        if comm.startswith("kvm-"):
-            continue  # KVM's own kernel worker, accounted to the process
-        st = status_fields(pid, tid)
-        check(st["Seccomp"] == "2", "thread %d: Seccomp %s" % (tid, st["Seccomp"]))
-        check(int(st["CapEff"], 16) == 0, "thread %d: CapEff %s" % (tid, st["CapEff"]))
-        per_thread[tid] = st.get("Seccomp_filters")
-        names[tid] = comm
+    want = sorted("vcpu%d" % i for i in range(vcpus))
+    # The guest's first line can come before the last vCPU thread has
+    # been named and has loaded its own filter (seen under load): give
+    # the threads a few seconds to settle before judging.
+    deadline = time.monotonic() + 10
+    while True:
+        per_thread, names = {}, {}
+        for tid in sorted(int(t) for t in os.listdir("/proc/%d/task" % pid)):
+            with open("/proc/%d/task/%d/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            if comm.startswith("kvm-"):
+                continue  # KVM's own kernel worker, accounted to the process
+            st = status_fields(pid, tid)
+            check(st["Seccomp"] == "2", "thread %d: Seccomp %s" % (tid, st["Seccomp"]))
+            check(int(st["CapEff"], 16) == 0, "thread %d: CapEff %s" % (tid, st["CapEff"]))
+            per_thread[tid] = st.get("Seccomp_filters")
+            names[tid] = comm
+        vcpu_names = sorted(n for t, n in names.items() if t != pid)
+        settled = vcpu_names == want and (per_thread[pid] is None or sum(
+            1 for t, n in per_thread.items() if t != pid and n == "2") == vcpus)
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     print("seccomp filters per thread: %s, names %s" % (per_thread, names))
-    vcpu_names = sorted(n for t, n in names.items() if t != pid)
-    check(vcpu_names == sorted("vcpu%d" % i for i in range(vcpus)),
-          "vCPU threads are named %s" % vcpu_names)
+    check(vcpu_names == want, "vCPU threads are named %s" % vcpu_names)
     if per_thread[pid] is None:
         return  # kernel without Seccomp_filters in status
     check(per_thread[pid] == "1", "main thread has %s filters, expected 1" % per_thread[pid])
