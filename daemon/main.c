@@ -291,6 +291,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	control_close_all(d);
 	metrics_close(d);
 	supervisor_detach_all(d);
+	spawner_free(d);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -443,6 +444,11 @@ static int run(struct mvmd *d)
 	supervisor_observe(d, &metrics_worker_hooks);
 	supervisor_observe(d, &reclaim_worker_hooks);
 	d->start_worker = supervisor_start;
+	r = spawner_init(d);
+	if (r < 0) {
+		log_error("cannot start the spawner thread: %s", strerror(-r));
+		return r;
+	}
 	dispatch_init(d);
 	r = admit_init(d);
 	if (r < 0)
@@ -521,6 +527,7 @@ int main(int argc, char **argv)
 	if (d.listening)
 		control_close_all(&d);
 	metrics_close(&d);
+	spawner_free(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	admit_free(&d);
 	restart_free(&d);

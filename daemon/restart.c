@@ -464,6 +464,12 @@ static void health_cb(uv_timer_t *t)
 		next = TAILQ_NEXT(w, link);
 		if (w->exited || w->link_eof || w->finished)
 			continue;
+		/* still queued on the spawner: no process to judge yet, and
+		 * its wait there is the start's, not a hang */
+		if (w->spawning) {
+			w->ping_since = 0;
+			continue;
+		}
 		if (stalled) {
 			w->ping_since = 0;
 			w->overdue = false;
