@@ -487,6 +487,7 @@ void supervisor_remove_runtime(struct mvmd *d, const char *name);
 /* spawn.c: start path with fds[i] as fd i (-1: /dev/null), in its own
  * session, optionally as the init of a new PID namespace. */
 #define SPAWN_MAX_FDS 40
+#define SPAWN_MAX_ATTACH 8
 struct spawn_req {
 	const char *path;
 	char *const *argv;
@@ -496,10 +497,13 @@ struct spawn_req {
 	/* cgroup.procs fds the child writes itself into before its exec */
 	const int *attach_fds;
 	int nattach;
+	unsigned test_stall_ms;         /* test builds: the child waits before its exec */
 };
-/* What a failed spawn_process() failed at: the exec (or the clone), or
- * the attach_fds[] index whose write failed. */
+/* What a failed spawn_process() failed at: the exec (or the child's
+ * steps before it), the clone (or the pipes and stack it needs), or the
+ * attach_fds[] index whose write failed. */
 #define SPAWN_STAGE_EXEC (-1)
+#define SPAWN_STAGE_CLONE (-2)
 /* 0 once the exec succeeded, with the child's pid and a pidfd for it;
  * else -errno of the clone, of an attach or of the failed exec (child
  * already reaped), and *ret_stage says which. */
@@ -526,7 +530,6 @@ struct spawn_worker_req {
 };
 /* A spawn for the spawner thread: the request, and its outcome for done_cb
  * (on the loop).  The fds it names are the submitter's, open until then. */
-#define SPAWN_MAX_ATTACH 8
 struct spawn_job {
 	struct workq_job wq;
 	struct spawn_req req;

@@ -23,6 +23,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stddef.h>
 #include <signal.h>
@@ -32,8 +34,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
@@ -64,13 +68,48 @@ static void CHILD_FN child_fail(int err_fd, int stage)
 	_exit(127);
 }
 
-static void CHILD_FN child(const struct spawn_req *r, int err_fd)
+/* The child's fds, from 0: the worker's r->fds, then its own error pipe,
+ * the read end of the life pipe and the cgroup.procs fds. */
+static void CHILD_FN child(const struct spawn_req *r, int err_fd, int life_fd)
 {
-	int high[SPAWN_MAX_FDS];
+	int src[SPAWN_MAX_FDS + 2 + SPAWN_MAX_ATTACH], high[SPAWN_MAX_FDS + 2 + SPAWN_MAX_ATTACH];
+	int n = r->nfds + 2 + r->nattach, i, fd;
+	struct pollfd life = { .fd = r->nfds + 1, .events = POLLIN };
 	struct sigaction sa;
 	sigset_t none;
-	int i, fd;
 
+	/* First of all, everything of mvmd's it was not given is closed: a
+	 * copy of mvmd's lock or listening socket held here would outlive
+	 * an mvmd killed meanwhile and stop (or fool) the next one. */
+	for (i = 0; i < r->nfds; i++)
+		src[i] = r->fds[i];
+	src[r->nfds] = err_fd;
+	src[r->nfds + 1] = life_fd;
+	for (i = 0; i < r->nattach; i++)
+		src[r->nfds + 2 + i] = r->attach_fds[i];
+	/* Every source above the target range first, so no dup below can
+	 * overwrite a source (or the error pipe) still to be moved. */
+	for (i = 0; i < n; i++) {
+		fd = src[i] >= 0 ? src[i] : open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (fd < 0 || (high[i] = fcntl(fd, F_DUPFD_CLOEXEC, n)) < 0)
+			child_fail(err_fd, SPAWN_STAGE_EXEC);
+		if (src[i] < 0)
+			close(fd);
+	}
+	err_fd = high[r->nfds];
+	/* the worker's own fds cross the exec, the child's close there (the
+	 * error pipe's close tells the parent the exec worked) */
+	for (i = 0; i < n; i++)
+		if (dup3(high[i], i, i < r->nfds ? 0 : O_CLOEXEC) < 0)
+			child_fail(err_fd, SPAWN_STAGE_EXEC);
+	err_fd = r->nfds;
+	if (syscall(SYS_close_range, n, ~0U, 0) < 0) {
+		struct rlimit rl = { .rlim_cur = 4096 };
+
+		getrlimit(RLIMIT_NOFILE, &rl);
+		for (i = n; (rlim_t)i < rl.rlim_cur; i++)
+			close(i);
+	}
 	/* uv_spawn's start state: nothing blocked, every handler default (mvmd
 	 * ignores SIGPIPE; the worker chooses its own). */
 	memset(&sa, 0, sizeof(sa));
@@ -81,32 +120,22 @@ static void CHILD_FN child(const struct spawn_req *r, int err_fd)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (i = 0; i < r->nattach; i++)
-		if (write(r->attach_fds[i], "0", 1) != 1)
+		if (write(r->nfds + 2 + i, "0", 1) != 1)
 			child_fail(err_fd, i);
 	/* its own session: a signal to mvmd's process group spares the VMs */
 	if (setsid() < 0)
 		child_fail(err_fd, SPAWN_STAGE_EXEC);
-	/* Every source above the target range first, so no dup2 below can
-	 * overwrite a source (or the error pipe) still to be moved. */
-	if ((fd = fcntl(err_fd, F_DUPFD_CLOEXEC, r->nfds)) < 0)
-		child_fail(err_fd, SPAWN_STAGE_EXEC);
-	err_fd = fd;
-	for (i = 0; i < r->nfds; i++) {
-		fd = r->fds[i] >= 0 ? r->fds[i] : open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (fd < 0 || (high[i] = fcntl(fd, F_DUPFD_CLOEXEC, r->nfds)) < 0)
-			child_fail(err_fd, SPAWN_STAGE_EXEC);
-		if (r->fds[i] < 0)
-			close(fd);
+	if (r->test_stall_ms) {
+		struct timespec ts = { r->test_stall_ms / 1000, (r->test_stall_ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
 	}
-	for (i = 0; i < r->nfds; i++)
-		if (dup2(high[i], i) < 0)
-			child_fail(err_fd, SPAWN_STAGE_EXEC);
-	/* Nothing else of mvmd's crosses the exec (the error pipe closes
-	 * there, which tells the parent the exec worked). */
-	if (syscall(SYS_close_range, r->nfds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-		for (i = r->nfds; i < 4096; i++)
-			if (i != err_fd)
-				fcntl(i, F_SETFD, FD_CLOEXEC);
+	/* mvmd died since the clone (the life pipe's only writer is gone): a
+	 * worker exec'd now would run unsupervised, and the next mvmd, which
+	 * finds stray workers by their command line, would not see it yet */
+	if (poll(&life, 1, 0) != 0) {
+		errno = ESRCH;
+		child_fail(err_fd, SPAWN_STAGE_EXEC);
 	}
 	execve(r->path, r->argv, environ);
 	child_fail(err_fd, SPAWN_STAGE_EXEC);
@@ -127,14 +156,14 @@ int spawn_reap(int pidfd, siginfo_t *si, bool block)
 
 struct child_arg {
 	const struct spawn_req *r;
-	int err_fd;
+	int err_fd, life_fd;
 };
 
 static int CHILD_FN child_entry(void *arg)
 {
 	const struct child_arg *a = arg;
 
-	child(a->r, a->err_fd);
+	child(a->r, a->err_fd, a->life_fd);
 }
 
 /* One stack per spawning thread: that thread is suspended while its child
@@ -152,6 +181,25 @@ static void *child_stack(void)
 	return stack;
 }
 
+/* The read end of a pipe whose write end only mvmd holds, never written:
+ * a child sees it hang up once mvmd is gone.  Made at the first spawn (and
+ * again at the next if that failed); both ends live as long as mvmd. */
+static int life_fd(void)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static int rd = -1;
+	int p[2], r;
+
+	pthread_mutex_lock(&lock);
+	if (rd < 0)
+		rd = pipe2(p, O_CLOEXEC) == 0 ? p[0] : -errno;
+	r = rd;
+	if (rd < 0)
+		rd = -1;
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
 int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd, int *ret_stage)
 {
 	struct child_arg ca = { .r = r };
@@ -161,10 +209,14 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd, int
 	ssize_t n;
 	long pid;
 
-	if (r->nfds > SPAWN_MAX_FDS)
+	*ret_stage = SPAWN_STAGE_CLONE;
+	if (r->nfds > SPAWN_MAX_FDS || r->nattach > SPAWN_MAX_ATTACH)
 		return -E2BIG;
 	if (!stack)
 		return -ENOMEM;
+	ca.life_fd = life_fd();
+	if (ca.life_fd < 0)
+		return ca.life_fd;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
 	ca.err_fd = p[1];
@@ -176,12 +228,12 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd, int
 	            SIGCHLD, &ca, &pidfd);
 	err[1] = pid < 0 ? errno : 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	*ret_stage = SPAWN_STAGE_EXEC;
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);
 		return -err[1];
 	}
+	*ret_stage = SPAWN_STAGE_EXEC;
 	close(p[1]);
 	do
 		n = read(p[0], err, sizeof(err));

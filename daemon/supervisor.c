@@ -843,6 +843,11 @@ static void spawn_error(struct worker_start *s, struct proto_error *err)
 		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
 		                "cannot start the worker: cgroup: it could not join %s: %s",
 		                s->attach_dirs[j->stage], strerror(-j->r));
+	else if (j->stage == SPAWN_STAGE_CLONE)
+		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
+		                "cannot start the worker: clone: %s; mvmd is short of processes, "
+		                "fds or memory (its cgroup's pids.max, kernel.pid_max, "
+		                "kernel.threads-max, its open-file limit)", strerror(-j->r));
 	else
 		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
 		                "cannot start the worker %s: %s; point mvmd's vmm_path (or --vmm) "
@@ -972,6 +977,12 @@ static int start_job(struct worker_start *s, const struct cgroup_vm *cg, char *w
 	r = spawn_worker_job(&req, &s->job);
 	if (r < 0)
 		snprintf(why, n, "out of memory");
+#ifdef MVM_TEST_HOOKS
+	/* MVM_TEST_SPAWN_STALL_MS=N: each child waits N ms before its exec,
+	 * a window for killing mvmd mid-spawn */
+	if (r == 0 && (t = getenv("MVM_TEST_SPAWN_STALL_MS")))
+		s->job.req.test_stall_ms = (unsigned)strtoul(t, NULL, 10);
+#endif
 	return r;
 }
 
