@@ -544,7 +544,7 @@ void admit_adopted(struct vm *vm)
 /* ---- worker hooks ------------------------------------------------------- */
 
 /* A start on the spawner thread failed: as if admit_launch() had. */
-static void start_done_cb(struct vm *vm, const struct proto_error *err)
+static void start_done_cb(struct vm *vm, int r, const struct proto_error *err)
 {
 	if (err && vm->adm)
 		adm_start_failed(vm->adm, vm);

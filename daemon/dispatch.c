@@ -288,7 +288,7 @@ static void ended_cb(struct vm *vm, bool requested, double ran_s)
 
 /* The spawner is done with its start: the start's error goes to who waits
  * for it; who waits for its exit (a stop or rm meanwhile) hears it ended. */
-static void start_done_cb(struct vm *vm, const struct proto_error *err)
+static void start_done_cb(struct vm *vm, int r, const struct proto_error *err)
 {
 	answer_waiters(vm, WAIT_STARTED, false, err);
 	if (err) {

@@ -359,11 +359,12 @@ void dispatch_conn_closed(struct conn *c);
 struct worker_hooks {
 	/* right after the spawn: it has only exec'd */
 	void (*spawned_cb)(struct vm *vm, pid_t pid);
-	/* a start supervisor_start() accepted is done: err NULL, the worker
-	 * runs and its pid is stored; else why the start failed: a worker
-	 * that never ran leaves its row crashed ("start failed: ...") and no
-	 * other hook follows; one that ran is killed, and its end follows */
-	void (*start_done_cb)(struct vm *vm, const struct proto_error *err);
+	/* a start supervisor_start() accepted is done: r 0 and err NULL, the
+	 * worker runs and its pid is stored; else -errno and why the start
+	 * failed: a worker that never ran (vm->worker NULL) leaves its row
+	 * crashed ("start failed: ...") and no other hook follows; one that
+	 * ran is killed, and its end follows */
+	void (*start_done_cb)(struct vm *vm, int r, const struct proto_error *err);
 	/* its first output; vm is committed running */
 	void (*booted_cb)(struct vm *vm);
 	void (*console_cb)(struct vm *vm, const unsigned char *data, size_t len);

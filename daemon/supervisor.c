@@ -820,7 +820,7 @@ static void worker_job_done(struct worker *w)
 
 /* The start never ran a worker: the row says why; the hook tells whoever
  * waits (notify), unless supervisor_start() itself returns the error. */
-static void start_failed(struct worker *w, const struct proto_error *err, bool notify)
+static void start_failed(struct worker *w, int r, const struct proto_error *err, bool notify)
 {
 	commit_start_failed(w, err);
 	worker_unlink(w);
@@ -832,7 +832,7 @@ static void start_failed(struct worker *w, const struct proto_error *err, bool n
 	if (w->uid || w->vm->row.vsock_cid)
 		sandbox_remove(w->d, w->vm->row.name);
 	if (notify)
-		HOOKS(w, start_done_cb, w->vm, err);
+		HOOKS(w, start_done_cb, w->vm, r, err);
 }
 
 static void spawn_error(struct worker_start *s, struct proto_error *err)
@@ -893,13 +893,14 @@ static void spawn_done_cb(struct spawn_job *j)
 	struct worker_start *s = (struct worker_start *)j;
 	struct worker *w = s->w;
 	struct proto_error err;
+	int r;
 
 	w->spawning = false;
 	if (j->r < 0) {
 		spawn_error(s, &err);
 		log_error("VM %s: %s", w->vm->row.name, err.message);
 		if (!w->finished)
-			start_failed(w, &err, true);
+			start_failed(w, j->r, &err, true);
 		else if (w->uid || w->vm->row.vsock_cid)
 			sandbox_remove(w->d, w->vm->row.name);
 	} else {
@@ -910,13 +911,14 @@ static void spawn_done_cb(struct spawn_job *j)
 			/* mvmd is exiting: it runs on, the next mvmd adopts it */
 		} else {
 			HOOKS(w, spawned_cb, w->vm, j->pid);
-			if (worker_running(w, &err) < 0) {
+			r = worker_running(w, &err);
+			if (r < 0) {
 				log_error("VM %s: %s", w->vm->row.name, err.message);
-				HOOKS(w, start_done_cb, w->vm, &err);
+				HOOKS(w, start_done_cb, w->vm, r, &err);
 				if (w->exited)
 					worker_finish(w);
 			} else {
-				HOOKS(w, start_done_cb, w->vm, NULL);
+				HOOKS(w, start_done_cb, w->vm, 0, NULL);
 			}
 		}
 	}
@@ -1056,7 +1058,7 @@ int supervisor_start(struct vm *vm, struct vm_files *files, const struct cgroup_
 			close(sp[0]);
 		start_fail(err, r, "link");
 		w->handles++;           /* start_failed() closes them */
-		start_failed(w, err, false);
+		start_failed(w, r, err, false);
 		worker_start_free(s);
 		worker_job_done(w);
 		return r;
