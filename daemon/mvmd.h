@@ -394,6 +394,7 @@ struct worker {
 	int64_t stop_timeout_s;         /* of the stop requested */
 	int64_t exit_status;
 	int term_signal;
+	bool has_status;                /* exit_status/term_signal are known */
 	char link_reason[PROTO_LINK_REASON_MAX]; /* from the worker's exit message */
 	bool has_link_status;
 	int link_status;

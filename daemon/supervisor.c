@@ -33,6 +33,7 @@
 #define EXIT_SETTLE_MS 1000
 
 static void worker_finish(struct worker *w);
+static void collect_status(struct worker *w);
 
 /* One supervisor_request waiting for its reply. */
 struct worker_call {
@@ -473,6 +474,10 @@ static void worker_finish(struct worker *w)
 		return;
 	w->finished = true;
 	uv_timer_stop(&w->timer);
+	/* an adopted worker's exit message read after its pidfd fired: it
+	 * alone tells the status (else a crash would read as exit 0, stopped) */
+	if (w->exited && !w->has_status)
+		collect_status(w);
 	st = exit_outcome(w, reason, sizeof(reason));
 	if (w->term_signal == SIGKILL && !w->kill_requested && !w->stop_requested)
 		HOOKS(w, exit_reason_cb, w->vm, reason, sizeof(reason));
@@ -522,6 +527,7 @@ static void collect_status(struct worker *w)
 		return;
 	w->term_signal = proto_exit_signal(status);
 	w->exit_status = w->term_signal ? 0 : status;
+	w->has_status = true;
 }
 
 /* The pidfd is readable once the worker exited. */
