@@ -19,7 +19,10 @@
  * each cgroup.procs fd it was given), so not one instruction of mvm-vmm
  * runs outside them.  Those writes wait for an RCU grace period each
  * (unless favordynmods), and the clone waits for the exec: the spawner
- * thread below does both, so mvmd's loop never waits for a start.
+ * thread below does both, so mvmd's loop never waits for a start.  mvmd
+ * may be killed meanwhile: the child keeps no fd of mvmd's past its first
+ * steps, and does not exec once mvmd is gone (architecture.md, "Crash
+ * consistency").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,10 +44,6 @@
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
-
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
