@@ -22,7 +22,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -46,7 +45,6 @@ struct admission {
 	struct cap_resv resv;
 	struct cap_qnode qnode;
 	bool starting;                  /* counted by cap_start_try */
-	bool attach_failed;             /* its worker could not join the cgroup */
 	struct vm_files files;          /* queued: opened for the client */
 	struct cgroup_vm *cg;
 };
@@ -65,170 +63,84 @@ static void drain(struct mvmd *d);
  * the loop.  Without the thread (it could not start), removal is inline.
  */
 struct cg_job {
-	TAILQ_ENTRY(cg_job) link;
+	struct workq_job wq;
 	struct cgroup_vm *v;
 	int r;
 	char err[512];
 	char name[64];
 };
 
-TAILQ_HEAD(cg_job_list, cg_job);
-
-struct cg_reaper {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t work;            /* todo grew, or stop */
-	pthread_cond_t idle;            /* a job finished */
-	struct cg_job_list todo, done;
-	struct cg_job *cur;             /* being removed, not in either list */
-	bool stop;
-	uv_async_t async;               /* done grew */
-};
-
-static void *reaper_main(void *arg)
+static struct cg_job *cg_job_of(const struct workq_job *wq)
 {
-	struct cg_reaper *g = arg;
-	struct cg_job *j;
+	return (struct cg_job *)((char *)wq - offsetof(struct cg_job, wq));
+}
 
-	pthread_mutex_lock(&g->lock);
-	for (;;) {
-		while (TAILQ_EMPTY(&g->todo) && !g->stop)
-			pthread_cond_wait(&g->work, &g->lock);
-		j = TAILQ_FIRST(&g->todo);
-		if (!j)
-			break;          /* stop, and nothing left to remove */
-		TAILQ_REMOVE(&g->todo, j, link);
-		g->cur = j;
-		pthread_mutex_unlock(&g->lock);
-		j->r = cgroup_vm_destroy(j->v, j->err, sizeof(j->err));
-		j->v = NULL;
-		pthread_mutex_lock(&g->lock);
-		g->cur = NULL;
-		TAILQ_INSERT_TAIL(&g->done, j, link);
-		pthread_cond_broadcast(&g->idle);
-		uv_async_send(&g->async);
-	}
-	pthread_mutex_unlock(&g->lock);
-	return NULL;
+static void reaper_run(struct workq_job *wq)
+{
+	struct cg_job *j = cg_job_of(wq);
+
+	j->r = cgroup_vm_destroy(j->v, j->err, sizeof(j->err));
+	j->v = NULL;
 }
 
 /* On the loop: log what the thread could not remove. */
-static void reaper_report(struct cg_reaper *g)
+static void reaper_done(struct workq_job *wq)
 {
-	struct cg_job_list done;
-	struct cg_job *j;
+	struct cg_job *j = cg_job_of(wq);
 
-	TAILQ_INIT(&done);
-	pthread_mutex_lock(&g->lock);
-	TAILQ_CONCAT(&done, &g->done, link);
-	pthread_mutex_unlock(&g->lock);
-	while ((j = TAILQ_FIRST(&done))) {
-		TAILQ_REMOVE(&done, j, link);
-		if (j->r < 0)
-			log_warn("VM %s: cgroup: %s", j->name, j->err);
-		free(j);
-	}
-}
-
-static void reaper_async_cb(uv_async_t *h)
-{
-	reaper_report(h->data);
-}
-
-static void reaper_closed_cb(uv_handle_t *h)
-{
-	free(h->data);
+	if (j->r < 0)
+		log_warn("VM %s: cgroup: %s", j->name, j->err);
+	free(j);
 }
 
 static void reaper_start(struct mvmd *d)
 {
-	struct cg_reaper *g;
 	int r;
 
 	d->cg_reaper = NULL;
-	if (!cgroup_usable(&d->cg) || !(g = calloc(1, sizeof(*g))))
+	if (!cgroup_usable(&d->cg))
 		return;
-	TAILQ_INIT(&g->todo);
-	TAILQ_INIT(&g->done);
-	pthread_mutex_init(&g->lock, NULL);
-	pthread_cond_init(&g->work, NULL);
-	pthread_cond_init(&g->idle, NULL);
-	if (uv_async_init(d->loop, &g->async, reaper_async_cb) < 0)
-		goto fail;
-	g->async.data = g;
-	uv_unref((uv_handle_t *)&g->async);     /* the loop's end is not ours */
-	r = pthread_create(&g->thread, NULL, reaper_main, g);
-	if (r) {
+	r = workq_start(d->loop, &d->cg_reaper);
+	if (r < 0) {
 		log_warn("cgroup: no thread to remove cgroups (%s); removing them inline",
-		         strerror(r));
-		uv_close((uv_handle_t *)&g->async, reaper_closed_cb);
-		return;
+		         strerror(-r));
+		d->cg_reaper = NULL;
 	}
-	d->cg_reaper = g;
-	return;
-fail:
-	free(g);
 }
 
 /* Every queued removal done (daemon exit), then the thread gone. */
 static void reaper_stop(struct mvmd *d)
 {
-	struct cg_reaper *g = d->cg_reaper;
-
-	if (!g)
+	if (!d->cg_reaper)
 		return;
-	pthread_mutex_lock(&g->lock);
-	g->stop = true;
-	pthread_cond_signal(&g->work);
-	pthread_mutex_unlock(&g->lock);
-	pthread_join(g->thread, NULL);
-	reaper_report(g);
-	pthread_mutex_destroy(&g->lock);
-	pthread_cond_destroy(&g->work);
-	pthread_cond_destroy(&g->idle);
+	workq_stop(d->cg_reaper);
 	d->cg_reaper = NULL;
-	uv_close((uv_handle_t *)&g->async, reaper_closed_cb);
 }
 
-static bool reaper_has(struct cg_reaper *g, const char *name)
+static bool same_name(const struct workq_job *wq, const void *name)
 {
-	struct cg_job *j;
-
-	if (g->cur && !strcmp(g->cur->name, name))
-		return true;
-	TAILQ_FOREACH(j, &g->todo, link)
-		if (!strcmp(j->name, name))
-			return true;
-	return false;
+	return !strcmp(cg_job_of(wq)->name, name);
 }
 
 /* Before the VM name's cgroup is made or opened: its old one is gone. */
 static void cg_reaper_wait(struct mvmd *d, const char *name)
 {
-	struct cg_reaper *g = d->cg_reaper;
-
-	if (!g)
-		return;
-	pthread_mutex_lock(&g->lock);
-	while (reaper_has(g, name))
-		pthread_cond_wait(&g->idle, &g->lock);
-	pthread_mutex_unlock(&g->lock);
+	if (d->cg_reaper)
+		workq_wait_none(d->cg_reaper, same_name, name);
 }
 
 /* Remove v (the worker ended): on the thread, or here without one. */
 static void cg_remove(struct mvmd *d, const char *name, struct cgroup_vm *v)
 {
-	struct cg_reaper *g = d->cg_reaper;
-	struct cg_job *j = g ? calloc(1, sizeof(*j)) : NULL;
+	struct cg_job *j = d->cg_reaper ? calloc(1, sizeof(*j)) : NULL;
 	char err[512];
 
 	if (j && strlen(name) < sizeof(j->name)) {
 		j->v = v;
 		strcpy(j->name, name);
-		pthread_mutex_lock(&g->lock);
-		TAILQ_INSERT_TAIL(&g->todo, j, link);
-		pthread_cond_signal(&g->work);
-		pthread_mutex_unlock(&g->lock);
+		j->wq.run = reaper_run;
+		j->wq.done = reaper_done;
+		workq_submit(d->cg_reaper, &j->wq);
 		return;
 	}
 	free(j);
@@ -462,8 +374,9 @@ void admit_abandon(struct admission *a)
 
 /* ---- starting ----------------------------------------------------------- */
 
-/* Create the VM's cgroup and spawn its worker (the spawned hook puts it in
- * the cgroup).  On failure err says why and the caller frees a. */
+/* Create the VM's cgroup and start its worker, which joins the cgroup
+ * before its exec (spawn.c).  On failure err says why and the caller
+ * frees a. */
 static int adm_start(struct admission *a, struct vm_files *files, struct proto_error *err)
 {
 	struct mvmd *d = a->d;
@@ -490,7 +403,7 @@ static int adm_start(struct admission *a, struct vm_files *files, struct proto_e
 		                msg);
 		return r;
 	}
-	return d->start_worker(a->vm, files, err);
+	return d->start_worker(a->vm, files, a->cg, err);
 }
 
 /* The start failed: give everything back (unless the worker's end did). */
@@ -642,19 +555,11 @@ void admit_adopted(struct vm *vm)
 
 /* ---- worker hooks ------------------------------------------------------- */
 
-/* Right after the spawn: the worker has only exec'd, its vCPU threads come
- * later and inherit the cgroup.  A worker that cannot join is killed. */
-static void spawned_cb(struct vm *vm, pid_t pid)
+/* A start on the spawner thread failed: as if admit_launch() had. */
+static void start_done_cb(struct vm *vm, int r, const struct proto_error *err)
 {
-	struct admission *a = vm->adm;
-	char err[512];
-
-	if (!a || !a->cg || cgroup_vm_attach(a->cg, pid, err, sizeof(err)) == 0)
-		return;
-	log_error("VM %s: cannot move its worker into its cgroup: %s; killing it",
-	          vm->row.name, err);
-	a->attach_failed = true;
-	kill(pid, SIGKILL);
+	if (err && vm->adm)
+		adm_start_failed(vm->adm, vm);
 }
 
 /* Its first byte ends the starting phase. */
@@ -669,16 +574,14 @@ static void booted_cb(struct vm *vm)
 	drain(a->d);
 }
 
-/* The kernel OOM-killed the worker, or it never joined its cgroup. */
+/* The kernel OOM-killed the worker. */
 static void exit_reason_cb(struct vm *vm, char *reason, size_t size)
 {
 	struct admission *a = vm->adm;
 
 	if (!a)
 		return;
-	if (a->attach_failed)
-		snprintf(reason, size, "cgroup: worker could not join its cgroup");
-	else if (a->cg && cgroup_vm_oom_killed(a->cg) > 0)
+	if (a->cg && cgroup_vm_oom_killed(a->cg) > 0)
 		snprintf(reason, size, "oom-killed: memory limit %" PRIu64 " MiB, budget %" PRIu64 " MiB",
 		         a->cg->mem_bytes >> 20, budget_mib(cap_limits(&a->d->cap)));
 }
@@ -697,7 +600,7 @@ static void ended_cb(struct vm *vm, bool requested, double ran_s)
 }
 
 const struct worker_hooks admit_worker_hooks = {
-	.spawned_cb = spawned_cb,
+	.start_done_cb = start_done_cb,
 	.booted_cb = booted_cb,
 	.exit_reason_cb = exit_reason_cb,
 	.ended_cb = ended_cb,

@@ -769,6 +769,34 @@ int cgroup_vm_attach(const struct cgroup_vm *v, pid_t pid, char *err, size_t err
 	return 0;
 }
 
+int cgroup_vm_open_procs(const struct cgroup_vm *v, int *fds, const char **ret_dirs, int max,
+                         char *err, size_t errlen)
+{
+	char path[4200];
+	int i, k, n = 0;
+
+	for (i = 0; i < CGROUP_NCTRL; i++) {
+		if (!v->dir[i])
+			continue;
+		/* v2 names one directory for every controller: one write */
+		for (k = 0; k < i && !(v->dir[k] && !strcmp(v->dir[k], v->dir[i])); k++)
+			;
+		if (k < i)
+			continue;
+		util_bprintf(path, sizeof(path), "%s/cgroup.procs", v->dir[i]);
+		if (n == max || (fds[n] = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
+			int r = n == max ? -E2BIG : -errno;
+
+			util_bprintf(err, errlen, "opening %s: %s", path, strerror(-r));
+			while (n > 0)
+				close(fds[--n]);
+			return r;
+		}
+		ret_dirs[n++] = v->dir[i];
+	}
+	return n;
+}
+
 int cgroup_vm_oom_killed(const struct cgroup_vm *v)
 {
 	const char *dir = v->dir[CGROUP_MEMORY];

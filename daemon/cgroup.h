@@ -116,6 +116,11 @@ int cgroup_vm_open(const struct cgroup *cg, const char *vm_name, struct cgroup_v
 /* CPU quota in thousandths of a CPU (1000 = one core); 0 = no quota. */
 int cgroup_vm_set_cpu(const struct cgroup_vm *v, uint64_t millicpus, char *err, size_t errlen);
 int cgroup_vm_attach(const struct cgroup_vm *v, pid_t pid, char *err, size_t errlen);
+/* Open the cgroup.procs of each of its directories for a child to write
+ * itself into (spawn.c): how many (at most max), with each one's directory
+ * in ret_dirs; -errno and err on failure (none left open). */
+int cgroup_vm_open_procs(const struct cgroup_vm *v, int *fds, const char **ret_dirs, int max,
+                         char *err, size_t errlen);
 /* 1 if the kernel OOM-killed a task in it, 0 if not, -EOPNOTSUPP when
  * memory is not controlled, other negative errno on failure. */
 int cgroup_vm_oom_killed(const struct cgroup_vm *v);

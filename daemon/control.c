@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -524,6 +525,18 @@ static void connection_cb(uv_stream_t *server, int status)
 	conn_set_reading(c, true);
 }
 
+/* Whether the process that listens on connected fd is gone: an mvmd
+ * killed while spawning, whose child still holds a copy of its socket for
+ * a moment (spawn.c).  Nobody will accept there. */
+static bool listener_gone(int fd)
+{
+	struct ucred cr;
+	socklen_t n = sizeof(cr);
+
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &n) == 0 && cr.pid > 0 &&
+	       kill(cr.pid, 0) < 0 && errno == ESRCH;
+}
+
 /* Refuse to steal the socket of a running mvmd; remove a stale one. */
 static int socket_claim(const char *path)
 {
@@ -537,6 +550,8 @@ static int socket_claim(const char *path)
 	if (fd < 0)
 		return -errno;
 	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (r == 0 && listener_gone(fd))
+		r = -1;
 	close(fd);
 	if (r == 0)
 		return -EADDRINUSE;

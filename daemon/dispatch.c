@@ -105,8 +105,9 @@ static struct worker *vm_worker(struct conn *c, const struct proto_vm *vm)
 
 /* ---- waiters ------------------------------------------------------------ */
 
-/* A client waiting on a VM: answered on a state change or at exit. */
-enum waiter_kind { WAIT_RUNNING, WAIT_EXIT };
+/* A client waiting on a VM: answered on a state change or at exit, or
+ * (WAIT_STARTED) once its start left the spawner thread. */
+enum waiter_kind { WAIT_RUNNING, WAIT_EXIT, WAIT_STARTED };
 
 struct waiter {
 	TAILQ_ENTRY(waiter) link;
@@ -285,7 +286,20 @@ static void ended_cb(struct vm *vm, bool requested, double ran_s)
 	}
 }
 
+/* The spawner is done with its start: the start's error goes to who waits
+ * for it; who waits for its exit (a stop or rm meanwhile) hears it ended. */
+static void start_done_cb(struct vm *vm, int r, const struct proto_error *err)
+{
+	answer_waiters(vm, WAIT_STARTED, false, err);
+	if (err) {
+		answer_waiters(vm, WAIT_RUNNING, false, err);
+		if (!vm->worker)
+			answer_waiters(vm, WAIT_EXIT, false, NULL);
+	}
+}
+
 const struct worker_hooks dispatch_worker_hooks = {
+	.start_done_cb = start_done_cb,
 	.booted_cb = booted_cb,
 	.console_cb = console_cb,
 	.console_drained_cb = console_drained_cb,
@@ -495,6 +509,8 @@ static void launch(struct conn *c, struct proto_request *req, struct admission *
 		conn_reply_error(c, req->id, &err);
 	else if (wait && (vm->row.state == PROTO_VM_STARTING || vm->row.state == PROTO_VM_QUEUED))
 		add_waiter(c, req, vm, WAIT_RUNNING, false);
+	else if (vm->worker && vm->worker->spawning)
+		add_waiter(c, req, vm, WAIT_STARTED, false);    /* its errors are the client's */
 	else
 		conn_reply_ok(c, req->id, vm_result(c->d, &vm->row));
 	vm_release(vm);

@@ -216,6 +216,28 @@ static long lock_holder(int fd)
 	return strtol(buf, NULL, 10);
 }
 
+/* The exclusive flock on a lock file, or -EBUSY with its holder's pid.
+ * An mvmd killed while spawning leaves a child that holds a copy of each
+ * of its fds until the child's first instructions close them (spawn.c),
+ * a scheduling delay at most: while the pid the file names is gone, that
+ * copy is all that holds the lock, so it is waited out (2 s at most). */
+static int lock_take(int fd, long *ret_holder)
+{
+	double until = mvmd_mono() + 2;
+
+	for (;;) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK)
+			return -errno;
+		*ret_holder = lock_holder(fd);
+		if (mvmd_mono() > until || *ret_holder <= 0 || kill((pid_t)*ret_holder, 0) == 0 ||
+		    errno != ESRCH)
+			return -EBUSY;
+		usleep(10000);
+	}
+}
+
 /* One mvmd per state dir: an exclusive flock on <state-dir>/mvmd.lock,
  * held until exit (the kernel drops it when mvmd dies, kill -9 too).
  * O_CLOEXEC matters: a worker that inherited it would hold it forever. */
@@ -236,9 +258,9 @@ static int lock_state_dir(struct mvmd *d)
 			          path, strerror(-r));
 		return r;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		holder = r == -EBUSY ? lock_holder(fd) : 0;
+	holder = 0;
+	r = lock_take(fd, &holder);
+	if (r < 0) {
 		if (r == -EBUSY && holder > 0)
 			log_error("another mvmd (pid %ld) uses state dir %s; stop it first, or give "
 			          "this one its own --state-dir", holder, d->cfg.state_dir);
@@ -302,6 +324,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	control_close_all(d);
 	metrics_close(d);
 	supervisor_detach_all(d);
+	spawner_free(d);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -414,9 +437,9 @@ static int lock_run_dir(struct mvmd *d)
 		          strerror(-r));
 		return r;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		holder = r == -EBUSY ? lock_holder(fd) : 0;
+	holder = 0;
+	r = lock_take(fd, &holder);
+	if (r < 0) {
 		log_error("another mvmd (pid %ld) uses run dir %s: its workers' directories and "
 		          "sockets are there; give this one its own --run-dir", holder,
 		          d->cfg.run_dir);
@@ -454,6 +477,11 @@ static int run(struct mvmd *d)
 	supervisor_observe(d, &metrics_worker_hooks);
 	supervisor_observe(d, &reclaim_worker_hooks);
 	d->start_worker = supervisor_start;
+	r = spawner_init(d);
+	if (r < 0) {
+		log_error("cannot start the spawner thread: %s", strerror(-r));
+		return r;
+	}
 	dispatch_init(d);
 	r = admit_init(d);
 	if (r < 0)
@@ -532,6 +560,7 @@ int main(int argc, char **argv)
 	if (d.listening)
 		control_close_all(&d);
 	metrics_close(&d);
+	spawner_free(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	admit_free(&d);
 	restart_free(&d);

@@ -33,6 +33,7 @@
 #include "daemon/pressure.h"
 #include "daemon/restart_policy.h"
 #include "daemon/cgroup.h"
+#include "daemon/workq.h"
 #include "db/db.h"
 #include "proto/proto.h"
 
@@ -152,13 +153,15 @@ struct mvmd {
 	struct cgroup cg;
 	struct admission_list admissions;       /* VMs holding a reservation */
 	uv_timer_t start_timer;         /* the start rate's next token */
-	struct cg_reaper *cg_reaper;    /* removes ended VMs' cgroups off the loop */
+	struct workq *cg_reaper;        /* removes ended VMs' cgroups off the loop */
+	struct workq *spawner;          /* spawns workers off the loop (spawn.c) */
 	bool admit_ready;
 	/* a queued VM's start failed: dispatch.c answers whoever waits */
 	void (*admit_start_failed_cb)(struct vm *vm, const struct proto_error *err);
 	/* how admit.c starts a worker: supervisor_start (main.c sets it), or
 	 * a unit test's own */
-	int (*start_worker)(struct vm *vm, struct vm_files *files, struct proto_error *err);
+	int (*start_worker)(struct vm *vm, struct vm_files *files, const struct cgroup_vm *cg,
+	                    struct proto_error *err);
 	struct restart_state *restart;  /* health checks, restart backoff (restart.c) */
 	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
 	int run_lock_fd;                /* <run-dir>/mvmd.lock, the same */
@@ -357,6 +360,12 @@ void dispatch_conn_closed(struct conn *c);
 struct worker_hooks {
 	/* right after the spawn: it has only exec'd */
 	void (*spawned_cb)(struct vm *vm, pid_t pid);
+	/* a start supervisor_start() accepted is done: r 0 and err NULL, the
+	 * worker runs and its pid is stored; else -errno and why the start
+	 * failed: a worker that never ran (vm->worker NULL) leaves its row
+	 * crashed ("start failed: ...") and no other hook follows; one that
+	 * ran is killed, and its end follows */
+	void (*start_done_cb)(struct vm *vm, int r, const struct proto_error *err);
 	/* its first output; vm is committed running */
 	void (*booted_cb)(struct vm *vm);
 	void (*console_cb)(struct vm *vm, const unsigned char *data, size_t len);
@@ -386,6 +395,7 @@ struct worker {
 	int64_t stop_timeout_s;         /* of the stop requested */
 	int64_t exit_status;
 	int term_signal;
+	bool has_status;                /* exit_status/term_signal are known */
 	char link_reason[PROTO_LINK_REASON_MAX]; /* from the worker's exit message */
 	bool has_link_status;
 	int link_status;
@@ -410,6 +420,10 @@ struct worker {
 	struct health_sample overdue_sample;
 	bool starved_logged;
 	bool hung;                      /* killed for not answering */
+	/* on the spawner thread still: no pid, no pidfd; the signals asked
+	 * for meanwhile (bit N: signal N) are sent once it runs */
+	bool spawning;
+	uint64_t pending_signals;
 	bool console_full;              /* console input on the link at its bound */
 	struct sandbox_uid *uid;        /* sandbox.c: its uid; NULL unsandboxed */
 	bool has_seccomp_nr;            /* its SIGSYS handler reported a syscall */
@@ -429,9 +443,12 @@ struct vm_files {
 };
 
 
-/* Spawn a worker for vm (state must allow it); commits "starting".
- * Takes ownership of the fds in files on success and failure. */
-int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *err);
+/* Start a worker for vm (state must allow it) in cg (NULL: none): commits
+ * "starting" and hands the spawn to the spawner thread; 0 then, and the
+ * start_done_cb hook tells how it went.  Takes ownership of the fds in
+ * files on success and failure. */
+int supervisor_start(struct vm *vm, struct vm_files *files, const struct cgroup_vm *cg,
+                     struct proto_error *err);
 /* Graceful stop: Ctrl-Alt-Del now, SIGKILL after timeout_s. */
 int supervisor_stop(struct worker *w, int64_t timeout_s);
 int supervisor_kill(struct worker *w, int sig);
@@ -473,16 +490,27 @@ void supervisor_remove_runtime(struct mvmd *d, const char *name);
 /* spawn.c: start path with fds[i] as fd i (-1: /dev/null), in its own
  * session, optionally as the init of a new PID namespace. */
 #define SPAWN_MAX_FDS 40
+#define SPAWN_MAX_ATTACH 8
 struct spawn_req {
 	const char *path;
 	char *const *argv;
 	const int *fds;
 	int nfds;
 	bool new_pid_ns;
+	/* cgroup.procs fds the child writes itself into before its exec */
+	const int *attach_fds;
+	int nattach;
+	unsigned test_stall_ms;         /* test builds: the child waits before its exec */
 };
+/* What a failed spawn_process() failed at: the exec (or the child's
+ * steps before it), the clone (or the pipes and stack it needs), or the
+ * attach_fds[] index whose write failed. */
+#define SPAWN_STAGE_EXEC (-1)
+#define SPAWN_STAGE_CLONE (-2)
 /* 0 once the exec succeeded, with the child's pid and a pidfd for it;
- * else -errno of the clone or of the failed exec (child already reaped). */
-int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd);
+ * else -errno of the clone, of an attach or of the failed exec (child
+ * already reaped), and *ret_stage says which. */
+int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd, int *ret_stage);
 /* Reap the child behind pidfd into *si: 0, or -EAGAIN if it still runs
  * (block false), or -ECHILD if it is not our child (an adopted worker). */
 int spawn_reap(int pidfd, siginfo_t *si, bool block);
@@ -503,7 +531,30 @@ struct spawn_worker_req {
 	const char *vsock_uds;          /* --vsock uds=; NULL: the VM has no vsock */
 	int64_t vsock_uid;              /* --vsock uid=, the socket's owner; -1: none */
 };
-int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidfd);
+/* A spawn for the spawner thread: the request, and its outcome for done_cb
+ * (on the loop).  The fds it names are the submitter's, open until then. */
+struct spawn_job {
+	struct workq_job wq;
+	struct spawn_req req;
+	int fds[SPAWN_MAX_FDS];
+	int attach_fds[SPAWN_MAX_ATTACH];
+	int nattach;                    /* set before spawn_worker_job() */
+	struct spawn_args *args;        /* spawn.c's command line */
+	void (*done_cb)(struct spawn_job *j);
+	int r;                          /* spawn_process()'s */
+	int stage;
+	pid_t pid;
+	int pidfd;
+};
+/* Fill j's request from r (0 or -ENOMEM); spawn_job_clear() frees it. */
+int spawn_worker_job(const struct spawn_worker_req *r, struct spawn_job *j);
+void spawn_job_clear(struct spawn_job *j);
+/* The spawner thread (d->spawner): spawner_submit() runs j there, then
+ * its done_cb on the loop.  spawner_free() runs every job submitted and
+ * its done_cb before it returns. */
+int spawner_init(struct mvmd *d);
+void spawner_submit(struct mvmd *d, struct spawn_job *j);
+void spawner_free(struct mvmd *d);
 
 /* ---- worker sandbox: uids and run dirs (sandbox.c) ---------------------- */
 

@@ -41,6 +41,7 @@ struct restart_rec {
 	int failures;                   /* ended without being asked, in a row */
 	uv_timer_t timer;
 	bool timer_init;
+	bool spawning;                  /* its restart is on the spawner thread */
 };
 
 struct restart_state {
@@ -178,6 +179,25 @@ static bool transient(int r)
 
 static void schedule(struct restart_rec *rec, double delay_s);
 
+/* The restart did not start the VM: a transient failure is tried again. */
+static void restart_failed(struct restart_rec *rec, int r, const struct proto_error *err)
+{
+	struct vm *vm = rec->vm;
+	char why[700];
+
+	if (transient(r)) {
+		snprintf(why, sizeof(why), "restart failed: %s; retrying in %d s", err->message,
+		         RESTART_RETRY_S);
+		log_warn("VM %s: %s", vm->row.name, why);
+		record_failure(vm, why);
+		schedule(rec, RESTART_RETRY_S);
+		return;
+	}
+	snprintf(why, sizeof(why), "restart failed: %s", err->message);
+	log_error("VM %s: %s", vm->row.name, why);
+	record_failure(vm, why);
+}
+
 /* The backoff ran out: start the VM through admission, as vm.start would. */
 static void restart_now(struct restart_rec *rec)
 {
@@ -186,7 +206,6 @@ static void restart_now(struct restart_rec *rec)
 	struct proto_error err;
 	struct vm_files files;
 	struct admission *a;
-	char why[700];
 	int r;
 
 	if (vm->row.state != PROTO_VM_CRASHED && vm->row.state != PROTO_VM_STOPPED &&
@@ -202,23 +221,28 @@ static void restart_now(struct restart_rec *rec)
 		r = admit_reserve(d, &vm->row, false, &a, &err);
 		if (r == 0) {
 			r = admit_launch(a, vm, &files, &err);
+			/* a spawn that fails on the spawner thread is
+			 * start_done_cb()'s to judge, as if it failed here */
+			rec->spawning = r >= 0 && vm->worker && vm->worker->spawning;
 			if (r >= 0)
 				return;
 		} else {
 			vm_files_close(&files);
 		}
 	}
-	if (transient(r)) {
-		snprintf(why, sizeof(why), "restart failed: %s; retrying in %d s", err.message,
-		         RESTART_RETRY_S);
-		log_warn("VM %s: %s", vm->row.name, why);
-		record_failure(vm, why);
-		schedule(rec, RESTART_RETRY_S);
+	restart_failed(rec, r, &err);
+}
+
+static void start_done_cb(struct vm *vm, int r, const struct proto_error *err)
+{
+	struct restart_rec *rec = vm->restart;
+
+	if (!rec || !rec->spawning)
 		return;
-	}
-	snprintf(why, sizeof(why), "restart failed: %s", err.message);
-	log_error("VM %s: %s", vm->row.name, why);
-	record_failure(vm, why);
+	rec->spawning = false;
+	/* a worker that ran and was killed: its end, next, is the judge */
+	if (err && !vm->worker && vm->row.state == PROTO_VM_CRASHED)
+		restart_failed(rec, r, err);
 }
 
 static void restart_timer_cb(uv_timer_t *t)
@@ -280,6 +304,7 @@ void restart_vm_ended(struct vm *vm, bool requested, double ran_s)
 }
 
 const struct worker_hooks restart_worker_hooks = {
+	.start_done_cb = start_done_cb,
 	.ended_cb = restart_vm_ended,
 };
 
@@ -463,6 +488,12 @@ static void health_cb(uv_timer_t *t)
 		next = TAILQ_NEXT(w, link);
 		if (w->exited || w->link_eof || w->finished)
 			continue;
+		/* still queued on the spawner: no process to judge yet, and
+		 * its wait there is the start's, not a hang */
+		if (w->spawning) {
+			w->ping_since = 0;
+			continue;
+		}
 		if (stalled) {
 			w->ping_since = 0;
 			w->overdue = false;

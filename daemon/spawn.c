@@ -14,11 +14,22 @@
  * malloc, locks or anything of mvmd's but the request prepared for it: it
  * only makes system calls, on its own stack, with every signal blocked
  * until its handlers are reset (a handler of mvmd's must never run in it).
+ *
+ * Before its exec the child moves itself into the VM's cgroups (a "0" to
+ * each cgroup.procs fd it was given), so not one instruction of mvm-vmm
+ * runs outside them.  Those writes wait for an RCU grace period each
+ * (unless favordynmods), and the clone waits for the exec: the spawner
+ * thread below does both, so mvmd's loop never waits for a start.  mvmd
+ * may be killed meanwhile: the child keeps no fd of mvmd's past its first
+ * steps, and does not exec once mvmd is gone (architecture.md, "Crash
+ * consistency").
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,15 +37,13 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
-
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -46,24 +55,60 @@ extern char **environ;
 #define CHILD_FN __attribute__((noreturn, no_sanitize_address))
 #define CHILD_STACK_SIZE (256 * 1024)
 
-/* Only in the child: report errno on the pipe and die. */
-static void CHILD_FN child_fail(int err_fd)
+/* Only in the child: report what failed (SPAWN_STAGE_EXEC or the index of
+ * the cgroup.procs fd) and its errno on the pipe, and die. */
+static void CHILD_FN child_fail(int err_fd, int stage)
 {
-	int e = errno;
+	int e[2] = { stage, errno };
 
-	if (write(err_fd, &e, sizeof(e)) < 0) {
+	if (write(err_fd, e, sizeof(e)) < 0) {
 		/* the parent sees EOF and a child that exited 127 */
 	}
 	_exit(127);
 }
 
-static void CHILD_FN child(const struct spawn_req *r, int err_fd)
+/* The child's fds, from 0: the worker's r->fds, then its own error pipe,
+ * the read end of the life pipe and the cgroup.procs fds. */
+static void CHILD_FN child(const struct spawn_req *r, int err_fd, int life_fd)
 {
-	int high[SPAWN_MAX_FDS];
+	int src[SPAWN_MAX_FDS + 2 + SPAWN_MAX_ATTACH], high[SPAWN_MAX_FDS + 2 + SPAWN_MAX_ATTACH];
+	int n = r->nfds + 2 + r->nattach, i, fd;
+	struct pollfd life = { .fd = r->nfds + 1, .events = POLLIN };
 	struct sigaction sa;
 	sigset_t none;
-	int i, fd;
 
+	/* First of all, everything of mvmd's it was not given is closed: a
+	 * copy of mvmd's lock or listening socket held here would outlive
+	 * an mvmd killed meanwhile and stop (or fool) the next one. */
+	for (i = 0; i < r->nfds; i++)
+		src[i] = r->fds[i];
+	src[r->nfds] = err_fd;
+	src[r->nfds + 1] = life_fd;
+	for (i = 0; i < r->nattach; i++)
+		src[r->nfds + 2 + i] = r->attach_fds[i];
+	/* Every source above the target range first, so no dup below can
+	 * overwrite a source (or the error pipe) still to be moved. */
+	for (i = 0; i < n; i++) {
+		fd = src[i] >= 0 ? src[i] : open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (fd < 0 || (high[i] = fcntl(fd, F_DUPFD_CLOEXEC, n)) < 0)
+			child_fail(err_fd, SPAWN_STAGE_EXEC);
+		if (src[i] < 0)
+			close(fd);
+	}
+	err_fd = high[r->nfds];
+	/* the worker's own fds cross the exec, the child's close there (the
+	 * error pipe's close tells the parent the exec worked) */
+	for (i = 0; i < n; i++)
+		if (dup3(high[i], i, i < r->nfds ? 0 : O_CLOEXEC) < 0)
+			child_fail(err_fd, SPAWN_STAGE_EXEC);
+	err_fd = r->nfds;
+	if (syscall(SYS_close_range, n, ~0U, 0) < 0) {
+		struct rlimit rl = { .rlim_cur = 4096 };
+
+		getrlimit(RLIMIT_NOFILE, &rl);
+		for (i = n; (rlim_t)i < rl.rlim_cur; i++)
+			close(i);
+	}
 	/* uv_spawn's start state: nothing blocked, every handler default (mvmd
 	 * ignores SIGPIPE; the worker chooses its own). */
 	memset(&sa, 0, sizeof(sa));
@@ -73,33 +118,26 @@ static void CHILD_FN child(const struct spawn_req *r, int err_fd)
 			sigaction(i, &sa, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (i = 0; i < r->nattach; i++)
+		if (write(r->nfds + 2 + i, "0", 1) != 1)
+			child_fail(err_fd, i);
 	/* its own session: a signal to mvmd's process group spares the VMs */
 	if (setsid() < 0)
-		child_fail(err_fd);
-	/* Every source above the target range first, so no dup2 below can
-	 * overwrite a source (or the error pipe) still to be moved. */
-	if ((fd = fcntl(err_fd, F_DUPFD_CLOEXEC, r->nfds)) < 0)
-		child_fail(err_fd);
-	err_fd = fd;
-	for (i = 0; i < r->nfds; i++) {
-		fd = r->fds[i] >= 0 ? r->fds[i] : open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (fd < 0 || (high[i] = fcntl(fd, F_DUPFD_CLOEXEC, r->nfds)) < 0)
-			child_fail(err_fd);
-		if (r->fds[i] < 0)
-			close(fd);
+		child_fail(err_fd, SPAWN_STAGE_EXEC);
+	if (r->test_stall_ms) {
+		struct timespec ts = { r->test_stall_ms / 1000, (r->test_stall_ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
 	}
-	for (i = 0; i < r->nfds; i++)
-		if (dup2(high[i], i) < 0)
-			child_fail(err_fd);
-	/* Nothing else of mvmd's crosses the exec (the error pipe closes
-	 * there, which tells the parent the exec worked). */
-	if (syscall(SYS_close_range, r->nfds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-		for (i = r->nfds; i < 4096; i++)
-			if (i != err_fd)
-				fcntl(i, F_SETFD, FD_CLOEXEC);
+	/* mvmd died since the clone (the life pipe's only writer is gone): a
+	 * worker exec'd now would run unsupervised, and the next mvmd, which
+	 * finds stray workers by their command line, would not see it yet */
+	if (poll(&life, 1, 0) != 0) {
+		errno = ESRCH;
+		child_fail(err_fd, SPAWN_STAGE_EXEC);
 	}
 	execve(r->path, r->argv, environ);
-	child_fail(err_fd);
+	child_fail(err_fd, SPAWN_STAGE_EXEC);
 }
 
 int spawn_reap(int pidfd, siginfo_t *si, bool block)
@@ -117,20 +155,21 @@ int spawn_reap(int pidfd, siginfo_t *si, bool block)
 
 struct child_arg {
 	const struct spawn_req *r;
-	int err_fd;
+	int err_fd, life_fd;
 };
 
 static int CHILD_FN child_entry(void *arg)
 {
 	const struct child_arg *a = arg;
 
-	child(a->r, a->err_fd);
+	child(a->r, a->err_fd, a->life_fd);
 }
 
-/* One stack for every child: mvmd is suspended while a child uses it. */
+/* One stack per spawning thread: that thread is suspended while its child
+ * uses it. */
 static void *child_stack(void)
 {
-	static void *stack;
+	static __thread void *stack;
 
 	if (!stack) {
 		stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
@@ -141,19 +180,42 @@ static void *child_stack(void)
 	return stack;
 }
 
-int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd)
+/* The read end of a pipe whose write end only mvmd holds, never written:
+ * a child sees it hang up once mvmd is gone.  Made at the first spawn (and
+ * again at the next if that failed); both ends live as long as mvmd. */
+static int life_fd(void)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static int rd = -1;
+	int p[2], r;
+
+	pthread_mutex_lock(&lock);
+	if (rd < 0)
+		rd = pipe2(p, O_CLOEXEC) == 0 ? p[0] : -errno;
+	r = rd;
+	if (rd < 0)
+		rd = -1;
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd, int *ret_stage)
 {
 	struct child_arg ca = { .r = r };
 	sigset_t all, old;
-	int pidfd = -1, p[2], err = 0;
+	int pidfd = -1, p[2], err[2] = { SPAWN_STAGE_EXEC, 0 };
 	char *stack = child_stack();
 	ssize_t n;
 	long pid;
 
-	if (r->nfds > SPAWN_MAX_FDS)
+	*ret_stage = SPAWN_STAGE_CLONE;
+	if (r->nfds > SPAWN_MAX_FDS || r->nattach > SPAWN_MAX_ATTACH)
 		return -E2BIG;
 	if (!stack)
 		return -ENOMEM;
+	ca.life_fd = life_fd();
+	if (ca.life_fd < 0)
+		return ca.life_fd;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
 	ca.err_fd = p[1];
@@ -163,25 +225,27 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd)
 	pid = clone(child_entry, stack + CHILD_STACK_SIZE,
 	            CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (r->new_pid_ns ? CLONE_NEWPID : 0) |
 	            SIGCHLD, &ca, &pidfd);
-	err = pid < 0 ? -errno : 0;
+	err[1] = pid < 0 ? errno : 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);
-		return err;
+		return -err[1];
 	}
+	*ret_stage = SPAWN_STAGE_EXEC;
 	close(p[1]);
 	do
-		n = read(p[0], &err, sizeof(err));
+		n = read(p[0], err, sizeof(err));
 	while (n < 0 && errno == EINTR);
 	close(p[0]);
 	if (n > 0) {
-		/* exec failed: the child has exited 127; reap it now */
+		/* the attach or the exec failed: the child has exited 127 */
 		siginfo_t si;
 
 		spawn_reap(pidfd, &si, true);
 		close(pidfd);
-		return err > 0 ? -err : -EIO;
+		*ret_stage = n == sizeof(err) ? err[0] : SPAWN_STAGE_EXEC;
+		return n == sizeof(err) && err[1] > 0 ? -err[1] : -EIO;
 	}
 	*ret_pid = (pid_t)pid;
 	*ret_pidfd = pidfd;
@@ -374,14 +438,12 @@ static void build_sandbox_argv(const struct spawn_worker_req *r, struct spawn_ar
 
 /* fd 0 /dev/null, 1 and 2 the VMM log, 3 the link, 4 the kernel, then
  * initrd, disks and TAPs in the order build_argv() named them, then the
- * uid lease. */
-int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidfd)
+ * uid lease.  The job keeps the command line; the fds stay the caller's. */
+int spawn_worker_job(const struct spawn_worker_req *r, struct spawn_job *j)
 {
 	const struct vm_files *f = r->files;
-	int fds[SPAWN_MAX_FDS], n = 0, rc;
-	struct spawn_req req = { .path = r->vmm_path, .fds = fds,
-	                         .new_pid_ns = r->sandbox_dir != NULL };
 	struct spawn_args *a = calloc(1, sizeof(*a));
+	int *fds = j->fds, n = 0;
 
 	if (!a)
 		return -ENOMEM;
@@ -407,9 +469,60 @@ int spawn_worker(const struct spawn_worker_req *r, pid_t *ret_pid, int *ret_pidf
 		fds[n++] = r->sandbox_lease_fd;
 	}
 	a->argv[a->argc] = NULL;
-	req.argv = a->argv;
-	req.nfds = n;
-	rc = spawn_process(&req, ret_pid, ret_pidfd);
-	free(a);
-	return rc;
+	j->args = a;
+	j->req = (struct spawn_req){ .path = r->vmm_path, .argv = a->argv, .fds = fds,
+	                             .nfds = n, .new_pid_ns = r->sandbox_dir != NULL,
+	                             .attach_fds = j->attach_fds, .nattach = j->nattach };
+	j->pidfd = -1;
+	return 0;
+}
+
+void spawn_job_clear(struct spawn_job *j)
+{
+	free(j->args);
+	j->args = NULL;
+}
+
+/* ---- the spawner thread ------------------------------------------------- */
+
+/*
+ * Jobs run in FIFO order on one thread (workq.c); each finished job goes
+ * back to the loop, where its done_cb runs.  One thread is enough: the
+ * kernel serialises cgroup attaches on one lock anyway, and it keeps the
+ * starts in the order admission granted them.
+ */
+static void spawn_run(struct workq_job *wq)
+{
+	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
+
+	j->r = spawn_process(&j->req, &j->pid, &j->pidfd, &j->stage);
+}
+
+static void spawn_done(struct workq_job *wq)
+{
+	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
+
+	j->done_cb(j);
+}
+
+int spawner_init(struct mvmd *d)
+{
+	return workq_start(d->loop, &d->spawner);
+}
+
+void spawner_submit(struct mvmd *d, struct spawn_job *j)
+{
+	j->wq.run = spawn_run;
+	j->wq.done = spawn_done;
+	workq_submit(d->spawner, &j->wq);
+}
+
+/* Every job submitted still runs (its row says "starting"), then its
+ * done_cb, here; then the thread ends. */
+void spawner_free(struct mvmd *d)
+{
+	if (!d->spawner)
+		return;
+	workq_stop(d->spawner);
+	d->spawner = NULL;
 }

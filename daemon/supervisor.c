@@ -33,6 +33,7 @@
 #define EXIT_SETTLE_MS 1000
 
 static void worker_finish(struct worker *w);
+static void collect_status(struct worker *w);
 
 /* One supervisor_request waiting for its reply. */
 struct worker_call {
@@ -454,8 +455,13 @@ static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t s
 	return w->exit_status == 0 ? PROTO_VM_STOPPED : PROTO_VM_CRASHED;
 }
 
+/* A worker still spawning gets the signal once it runs. */
 static int worker_signal(struct worker *w, int sig)
 {
+	if (w->spawning) {
+		w->pending_signals |= 1ULL << sig;
+		return 0;
+	}
 	return spawn_signal(w->pidfd, sig);
 }
 
@@ -468,6 +474,10 @@ static void worker_finish(struct worker *w)
 		return;
 	w->finished = true;
 	uv_timer_stop(&w->timer);
+	/* an adopted worker's exit message read after its pidfd fired: it
+	 * alone tells the status (else a crash would read as exit 0, stopped) */
+	if (w->exited && !w->has_status)
+		collect_status(w);
 	st = exit_outcome(w, reason, sizeof(reason));
 	if (w->term_signal == SIGKILL && !w->kill_requested && !w->stop_requested)
 		HOOKS(w, exit_reason_cb, w->vm, reason, sizeof(reason));
@@ -517,6 +527,7 @@ static void collect_status(struct worker *w)
 		return;
 	w->term_signal = proto_exit_signal(status);
 	w->exit_status = w->term_signal ? 0 : status;
+	w->has_status = true;
 }
 
 /* The pidfd is readable once the worker exited. */
@@ -677,44 +688,6 @@ static int open_vmm_log(struct mvmd *d, const char *name, char *console_log, siz
 	return r < 0 ? -errno : r;
 }
 
-static int worker_spawn(struct worker *w, const struct vm_files *files, int link_fd,
-                        int log_fd)
-{
-	struct mvmd *d = w->d;
-	char console_log[4096], sandbox[4096], sock[4096], vsock[4096];
-	struct spawn_worker_req req = {
-		.vmm_path = d->cfg.vmm_path, .vm = &w->vm->row, .files = files,
-		.console_log = console_log, .log_fd = log_fd, .link_fd = link_fd,
-		.sandbox_lease_fd = sandbox_uid_lease_fd(w->uid), .vsock_uid = -1,
-	};
-	pid_t pid;
-	int r;
-
-	r = mvmd_vm_dir(d, w->vm->row.name, "console.log", console_log, sizeof(console_log));
-	if (r == 0 && w->uid) {
-		r = sandbox_dir(d, w->vm->row.name, sandbox, sizeof(sandbox));
-		req.sandbox_dir = sandbox;
-		req.sandbox_id = sandbox_uid_id(d, w->uid);
-	}
-	if (r == 0 && w->vm->row.vsock_cid) {
-		r = sandbox_vsock_path(d, w->vm->row.name, vsock, sizeof(vsock));
-		req.vsock_uds = vsock;
-		/* bound by the worker as root: the owner's to connect to */
-		req.vsock_uid = geteuid() == 0 ? (int64_t)w->vm->row.owner_uid : -1;
-	}
-	if (r < 0)
-		return r;
-	if (mvmd_adopt_socket(d, w->vm->row.name, sock, sizeof(sock)) == 0)
-		req.adopt_socket = sock;
-	r = spawn_worker(&req, &pid, &w->pidfd);
-	if (r == 0) {
-		w->vm->row.pid = pid;
-		HOOKS(w, spawned_cb, w->vm, pid);
-		record_spawn(d, w->vm->row.name, pid);
-	}
-	return r;
-}
-
 static struct worker *worker_new(struct vm *vm)
 {
 	struct worker *w = calloc(1, sizeof(*w));
@@ -738,10 +711,9 @@ static void worker_link(struct worker *w)
 	w->vm->worker = w;
 }
 
-/* The pidfd watch, link pipe and timer: all three must exist before any of
- * them can be closed through handle_close_cb.  The link pipe owns link_fd
- * once opened (*ret_opened); before that the caller still closes it. */
-static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
+/* The link pipe and the timer, from the start; the link pipe owns link_fd
+ * once opened (*ret_opened), before that the caller still closes it. */
+static int worker_link_handles(struct worker *w, int link_fd, bool *ret_opened)
 {
 	int r;
 
@@ -749,19 +721,36 @@ static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
 	uv_pipe_init(w->d->loop, &w->link_pipe, 0);
 	uv_timer_init(w->d->loop, &w->timer);
 	w->link_pipe.data = w->timer.data = w->pidfd_poll.data = w;
-	w->handles = 2;
-	r = uv_poll_init(w->d->loop, &w->pidfd_poll, w->pidfd);
-	if (r < 0)
-		return r;
-	w->handles = 3;
-	w->watched = true;
-	r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb);
-	if (r == 0)
-		r = uv_pipe_open(&w->link_pipe, link_fd);
+	w->handles += 2;
+	r = uv_pipe_open(&w->link_pipe, link_fd);
 	*ret_opened = r == 0;
 	if (r == 0)
 		r = uv_read_start((uv_stream_t *)&w->link_pipe, link_alloc_cb, link_read_cb);
 	return r;
+}
+
+/* The pidfd watch, once there is a pidfd. */
+static int worker_watch(struct worker *w)
+{
+	int r = uv_poll_init(w->d->loop, &w->pidfd_poll, w->pidfd);
+
+	if (r < 0)
+		return r;
+	w->handles++;
+	w->watched = true;
+	return uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb);
+}
+
+/* All three handles (re-adoption). */
+static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
+{
+	int r = worker_watch(w);
+
+	if (r < 0) {
+		*ret_opened = false;
+		return r;
+	}
+	return worker_link_handles(w, link_fd, ret_opened);
 }
 
 static int start_fail(struct proto_error *err, int r, const char *what)
@@ -803,61 +792,246 @@ static void commit_start_failed(struct worker *w, const struct proto_error *err)
 	transition(w, PROTO_VM_CRASHED, why);
 }
 
-/* The process runs: watch its link and store its pid. */
-static int supervisor_started(struct worker *w, int link_fd, struct proto_error *err)
-{
-	bool opened;
-	int r = worker_handles(w, link_fd, &opened);
+/* A start on the spawner thread: the files and fds its worker gets, and
+ * its cgroups' cgroup.procs, all open until it is done. */
+struct worker_start {
+	struct spawn_job job;
+	struct worker *w;
+	struct vm_files files;
+	int log_fd, link_fd;
+	const char *attach_dirs[SPAWN_MAX_ATTACH];
+	char console_log[4096], sandbox[4096], sock[4096], vsock[4096];
+};
 
+static void worker_start_free(struct worker_start *s)
+{
+	vm_files_close(&s->files);
+	if (s->log_fd >= 0)
+		close(s->log_fd);
+	if (s->link_fd >= 0)
+		close(s->link_fd);
+	for (int i = 0; i < s->job.nattach; i++)
+		close(s->job.attach_fds[i]);
+	spawn_job_clear(&s->job);
+	free(s);
+}
+
+/* The job's own count on w's handles, so w outlives it. */
+static void worker_job_done(struct worker *w)
+{
+	w->spawning = false;
+	if (--w->handles == 0)
+		worker_free(w);
+}
+
+/* The start never ran a worker: the row says why; the hook tells whoever
+ * waits (notify), unless supervisor_start() itself returns the error. */
+static void start_failed(struct worker *w, int r, const struct proto_error *err, bool notify)
+{
+	commit_start_failed(w, err);
+	worker_unlink(w);
+	w->finished = true;
+	w->link_eof = true;
+	calls_fail(w);
+	worker_close_handle(w, (uv_handle_t *)&w->timer);
+	worker_close_handle(w, (uv_handle_t *)&w->link_pipe);
+	if (w->uid || w->vm->row.vsock_cid)
+		sandbox_remove(w->d, w->vm->row.name);
+	if (notify)
+		HOOKS(w, start_done_cb, w->vm, r, err);
+}
+
+static void spawn_error(struct worker_start *s, struct proto_error *err)
+{
+	struct spawn_job *j = &s->job;
+
+	if (j->stage >= 0 && j->stage < j->nattach)
+		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
+		                "cannot start the worker: cgroup: it could not join %s: %s",
+		                s->attach_dirs[j->stage], strerror(-j->r));
+	else if (j->stage == SPAWN_STAGE_CLONE)
+		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
+		                "cannot start the worker: clone: %s; mvmd is short of processes, "
+		                "fds or memory (its cgroup's pids.max, kernel.pid_max, "
+		                "kernel.threads-max, its open-file limit)", strerror(-j->r));
+	else
+		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
+		                "cannot start the worker %s: %s; point mvmd's vmm_path (or --vmm) "
+		                "at an executable mvm-vmm", s->w->d->cfg.vmm_path, strerror(-j->r));
+}
+
+/* It runs: send what was asked for meanwhile, watch it, store its pid. */
+static int worker_running(struct worker *w, struct proto_error *err)
+{
+	int r;
+
+	for (int sig = 1; sig < 64; sig++)
+		if (w->pending_signals & (1ULL << sig) &&
+		    (sig == SIGKILL || !(w->pending_signals & (1ULL << SIGKILL))))
+			spawn_signal(w->pidfd, sig);
+	w->pending_signals = 0;
+	r = worker_watch(w);
 	if (r < 0) {
-		if (!opened)
-			close(link_fd);
 		w->link_eof = true;
 		w->kill_requested = true;
-		worker_signal(w, SIGKILL);
-		if (!w->watched) {
-			/* nothing would see it exit: reap it here */
-			siginfo_t si;
+		spawn_signal(w->pidfd, SIGKILL);
+		/* nothing would see it exit: reap it here */
+		siginfo_t si;
 
-			spawn_reap(w->pidfd, &si, true);
-			w->exited = true;
-			w->term_signal = SIGKILL;
-			worker_finish(w);
-		}
-		return start_fail(err, r, "link");
+		spawn_reap(w->pidfd, &si, true);
+		w->exited = true;
+		w->term_signal = SIGKILL;
+		return start_fail(err, r, "pidfd watch");
 	}
 	r = vm_store(w->vm);
 	if (r < 0) {
-		/* the client must not hear of a start that is not stored; the
-		 * caller logs err */
+		/* the client must not hear of a start that is not stored */
 		w->kill_requested = true;
-		worker_signal(w, SIGKILL);
+		spawn_signal(w->pidfd, SIGKILL);
 		vms_storage_error(w->d, r, err);
-		return r;
 	}
-	return 0;
+	return r;
 }
 
-int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *err)
+/* On the loop, the spawner's answer. */
+static void spawn_done_cb(struct spawn_job *j)
+{
+	struct worker_start *s = (struct worker_start *)j;
+	struct worker *w = s->w;
+	struct proto_error err;
+	int r;
+
+	w->spawning = false;
+	if (j->r < 0) {
+		spawn_error(s, &err);
+		log_error("VM %s: %s", w->vm->row.name, err.message);
+		if (!w->finished)
+			start_failed(w, j->r, &err, true);
+		else if (w->uid || w->vm->row.vsock_cid)
+			sandbox_remove(w->d, w->vm->row.name);
+	} else {
+		w->pidfd = j->pidfd;
+		w->vm->row.pid = j->pid;
+		record_spawn(w->d, w->vm->row.name, j->pid);
+		if (w->finished) {
+			/* mvmd is exiting: it runs on, the next mvmd adopts it */
+		} else {
+			HOOKS(w, spawned_cb, w->vm, j->pid);
+			r = worker_running(w, &err);
+			if (r < 0) {
+				log_error("VM %s: %s", w->vm->row.name, err.message);
+				HOOKS(w, start_done_cb, w->vm, r, &err);
+				if (w->exited)
+					worker_finish(w);
+			} else {
+				HOOKS(w, start_done_cb, w->vm, 0, NULL);
+			}
+		}
+	}
+	worker_start_free(s);
+	worker_job_done(w);
+}
+
+/* The job for the spawner: the worker's command line and fds, and the
+ * cgroup.procs the child joins before its exec. */
+static int start_job(struct worker_start *s, const struct cgroup_vm *cg, char *why, size_t n)
+{
+	struct worker *w = s->w;
+	struct mvmd *d = w->d;
+	struct spawn_worker_req req = {
+		.vmm_path = d->cfg.vmm_path, .vm = &w->vm->row, .files = &s->files,
+		.console_log = s->console_log, .log_fd = s->log_fd, .link_fd = s->link_fd,
+		.sandbox_lease_fd = sandbox_uid_lease_fd(w->uid), .vsock_uid = -1,
+	};
+	int r;
+
+	r = mvmd_vm_dir(d, w->vm->row.name, "console.log", s->console_log,
+	                sizeof(s->console_log));
+	if (r == 0 && w->uid) {
+		r = sandbox_dir(d, w->vm->row.name, s->sandbox, sizeof(s->sandbox));
+		req.sandbox_dir = s->sandbox;
+		req.sandbox_id = sandbox_uid_id(d, w->uid);
+	}
+	if (r == 0 && w->vm->row.vsock_cid) {
+		r = sandbox_vsock_path(d, w->vm->row.name, s->vsock, sizeof(s->vsock));
+		req.vsock_uds = s->vsock;
+		/* bound by the worker as root: the owner's to connect to */
+		req.vsock_uid = geteuid() == 0 ? (int64_t)w->vm->row.owner_uid : -1;
+	}
+	if (r < 0) {
+		snprintf(why, n, "VM directory");
+		return r;
+	}
+	if (mvmd_adopt_socket(d, w->vm->row.name, s->sock, sizeof(s->sock)) == 0)
+		req.adopt_socket = s->sock;
+	if (cg) {
+		r = cgroup_vm_open_procs(cg, s->job.attach_fds, s->attach_dirs, SPAWN_MAX_ATTACH,
+		                         why, n);
+		if (r < 0)
+			return r;
+		s->job.nattach = r;
+	}
+#ifdef MVM_TEST_HOOKS
+	/* Test builds only: MVM_TEST_ATTACH_FAIL=<VM name> in mvmd's
+	 * environment makes that VM's child fail its first cgroup write. */
+	const char *t = getenv("MVM_TEST_ATTACH_FAIL");
+
+	if (t && !strcmp(t, w->vm->row.name) && s->job.nattach > 0) {
+		close(s->job.attach_fds[0]);
+		s->job.attach_fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+#endif
+	s->job.done_cb = spawn_done_cb;
+	r = spawn_worker_job(&req, &s->job);
+	if (r < 0)
+		snprintf(why, n, "out of memory");
+#ifdef MVM_TEST_HOOKS
+	/* MVM_TEST_SPAWN_STALL_MS=N: each child waits N ms before its exec,
+	 * a window for killing mvmd mid-spawn */
+	if (r == 0 && (t = getenv("MVM_TEST_SPAWN_STALL_MS")))
+		s->job.req.test_stall_ms = (unsigned)strtoul(t, NULL, 10);
+#endif
+	return r;
+}
+
+static struct worker_start *worker_start_new(struct worker *w, struct vm_files *files)
+{
+	struct worker_start *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->w = w;
+	s->files = *files;
+	vm_files_init(files);
+	s->log_fd = s->link_fd = -1;
+	return s;
+}
+
+int supervisor_start(struct vm *vm, struct vm_files *files, const struct cgroup_vm *cg,
+                     struct proto_error *err)
 {
 	struct mvmd *d = vm->d;
 	struct worker *w = worker_new(vm);
-	char console_log[4096], sandbox[4096], why[512];
-	int sp[2] = { -1, -1 }, log_fd, r;
+	struct worker_start *s = w ? worker_start_new(w, files) : NULL;
+	char console_log[4096], sandbox[4096], why[512] = "";
+	int sp[2] = { -1, -1 }, r;
+	bool opened;
 
-	if (!w) {
+	if (!s) {
 		vm_files_close(files);
+		if (w)
+			worker_free(w);
 		return start_fail(err, -ENOMEM, "out of memory");
 	}
-	log_fd = open_vmm_log(d, vm->row.name, console_log, sizeof(console_log));
-	if (log_fd < 0) {
-		r = start_fail(err, log_fd, "VM directory");
+	s->log_fd = open_vmm_log(d, vm->row.name, console_log, sizeof(console_log));
+	if (s->log_fd < 0) {
+		r = start_fail(err, s->log_fd, "VM directory");
 		goto fail;
 	}
 	if (vm->row.vsock_cid && sandbox_vsock_path(d, vm->row.name, sandbox, sizeof(sandbox)) < 0) {
 		r = start_fail(err, -ENAMETOOLONG, "vsock: its socket path is too long for a Unix "
 		               "socket; give mvmd a shorter run_dir or the VM a shorter name");
-		goto fail_log;
+		goto fail;
 	}
 	if (sandbox_enabled(d) &&
 	    (r = sandbox_prepare(d, &vm->row, &w->uid, sandbox, sizeof(sandbox), why,
@@ -865,41 +1039,48 @@ int supervisor_start(struct vm *vm, struct vm_files *files, struct proto_error *
 		start_fail(err, r, r == -EUSERS ? "sandbox: every uid of sandbox_uid_count is leased; "
 		                                  "raise sandbox_uid_count or stop a VM"
 		                                : why[0] ? why : "sandbox directory");
-		goto fail_log;
+		goto fail;
 	}
 	if (!w->uid && vm->row.vsock_cid && (r = sandbox_vsock_dir(d, &vm->row)) < 0) {
 		start_fail(err, r, "vsock directory");
-		goto fail_log;
+		goto fail_sandbox;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
 		r = start_fail(err, -errno, "socketpair");
-		goto fail_log;
+		goto fail_sandbox;
+	}
+	s->link_fd = sp[1];
+	r = start_job(s, cg, why, sizeof(why));
+	if (r < 0) {
+		start_fail(err, r, why);
+		goto fail_pair;
 	}
 	r = commit_starting(w, err);
 	if (r < 0)
 		goto fail_pair;
-	r = worker_spawn(w, files, sp[1], log_fd);
+	r = worker_link_handles(w, sp[0], &opened);
 	if (r < 0) {
-		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
-		                "cannot start the worker %s: %s; point mvmd's vmm_path (or --vmm) "
-		                "at an executable mvm-vmm", d->cfg.vmm_path, strerror(-r));
-		commit_start_failed(w, err);
-		goto fail_pair;
+		if (!opened)
+			close(sp[0]);
+		start_fail(err, r, "link");
+		w->handles++;           /* start_failed() closes them */
+		start_failed(w, r, err, false);
+		worker_start_free(s);
+		worker_job_done(w);
+		return r;
 	}
-	close(sp[1]);
-	close(log_fd);
-	vm_files_close(files);
 	worker_link(w);
-	return supervisor_started(w, sp[0], err);
+	w->spawning = true;
+	w->handles++;                   /* the job's, worker_job_done() */
+	spawner_submit(d, &s->job);
+	return 0;
 fail_pair:
 	close(sp[0]);
-	close(sp[1]);
-fail_log:
-	close(log_fd);
+fail_sandbox:
 	if (w->uid || vm->row.vsock_cid)
 		sandbox_remove(d, vm->row.name);
 fail:
-	vm_files_close(files);
+	worker_start_free(s);
 	worker_free(w);
 	return r;
 }

@@ -316,6 +316,40 @@ def usable_cgroups(env):
 
 
 @case
+def cgroup_attach_fails():
+    """A worker that cannot join its cgroup before its exec (the test hook
+    MVM_TEST_ATTACH_FAIL breaks the first write) never runs: the client
+    hears why, the row says it, and capacity and cgroups come back."""
+    os.environ["MVM_TEST_ATTACH_FAIL"] = "cgbad"  # mvmd inherits it
+    env = Env([MANY_VCPUS, "max_concurrent_starts = 1"])
+    try:
+        env.daemon.start()
+        paths = usable_cgroups(env)
+        for wait in ([], ["--wait"]):
+            p = env.ctl.run("create", "cgbad", "--kernel", env.guest, "--cmdline",
+                            "console=ttyS0 mvmtest=idle", *wait)
+            err = p.stderr.decode(errors="replace")
+            check(p.returncode != 0 and "could not join" in err and "cgroup.procs" not in err,
+                  "create %s: exit %d, stderr %r" % (wait, p.returncode, err))
+            vm = env.ctl.json("show", "cgbad")["vm"]
+            check(vm["state"] == "crashed" and "start failed: " in vm.get("exit_reason", ""),
+                  "cgbad after the failed start: %s %r" % (vm["state"], vm.get("exit_reason")))
+            env.ctl.ok("rm", "cgbad")
+        # its starting permit came back: the only one lets the next start
+        vm = env.ctl.json("create", "cgok", "--kernel", env.guest, "--cmdline",
+                          "console=ttyS0 mvmtest=idle", "--wait")["vm"]
+        check(vm["state"] == "running", "cgok: %s" % vm["state"])
+        env.ctl.ok("rm", "-f", "cgok")
+        for ctrl, (mode, parent) in paths.items():
+            wait_for(lambda: not os.path.exists(os.path.join(parent, "vm-cgbad")), 10,
+                     "%s cgroup of cgbad left behind" % ctrl)
+        print("attach failure: %s" % err.strip())
+    finally:
+        del os.environ["MVM_TEST_ATTACH_FAIL"]
+        env.daemon.cleanup()
+
+
+@case
 def cgroup_files():
     env = Env([MANY_VCPUS, "vmm_overhead = 32M"])
     try:

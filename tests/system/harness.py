@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -190,7 +191,10 @@ class Daemon:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(self.sock)
-            return True
+            # this mvmd's socket, not the one of an mvmd just killed that
+            # a child of it, still spawning, holds for a moment
+            cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return struct.unpack("3i", cred)[0] == self.proc.pid
         except OSError:
             return False
         finally:

@@ -34,6 +34,7 @@ from harness import (NOBODY, SKIP, Ctl, Daemon, Raw, check, drop_to,  # noqa: E4
 # A sandbox uid range of our own per test process.
 UID_BASE = 400000 + (os.getpid() % 5000) * 100
 UID_COUNT = 100
+PIDS_V1 = "/sys/fs/cgroup/pids"
 
 class Hostile:
     """Another local user with access to mvmd's socket."""
@@ -612,6 +613,59 @@ def case_fd_exhaustion_restart(env):
     env.ctl.ok("rm", "-f", "phoenix")
 
 
+def pids_cgroup(pid):
+    """The cgroup v1 pids directory pid is in, or None."""
+    for line in open("/proc/%d/cgroup" % pid).read().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if "pids" in ctrls.split(","):
+            return os.path.join(PIDS_V1, path.lstrip("/"))
+    return None
+
+
+def write_file(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def case_pids_exhaustion_restart(env):
+    """mvmd's own cgroup runs out of tasks (pids.max; another user's fork
+    storm would do the same to the host's pid_max) just as a restart=always
+    VM's worker dies: the clone on the spawner thread fails with EAGAIN,
+    the restart is retried as one that failed on the loop would be, and
+    the VM runs again once tasks are back, instead of staying crashed."""
+    create_guest(env, "hydra", "idle", "--restart", "always")
+    old_pid = env.ctl.vm("hydra")["pid"]
+    pid = env.daemon.proc.pid
+    home = pids_cgroup(pid)
+    check(home and os.path.isdir(home), "mvmd is in no pids cgroup: %s" % home)
+    cg = os.path.join(home, env.daemon.cgroup_parent + "-mvmd")
+    os.mkdir(cg)
+    try:
+        write_file(os.path.join(cg, "cgroup.procs"), str(pid))
+        # its threads (loop, spawner, cgroup reaper) fill it: no clone fits
+        write_file(os.path.join(cg, "pids.max"), str(len(os.listdir("/proc/%d/task" % pid))))
+        os.kill(old_pid, signal.SIGKILL)
+        wait_for(lambda: "retrying in" in env.daemon.log(), 30,
+                 "a restart whose clone failed short of tasks, to be retried")
+        vm = env.ctl.vm("hydra")
+    finally:
+        write_file(os.path.join(cg, "pids.max"), "max")
+        write_file(os.path.join(home, "cgroup.procs"), str(pid))
+        wait_for(lambda: not os.path.isdir(cg) or (os.rmdir(cg) or True), 10,
+                 "the test's pids cgroup to be removed")
+    line = [x for x in env.daemon.log().splitlines() if "retrying in" in x][0]
+    print(line)
+    check(vm["state"] == "crashed" and "clone" in vm["exit_reason"] and
+          "retrying in" in vm["exit_reason"], "hydra while short of tasks: %s (%s)"
+          % (vm["state"], vm["exit_reason"]))
+
+    def back():
+        vm = env.ctl.vm("hydra")
+        return vm["state"] == "running" and vm["pid"] != old_pid
+    wait_for(back, 30, "the VM to run again after tasks came back")
+    env.ctl.ok("rm", "-f", "hydra")
+
+
 CASES = {
     "hostile-proc-paths": (case_proc_paths, False, {}),
     "hostile-tap-owner": (case_tap_owner, True, {}),
@@ -628,6 +682,7 @@ CASES = {
     "hostile-console-flood": (case_console_flood, True, {"config": [
         "health_interval = 0.5", "health_timeout = 3", "vmm_overhead = 512M"]}),
     "hostile-fd-exhaustion-restart": (case_fd_exhaustion_restart, True, {}),
+    "hostile-pids-exhaustion-restart": (case_pids_exhaustion_restart, True, {}),
 }
 
 
@@ -638,6 +693,8 @@ def skip_reason(name):
         return "/dev/kvm is missing or not accessible; this case boots a guest"
     if CASES[name][1] and not os.environ.get("MVM_BZIMAGE"):
         return "the test guest is not built"
+    if name == "hostile-pids-exhaustion-restart" and not os.path.isdir(PIDS_V1):
+        return "no cgroup v1 pids hierarchy at %s to bound mvmd's tasks in" % PIDS_V1
     return None
 
 

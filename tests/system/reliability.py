@@ -6,8 +6,8 @@ state disk, and a kill -9 storm (the `soak` suite runs it with more rounds).
 Storage faults: a corrupt database, a file that is not SQLite, a newer
 schema, a second mvmd on the same state dir, a database locked by another
 process, a state dir that turns read-only while mvmd runs or is read-only
-when it starts; restart counts that survive mvmd; restarts of VMs with
-NICs.
+when it starts; restart counts that survive mvmd; mvmd killed while it
+spawns a worker; restarts of VMs with NICs.
 
     reliability.py --list | CASE [--rounds N]
 
@@ -676,6 +676,56 @@ def case_failures_persist():
         teardown(d)
 
 
+def spawn_children(pid):
+    """Child processes of pid (any of its threads')."""
+    out = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def case_spawn_killed():
+    """kill -9 mvmd while its spawner's child is between clone and exec
+    (the test hook MVM_TEST_SPAWN_STALL_MS holds it there, in the VM's
+    cgroups, for 8 s: longer than the next mvmd waits for a lock whose
+    holder is dead or for a leftover cgroup to empty): the next mvmd
+    starts, though the child began with copies of the dead mvmd's lock and
+    socket, and the child never becomes a worker that nobody supervises
+    (unsandboxed: a sandboxed one would fail on its removed directory)."""
+    os.environ["MVM_TEST_SPAWN_STALL_MS"] = "8000"  # mvmd inherits it
+    try:
+        d, ctl, k = setup(["sandbox = off"])
+    finally:
+        del os.environ["MVM_TEST_SPAWN_STALL_MS"]
+    client = None
+    try:
+        client = subprocess.Popen(
+            [ctl.mvmctl, "create", "sk", "--kernel", k, "--mem", "64", "--cmdline", IDLE],
+            env=dict(os.environ, MVM_SOCKET=ctl.sock),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = wait_for(lambda: (spawn_children(d.proc.pid) or [None])[0], 20,
+                         "the spawner's child", 0.02)
+        kill9(d)
+        d.start()
+        vm = ctl.vm("sk")
+        print("after kill -9 mid-spawn: %s (%s); child %d" % (vm["state"], vm["exit_reason"], child))
+        check(vm["state"] == "crashed" and vm["exit_reason"] == "daemon died during start",
+              "sk: %s (%s)" % (vm["state"], vm["exit_reason"]))
+        wait_for(lambda: not pid_alive(child), 20, "the dead mvmd's child to exit, not exec")
+        check(not workers(d.root), "workers nobody supervises: %s" % workers(d.root))
+        client.wait(10)
+        d.check_sanitizers()
+    finally:
+        if client and client.poll() is None:
+            client.kill()
+            client.wait()
+        teardown(d)
+
+
 def case_restart_nic():
     """A VM with a NIC restarts under its policy: mvmd reopens the TAP as
     the VM's owner."""
@@ -715,6 +765,7 @@ CASES = {
     "readonly_runtime": case_readonly_runtime,
     "readonly_start": case_readonly_start,
     "failures_persist": case_failures_persist,
+    "spawn_killed": case_spawn_killed,
     "restart_nic": case_restart_nic,
 }
 
