@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
@@ -180,6 +181,7 @@ struct db {
 	int64_t last_event_id;          /* of the last event inserted */
 	struct vm_rec **recs;           /* every row, ordered by name (strcmp) */
 	size_t nrecs, caprecs;
+	struct db_stats stats;
 };
 
 static int recs_load(struct db *db);
@@ -267,16 +269,39 @@ static int db_errno(sqlite3 *conn, int rc)
 	}
 }
 
-/* Run a statement that returns no rows, then reset it for reuse. */
-static int stmt_run(sqlite3_stmt *st)
+static double mono_s(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Run a statement that returns no rows, then reset it for reuse.  Every
+ * write and commit steps here, so its time is what writes cost mvmd. */
+static int stmt_run(struct db *db, sqlite3_stmt *st)
+{
+	double t0 = mono_s();
 	int rc = sqlite3_step(st);
 	/* before the reset, which may record a later OS error */
-	int r = rc == SQLITE_DONE ? 0 : db_errno(sqlite3_db_handle(st), rc);
+	int r = rc == SQLITE_DONE ? 0 : db_errno(db->conn, rc);
 
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	db->stats.write_seconds += mono_s() - t0;
 	return r;
+}
+
+/* SQLite calls this at each commit, explicit or a lone statement's. */
+static int commit_hook_cb(void *arg)
+{
+	((struct db *)arg)->stats.commits++;
+	return 0;       /* go on with the commit */
+}
+
+void db_stats(const struct db *db, struct db_stats *ret)
+{
+	*ret = db->stats;
 }
 
 static void stmt_done(sqlite3_stmt *st)
@@ -501,6 +526,8 @@ int db_open_diag(const char *path, struct db **ret_db, char *why, size_t why_siz
 	r = recs_load(db);
 	if (r < 0)
 		goto fail;
+	/* counted from here: the migrations are not mvmd's running cost */
+	sqlite3_commit_hook(db->conn, commit_hook_cb, db);
 	*ret_db = db;
 	return 0;
 fail:
@@ -804,18 +831,18 @@ static int bind_vm_insert(sqlite3_stmt *st, const struct proto_vm *vm)
 
 static int tx_begin(struct db *db)
 {
-	return stmt_run(db->stmt[ST_BEGIN]);
+	return stmt_run(db, db->stmt[ST_BEGIN]);
 }
 
 /* Commit when r == 0, otherwise roll back; returns the first error. */
 static int tx_end(struct db *db, int r)
 {
 	if (r == 0) {
-		r = stmt_run(db->stmt[ST_COMMIT]);
+		r = stmt_run(db, db->stmt[ST_COMMIT]);
 		if (r == 0)
 			return 0;
 	}
-	stmt_run(db->stmt[ST_ROLLBACK]);
+	stmt_run(db, db->stmt[ST_ROLLBACK]);
 	return r;
 }
 
@@ -830,7 +857,7 @@ static int event_insert(struct db *db, int64_t vm_id, const char *vm,
 	sqlite3_bind_text(st, 3, proto_vm_state_name(state), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 5, time);
-	r = stmt_run(st);
+	r = stmt_run(db, st);
 	if (r == 0)
 		db->last_event_id = sqlite3_last_insert_rowid(db->conn);
 	return r;
@@ -854,7 +881,7 @@ int db_vm_insert(struct db *db, struct proto_vm *vm)
 	}
 	r = bind_vm_insert(st, vm);
 	if (r == 0)
-		r = stmt_run(st);
+		r = stmt_run(db, st);
 	else
 		stmt_done(st);
 	if (r == 0) {
@@ -886,7 +913,7 @@ static int runtime_update(struct db *db, const struct proto_vm *vm)
 	if (vm->has_exit_status)
 		sqlite3_bind_int(st, 5, vm->exit_status);
 	sqlite3_bind_text(st, 6, vm->exit_reason, -1, SQLITE_STATIC);
-	r = stmt_run(st);
+	r = stmt_run(db, st);
 	if (r == 0 && sqlite3_changes(db->conn) == 0)
 		r = -ENOENT;
 	return r;
@@ -989,7 +1016,7 @@ int db_vm_set_devices(struct db *db, const struct proto_vm *vm)
 		sqlite3_bind_int64(st, 4, vm->balloon_mib);
 	else
 		sqlite3_bind_null(st, 4);
-	r = r ?: stmt_run(st);
+	r = r ?: stmt_run(db, st);
 	if (r < 0) {
 		sqlite3_clear_bindings(st);
 		json_decref(disks);
@@ -1017,7 +1044,7 @@ int db_vm_delete(struct db *db, const struct proto_vm *vm, double time)
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, vm->id);
-	r = stmt_run(st);
+	r = stmt_run(db, st);
 	if (r == 0 && sqlite3_changes(db->conn) == 0)
 		r = -ENOENT;
 	if (r == 0)
@@ -1201,7 +1228,7 @@ int db_vm_set_failures(struct db *db, const struct proto_vm *vm, int failures)
 		return 0;
 	sqlite3_bind_int64(st, 1, vm->id);
 	sqlite3_bind_int(st, 2, failures);
-	r = stmt_run(st);
+	r = stmt_run(db, st);
 	if (r == 0)
 		rec->failures = failures;
 	return r;

@@ -88,5 +88,14 @@ struct db_totals {
 	int64_t active_mem_mib;
 };
 int db_vm_totals(struct db *db, struct db_totals *ret);
+/* What writes cost the caller's thread since db_open: commits (a
+ * transaction, or a statement on its own) and the seconds spent stepping
+ * writes and commits, the WAL's writes and any checkpoint's syncs
+ * included. */
+struct db_stats {
+	uint64_t commits;
+	double write_seconds;
+};
+void db_stats(const struct db *db, struct db_stats *ret);
 
 #endif
