@@ -2,14 +2,21 @@
 /*
  * All of mvmd's SQL: schema migrations keyed by PRAGMA user_version, and
  * prepared statements compiled once at open and finalized at close.  Each
- * state change is one transaction that also appends its event, so the
- * daemon can tell a client only after the commit returned.
+ * state change is atomic with its event, so the daemon can tell a client
+ * only after the commit returned.
+ *
+ * Group commit: a fact (db_vm_*_batched) goes into one transaction left
+ * open for the rest of the loop turn, as a savepoint of its own; the next
+ * change of its own (an intent: create, start, stop, rm) or the turn's end
+ * (db_batch_commit) commits the lot, and the batch's owner hears whether
+ * it was stored.
  *
  * mvmd is the only writer, so the vms table is also kept in memory (loaded
- * at open, updated only after each commit succeeds): reads of VM rows need
- * no SQL and no JSON parsing, and each row caches its wire encoding for
- * vm.list.  Whatever can fail is allocated before the commit, so a
- * committed change always reaches the copy.
+ * at open, updated after each commit succeeds, or for a fact as soon as it
+ * is in the batch): reads of VM rows need no SQL and no JSON parsing, and
+ * each row caches its wire encoding for vm.list.  Whatever can fail is
+ * allocated before the commit, so a committed change always reaches the
+ * copy.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -125,6 +132,9 @@ enum stmt_id {
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
 	ST_VM_INSERT,
 	ST_VM_LIST,
 	ST_VM_UPDATE,
@@ -142,6 +152,9 @@ static const char *const stmt_sql[ST_COUNT_] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT one",
+	[ST_RELEASE] = "RELEASE one",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO one",
 	[ST_VM_INSERT] = "INSERT INTO vms (name, owner_uid, state, kernel, initrd, cmdline,"
 		" vcpus, mem_mib, disks, nics, labels, restart, restart_max, created_at, pools,"
 		" autostart, uuid, balloon_mib, rng, vsock_cid)"
@@ -182,6 +195,9 @@ struct db {
 	struct vm_rec **recs;           /* every row, ordered by name (strcmp) */
 	size_t nrecs, caprecs;
 	struct db_stats stats;
+	bool batch;                     /* a batch's transaction is open */
+	void (*batch_cb)(void *arg, int r);
+	void *batch_arg;
 };
 
 static int recs_load(struct db *db);
@@ -829,14 +845,36 @@ static int bind_vm_insert(sqlite3_stmt *st, const struct proto_vm *vm)
 
 /* ---- transactions ---------------------------------------------------- */
 
+/* End the open batch: commit it when r == 0, else roll it back; the
+ * owner hears which (its changes are in the copy already). */
+static int batch_end(struct db *db, int r)
+{
+	if (r == 0)
+		r = stmt_run(db, db->stmt[ST_COMMIT]);
+	if (r < 0)
+		stmt_run(db, db->stmt[ST_ROLLBACK]);
+	db->batch = false;
+	if (db->batch_cb)
+		db->batch_cb(db->batch_arg, r);
+	return r;
+}
+
+/* A change of its own.  Inside an open batch it is a savepoint, so that
+ * its failure undoes only it, and its commit commits the batch too. */
 static int tx_begin(struct db *db)
 {
-	return stmt_run(db, db->stmt[ST_BEGIN]);
+	return stmt_run(db, db->stmt[db->batch ? ST_SAVEPOINT : ST_BEGIN]);
 }
 
 /* Commit when r == 0, otherwise roll back; returns the first error. */
 static int tx_end(struct db *db, int r)
 {
+	if (db->batch) {
+		if (r < 0)
+			stmt_run(db, db->stmt[ST_ROLLBACK_TO]);
+		stmt_run(db, db->stmt[ST_RELEASE]);
+		return r < 0 ? r : batch_end(db, 0);
+	}
 	if (r == 0) {
 		r = stmt_run(db, db->stmt[ST_COMMIT]);
 		if (r == 0)
@@ -844,6 +882,45 @@ static int tx_end(struct db *db, int r)
 	}
 	stmt_run(db, db->stmt[ST_ROLLBACK]);
 	return r;
+}
+
+/* A change into the batch, which the first one opens. */
+static int batch_begin(struct db *db)
+{
+	int r;
+
+	if (!db->batch) {
+		r = stmt_run(db, db->stmt[ST_BEGIN]);
+		if (r < 0)
+			return r;
+		db->batch = true;
+	}
+	return stmt_run(db, db->stmt[ST_SAVEPOINT]);
+}
+
+/* The change stays in the batch when r == 0; else only it is undone. */
+static int batch_put(struct db *db, int r)
+{
+	if (r < 0)
+		stmt_run(db, db->stmt[ST_ROLLBACK_TO]);
+	stmt_run(db, db->stmt[ST_RELEASE]);
+	return r;
+}
+
+void db_batch_watch(struct db *db, void (*cb)(void *arg, int r), void *arg)
+{
+	db->batch_cb = cb;
+	db->batch_arg = arg;
+}
+
+bool db_batch_open(const struct db *db)
+{
+	return db->batch;
+}
+
+int db_batch_commit(struct db *db)
+{
+	return db->batch ? batch_end(db, 0) : 0;
 }
 
 static int event_insert(struct db *db, int64_t vm_id, const char *vm,
@@ -941,20 +1018,20 @@ static void runtime_apply(struct db *db, const struct proto_vm *vm, char *reason
 	rec_encode(rec);
 }
 
-int db_vm_transition(struct db *db, const struct proto_vm *vm,
-                     const char *reason, double time)
+static int transition(struct db *db, const struct proto_vm *vm, const char *reason,
+                      double time, bool batched)
 {
 	char *reason_copy = NULL;
 	int r;
 
 	if (vm->exit_reason && !(reason_copy = strdup(vm->exit_reason)))
 		return -ENOMEM;
-	r = tx_begin(db);
+	r = batched ? batch_begin(db) : tx_begin(db);
 	if (r == 0) {
 		r = runtime_update(db, vm);
 		if (r == 0)
 			r = event_insert(db, vm->id, vm->name, vm->state, reason, time);
-		r = tx_end(db, r);
+		r = batched ? batch_put(db, r) : tx_end(db, r);
 	}
 	if (r < 0) {
 		free(reason_copy);
@@ -962,6 +1039,18 @@ int db_vm_transition(struct db *db, const struct proto_vm *vm,
 	}
 	runtime_apply(db, vm, reason_copy);
 	return 0;
+}
+
+int db_vm_transition(struct db *db, const struct proto_vm *vm,
+                     const char *reason, double time)
+{
+	return transition(db, vm, reason, time, false);
+}
+
+int db_vm_transition_batched(struct db *db, const struct proto_vm *vm,
+                             const char *reason, double time)
+{
+	return transition(db, vm, reason, time, true);
 }
 
 int db_vm_remember(struct db *db, const struct proto_vm *vm)
@@ -974,21 +1063,34 @@ int db_vm_remember(struct db *db, const struct proto_vm *vm)
 	return 0;
 }
 
-int db_vm_store(struct db *db, const struct proto_vm *vm)
+static int store(struct db *db, const struct proto_vm *vm, bool batched)
 {
 	char *reason_copy = NULL;
 	int r;
 
 	if (vm->exit_reason && !(reason_copy = strdup(vm->exit_reason)))
 		return -ENOMEM;
-	/* one statement: SQLite commits it on its own */
-	r = runtime_update(db, vm);
+	r = batched ? batch_begin(db) : tx_begin(db);
+	if (r == 0) {
+		r = runtime_update(db, vm);
+		r = batched ? batch_put(db, r) : tx_end(db, r);
+	}
 	if (r < 0) {
 		free(reason_copy);
 		return r;
 	}
 	runtime_apply(db, vm, reason_copy);
 	return 0;
+}
+
+int db_vm_store(struct db *db, const struct proto_vm *vm)
+{
+	return store(db, vm, false);
+}
+
+int db_vm_store_batched(struct db *db, const struct proto_vm *vm)
+{
+	return store(db, vm, true);
 }
 
 int db_vm_set_devices(struct db *db, const struct proto_vm *vm)
@@ -1016,7 +1118,9 @@ int db_vm_set_devices(struct db *db, const struct proto_vm *vm)
 		sqlite3_bind_int64(st, 4, vm->balloon_mib);
 	else
 		sqlite3_bind_null(st, 4);
-	r = r ?: stmt_run(db, st);
+	r = r ?: tx_begin(db);
+	if (r == 0)
+		r = tx_end(db, stmt_run(db, st));
 	if (r < 0) {
 		sqlite3_clear_bindings(st);
 		json_decref(disks);
@@ -1228,7 +1332,11 @@ int db_vm_set_failures(struct db *db, const struct proto_vm *vm, int failures)
 		return 0;
 	sqlite3_bind_int64(st, 1, vm->id);
 	sqlite3_bind_int(st, 2, failures);
-	r = stmt_run(db, st);
+	r = tx_begin(db);
+	if (r == 0)
+		r = tx_end(db, stmt_run(db, st));
+	else
+		stmt_done(st);
 	if (r == 0)
 		rec->failures = failures;
 	return r;
