@@ -826,7 +826,9 @@ static int supervisor_started(struct worker *w, int link_fd, struct proto_error 
 		}
 		return start_fail(err, r, "link");
 	}
-	r = vm_store(w->vm);
+	/* a detail of "starting", which is stored: into the batch, like a
+	 * fact (the worker record finds the worker if it is lost) */
+	r = vm_store_batched(w->vm);
 	if (r < 0) {
 		/* the client must not hear of a start that is not stored; the
 		 * caller logs err */
