@@ -285,10 +285,32 @@ static void conn_release(struct conn *c)
 	}
 }
 
+#ifdef MVM_TEST_HOOKS
+/* Test builds only: MVM_TEST_COMMIT_STALL_MS=N makes the turn's end stand
+ * still N ms before it commits an open batch, so a test can kill -9 mvmd
+ * inside the window in which no held output may have left. */
+static void commit_stall(struct mvmd *d)
+{
+	const char *t = getenv("MVM_TEST_COMMIT_STALL_MS");
+	struct timespec ts;
+	long ms = t ? atol(t) : 0;
+
+	if (ms <= 0 || !vms_batch_open(d))
+		return;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+#endif
+
 static void turn_end(struct mvmd *d)
 {
 	struct conn *c, *next;
 
+#ifdef MVM_TEST_HOOKS
+	commit_stall(d);
+#endif
 	vms_commit_batch(d);
 	if (!d->output_held)
 		return;
