@@ -361,6 +361,17 @@ def fds_and_tasks(mvmd_pid, workers):
     return fds, tasks
 
 
+def db_stats(raw):
+    """mvmd's state database commits and the seconds its loop spent in
+    them (metrics mvmd_db_*), as (commits, seconds)."""
+    v = {}
+    for line in raw.ok("metrics")["text"].splitlines():
+        w = line.split()
+        if len(w) == 2 and w[0] in ("mvmd_db_commits_total", "mvmd_db_write_seconds_total"):
+            v[w[0]] = float(w[1])
+    return v.get("mvmd_db_commits_total", 0), v.get("mvmd_db_write_seconds_total", 0.0)
+
+
 STRACE_CALLS = "fdatasync,fsync,write,pwrite64,openat,mkdir,rmdir"
 
 
@@ -502,6 +513,7 @@ def main():
     fl = Fleet(p, args)
     storm_lists = []
     traced = None
+    dbcost = None
     health = None
     dynmods = None
     slabs = []
@@ -513,9 +525,13 @@ def main():
         for n in cps:
             print("density: filling to %d VMs" % n, file=sys.stderr)
             st = strace_start(fl.d.proc.pid) if args.strace and not rows else None
+            db0 = db_stats(raw) if not rows else None
             storm_lists += fl.fill_to(n)
             if st:
                 traced = strace_stop(st, n)
+            if db0:
+                db1 = db_stats(raw)
+                dbcost = ((db1[0] - db0[0]) / n, (db1[1] - db0[1]) / n)
             time.sleep(3)
             lists, creates = fl.probe(raw)
             used, slab, pt, ks = memory_row(base, n)
@@ -548,6 +564,9 @@ def main():
               "last/first %.2fx, median bucket %.1f/s, min..max %.1f..%.1f/s"
               % (args.bucket, rates[0], rates[-1], rates[-1] / rates[0], statistics.median(rates),
                  min(rates), max(rates)))
+    if dbcost:
+        print("state database per start, first fill: %.2f commits, %.0f us of the loop in "
+              "SQLite writes" % (dbcost[0], dbcost[1] * 1e6))
     if traced is not None:
         print("mvmd loop thread per start, first fill (strace -c): %s" % traced)
     if health and health.get("enabled"):

@@ -38,10 +38,12 @@ struct write_req {
 	uv_write_t req;
 	uv_buf_t buf;
 	struct conn *c;                 /* valid until its callback ran */
+	TAILQ_ENTRY(write_req) held_link;
 };
 
 static void conn_pump(struct conn *c);
 static void conn_set_reading(struct conn *c, bool on);
+static void held_drop(struct conn *c);
 
 bool conn_may_access(const struct conn *c, uint32_t owner)
 {
@@ -96,6 +98,7 @@ void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	held_drop(c);
 	TAILQ_REMOVE(&c->d->conns, c, link);
 	dispatch_conn_closed(c);
 	/* uv_close lets queued writes fail with ECANCELED; their callbacks
@@ -127,6 +130,10 @@ void conn_end(struct conn *c)
 	c->follow_vm = 0;
 	c->subscribed = false;
 	conn_set_reading(c, false);
+	if (!TAILQ_EMPTY(&c->held)) {
+		c->end_held = req;      /* after the held output: conn_release */
+		return;
+	}
 	if (uv_shutdown(req, (uv_stream_t *)&c->pipe, shutdown_cb) < 0) {
 		free(req);
 		conn_close(c);
@@ -137,6 +144,11 @@ void control_close_all(struct mvmd *d)
 {
 	while (!TAILQ_EMPTY(&d->conns))
 		conn_close(TAILQ_FIRST(&d->conns));
+	if (d->turn_init) {
+		d->turn_init = false;
+		uv_close((uv_handle_t *)&d->turn_prepare, NULL);
+		uv_close((uv_handle_t *)&d->turn_check, NULL);
+	}
 	if (d->line_timer_init) {
 		d->line_timer_init = false;
 		uv_close((uv_handle_t *)&d->line_timer, NULL);
@@ -150,6 +162,12 @@ void control_close_all(struct mvmd *d)
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* Bytes queued on c: in libuv's queue and held for the batch. */
+static size_t unsent(struct conn *c)
+{
+	return uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + c->held_bytes;
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
@@ -160,8 +178,7 @@ static void write_cb(uv_write_t *req, int status)
 	free(w->buf.base);
 	free(w);
 	/* it read: the requests it sent meanwhile go on */
-	if (!c->closing && c->out_paused &&
-	    uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) < CONN_OUTPUT_PAUSE / 2) {
+	if (!c->closing && c->out_paused && unsent(c) < CONN_OUTPUT_PAUSE / 2) {
 		c->out_paused = false;
 		conn_pump(c);
 	}
@@ -176,7 +193,7 @@ static void conn_write(struct conn *c, char *buf, size_t len)
 		free(buf);
 		return;
 	}
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > CONN_OUTPUT_MAX) {
+	if (unsent(c) > CONN_OUTPUT_MAX) {
 		log_warn("client pid %d is not reading; closing its connection", (int)c->cred.pid);
 		free(buf);
 		conn_close(c);
@@ -200,7 +217,12 @@ static void conn_write(struct conn *c, char *buf, size_t len)
 	}
 	w->buf = uv_buf_init(buf, len);
 	w->c = c;
-	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &w->buf, 1, write_cb) < 0) {
+	if (vms_batch_open(c->d) || !TAILQ_EMPTY(&c->held)) {
+		/* group commit: nothing leaves before what came earlier is stored */
+		TAILQ_INSERT_TAIL(&c->held, w, held_link);
+		c->held_bytes += len;
+		c->d->output_held = true;
+	} else if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &w->buf, 1, write_cb) < 0) {
 		free(buf);
 		free(w);
 		conn_close(c);
@@ -208,8 +230,121 @@ static void conn_write(struct conn *c, char *buf, size_t len)
 	}
 	if (c->u)
 		c->u->out_bytes += len;
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > CONN_OUTPUT_PAUSE)
+	if (unsent(c) > CONN_OUTPUT_PAUSE)
 		c->out_paused = true;
+}
+
+/* ---- group commit: output waits for the batch ---------------------------
+ *
+ * A fact (a VM booted or ended) and a spawned pid are committed in one
+ * transaction per loop turn (vms.c); so that no client hears of a change
+ * a kill -9 of mvmd would lose, everything written to a client while that
+ * transaction is open is held, and the turn's end commits it first, then
+ * sends (docs/architecture.md, "Group commit").  A failed commit keeps the
+ * facts in memory (they happened) and the output goes out all the same.
+ */
+
+static void held_drop(struct conn *c)
+{
+	struct write_req *w;
+
+	while ((w = TAILQ_FIRST(&c->held))) {
+		TAILQ_REMOVE(&c->held, w, held_link);
+		if (c->u)
+			c->u->out_bytes -= w->buf.len;
+		free(w->buf.base);
+		free(w);
+	}
+	c->held_bytes = 0;
+	free(c->end_held);
+	c->end_held = NULL;
+}
+
+/* Hand c's held output to libuv in order, then the shutdown conn_end
+ * asked for meanwhile. */
+static void conn_release(struct conn *c)
+{
+	uv_shutdown_t *req = c->end_held;
+	struct write_req *w;
+
+	while ((w = TAILQ_FIRST(&c->held))) {
+		TAILQ_REMOVE(&c->held, w, held_link);
+		c->held_bytes -= w->buf.len;
+		if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &w->buf, 1, write_cb) < 0) {
+			if (c->u)
+				c->u->out_bytes -= w->buf.len;
+			free(w->buf.base);
+			free(w);
+			conn_close(c);
+			return;
+		}
+	}
+	c->end_held = NULL;
+	if (req && uv_shutdown(req, (uv_stream_t *)&c->pipe, shutdown_cb) < 0) {
+		free(req);
+		conn_close(c);
+	}
+}
+
+#ifdef MVM_TEST_HOOKS
+/* Test builds only: MVM_TEST_COMMIT_STALL_MS=N makes the turn's end stand
+ * still N ms before it commits an open batch, so a test can kill -9 mvmd
+ * inside the window in which no held output may have left. */
+static void commit_stall(struct mvmd *d)
+{
+	const char *t = getenv("MVM_TEST_COMMIT_STALL_MS");
+	struct timespec ts;
+	long ms = t ? atol(t) : 0;
+
+	if (ms <= 0 || !vms_batch_open(d))
+		return;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+#endif
+
+static void turn_end(struct mvmd *d)
+{
+	struct conn *c, *next;
+
+#ifdef MVM_TEST_HOOKS
+	commit_stall(d);
+#endif
+	vms_commit_batch(d);
+	if (!d->output_held)
+		return;
+	d->output_held = false;
+	for (c = TAILQ_FIRST(&d->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		conn_release(c);
+	}
+}
+
+/* After the I/O callbacks (check) and before the loop would block
+ * (prepare), so a batch stays open at most one turn. */
+static void turn_check_cb(uv_check_t *h)
+{
+	turn_end(h->data);
+}
+
+static void turn_prepare_cb(uv_prepare_t *h)
+{
+	turn_end(h->data);
+}
+
+static void turn_init(struct mvmd *d)
+{
+	uv_prepare_init(d->loop, &d->turn_prepare);
+	uv_check_init(d->loop, &d->turn_check);
+	d->turn_prepare.data = d->turn_check.data = d;
+	uv_prepare_start(&d->turn_prepare, turn_prepare_cb);
+	uv_check_start(&d->turn_check, turn_check_cb);
+	/* they keep nothing alive: the loop ends when the rest does */
+	uv_unref((uv_handle_t *)&d->turn_prepare);
+	uv_unref((uv_handle_t *)&d->turn_check);
+	d->turn_init = true;
 }
 
 void conn_send(struct conn *c, json_t *msg)
@@ -490,6 +625,7 @@ static void connection_cb(uv_stream_t *server, int status)
 	if (!c)
 		return;
 	c->d = d;
+	TAILQ_INIT(&c->held);
 	proto_linebuf_init(&c->lb);
 	uv_pipe_init(d->loop, &c->pipe, 0);
 	c->pipe.data = c;
@@ -588,6 +724,7 @@ int control_listen(struct mvmd *d)
 	uv_pipe_init(d->loop, &d->listener, 0);
 	d->listener.data = d;
 	d->listening = true;
+	turn_init(d);
 	r = uv_pipe_bind(&d->listener, path);
 	if (r == 0)
 		r = socket_secure(path);

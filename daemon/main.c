@@ -310,6 +310,8 @@ static int open_db(struct mvmd *d)
 	r = db_open_diag(path, &d->db, why, sizeof(why));
 	if (r < 0)
 		log_db_error(path, r, why);
+	else
+		vms_db_opened(d);
 	return r;
 }
 

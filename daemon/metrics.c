@@ -338,6 +338,7 @@ int metrics_render(struct mvmd *d, bool (*may_see)(void *arg, uint32_t owner), v
 	struct metrics *m = d->metrics;
 	uint64_t states[PROTO_VM_STATE_COUNT_] = { 0 }, cum = 0;
 	struct proto_vm *vms = NULL;
+	struct db_stats dbs;
 	struct cap_usage u;
 	size_t n = 0;
 	FILE *f;
@@ -416,6 +417,12 @@ int metrics_render(struct mvmd *d, bool (*may_see)(void *arg, uint32_t owner), v
 	for (size_t i = 0; m && i < m->nreasons; i++)
 		fprintf(f, "mvmd_worker_crashes_total{reason=\"%s\"} %llu\n", m->crashes[i].name,
 		        (unsigned long long)m->crashes[i].n);
+	db_stats(d->db, &dbs);
+	head(f, "mvmd_db_commits_total", "counter", "State database commits.");
+	fprintf(f, "mvmd_db_commits_total %llu\n", (unsigned long long)dbs.commits);
+	head(f, "mvmd_db_write_seconds_total", "counter",
+	     "Time mvmd's loop spent in state database writes and commits.");
+	fprintf(f, "mvmd_db_write_seconds_total %.6f\n", dbs.write_seconds);
 	head(f, "mvmd_metrics_connections_rejected_total", "counter",
 	     "Metrics HTTP connections closed at once: too many open.");
 	fprintf(f, "mvmd_metrics_connections_rejected_total %llu\n",

@@ -120,6 +120,7 @@ TAILQ_HEAD(vm_list, vm);
 TAILQ_HEAD(client_uid_list, client_uid);
 TAILQ_HEAD(sandbox_uid_list, sandbox_uid);
 TAILQ_HEAD(worker_call_list, worker_call);
+TAILQ_HEAD(write_req_list, write_req);
 
 #define WORKER_HOOKS_MAX 8
 
@@ -135,6 +136,11 @@ struct mvmd {
 	uint32_t nconns_counted;        /* connections under client_max */
 	uv_timer_t line_timer;          /* unfinished request lines (control.c) */
 	bool line_timer_init;
+	/* the loop turn's end: commit the batch, then send held output */
+	uv_prepare_t turn_prepare;
+	uv_check_t turn_check;
+	bool turn_init;
+	bool output_held;               /* some connection holds output */
 	struct worker_list workers;     /* live workers (supervisor.c) */
 	struct vm **vms;                /* hash of per-VM records by row id (vms.c) */
 	size_t vms_buckets, nvms;
@@ -226,8 +232,10 @@ struct vm {
 	struct admission *adm;          /* admit.c: its reservation */
 	struct restart_rec *restart;    /* restart.c: its restart policy state */
 	struct waiter_list waiters;     /* dispatch.c: clients waiting on it */
-	/* vms.c: a fact (a worker's end) the database could not take yet */
-	bool unstored;
+	/* vms.c: a fact (a worker's end) or a detail (its pid) not yet known
+	 * stored: in the open batch (unstored_batched) or refused by the
+	 * disk and retried; unstored_event: the change kept has an event */
+	bool unstored, unstored_batched, unstored_event;
 	char *unstored_reason;
 	TAILQ_ENTRY(vm) unstored_link;
 	/* reclaim.c: MiB its balloon holds above the row's balloon_mib, the
@@ -258,16 +266,25 @@ struct vm *vms_find(struct mvmd *d, int64_t id);
  * unchanged and nobody hears of it; the caller logs. */
 int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason);
 /* vm_commit for a fact that already happened (a worker ended, a restart
- * failed): if the database cannot take it, the record and every reader
- * see it anyway, observers hear of it, and it is stored again every
- * VMS_RETRY_S seconds until it is; returns the storage error (logged by
- * the caller) or 0. */
+ * failed): the record and every reader see it at once and observers hear
+ * of it; it goes into the open batch, and if the database cannot take it
+ * (now or when the batch commits) it is stored again every VMS_RETRY_S
+ * seconds until it is; returns the storage error of now (logged by the
+ * caller) or 0. */
 int vm_commit_fact(struct vm *vm, enum proto_vm_state state, const char *reason);
 #define VMS_RETRY_S 2
 /* Daemon exit: one last try to store the facts, then stop retrying. */
 void vms_flush(struct mvmd *d);
 /* Store the row's runtime columns without an event (a spawned pid). */
 int vm_store(struct vm *vm);
+/* vm_store into the batch, like a fact: 0, or the error of opening the
+ * batch; one lost later is kept and retried like a fact. */
+int vm_store_batched(struct vm *vm);
+/* Group commit (vms.c's opening comment): tell db.c whom to report a
+ * batch's end to, once it is open; whether one is open; commit it. */
+void vms_db_opened(struct mvmd *d);
+bool vms_batch_open(const struct mvmd *d);
+void vms_commit_batch(struct mvmd *d);
 /* Delete the row; observers hear state "deleted". */
 int vm_delete(struct vm *vm);
 /* struct vm_files (below): none open; close what is open. */
@@ -304,6 +321,10 @@ struct conn {
 	bool busy;                      /* a request is waiting for the VM */
 	bool closing;
 	bool ending;                    /* conn_end: shutdown in flight */
+	/* output waiting for the open batch's commit, then the shutdown */
+	struct write_req_list held;
+	size_t held_bytes;
+	uv_shutdown_t *end_held;
 	/* dispatch.c's, per connection */
 	enum conn_mode mode;
 	struct waiter *waiter;          /* its busy request's waiter, if any */

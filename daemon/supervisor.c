@@ -883,7 +883,9 @@ static int worker_running(struct worker *w, struct proto_error *err)
 		w->term_signal = SIGKILL;
 		return start_fail(err, r, "pidfd watch");
 	}
-	r = vm_store(w->vm);
+	/* a detail of "starting", which is stored: into the batch, like a
+	 * fact (the worker record finds the worker if it is lost) */
+	r = vm_store_batched(w->vm);
 	if (r < 0) {
 		/* the client must not hear of a start that is not stored */
 		w->kill_requested = true;

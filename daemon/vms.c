@@ -2,7 +2,15 @@
 /*
  * One record per VM, found by its row id in a hash table, and the one path
  * every state change takes: vm_commit() sets the state, stores the row with
- * its event and tells the observers (systemd's "stay uniform").  The layers
+ * its event and tells the observers (systemd's "stay uniform").
+ *
+ * Group commit: a fact (vm_commit_fact: a worker booted or ended) and a
+ * spawned pid go into the database's open batch and stay on the unstored
+ * list, batched, until it commits: with the next vm_commit (an intent
+ * must be stored before mvmd acts on it, so it commits at once, the batch
+ * with it) or at the loop turn's end (control.c).  Clients hear of
+ * neither before that commit: control.c holds every reply and event
+ * while a batch is open (docs/architecture.md, "Group commit").  The layers
  * above keep their per-VM part in the record (struct vm in mvmd.h) and hold
  * a reference while they do; the record goes when the last one lets go.
  */
@@ -139,17 +147,28 @@ static void unstored_clear(struct vm *vm)
 		return;
 	TAILQ_REMOVE(&vm->d->unstored, vm, unstored_link);
 	vm->unstored = false;
+	vm->unstored_batched = false;
 	free(vm->unstored_reason);
 	vm->unstored_reason = NULL;
 	vm_release(vm);
 }
 
-/* Store vm's row as it is now, with the event of the fact kept. */
-static int unstored_store(struct vm *vm)
+/* Store vm's row as it is now, with the event of the fact kept (if the
+ * change kept has one); batched: into the open batch. */
+static int unstored_store(struct vm *vm, bool batched)
 {
-	int r = db_vm_transition(vm->d->db, &vm->row, vm->unstored_reason, mvmd_now());
+	struct db *db = vm->d->db;
+	double now = mvmd_now();
+	int r;
 
-	if (r == 0) {
+	if (vm->unstored_event)
+		r = batched ? db_vm_transition_batched(db, &vm->row, vm->unstored_reason, now)
+		            : db_vm_transition(db, &vm->row, vm->unstored_reason, now);
+	else
+		r = batched ? db_vm_store_batched(db, &vm->row) : db_vm_store(db, &vm->row);
+	if (r == 0 && batched) {
+		vm->unstored_batched = true;
+	} else if (r == 0) {
 		log_info("VM %s: state %s stored at last", vm->row.name,
 		         proto_vm_state_name(vm->row.state));
 		unstored_clear(vm);
@@ -164,11 +183,87 @@ static void unstored_timer_cb(uv_timer_t *t)
 
 	for (vm = TAILQ_FIRST(&d->unstored); vm; vm = next) {
 		next = TAILQ_NEXT(vm, unstored_link);
-		if (unstored_store(vm) < 0)
+		if (!vm->unstored_batched && unstored_store(vm, false) < 0)
 			break;          /* the same disk: the rest wait too */
 	}
 	if (TAILQ_EMPTY(&d->unstored))
 		uv_timer_stop(t);
+}
+
+/* The disk did not take vm's kept change: retry every VMS_RETRY_S. */
+static void unstored_retry(struct vm *vm)
+{
+	struct mvmd *d = vm->d;
+
+	if (!d->unstored_timer_init) {
+		uv_timer_init(d->loop, &d->unstored_timer);
+		d->unstored_timer.data = d;
+		d->unstored_timer_init = true;
+	}
+	if (!uv_is_active((uv_handle_t *)&d->unstored_timer))
+		uv_timer_start(&d->unstored_timer, unstored_timer_cb, VMS_RETRY_S * 1000,
+		               VMS_RETRY_S * 1000);
+	log_warn("VM %s: state %s kept in memory; storing it again every %d s",
+	         vm->row.name, proto_vm_state_name(vm->row.state), VMS_RETRY_S);
+}
+
+/* Keep vm's change (with its event, or a detail without one) until it is
+ * known stored: when its batch commits (batched), else by a retry. */
+static void unstored_keep(struct vm *vm, const char *reason, bool event, bool batched)
+{
+	if (!vm->unstored) {
+		vm->unstored = true;
+		vm->unstored_event = false;
+		vm_ref(vm);
+		TAILQ_INSERT_TAIL(&vm->d->unstored, vm, unstored_link);
+	}
+	if (event) {
+		free(vm->unstored_reason);
+		vm->unstored_reason = reason ? strdup(reason) : NULL;
+		vm->unstored_event = true;
+	}
+	vm->unstored_batched = batched;
+	if (!batched)
+		unstored_retry(vm);
+}
+
+/* db.c ended a batch: its changes are stored (r == 0) or all rolled back. */
+static void batch_cb(void *arg, int r)
+{
+	struct mvmd *d = arg;
+	struct vm *vm, *next;
+	bool lost = false;
+
+	for (vm = TAILQ_FIRST(&d->unstored); vm; vm = next) {
+		next = TAILQ_NEXT(vm, unstored_link);
+		if (!vm->unstored_batched)
+			continue;
+		if (r == 0) {
+			unstored_clear(vm);
+			continue;
+		}
+		if (!lost)
+			log_error("cannot store the state changes of a loop turn: %s", strerror(-r));
+		lost = true;
+		vm->unstored_batched = false;
+		unstored_retry(vm);
+	}
+}
+
+void vms_db_opened(struct mvmd *d)
+{
+	db_batch_watch(d->db, batch_cb, d);
+}
+
+bool vms_batch_open(const struct mvmd *d)
+{
+	return d->db && db_batch_open(d->db);
+}
+
+void vms_commit_batch(struct mvmd *d)
+{
+	if (d->db)
+		db_batch_commit(d->db);         /* batch_cb hears how it went */
 }
 
 int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason)
@@ -177,8 +272,9 @@ int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason)
 	double now = mvmd_now();
 	int r;
 
-	/* an older fact first, so the events stay in order */
-	if (vm->unstored && (r = unstored_store(vm)) < 0)
+	/* an older fact first, so the events stay in order; one in the open
+	 * batch is committed with this change */
+	if (vm->unstored && !vm->unstored_batched && (r = unstored_store(vm, false)) < 0)
 		return r;
 	vm->row.state = state;
 	r = db_vm_transition(vm->d->db, &vm->row, reason, now);
@@ -193,36 +289,22 @@ int vm_commit(struct vm *vm, enum proto_vm_state state, const char *reason)
 int vm_commit_fact(struct vm *vm, enum proto_vm_state state, const char *reason)
 {
 	struct mvmd *d = vm->d;
-	int r = vm_commit(vm, state, reason), r2;
+	double now = mvmd_now();
+	int r = 0, r2;
 
+	if (vm->unstored && !vm->unstored_batched)
+		r = unstored_store(vm, true);
+	vm->row.state = state;
 	if (r == 0)
-		return 0;
+		r = db_vm_transition_batched(d->db, &vm->row, reason, now);
 	/* Memory is authoritative: the worker is gone whatever the disk
 	 * says, so the record, the database's cache and the observers all
-	 * see the new state, and a timer stores it once space returns. */
-	vm->row.state = state;
-	r2 = db_vm_remember(d->db, &vm->row);
-	if (r2 < 0)
+	 * see the new state at once, and it stays kept until stored. */
+	if (r < 0 && (r2 = db_vm_remember(d->db, &vm->row)) < 0)
 		log_error("VM %s: cannot keep state %s even in memory: %s", vm->row.name,
 		          proto_vm_state_name(state), strerror(-r2));
-	if (!vm->unstored) {
-		vm->unstored = true;
-		vm_ref(vm);
-		TAILQ_INSERT_TAIL(&d->unstored, vm, unstored_link);
-	}
-	free(vm->unstored_reason);
-	vm->unstored_reason = reason ? strdup(reason) : NULL;
-	if (!d->unstored_timer_init) {
-		uv_timer_init(d->loop, &d->unstored_timer);
-		d->unstored_timer.data = d;
-		d->unstored_timer_init = true;
-	}
-	if (!uv_is_active((uv_handle_t *)&d->unstored_timer))
-		uv_timer_start(&d->unstored_timer, unstored_timer_cb, VMS_RETRY_S * 1000,
-		               VMS_RETRY_S * 1000);
-	log_warn("VM %s: state %s kept in memory; storing it again every %d s",
-	         vm->row.name, proto_vm_state_name(state), VMS_RETRY_S);
-	publish(vm, reason, mvmd_now());
+	unstored_keep(vm, reason, true, r == 0);
+	publish(vm, reason, now);
 	return r;
 }
 
@@ -230,9 +312,10 @@ void vms_flush(struct mvmd *d)
 {
 	struct vm *vm, *next;
 
+	vms_commit_batch(d);
 	for (vm = TAILQ_FIRST(&d->unstored); vm; vm = next) {
 		next = TAILQ_NEXT(vm, unstored_link);
-		if (unstored_store(vm) < 0) {
+		if (unstored_store(vm, false) < 0) {
 			log_error("VM %s: state %s was never stored; the next mvmd finds its "
 			          "worker gone and reconciles", vm->row.name,
 			          proto_vm_state_name(vm->row.state));
@@ -248,6 +331,19 @@ void vms_flush(struct mvmd *d)
 int vm_store(struct vm *vm)
 {
 	return db_vm_store(vm->d->db, &vm->row);
+}
+
+int vm_store_batched(struct vm *vm)
+{
+	int r = 0;
+
+	if (vm->unstored && !vm->unstored_batched)
+		r = unstored_store(vm, true);
+	if (r == 0)
+		r = db_vm_store_batched(vm->d->db, &vm->row);
+	if (r == 0)
+		unstored_keep(vm, NULL, false, true);
+	return r;
 }
 
 int vm_delete(struct vm *vm)

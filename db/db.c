@@ -2,22 +2,32 @@
 /*
  * All of mvmd's SQL: schema migrations keyed by PRAGMA user_version, and
  * prepared statements compiled once at open and finalized at close.  Each
- * state change is one transaction that also appends its event, so the
- * daemon can tell a client only after the commit returned.
+ * state change is atomic with its event, so the daemon can tell a client
+ * only after the commit returned.
+ *
+ * Group commit: a fact (db_vm_*_batched) goes into one transaction left
+ * open for the rest of the loop turn, as a savepoint of its own; the next
+ * change of its own (an intent: create, start, stop, rm) or the turn's end
+ * (db_batch_commit) commits the lot, and the batch's owner hears whether
+ * it was stored.
  *
  * mvmd is the only writer, so the vms table is also kept in memory (loaded
- * at open, updated only after each commit succeeds): reads of VM rows need
- * no SQL and no JSON parsing, and each row caches its wire encoding for
- * vm.list.  Whatever can fail is allocated before the commit, so a
- * committed change always reaches the copy.
+ * at open, updated after each commit succeeds, or for a fact as soon as it
+ * is in the batch): reads of VM rows need no SQL and no JSON parsing, and
+ * each row caches its wire encoding for vm.list.  Whatever can fail is
+ * allocated before the commit, so a committed change always reaches the
+ * copy.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
@@ -124,6 +134,9 @@ enum stmt_id {
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
 	ST_VM_INSERT,
 	ST_VM_LIST,
 	ST_VM_UPDATE,
@@ -141,6 +154,9 @@ static const char *const stmt_sql[ST_COUNT_] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT one",
+	[ST_RELEASE] = "RELEASE one",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO one",
 	[ST_VM_INSERT] = "INSERT INTO vms (name, owner_uid, state, kernel, initrd, cmdline,"
 		" vcpus, mem_mib, disks, nics, labels, restart, restart_max, created_at, pools,"
 		" autostart, uuid, balloon_mib, rng, vsock_cid)"
@@ -180,6 +196,11 @@ struct db {
 	int64_t last_event_id;          /* of the last event inserted */
 	struct vm_rec **recs;           /* every row, ordered by name (strcmp) */
 	size_t nrecs, caprecs;
+	struct db_stats stats;
+	struct checkpointer *ckpt;      /* NULL: SQLite's own, in the commits */
+	bool batch;                     /* a batch's transaction is open */
+	void (*batch_cb)(void *arg, int r);
+	void *batch_arg;
 };
 
 static int recs_load(struct db *db);
@@ -267,16 +288,34 @@ static int db_errno(sqlite3 *conn, int rc)
 	}
 }
 
-/* Run a statement that returns no rows, then reset it for reuse. */
-static int stmt_run(sqlite3_stmt *st)
+static double mono_s(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Run a statement that returns no rows, then reset it for reuse.  Every
+ * write and commit steps here, so its time is what writes cost mvmd. */
+static int stmt_run(struct db *db, sqlite3_stmt *st)
+{
+	double t0 = mono_s();
 	int rc = sqlite3_step(st);
 	/* before the reset, which may record a later OS error */
-	int r = rc == SQLITE_DONE ? 0 : db_errno(sqlite3_db_handle(st), rc);
+	int r = rc == SQLITE_DONE ? 0 : db_errno(db->conn, rc);
 
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	db->stats.write_seconds += mono_s() - t0;
 	return r;
+}
+
+/* SQLite calls this at each commit, explicit or a lone statement's. */
+static int commit_hook_cb(void *arg)
+{
+	((struct db *)arg)->stats.commits++;
+	return 0;       /* go on with the commit */
 }
 
 static void stmt_done(sqlite3_stmt *st)
@@ -368,6 +407,126 @@ static int db_migrate(struct db *db, char *why, size_t size)
 			return r;
 	}
 	return 0;
+}
+
+/* ---- checkpoints, off the loop ------------------------------------------ */
+
+/* SQLite's automatic checkpoint runs inside the commit that takes the WAL
+ * past 1000 pages: it copies them into the database and syncs both files
+ * on mvmd's loop.  A thread with a connection of its own does it instead,
+ * told by the WAL hook; a PASSIVE checkpoint takes no lock a writer needs,
+ * so commits go on meanwhile. */
+#define CKPT_PAGES 1000
+/* A thread this far behind (a stalled disk): the loop's commit checkpoints
+ * itself, as SQLite would, so the WAL stays bounded. */
+#define CKPT_PAGES_MAX (16 * CKPT_PAGES)
+
+struct checkpointer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	sqlite3 *conn;
+	bool wanted, stop;
+	uint64_t done;                  /* checkpoints that ran (atomic) */
+};
+
+static void *ckpt_main(void *arg)
+{
+	struct checkpointer *k = arg;
+
+	pthread_mutex_lock(&k->lock);
+	for (;;) {
+		while (!k->wanted && !k->stop)
+			pthread_cond_wait(&k->cond, &k->lock);
+		if (k->stop)
+			break;
+		k->wanted = false;
+		pthread_mutex_unlock(&k->lock);
+		/* a failure (a full disk) waits for the next commit's call */
+		if (sqlite3_wal_checkpoint_v2(k->conn, "main", SQLITE_CHECKPOINT_PASSIVE,
+		                              NULL, NULL) == SQLITE_OK)
+			__atomic_add_fetch(&k->done, 1, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&k->lock);
+	}
+	pthread_mutex_unlock(&k->lock);
+	return NULL;
+}
+
+/* After each commit, with the WAL's length in pages. */
+static int wal_hook_cb(void *arg, sqlite3 *conn, const char *name, int pages)
+{
+	struct checkpointer *k = arg;
+
+	if (pages >= CKPT_PAGES_MAX) {
+		sqlite3_wal_checkpoint_v2(conn, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	} else if (pages >= CKPT_PAGES) {
+		pthread_mutex_lock(&k->lock);
+		k->wanted = true;
+		pthread_cond_signal(&k->cond);
+		pthread_mutex_unlock(&k->lock);
+	}
+	return SQLITE_OK;
+}
+
+static void ckpt_free(struct checkpointer *k)
+{
+	sqlite3_close(k->conn);
+	pthread_cond_destroy(&k->cond);
+	pthread_mutex_destroy(&k->lock);
+	free(k);
+}
+
+/* Without the thread (no memory, no second connection), SQLite's own
+ * automatic checkpoint stays: slower, never wrong. */
+static void ckpt_start(struct db *db, const char *path)
+{
+	struct checkpointer *k = calloc(1, sizeof(*k));
+	sigset_t all, old;
+	int r;
+
+	if (!k)
+		return;
+	pthread_mutex_init(&k->lock, NULL);
+	pthread_cond_init(&k->cond, NULL);
+	if (sqlite3_open_v2(path, &k->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+	                    NULL) != SQLITE_OK ||
+	    sqlite3_exec(k->conn, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+		ckpt_free(k);
+		return;
+	}
+	/* signals stay the loop's */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&k->thread, NULL, ckpt_main, k);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		ckpt_free(k);
+		return;
+	}
+	db->ckpt = k;
+	sqlite3_wal_hook(db->conn, wal_hook_cb, k);     /* replaces the automatic one */
+}
+
+static void ckpt_stop(struct db *db)
+{
+	struct checkpointer *k = db->ckpt;
+
+	if (!k)
+		return;
+	sqlite3_wal_hook(db->conn, NULL, NULL);
+	pthread_mutex_lock(&k->lock);
+	k->stop = true;
+	pthread_cond_signal(&k->cond);
+	pthread_mutex_unlock(&k->lock);
+	pthread_join(k->thread, NULL);
+	ckpt_free(k);
+	db->ckpt = NULL;
+}
+
+void db_stats(const struct db *db, struct db_stats *ret)
+{
+	*ret = db->stats;
+	ret->checkpoints = db->ckpt ? __atomic_load_n(&db->ckpt->done, __ATOMIC_RELAXED) : 0;
 }
 
 static int db_prepare_all(struct db *db)
@@ -501,6 +660,9 @@ int db_open_diag(const char *path, struct db **ret_db, char *why, size_t why_siz
 	r = recs_load(db);
 	if (r < 0)
 		goto fail;
+	/* counted from here: the migrations are not mvmd's running cost */
+	sqlite3_commit_hook(db->conn, commit_hook_cb, db);
+	ckpt_start(db, path);
 	*ret_db = db;
 	return 0;
 fail:
@@ -514,6 +676,7 @@ void db_close(struct db *db)
 {
 	if (!db)
 		return;
+	ckpt_stop(db);
 	recs_free(db);
 	for (int i = 0; i < ST_COUNT_; i++)
 		sqlite3_finalize(db->stmt[i]);
@@ -802,21 +965,82 @@ static int bind_vm_insert(sqlite3_stmt *st, const struct proto_vm *vm)
 
 /* ---- transactions ---------------------------------------------------- */
 
+/* End the open batch: commit it when r == 0, else roll it back; the
+ * owner hears which (its changes are in the copy already). */
+static int batch_end(struct db *db, int r)
+{
+	if (r == 0)
+		r = stmt_run(db, db->stmt[ST_COMMIT]);
+	if (r < 0)
+		stmt_run(db, db->stmt[ST_ROLLBACK]);
+	db->batch = false;
+	if (db->batch_cb)
+		db->batch_cb(db->batch_arg, r);
+	return r;
+}
+
+/* A change of its own.  Inside an open batch it is a savepoint, so that
+ * its failure undoes only it, and its commit commits the batch too. */
 static int tx_begin(struct db *db)
 {
-	return stmt_run(db->stmt[ST_BEGIN]);
+	return stmt_run(db, db->stmt[db->batch ? ST_SAVEPOINT : ST_BEGIN]);
 }
 
 /* Commit when r == 0, otherwise roll back; returns the first error. */
 static int tx_end(struct db *db, int r)
 {
+	if (db->batch) {
+		if (r < 0)
+			stmt_run(db, db->stmt[ST_ROLLBACK_TO]);
+		stmt_run(db, db->stmt[ST_RELEASE]);
+		return r < 0 ? r : batch_end(db, 0);
+	}
 	if (r == 0) {
-		r = stmt_run(db->stmt[ST_COMMIT]);
+		r = stmt_run(db, db->stmt[ST_COMMIT]);
 		if (r == 0)
 			return 0;
 	}
-	stmt_run(db->stmt[ST_ROLLBACK]);
+	stmt_run(db, db->stmt[ST_ROLLBACK]);
 	return r;
+}
+
+/* A change into the batch, which the first one opens. */
+static int batch_begin(struct db *db)
+{
+	int r;
+
+	if (!db->batch) {
+		r = stmt_run(db, db->stmt[ST_BEGIN]);
+		if (r < 0)
+			return r;
+		db->batch = true;
+	}
+	return stmt_run(db, db->stmt[ST_SAVEPOINT]);
+}
+
+/* The change stays in the batch when r == 0; else only it is undone. */
+static int batch_put(struct db *db, int r)
+{
+	if (r < 0)
+		stmt_run(db, db->stmt[ST_ROLLBACK_TO]);
+	stmt_run(db, db->stmt[ST_RELEASE]);
+	return r;
+}
+
+void db_batch_watch(struct db *db, void (*cb)(void *arg, int r), void *arg)
+{
+	db->batch_cb = cb;
+	db->batch_arg = arg;
+}
+
+bool db_batch_open(const struct db *db)
+{
+	return db->batch;
+}
+
+int db_batch_commit(struct db *db)
+{
+	return db->batch ? batch_end(db, 0) : 0;
 }
 
 static int event_insert(struct db *db, int64_t vm_id, const char *vm,
@@ -830,7 +1054,7 @@ static int event_insert(struct db *db, int64_t vm_id, const char *vm,
 	sqlite3_bind_text(st, 3, proto_vm_state_name(state), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 5, time);
-	r = stmt_run(st);
+	r = stmt_run(db, st);
 	if (r == 0)
 		db->last_event_id = sqlite3_last_insert_rowid(db->conn);
 	return r;
@@ -854,7 +1078,7 @@ int db_vm_insert(struct db *db, struct proto_vm *vm)
 	}
 	r = bind_vm_insert(st, vm);
 	if (r == 0)
-		r = stmt_run(st);
+		r = stmt_run(db, st);
 	else
 		stmt_done(st);
 	if (r == 0) {
@@ -886,7 +1110,7 @@ static int runtime_update(struct db *db, const struct proto_vm *vm)
 	if (vm->has_exit_status)
 		sqlite3_bind_int(st, 5, vm->exit_status);
 	sqlite3_bind_text(st, 6, vm->exit_reason, -1, SQLITE_STATIC);
-	r = stmt_run(st);
+	r = stmt_run(db, st);
 	if (r == 0 && sqlite3_changes(db->conn) == 0)
 		r = -ENOENT;
 	return r;
@@ -914,20 +1138,20 @@ static void runtime_apply(struct db *db, const struct proto_vm *vm, char *reason
 	rec_encode(rec);
 }
 
-int db_vm_transition(struct db *db, const struct proto_vm *vm,
-                     const char *reason, double time)
+static int transition(struct db *db, const struct proto_vm *vm, const char *reason,
+                      double time, bool batched)
 {
 	char *reason_copy = NULL;
 	int r;
 
 	if (vm->exit_reason && !(reason_copy = strdup(vm->exit_reason)))
 		return -ENOMEM;
-	r = tx_begin(db);
+	r = batched ? batch_begin(db) : tx_begin(db);
 	if (r == 0) {
 		r = runtime_update(db, vm);
 		if (r == 0)
 			r = event_insert(db, vm->id, vm->name, vm->state, reason, time);
-		r = tx_end(db, r);
+		r = batched ? batch_put(db, r) : tx_end(db, r);
 	}
 	if (r < 0) {
 		free(reason_copy);
@@ -935,6 +1159,18 @@ int db_vm_transition(struct db *db, const struct proto_vm *vm,
 	}
 	runtime_apply(db, vm, reason_copy);
 	return 0;
+}
+
+int db_vm_transition(struct db *db, const struct proto_vm *vm,
+                     const char *reason, double time)
+{
+	return transition(db, vm, reason, time, false);
+}
+
+int db_vm_transition_batched(struct db *db, const struct proto_vm *vm,
+                             const char *reason, double time)
+{
+	return transition(db, vm, reason, time, true);
 }
 
 int db_vm_remember(struct db *db, const struct proto_vm *vm)
@@ -947,21 +1183,34 @@ int db_vm_remember(struct db *db, const struct proto_vm *vm)
 	return 0;
 }
 
-int db_vm_store(struct db *db, const struct proto_vm *vm)
+static int store(struct db *db, const struct proto_vm *vm, bool batched)
 {
 	char *reason_copy = NULL;
 	int r;
 
 	if (vm->exit_reason && !(reason_copy = strdup(vm->exit_reason)))
 		return -ENOMEM;
-	/* one statement: SQLite commits it on its own */
-	r = runtime_update(db, vm);
+	r = batched ? batch_begin(db) : tx_begin(db);
+	if (r == 0) {
+		r = runtime_update(db, vm);
+		r = batched ? batch_put(db, r) : tx_end(db, r);
+	}
 	if (r < 0) {
 		free(reason_copy);
 		return r;
 	}
 	runtime_apply(db, vm, reason_copy);
 	return 0;
+}
+
+int db_vm_store(struct db *db, const struct proto_vm *vm)
+{
+	return store(db, vm, false);
+}
+
+int db_vm_store_batched(struct db *db, const struct proto_vm *vm)
+{
+	return store(db, vm, true);
 }
 
 int db_vm_set_devices(struct db *db, const struct proto_vm *vm)
@@ -989,7 +1238,9 @@ int db_vm_set_devices(struct db *db, const struct proto_vm *vm)
 		sqlite3_bind_int64(st, 4, vm->balloon_mib);
 	else
 		sqlite3_bind_null(st, 4);
-	r = r ?: stmt_run(st);
+	r = r ?: tx_begin(db);
+	if (r == 0)
+		r = tx_end(db, stmt_run(db, st));
 	if (r < 0) {
 		sqlite3_clear_bindings(st);
 		json_decref(disks);
@@ -1017,7 +1268,7 @@ int db_vm_delete(struct db *db, const struct proto_vm *vm, double time)
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, vm->id);
-	r = stmt_run(st);
+	r = stmt_run(db, st);
 	if (r == 0 && sqlite3_changes(db->conn) == 0)
 		r = -ENOENT;
 	if (r == 0)
@@ -1201,7 +1452,11 @@ int db_vm_set_failures(struct db *db, const struct proto_vm *vm, int failures)
 		return 0;
 	sqlite3_bind_int64(st, 1, vm->id);
 	sqlite3_bind_int(st, 2, failures);
-	r = stmt_run(st);
+	r = tx_begin(db);
+	if (r == 0)
+		r = tx_end(db, stmt_run(db, st));
+	else
+		stmt_done(st);
 	if (r == 0)
 		rec->failures = failures;
 	return r;

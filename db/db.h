@@ -9,6 +9,7 @@
 #ifndef MVM_DB_H
 #define MVM_DB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,20 @@ int db_vm_transition(struct db *db, const struct proto_vm *vm,
 /* Store vm's runtime columns like db_vm_transition, without an event: a
  * detail of the current state (the pid once a worker was spawned). */
 int db_vm_store(struct db *db, const struct proto_vm *vm);
+/* Group commit.  These two write into the open batch (opening one: an
+ * error then is -EBUSY and the like) and the copy takes the change at
+ * once; it is stored when the batch commits: at db_batch_commit() or at
+ * any other write above, which commits the batch with its own change.
+ * Either way the watcher (db_batch_watch) hears cb(arg, 0) for stored or
+ * cb(arg, -errno) for the whole batch rolled back; every other write's
+ * error is its own alone. */
+int db_vm_transition_batched(struct db *db, const struct proto_vm *vm,
+                             const char *reason, double time);
+int db_vm_store_batched(struct db *db, const struct proto_vm *vm);
+void db_batch_watch(struct db *db, void (*cb)(void *arg, int r), void *arg);
+bool db_batch_open(const struct db *db);
+/* Commit the open batch, if any: 0 or the error cb heard. */
+int db_batch_commit(struct db *db);
 /* Only the in-memory copy of vm's runtime columns, storing nothing: a
  * fact mvmd could not store (a full disk) stays what every reader sees
  * until a later db_vm_transition stores it. */
@@ -88,5 +103,16 @@ struct db_totals {
 	int64_t active_mem_mib;
 };
 int db_vm_totals(struct db *db, struct db_totals *ret);
+/* What writes cost the caller's thread since db_open: commits (a
+ * transaction, or a statement on its own) and the seconds spent stepping
+ * writes and commits, the WAL's writes included; and the checkpoints the
+ * checkpoint thread ran (db.c: they copy the WAL into the database and
+ * sync both, off the caller's thread). */
+struct db_stats {
+	uint64_t commits;
+	double write_seconds;
+	uint64_t checkpoints;
+};
+void db_stats(const struct db *db, struct db_stats *ret);
 
 #endif

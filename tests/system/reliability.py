@@ -7,7 +7,8 @@ Storage faults: a corrupt database, a file that is not SQLite, a newer
 schema, a second mvmd on the same state dir, a database locked by another
 process, a state dir that turns read-only while mvmd runs or is read-only
 when it starts; restart counts that survive mvmd; mvmd killed while it
-spawns a worker; restarts of VMs with NICs.
+spawns a worker; restarts of VMs with NICs; states a client was told of
+stored when mvmd is killed at once (group commit).
 
     reliability.py --list | CASE [--rounds N]
 
@@ -27,8 +28,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SANITIZER_MARKS, SKIP, Ctl, Daemon, TestFailure, check, env_path,  # noqa: E402
-                     kvm_usable, pid_alive, wait_for)
+from harness import (SANITIZER_MARKS, SKIP, Ctl, Daemon, Raw, TestFailure, check,  # noqa: E402
+                     env_path, kvm_usable, pid_alive, wait_for)
 
 IDLE = "console=ttyS0 mvmtest=idle"
 PANIC = "console=ttyS0 mvmtest=triple"
@@ -749,6 +750,61 @@ def case_restart_nic():
         subprocess.run(["ip", "link", "del", tap])
 
 
+def told_then_kill9(d, sub, want):
+    """Reads events until one says a VM is in a state of want, kill -9s
+    mvmd at once and returns (vm, state) of that event."""
+    while True:
+        e = sub.read_msg()
+        if e.get("state") in want and e.get("vm"):
+            kill9(d)
+            return e["vm"], e["state"]
+
+
+def case_acked_durable():
+    """Group commit: a state a client was told of (an event, a reply) is on
+    disk when mvmd is killed right after telling it; the facts (running,
+    crashed, a pid) are batched per loop turn and every output waits for
+    that commit.  MVM_TEST_COMMIT_STALL_MS holds each such commit back
+    200 ms (test builds), so output sent before it would be seen here."""
+    os.environ["MVM_TEST_COMMIT_STALL_MS"] = "200"      # every mvmd of this case
+    d, ctl, k = setup()
+    try:
+        for r in range(3):
+            sub = Raw(d.sock, 30)
+            sub.ok("events.subscribe")
+            names = ["a%d%d" % (r, i) for i in range(4)]
+            th = [threading.Thread(target=ctl.run, args=("create", n, "--kernel", k, "--mem",
+                                                         "64", "--cmdline", IDLE))
+                  for n in names]
+            for t in th:
+                t.start()
+            vm, st = told_then_kill9(d, sub, ("running",))
+            for t in th:
+                t.join(30)
+            rows = {n: s for n, s, _, _, _ in db_rows(d.state)[1]}
+            print("round %d: told %s %s, on disk %s" % (r + 1, vm, st, rows.get(vm)))
+            check(rows.get(vm) == "running", "told %s is running; the row says %s"
+                  % (vm, rows.get(vm)))
+            d.start()
+            settled_consistent(d, ctl)
+            # a worker's end: told crashed, stored crashed
+            victim = wait_for(lambda: [v for v in ctl.json("list")["vms"]
+                                       if v["state"] == "running" and v.get("pid")], 20,
+                              "a running VM")[0]
+            sub = Raw(d.sock, 30)
+            sub.ok("events.subscribe")
+            os.kill(victim["pid"], signal.SIGKILL)
+            vm, st = told_then_kill9(d, sub, ("crashed", "stopped"))
+            rows = {n: s for n, s, _, _, _ in db_rows(d.state)[1]}
+            print("round %d: told %s %s, on disk %s" % (r + 1, vm, st, rows.get(vm)))
+            check(rows.get(vm) == st, "told %s is %s; the row says %s" % (vm, st, rows.get(vm)))
+            d.start()
+            settled_consistent(d, ctl)
+        d.check_sanitizers()
+    finally:
+        teardown(d)
+
+
 CASES = {
     "readopt": case_readopt,
     "worker_crash": case_worker_crash,
@@ -767,6 +823,7 @@ CASES = {
     "failures_persist": case_failures_persist,
     "spawn_killed": case_spawn_killed,
     "restart_nic": case_restart_nic,
+    "acked_durable": case_acked_durable,
 }
 
 

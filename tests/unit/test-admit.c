@@ -71,6 +71,7 @@ static void env_init(struct env *e)
 	d->start_worker = fake_start;
 	d->admit_start_failed_cb = start_failed_cb;
 	vms_init(d);
+	vms_db_opened(d);
 	TAILQ_INIT(&d->workers);
 	TAILQ_INIT(&d->conns);
 	mvmd_log_level = LOG_ERROR;
@@ -82,6 +83,7 @@ static void env_free(struct env *e)
 	char path[128];
 
 	admit_free(&e->d);
+	vms_flush(&e->d);       /* as mvmd's exit: the batch, then the timer */
 	uv_run(e->d.loop, UV_RUN_DEFAULT);
 	/* every handle closed, every record let go */
 	CHECK_EQ(uv_loop_close(e->d.loop), 0);

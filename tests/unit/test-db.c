@@ -426,6 +426,148 @@ static void test_devices(const char *dir)
 	db_close(db);
 }
 
+static int batch_heard = 1, batch_ends;
+
+static void batch_cb(void *arg, int r)
+{
+	batch_heard = r;
+	batch_ends++;
+}
+
+/* The state of row id as another connection reads it: only what is
+ * committed (""), or "" when there is no such row. */
+static void committed_state(const char *path, int64_t id, char *buf, size_t size)
+{
+	sqlite3_stmt *st;
+	sqlite3 *c;
+
+	buf[0] = '\0';
+	CHECK_EQ(sqlite3_open_v2(path, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CHECK_EQ(sqlite3_prepare_v2(c, "SELECT state FROM vms WHERE id = ?1", -1, &st, NULL),
+	         SQLITE_OK);
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(buf, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(c);
+}
+
+/* Group commit: batched changes are in the copy at once and on disk only
+ * when the batch commits, alone or with the next change of its own; a
+ * failing change of its own leaves the batch as it was. */
+static void test_batch(const char *dir)
+{
+	struct proto_vm a, b, got;
+	char path[256], st[32];
+	struct db_stats s0, s1;
+	json_t *events;
+	struct db *db;
+
+	snprintf(path, sizeof(path), "%s/batch.db", dir);
+	CHECK_EQ(db_open(path, &db), 0);
+	db_batch_watch(db, batch_cb, NULL);
+	make_vm(&a, "ba", 1000);
+	make_vm(&b, "bb", 1000);
+	CHECK_EQ(db_vm_insert(db, &a), 0);
+	CHECK_EQ(db_vm_insert(db, &b), 0);
+	CHECK_EQ(batch_ends, 0);        /* no batch was open */
+	db_stats(db, &s0);
+
+	a.state = PROTO_VM_RUNNING;
+	a.pid = 77;
+	CHECK(!db_batch_open(db));
+	CHECK_EQ(db_vm_transition_batched(db, &a, "booted", 101.0), 0);
+	CHECK(db_batch_open(db));
+	b.pid = 78;
+	CHECK_EQ(db_vm_store_batched(db, &b), 0);
+	CHECK_EQ(db_vm_get(db, "ba", &got), 0);
+	CHECK_EQ(got.state, PROTO_VM_RUNNING);
+	proto_vm_clear(&got);
+	committed_state(path, a.id, st, sizeof(st));
+	CHECK(!strcmp(st, "created"));
+	CHECK_EQ(db_batch_commit(db), 0);
+	CHECK(!db_batch_open(db) && batch_ends == 1 && batch_heard == 0);
+	committed_state(path, a.id, st, sizeof(st));
+	CHECK(!strcmp(st, "running"));
+	db_stats(db, &s1);
+	CHECK_EQ(s1.commits - s0.commits, 1);
+	CHECK(s1.write_seconds > s0.write_seconds);
+
+	/* a change of its own that fails (no such row) leaves the batch be */
+	a.state = PROTO_VM_CRASHED;
+	CHECK_EQ(db_vm_transition_batched(db, &a, "signal 9", 102.0), 0);
+	got = b;
+	got.id = 999999;
+	CHECK_EQ(db_vm_transition(db, &got, NULL, 102.5), -ENOENT);
+	CHECK(db_batch_open(db) && batch_ends == 1);
+	/* one that succeeds commits the batch with it, events in order */
+	b.state = PROTO_VM_STARTING;
+	CHECK_EQ(db_vm_transition(db, &b, NULL, 103.0), 0);
+	CHECK(!db_batch_open(db) && batch_ends == 2 && batch_heard == 0);
+	committed_state(path, a.id, st, sizeof(st));
+	CHECK(!strcmp(st, "crashed"));
+	CHECK_EQ(db_event_list(db, a.id, &events), 0);
+	CHECK_EQ(json_array_size(events), 3);
+	CHECK(!strcmp(json_string_value(json_object_get(json_array_get(events, 2), "reason")),
+	              "signal 9"));
+	json_decref(events);
+	db_stats(db, &s0);
+	CHECK_EQ(s0.commits - s1.commits, 1);
+
+	/* and so do the writes outside vms.c's path */
+	CHECK_EQ(db_vm_store_batched(db, &a), 0);
+	CHECK_EQ(db_vm_set_failures(db, &a, 2), 0);
+	CHECK(!db_batch_open(db) && batch_ends == 3);
+	CHECK_EQ(db_vm_store_batched(db, &a), 0);
+	CHECK_EQ(db_vm_delete(db, &b, 104.0), 0);
+	CHECK(!db_batch_open(db) && batch_ends == 4);
+	committed_state(path, b.id, st, sizeof(st));
+	CHECK(!strcmp(st, ""));
+	proto_vm_clear(&a);
+	proto_vm_clear(&b);
+	db_close(db);
+}
+
+/* Past 1000 WAL pages the checkpoint thread copies the WAL into the
+ * database; the data stays whole across a reopen. */
+static void test_checkpoints(const char *dir)
+{
+	struct proto_vm vm, got;
+	struct db_stats st;
+	char path[256];
+	struct db *db;
+	int i;
+
+	snprintf(path, sizeof(path), "%s/ckpt.db", dir);
+	CHECK_EQ(db_open(path, &db), 0);
+	make_vm(&vm, "ck", 1000);
+	CHECK_EQ(db_vm_insert(db, &vm), 0);
+	db_stats(db, &st);
+	for (i = 0; i < 20000 && st.checkpoints == 0; i++) {
+		vm.pid = i + 1;
+		vm.state = i % 2 ? PROTO_VM_RUNNING : PROTO_VM_STARTING;
+		CHECK_EQ(db_vm_transition(db, &vm, NULL, 200.0 + i), 0);
+		db_stats(db, &st);
+	}
+	/* the thread may lag on a busy host: give it time once the WAL is long */
+	for (int t = 0; t < 100 && st.checkpoints == 0; t++) {
+		usleep(100000);
+		vm.pid++;
+		CHECK_EQ(db_vm_transition(db, &vm, NULL, 300.0), 0);
+		db_stats(db, &st);
+	}
+	printf("checkpoint thread: %llu checkpoints after %d commits\n",
+	       (unsigned long long)st.checkpoints, i + 1);
+	CHECK(st.checkpoints > 0);
+	db_close(db);
+	CHECK_EQ(db_open(path, &db), 0);
+	CHECK_EQ(db_vm_get(db, "ck", &got), 0);
+	CHECK_EQ(got.pid, vm.pid);
+	proto_vm_clear(&got);
+	proto_vm_clear(&vm);
+	db_close(db);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/mvm-test-db-XXXXXX";
@@ -465,6 +607,8 @@ int main(void)
 	test_private(dir);
 	test_migrate_v4(dir);
 	test_devices(dir);
+	test_batch(dir);
+	test_checkpoints(dir);
 
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
 	if (system(path) != 0)
