@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@
 #define EXIT_SETTLE_MS 1000
 
 static void worker_finish(struct worker *w);
+static void worker_watch(struct worker *w);
 
 /* One supervisor_request waiting for its reply. */
 struct worker_call {
@@ -335,6 +337,8 @@ static void link_eof(struct worker *w)
 	worker_close_handle(w, (uv_handle_t *)&w->link_pipe);
 	if (w->exited)
 		worker_finish(w);
+	else
+		worker_watch(w);
 }
 
 static void link_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -454,9 +458,37 @@ static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t s
 	return w->exit_status == 0 ? PROTO_VM_STOPPED : PROTO_VM_CRASHED;
 }
 
+/*
+ * The worker's pidfd, opened when first needed: mvmd holds none while a
+ * worker runs (issue 13: its fds cap the fleet), since the link's EOF
+ * says when the worker ends.  A spawned worker is our child, so its pid
+ * names it until we reap it; an adopted one's pid may have gone to
+ * another process, so the one behind the new pidfd must have the start
+ * time adoption checked (a later process with that pid has a later one).
+ */
+static int worker_pidfd(struct worker *w)
+{
+	uint64_t start;
+	int fd;
+
+	if (w->pidfd >= 0)
+		return w->pidfd;
+	fd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+	if (fd < 0)
+		return -errno;
+	if (w->adopted && (util_proc_start_time(w->pid, &start) < 0 || start != w->start_time)) {
+		close(fd);
+		return -ESRCH;
+	}
+	w->pidfd = fd;
+	return fd;
+}
+
 static int worker_signal(struct worker *w, int sig)
 {
-	return spawn_signal(w->pidfd, sig);
+	int fd = worker_pidfd(w);
+
+	return fd < 0 ? fd : spawn_signal(fd, sig);
 }
 
 static void worker_finish(struct worker *w)
@@ -537,6 +569,41 @@ static void pidfd_cb(uv_poll_t *p, int status, int events)
 	}
 	uv_timer_stop(&w->timer);
 	uv_timer_start(&w->timer, settle_cb, EXIT_SETTLE_MS, 0);
+}
+
+static void watch_retry_cb(uv_timer_t *t)
+{
+	worker_watch(t->data);
+}
+
+/* Its link ended: watch the process until it is gone too (it may still
+ * be on its way out, or have closed the link and run on). */
+static void worker_watch(struct worker *w)
+{
+	int fd, r;
+
+	if (w->exited)
+		return;
+	fd = worker_pidfd(w);
+	if (fd == -ESRCH) {
+		/* an adopted worker, already reaped by its parent */
+		w->exited = true;
+		collect_status(w);
+		worker_finish(w);
+		return;
+	}
+	r = fd;
+	if (fd >= 0 && !w->watched && (r = uv_poll_init(w->d->loop, &w->pidfd_poll, fd)) == 0) {
+		w->pidfd_poll.data = w;
+		w->handles++;
+		w->watched = true;
+	}
+	if (w->watched && (r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb)) == 0)
+		return;
+	/* out of fds or memory for now: look again */
+	log_warn("VM %s: cannot watch worker pid %lld: %s; trying again", w->vm->row.name,
+	         (long long)w->pid, strerror(-r));
+	uv_timer_start(&w->timer, watch_retry_cb, EXIT_SETTLE_MS, 0);
 }
 
 /* ---- control ------------------------------------------------------------ */
@@ -708,6 +775,7 @@ static int worker_spawn(struct worker *w, const struct vm_files *files, int link
 		req.adopt_socket = sock;
 	r = spawn_worker(&req, &pid, &w->pidfd);
 	if (r == 0) {
+		w->pid = pid;
 		w->vm->row.pid = pid;
 		HOOKS(w, spawned_cb, w->vm, pid);
 		record_spawn(d, w->vm->row.name, pid);
@@ -738,9 +806,10 @@ static void worker_link(struct worker *w)
 	w->vm->worker = w;
 }
 
-/* The pidfd watch, link pipe and timer: all three must exist before any of
- * them can be closed through handle_close_cb.  The link pipe owns link_fd
- * once opened (*ret_opened); before that the caller still closes it. */
+/* The link pipe and timer: both must exist before either can be closed
+ * through handle_close_cb (the pidfd watch comes at the link's EOF).  The
+ * link pipe owns link_fd once opened (*ret_opened); before that the
+ * caller still closes it. */
 static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
 {
 	int r;
@@ -748,16 +817,9 @@ static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
 	*ret_opened = false;
 	uv_pipe_init(w->d->loop, &w->link_pipe, 0);
 	uv_timer_init(w->d->loop, &w->timer);
-	w->link_pipe.data = w->timer.data = w->pidfd_poll.data = w;
+	w->link_pipe.data = w->timer.data = w;
 	w->handles = 2;
-	r = uv_poll_init(w->d->loop, &w->pidfd_poll, w->pidfd);
-	if (r < 0)
-		return r;
-	w->handles = 3;
-	w->watched = true;
-	r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb);
-	if (r == 0)
-		r = uv_pipe_open(&w->link_pipe, link_fd);
+	r = uv_pipe_open(&w->link_pipe, link_fd);
 	*ret_opened = r == 0;
 	if (r == 0)
 		r = uv_read_start((uv_stream_t *)&w->link_pipe, link_alloc_cb, link_read_cb);
@@ -807,6 +869,7 @@ static void commit_start_failed(struct worker *w, const struct proto_error *err)
 static int supervisor_started(struct worker *w, int link_fd, struct proto_error *err)
 {
 	bool opened;
+	siginfo_t si;
 	int r = worker_handles(w, link_fd, &opened);
 
 	if (r < 0) {
@@ -815,15 +878,11 @@ static int supervisor_started(struct worker *w, int link_fd, struct proto_error 
 		w->link_eof = true;
 		w->kill_requested = true;
 		worker_signal(w, SIGKILL);
-		if (!w->watched) {
-			/* nothing would see it exit: reap it here */
-			siginfo_t si;
-
-			spawn_reap(w->pidfd, &si, true);
-			w->exited = true;
-			w->term_signal = SIGKILL;
-			worker_finish(w);
-		}
+		/* nothing would see it exit: reap it here */
+		spawn_reap(w->pidfd, &si, true);
+		w->exited = true;
+		w->term_signal = SIGKILL;
+		worker_finish(w);
 		return start_fail(err, r, "link");
 	}
 	r = vm_store(w->vm);
@@ -835,6 +894,9 @@ static int supervisor_started(struct worker *w, int link_fd, struct proto_error 
 		vms_storage_error(w->d, r, err);
 		return r;
 	}
+	/* the link says when it ends; worker_pidfd() opens one again */
+	close(w->pidfd);
+	w->pidfd = -1;
 	return 0;
 }
 
@@ -916,7 +978,7 @@ static void handles_fail(struct worker *w)
 		worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
 }
 
-int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
+int supervisor_adopt(struct vm *vm, int link_fd, uint64_t start_time, bool booted,
                      struct worker **ret_w)
 {
 	struct worker *w = worker_new(vm);
@@ -925,12 +987,12 @@ int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
 
 	if (!w) {
 		close(link_fd);
-		close(pidfd);
 		return -ENOMEM;
 	}
 	w->answered = true;             /* its loop sent the hello adopt.c read */
 	w->adopted = true;
-	w->pidfd = pidfd;
+	w->pid = (pid_t)vm->row.pid;
+	w->start_time = start_time;
 	/* it runs since started_at, on the wall clock the row keeps */
 	w->started_mono = mvmd_mono() - (mvmd_now() - vm->row.started_at);
 	w->uid = sandbox_uid_of(vm->d, (pid_t)vm->row.pid);
