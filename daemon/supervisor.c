@@ -446,6 +446,10 @@ static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t s
 	/* an adopted worker's SIGKILL leaves no status and no exit message */
 	if (w->stop_requested && w->stop_forced && w->adopted && !w->has_link_status)
 		return forced_stop(w, reason, size);
+	if (w->kill_requested && w->adopted && !w->has_link_status) {
+		snprintf(reason, size, "killed");
+		return PROTO_VM_CRASHED;
+	}
 	if (w->exit_status == 0 && w->stop_requested) {
 		snprintf(reason, size, "stopped");
 		return PROTO_VM_STOPPED;
