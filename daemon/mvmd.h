@@ -135,6 +135,7 @@ struct mvmd {
 	uv_timer_t line_timer;          /* unfinished request lines (control.c) */
 	bool line_timer_init;
 	struct worker_list workers;     /* live workers (supervisor.c) */
+	uint64_t workers_gen;           /* bumped at each change of workers */
 	struct vm **vms;                /* hash of per-VM records by row id (vms.c) */
 	size_t vms_buckets, nvms;
 	struct vm_observer_list vm_observers;

@@ -91,6 +91,7 @@ static void worker_unlink(struct worker *w)
 	if (!w->linked)
 		return;
 	TAILQ_REMOVE(&w->d->workers, w, link);
+	w->d->workers_gen++;
 	w->linked = false;
 	if (w->vm->worker == w)
 		w->vm->worker = NULL;
@@ -821,6 +822,7 @@ static struct worker *worker_new(struct vm *vm)
 static void worker_link(struct worker *w)
 {
 	TAILQ_INSERT_TAIL(&w->d->workers, w, link);
+	w->d->workers_gen++;
 	w->linked = true;
 	w->vm->worker = w;
 }
