@@ -9,11 +9,14 @@ and measures, in one run:
   1. start throughput in buckets of B VMs (default 200), from the event
      stream's `running` events: the first and the last bucket's rate and
      their ratio (flat in N means a ratio near 1);
-  2. `vm.list` round trips from a separate client every 50 ms while the
-     fleet fills (median, p99, max);
+  2. `vm.list` round trips (request sent to the reply's last byte, not
+     parsed) from a separate client every 50 ms while the fleet fills
+     (median, p99, max);
   3. at each checkpoint (default: the QEMU fleet size, 1,000, 2,000, N): with
      the fill paused, `vm.list` round trips, one more create -> running
-     (create with wait, then rm), host memory per VM (MemTotal - MemAvailable
+     (create with wait, then rm), what clients spend on a list (mvmctl
+     list and mvmctl -o json list, and Python's json.loads of the reply),
+     host memory per VM (MemTotal - MemAvailable
      against the empty host, and the kernel's part: Slab, PageTables,
      KernelStack), the workers' RSS, and the idle CPU of the whole host and
      of mvmd over 10 s;
@@ -31,6 +34,7 @@ Usage: bench/density.py [--build DIR] [--vms N] [--clients C] [--bucket B]
 """
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -99,7 +103,7 @@ def favordynmods_umount(d):
 
 
 def paths(build):
-    p = {"mvmd": "daemon/mvmd", "vmm": "vmm/mvm-vmm",
+    p = {"mvmd": "daemon/mvmd", "vmm": "vmm/mvm-vmm", "mvmctl": "ctl/mvmctl",
          "guest": "tests/guest/mvmtest.bzImage", "elf": "tests/guest/mvmtest.elf"}
     p = {k: os.path.abspath(os.path.join(build, v)) for k, v in p.items()}
     for k, v in p.items():
@@ -226,6 +230,46 @@ def memory_row(base, n):
     return used, per("Slab"), per("PageTables"), per("KernelStack")
 
 
+def list_rtt(raw):
+    """One vm.list round trip to the reply's last byte.  The reply is
+    checked but not parsed: Python's json.loads of 4,000 rows takes tens
+    of ms, and with the fill's client threads holding the GIL it took
+    far longer, which earlier runs counted as mvmd's latency."""
+    raw.next_id += 1
+    rid = raw.next_id
+    t0 = time.perf_counter()
+    raw.send(b'{"id":%d,"op":"vm.list"}\n' % rid)
+    line = raw.read_line()
+    t = time.perf_counter() - t0
+    check(line.startswith(b'{"id":%d,"ok":true' % rid), "vm.list failed: %r" % line[:200])
+    return t
+
+
+def clients(p, sock, n=10):
+    """What a client spends on a list: mvmctl list and mvmctl -o json list
+    (process start to exit), and Python's json.loads of the reply."""
+    env = dict(os.environ, MVM_SOCKET=sock)
+    out = {}
+    for name, args in (("mvmctl list", ["list"]), ("mvmctl -o json list", ["-o", "json", "list"])):
+        t = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            subprocess.run([p["mvmctl"]] + args, env=env, stdout=subprocess.DEVNULL, check=True)
+            t.append(time.perf_counter() - t0)
+        out[name] = t
+    raw = Raw(sock, 600)
+    raw.send(b'{"id":1,"op":"vm.list"}\n')
+    line = raw.read_line()
+    raw.close()
+    t = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        json.loads(line)
+        t.append(time.perf_counter() - t0)
+    out["Python json.loads"] = t
+    return out, len(line)
+
+
 class Fleet:
     """The mvmd under test and the clients that fill it."""
 
@@ -271,9 +315,7 @@ class Fleet:
         raw = Raw(self.d.sock, 600)
         while not self.stop_events:
             if self.listing:
-                t0 = time.perf_counter()
-                raw.ok("vm.list")
-                self.list_times.append(time.perf_counter() - t0)
+                self.list_times.append(list_rtt(raw))
             time.sleep(0.05)
 
     def vm_args(self, name, wait=False):
@@ -312,9 +354,7 @@ class Fleet:
     def probe(self, raw, rounds=20):
         lists, creates = [], []
         for _ in range(50):
-            t0 = time.perf_counter()
-            raw.ok("vm.list")
-            lists.append(time.perf_counter() - t0)
+            lists.append(list_rtt(raw))
         for i in range(rounds):
             t0 = time.perf_counter()
             raw.ok("vm.create", self.vm_args("probe%d" % i, wait=True))
@@ -517,6 +557,7 @@ def main():
     health = None
     dynmods = None
     slabs = []
+    client_times = []
     probes = [(0, sandbox_probe(p) if args.probe else None)]
     try:
         fl.start()
@@ -534,6 +575,7 @@ def main():
                 dbcost = ((db1[0] - db0[0]) / n, (db1[1] - db0[1]) / n)
             time.sleep(3)
             lists, creates = fl.probe(raw)
+            client_times.append((n,) + clients(p, fl.d.sock))
             used, slab, pt, ks = memory_row(base, n)
             pids = fl.worker_pids()
             rss = rss_kib(pids) / n / 1024
@@ -587,6 +629,9 @@ def main():
         print(fmt % (n, ms(lists), ms(creates), "%.2f" % used, "%.2f" % slab, "%.2f" % pt,
                      "%.2f" % ks, "%.2f" % rss, "%.3f" % busy, "%.3f" % mb,
                      "%.2f" % fpv, "%.2f" % tpv))
+    for n, ct, size in client_times:
+        print("clients at %d VMs (a %.1f MB reply; median / p99 / max): %s"
+              % (n, size / 1e6, "; ".join("%s %s" % (k, ms(v)) for k, v in ct.items())))
     if isinstance(peer, tuple):
         (used, slab, pt, ks), rss, busy = peer
         mine = [r for r in rows if r[0] == args.qemu_fleet]

@@ -142,7 +142,7 @@ static int mark_gone(struct vm *vm, const char *why)
 	return 0;
 }
 
-static int take_over(struct vm *vm, pid_t pid, int fd, int pidfd, bool booted, bool paused)
+static int take_over(struct vm *vm, pid_t pid, int fd, uint64_t start, bool booted, bool paused)
 {
 	struct worker *w;
 	int r;
@@ -155,7 +155,7 @@ static int take_over(struct vm *vm, pid_t pid, int fd, int pidfd, bool booted, b
 			log_warn("VM %s: cannot store its worker's pid: %s", vm->row.name,
 			         strerror(-r));
 	}
-	r = supervisor_adopt(vm, fd, pidfd, booted, &w);
+	r = supervisor_adopt(vm, fd, start, booted, &w);
 	if (r < 0)
 		return r;
 	admit_adopted(vm);
@@ -200,10 +200,12 @@ static int adopt_vm(struct vm *vm)
 	if (recorded && (rec_pid != pid || rec_start != start))
 		goto gone;
 	r = greet(d, vm->row.name, pid, start, &fd, &hello);
-	if (r == 0 && take_over(vm, pid, fd, pidfd, hello.booted, hello.paused) == 0)
+	if (r == 0 && take_over(vm, pid, fd, start, hello.booted, hello.paused) == 0) {
+		close(pidfd);
 		return 0;
+	}
 	if (r == 0)
-		goto gone;      /* take_over closed both */
+		goto gone;      /* take_over closed fd */
 	if (recorded) {
 		/* our worker, but it cannot be supervised: end it */
 		spawn_signal(pidfd, SIGKILL);

@@ -179,8 +179,8 @@ void ceilings_raise_nofile(char *msg, size_t size)
 		snprintf(msg, size, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
 		return;
 	}
-	/* 3 fds per VM: a hard limit of 20,000 (a shell's) stops a fleet at
-	 * ~6,600 VMs.  With CAP_SYS_RESOURCE (root by hand; the unit sets
+	/* 2 fds per VM: a hard limit of 20,000 (a shell's) stops a fleet at
+	 * ~10,000 VMs.  With CAP_SYS_RESOURCE (root by hand; the unit sets
 	 * LimitNOFILE instead) the hard limit goes up to the kernel's
 	 * fs.nr_open, at most NOFILE_WANT. */
 	if (read_u64("/proc/sys/fs/nr_open", &nr_open) == 0 && rl.rlim_max != RLIM_INFINITY) {

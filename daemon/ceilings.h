@@ -15,9 +15,10 @@
 
 #include <jansson.h>
 
-/* mvmd's fds per running VM: the pidfd, its end of the link socketpair,
- * the console log (measured: docs/architecture.md "Host ceilings") */
-#define CEIL_FDS_PER_VM 3
+/* mvmd's fds per running VM: its end of the link and the sandbox uid
+ * lease (a pidfd only once the worker is ending or signalled; measured:
+ * docs/architecture.md "Host ceilings") */
+#define CEIL_FDS_PER_VM 2
 /* host tasks per running VM of n vCPUs: the worker's main thread, the
  * vCPU threads and one more (measured, same section) */
 #define CEIL_TASKS_PER_VM(vcpus) (2 + (uint64_t)(vcpus))

@@ -142,6 +142,7 @@ struct mvmd {
 	bool turn_init;
 	bool output_held;               /* some connection holds output */
 	struct worker_list workers;     /* live workers (supervisor.c) */
+	uint64_t workers_gen;           /* bumped at each change of workers */
 	struct vm **vms;                /* hash of per-VM records by row id (vms.c) */
 	size_t vms_buckets, nvms;
 	struct vm_observer_list vm_observers;
@@ -420,11 +421,15 @@ struct worker {
 	char link_reason[PROTO_LINK_REASON_MAX]; /* from the worker's exit message */
 	bool has_link_status;
 	int link_status;
-	/* Every worker is watched through its pidfd, readable once it
-	 * exited.  A spawned one is our child and reaped through it; one
-	 * re-adopted from an earlier mvmd (adopt.c) is not, so only its exit
-	 * message says how it ended. */
+	/* A worker is watched through its pidfd, readable once it exited,
+	 * from its link's EOF on; while the link is up mvmd holds none (it
+	 * opens one to signal).  A spawned one is our child and reaped
+	 * through it; one re-adopted from an earlier mvmd (adopt.c) is not,
+	 * so only its exit message says how it ended, and its pid is
+	 * trusted only with the process start time adoption checked. */
 	bool adopted;
+	pid_t pid;
+	uint64_t start_time;            /* adopted: /proc/PID/stat's starttime */
 	int pidfd;                      /* -1: none */
 	bool watched;                   /* pidfd_poll initialised */
 	uv_poll_t pidfd_poll;
@@ -479,9 +484,10 @@ bool supervisor_console_in(struct worker *w, const void *data, size_t len);
 /* Daemon exit: close links, leave the workers running. */
 void supervisor_detach_all(struct mvmd *d);
 /* Take over a live worker of an earlier mvmd (adopt.c): link_fd is the
- * connected adoption socket (its hello already read), pidfd the worker's
- * pidfd; both are taken over on success and failure. */
-int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
+ * connected adoption socket (its hello already read), taken over on
+ * success and failure; start_time the process start time of its pid
+ * that adoption checked (util_proc_start_time). */
+int supervisor_adopt(struct vm *vm, int link_fd, uint64_t start_time, bool booted,
                      struct worker **ret_w);
 /* Health: send a ping; kill a worker that stopped answering as hung. */
 int supervisor_ping(struct worker *w);

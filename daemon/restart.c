@@ -53,6 +53,13 @@ struct restart_state {
 	uint64_t pings, ticks;          /* since start, for host.info */
 	uint64_t starved;               /* overdue verdicts that waited: no CPU */
 	double cpu_s;                   /* mvmd's CPU in health ticks */
+	/* the workers grouped by slice (slice s: index[slice_at[s]] up to
+	 * index[slice_at[s + 1]]), rebuilt when d->workers changed, so an
+	 * idle fleet's tick visits its own slice, not every worker */
+	struct worker **index;
+	size_t *slice_at, index_cap;
+	uint64_t index_gen;
+	bool index_ok;
 	uv_timer_t watchdog;            /* sd_notify WATCHDOG=1 (WatchdogSec) */
 	bool watchdog_init;
 	TAILQ_HEAD(, restart_rec) recs;
@@ -469,6 +476,68 @@ static bool overdue(struct restart_state *st, struct worker *w, double now)
 	return true;
 }
 
+static unsigned slice_of(const struct restart_state *st, const struct worker *w)
+{
+	return (unsigned)((uint64_t)w->vm->row.id % st->slices);
+}
+
+/* The index above, by a counting sort; false: out of memory. */
+static bool health_index(struct restart_state *st)
+{
+	struct mvmd *d = st->d;
+	struct worker *w, **p;
+	size_t n = 0, *at;
+	unsigned s;
+
+	if (st->index_ok && st->index_gen == d->workers_gen)
+		return true;
+	st->index_ok = false;
+	TAILQ_FOREACH(w, &d->workers, link)
+		n++;
+	if (n > st->index_cap) {
+		if (!(p = realloc(st->index, n * sizeof(*p))))
+			return false;
+		st->index = p;
+		st->index_cap = n;
+	}
+	if (!st->slice_at && !(st->slice_at = calloc(st->slices + 1, sizeof(*st->slice_at))))
+		return false;
+	at = st->slice_at;
+	memset(at, 0, (st->slices + 1) * sizeof(*at));
+	TAILQ_FOREACH(w, &d->workers, link)
+		at[slice_of(st, w) + 1]++;
+	for (s = 0; s < st->slices; s++)
+		at[s + 1] += at[s];
+	/* at[s] walks slice s's part; it then ends where s + 1 begins */
+	TAILQ_FOREACH(w, &d->workers, link)
+		st->index[at[slice_of(st, w)]++] = w;
+	for (s = st->slices; s > 0; s--)
+		at[s] = at[s - 1];
+	at[0] = 0;
+	st->index_gen = d->workers_gen;
+	st->index_ok = true;
+	return true;
+}
+
+static void health_visit(struct restart_state *st, struct worker *w, double now)
+{
+	if (w->exited || w->link_eof || w->finished)
+		return;
+	/* still queued on the spawner: no process to judge yet, and its wait
+	 * there is the start's, not a hang */
+	if (w->spawning) {
+		w->ping_since = 0;
+		return;
+	}
+	/* timed from the oldest unanswered ping, not the last pong: the
+	 * timeout may be shorter than the interval */
+	if (w->ping_since > 0 && now - w->ping_since > st->d->cfg.health_timeout &&
+	    !overdue(st, w, now))
+		return;
+	supervisor_ping(w);
+	st->pings++;
+}
+
 static void health_cb(uv_timer_t *t)
 {
 	struct restart_state *st = t->data;
@@ -484,29 +553,23 @@ static void health_cb(uv_timer_t *t)
 	st->health_last = now;
 	st->slice = (slice + 1) % st->slices;
 	st->ticks++;
-	for (w = TAILQ_FIRST(&d->workers); w; w = next) {
-		next = TAILQ_NEXT(w, link);
-		if (w->exited || w->link_eof || w->finished)
-			continue;
-		/* still queued on the spawner: no process to judge yet, and
-		 * its wait there is the start's, not a hang */
-		if (w->spawning) {
-			w->ping_since = 0;
-			continue;
-		}
-		if (stalled) {
+	if (stalled) {
+		TAILQ_FOREACH(w, &d->workers, link) {
 			w->ping_since = 0;
 			w->overdue = false;
 		}
-		if ((uint64_t)w->vm->row.id % st->slices != slice)
-			continue;
-		/* timed from the oldest unanswered ping, not the last pong: the
-		 * timeout may be shorter than the interval */
-		if (w->ping_since > 0 && now - w->ping_since > d->cfg.health_timeout &&
-		    !overdue(st, w, now))
-			continue;
-		supervisor_ping(w);
-		st->pings++;
+	}
+	if (health_index(st)) {
+		/* a visit never ends a worker; should one, the index is stale */
+		for (size_t i = st->slice_at[slice];
+		     i < st->slice_at[slice + 1] && st->index_gen == d->workers_gen; i++)
+			health_visit(st, st->index[i], now);
+	} else {
+		for (w = TAILQ_FIRST(&d->workers); w; w = next) {
+			next = TAILQ_NEXT(w, link);
+			if (slice_of(st, w) == slice)
+				health_visit(st, w, now);
+		}
 	}
 	st->cpu_s += thread_cpu_s() - cpu0;
 }
@@ -614,6 +677,8 @@ static void state_release(struct restart_state *st)
 		vm_release(r->vm);
 		free(r);
 	}
+	free(st->index);
+	free(st->slice_at);
 	free(st);
 }
 

@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 
 static void worker_finish(struct worker *w);
 static void collect_status(struct worker *w);
+static void worker_watch(struct worker *w);
 
 /* One supervisor_request waiting for its reply. */
 struct worker_call {
@@ -90,6 +92,7 @@ static void worker_unlink(struct worker *w)
 	if (!w->linked)
 		return;
 	TAILQ_REMOVE(&w->d->workers, w, link);
+	w->d->workers_gen++;
 	w->linked = false;
 	if (w->vm->worker == w)
 		w->vm->worker = NULL;
@@ -132,6 +135,7 @@ static int transition(struct worker *w, enum proto_vm_state state, const char *r
 struct link_write {
 	uv_write_t req;
 	uv_buf_t buf;
+	char *mem;                      /* buf is its tail */
 	struct worker *w;
 };
 
@@ -140,7 +144,7 @@ static void link_write_cb(uv_write_t *req, int status)
 	struct link_write *lw = (struct link_write *)req;
 	struct worker *w = lw->w;
 
-	free(lw->buf.base);
+	free(lw->mem);
 	free(lw);
 	if (status == 0 && w->console_full &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&w->link_pipe) <
@@ -153,8 +157,9 @@ static void link_write_cb(uv_write_t *req, int status)
 static int link_send(struct worker *w, const struct proto_link_msg *msg)
 {
 	struct link_write *lw;
+	uv_buf_t b;
 	char *buf;
-	size_t len;
+	size_t len, done;
 	int r;
 
 	if (w->link_eof)
@@ -162,12 +167,25 @@ static int link_send(struct worker *w, const struct proto_link_msg *msg)
 	r = proto_link_encode(msg, &buf, &len);
 	if (r < 0)
 		return r;
+	/* A message mostly fits the socket at once: uv_try_write sends it
+	 * with no request, and without the epoll_ctl that follows each
+	 * uv_write (an idle fleet's pings: a third of mvmd's syscalls).  It
+	 * writes nothing while earlier writes wait, so the order holds. */
 	lw = malloc(sizeof(*lw));
 	if (!lw) {
 		free(buf);
 		return -ENOMEM;
 	}
-	lw->buf = uv_buf_init(buf, len);
+	b = uv_buf_init(buf, len);
+	r = uv_try_write((uv_stream_t *)&w->link_pipe, &b, 1);
+	done = r > 0 ? (size_t)r : 0;
+	if (done == len || (r < 0 && r != UV_EAGAIN)) {
+		free(buf);
+		free(lw);
+		return done == len ? 0 : r;
+	}
+	lw->mem = buf;
+	lw->buf = uv_buf_init(buf + done, len - done);
 	lw->w = w;
 	r = uv_write(&lw->req, (uv_stream_t *)&w->link_pipe, &lw->buf, 1, link_write_cb);
 	if (r < 0) {
@@ -336,6 +354,8 @@ static void link_eof(struct worker *w)
 	worker_close_handle(w, (uv_handle_t *)&w->link_pipe);
 	if (w->exited)
 		worker_finish(w);
+	else if (!w->spawning)
+		worker_watch(w);        /* a spawning one is watched once it runs */
 }
 
 static void link_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -443,6 +463,10 @@ static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t s
 	/* an adopted worker's SIGKILL leaves no status and no exit message */
 	if (w->stop_requested && w->stop_forced && w->adopted && !w->has_link_status)
 		return forced_stop(w, reason, size);
+	if (w->kill_requested && w->adopted && !w->has_link_status) {
+		snprintf(reason, size, "killed");
+		return PROTO_VM_CRASHED;
+	}
 	if (w->exit_status == 0 && w->stop_requested) {
 		snprintf(reason, size, "stopped");
 		return PROTO_VM_STOPPED;
@@ -455,14 +479,43 @@ static enum proto_vm_state exit_outcome(struct worker *w, char *reason, size_t s
 	return w->exit_status == 0 ? PROTO_VM_STOPPED : PROTO_VM_CRASHED;
 }
 
+/*
+ * The worker's pidfd, opened when first needed: mvmd holds none while a
+ * worker runs (issue 13: its fds cap the fleet), since the link's EOF
+ * says when the worker ends.  A spawned worker is our child, so its pid
+ * names it until we reap it; an adopted one's pid may have gone to
+ * another process, so the one behind the new pidfd must have the start
+ * time adoption checked (a later process with that pid has a later one).
+ */
+static int worker_pidfd(struct worker *w)
+{
+	uint64_t start;
+	int fd;
+
+	if (w->pidfd >= 0)
+		return w->pidfd;
+	fd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+	if (fd < 0)
+		return -errno;
+	if (w->adopted && (util_proc_start_time(w->pid, &start) < 0 || start != w->start_time)) {
+		close(fd);
+		return -ESRCH;
+	}
+	w->pidfd = fd;
+	return fd;
+}
+
 /* A worker still spawning gets the signal once it runs. */
 static int worker_signal(struct worker *w, int sig)
 {
+	int fd;
+
 	if (w->spawning) {
 		w->pending_signals |= 1ULL << sig;
 		return 0;
 	}
-	return spawn_signal(w->pidfd, sig);
+	fd = worker_pidfd(w);
+	return fd < 0 ? fd : spawn_signal(fd, sig);
 }
 
 static void worker_finish(struct worker *w)
@@ -548,6 +601,41 @@ static void pidfd_cb(uv_poll_t *p, int status, int events)
 	}
 	uv_timer_stop(&w->timer);
 	uv_timer_start(&w->timer, settle_cb, EXIT_SETTLE_MS, 0);
+}
+
+static void watch_retry_cb(uv_timer_t *t)
+{
+	worker_watch(t->data);
+}
+
+/* Its link ended: watch the process until it is gone too (it may still
+ * be on its way out, or have closed the link and run on). */
+static void worker_watch(struct worker *w)
+{
+	int fd, r;
+
+	if (w->exited)
+		return;
+	fd = worker_pidfd(w);
+	if (fd == -ESRCH) {
+		/* an adopted worker, already reaped by its parent */
+		w->exited = true;
+		collect_status(w);
+		worker_finish(w);
+		return;
+	}
+	r = fd;
+	if (fd >= 0 && !w->watched && (r = uv_poll_init(w->d->loop, &w->pidfd_poll, fd)) == 0) {
+		w->pidfd_poll.data = w;
+		w->handles++;
+		w->watched = true;
+	}
+	if (w->watched && (r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb)) == 0)
+		return;
+	/* out of fds or memory for now: look again */
+	log_warn("VM %s: cannot watch worker pid %lld: %s; trying again", w->vm->row.name,
+	         (long long)w->pid, strerror(-r));
+	uv_timer_start(&w->timer, watch_retry_cb, EXIT_SETTLE_MS, 0);
 }
 
 /* ---- control ------------------------------------------------------------ */
@@ -707,12 +795,14 @@ static struct worker *worker_new(struct vm *vm)
 static void worker_link(struct worker *w)
 {
 	TAILQ_INSERT_TAIL(&w->d->workers, w, link);
+	w->d->workers_gen++;
 	w->linked = true;
 	w->vm->worker = w;
 }
 
-/* The link pipe and the timer, from the start; the link pipe owns link_fd
- * once opened (*ret_opened), before that the caller still closes it. */
+/* The link pipe and the timer, from the start (the pidfd watch comes at
+ * the link's EOF); the link pipe owns link_fd once opened (*ret_opened),
+ * before that the caller still closes it. */
 static int worker_link_handles(struct worker *w, int link_fd, bool *ret_opened)
 {
 	int r;
@@ -720,37 +810,13 @@ static int worker_link_handles(struct worker *w, int link_fd, bool *ret_opened)
 	*ret_opened = false;
 	uv_pipe_init(w->d->loop, &w->link_pipe, 0);
 	uv_timer_init(w->d->loop, &w->timer);
-	w->link_pipe.data = w->timer.data = w->pidfd_poll.data = w;
+	w->link_pipe.data = w->timer.data = w;
 	w->handles += 2;
 	r = uv_pipe_open(&w->link_pipe, link_fd);
 	*ret_opened = r == 0;
 	if (r == 0)
 		r = uv_read_start((uv_stream_t *)&w->link_pipe, link_alloc_cb, link_read_cb);
 	return r;
-}
-
-/* The pidfd watch, once there is a pidfd. */
-static int worker_watch(struct worker *w)
-{
-	int r = uv_poll_init(w->d->loop, &w->pidfd_poll, w->pidfd);
-
-	if (r < 0)
-		return r;
-	w->handles++;
-	w->watched = true;
-	return uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb);
-}
-
-/* All three handles (re-adoption). */
-static int worker_handles(struct worker *w, int link_fd, bool *ret_opened)
-{
-	int r = worker_watch(w);
-
-	if (r < 0) {
-		*ret_opened = false;
-		return r;
-	}
-	return worker_link_handles(w, link_fd, ret_opened);
 }
 
 static int start_fail(struct proto_error *err, int r, const char *what)
@@ -860,7 +926,7 @@ static void spawn_error(struct worker_start *s, struct proto_error *err)
 		                "at an executable mvm-vmm", s->w->d->cfg.vmm_path, strerror(-j->r));
 }
 
-/* It runs: send what was asked for meanwhile, watch it, store its pid. */
+/* It runs: send what was asked for meanwhile, store its pid. */
 static int worker_running(struct worker *w, struct proto_error *err)
 {
 	int r;
@@ -870,19 +936,6 @@ static int worker_running(struct worker *w, struct proto_error *err)
 		    (sig == SIGKILL || !(w->pending_signals & (1ULL << SIGKILL))))
 			spawn_signal(w->pidfd, sig);
 	w->pending_signals = 0;
-	r = worker_watch(w);
-	if (r < 0) {
-		w->link_eof = true;
-		w->kill_requested = true;
-		spawn_signal(w->pidfd, SIGKILL);
-		/* nothing would see it exit: reap it here */
-		siginfo_t si;
-
-		spawn_reap(w->pidfd, &si, true);
-		w->exited = true;
-		w->term_signal = SIGKILL;
-		return start_fail(err, r, "pidfd watch");
-	}
 	/* a detail of "starting", which is stored: into the batch, like a
 	 * fact (the worker record finds the worker if it is lost) */
 	r = vm_store_batched(w->vm);
@@ -891,6 +944,14 @@ static int worker_running(struct worker *w, struct proto_error *err)
 		w->kill_requested = true;
 		spawn_signal(w->pidfd, SIGKILL);
 		vms_storage_error(w->d, r, err);
+	}
+	/* the link says when it ends, and worker_pidfd() opens a pidfd again
+	 * to signal; a link that ended while it spawned: watch it go now */
+	if (w->link_eof) {
+		worker_watch(w);
+	} else {
+		close(w->pidfd);
+		w->pidfd = -1;
 	}
 	return r;
 }
@@ -913,6 +974,7 @@ static void spawn_done_cb(struct spawn_job *j)
 			sandbox_remove(w->d, w->vm->row.name);
 	} else {
 		w->pidfd = j->pidfd;
+		w->pid = j->pid;
 		w->vm->row.pid = j->pid;
 		record_spawn(w->d, w->vm->row.name, j->pid);
 		if (w->finished) {
@@ -1099,7 +1161,7 @@ static void handles_fail(struct worker *w)
 		worker_close_handle(w, (uv_handle_t *)&w->pidfd_poll);
 }
 
-int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
+int supervisor_adopt(struct vm *vm, int link_fd, uint64_t start_time, bool booted,
                      struct worker **ret_w)
 {
 	struct worker *w = worker_new(vm);
@@ -1108,16 +1170,16 @@ int supervisor_adopt(struct vm *vm, int link_fd, int pidfd, bool booted,
 
 	if (!w) {
 		close(link_fd);
-		close(pidfd);
 		return -ENOMEM;
 	}
 	w->answered = true;             /* its loop sent the hello adopt.c read */
 	w->adopted = true;
-	w->pidfd = pidfd;
+	w->pid = (pid_t)vm->row.pid;
+	w->start_time = start_time;
 	/* it runs since started_at, on the wall clock the row keeps */
 	w->started_mono = mvmd_mono() - (mvmd_now() - vm->row.started_at);
 	w->uid = sandbox_uid_of(vm->d, (pid_t)vm->row.pid);
-	r = worker_handles(w, link_fd, &opened);
+	r = worker_link_handles(w, link_fd, &opened);
 	if (r < 0) {
 		if (!opened)
 			close(link_fd);

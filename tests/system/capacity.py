@@ -528,7 +528,7 @@ def host_ceilings():
             soft, hard = [ln.split()[3:5] for ln in f if ln.startswith("Max open files")][0]
         check(soft == hard, "mvmd's open-file soft limit %s not raised to %s" % (soft, hard))
         check(ceil["RLIMIT_NOFILE"]["limit"] == int(soft), "nofile %r" % ceil)
-        check(ceil["RLIMIT_NOFILE"]["per_vm"] == 3 and ceil["kernel.pid_max"]["per_vm"] == 3,
+        check(ceil["RLIMIT_NOFILE"]["per_vm"] == 2 and ceil["kernel.pid_max"]["per_vm"] == 3,
               "per VM %r" % ceil)
         binding = 0
         for c in ceil.values():
@@ -557,6 +557,69 @@ def host_ceilings():
         env.ctl.ok("rm", "-f", "c1")
         print("ceilings: %s; %d bind before %d VMs" % (
             ", ".join("%s %s VMs" % (n, c["vms"]) for n, c in sorted(ceil.items())), binding, want))
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
+def mvmd_fds(env):
+    """mvmd's open fds: how many, and how many of them are pidfds."""
+    fds = pidfds = 0
+    d = "/proc/%d/fd" % env.daemon.proc.pid
+    for n in os.listdir(d):
+        try:
+            target = os.readlink(os.path.join(d, n))
+        except OSError:
+            continue
+        fds += 1
+        pidfds += target == "anon_inode:[pidfd]"
+    return fds, pidfds
+
+
+@case
+def fds_per_vm():
+    """mvmd holds at most 2 fds per running VM (its end of the link and,
+    sandboxed, the uid lease: a re-adopted worker alone holds its own)
+    and no pidfd, spawned or re-adopted; a
+    worker killed behind its back, or by mvmctl kill after an mvmd
+    restart, still ends crashed at once, and its fds are given back."""
+    env = Env()
+    names = ["f%d" % i for i in range(6)]
+    try:
+        env.daemon.start()
+        base, _ = mvmd_fds(env)
+        for n in names:
+            env.ctl.ok("create", n, "--kernel", env.guest, "--mem", "16",
+                       "--cmdline", "console=ttyS0 mvmtest=idle")
+        pids = [env.ctl.wait_state(n, "running", timeout=30)["pid"] for n in names]
+        fds, pidfds = mvmd_fds(env)
+        check(pidfds == 0 and fds - base <= 2 * len(names),
+              "%d running VMs: %d more fds, %d pidfds" % (len(names), fds - base, pidfds))
+        per_vm = (fds - base) / len(names)
+        os.kill(pids[0], signal.SIGKILL)
+        vm = env.ctl.wait_state(names[0], "crashed", timeout=5)
+        check("SIGKILL" in (vm.get("exit_reason") or ""), "f0 %r" % vm)
+        wait_for(lambda: mvmd_fds(env) == (fds - round(per_vm), 0), 5, "f0's fds to close")
+
+        env.daemon.stop()               # the workers stay
+        env.daemon.start()
+        for n in names[1:]:
+            env.ctl.wait_state(n, "running", timeout=15)
+        base2, _ = mvmd_fds(env)
+        check(mvmd_fds(env)[1] == 0, "re-adopted workers: pidfds held")
+        os.kill(pids[1], signal.SIGKILL)
+        env.ctl.wait_state(names[1], "crashed", timeout=5)
+        env.ctl.ok("kill", names[2], "--signal", "SIGKILL")
+        vm = env.ctl.wait_state(names[2], ("crashed", "stopped"), timeout=5)
+        # not our child: no exit status, but the kill was the user's
+        check(vm["state"] == "crashed" and vm["exit_reason"] == "killed", "f2 %r" % vm)
+        # an adopted worker's link at least (its lease stays the worker's)
+        wait_for(lambda: mvmd_fds(env)[0] <= base2 - 2, 5, "the adopted workers' fds to close")
+        check(mvmd_fds(env)[1] == 0, "a pidfd left after the adopted workers ended")
+        for n in names[3:]:
+            check(env.ctl.vm(n)["state"] == "running", "%s not running" % n)
+        env.ctl.ok("rm", "-f", *names)
+        print("%.1f fds per running VM, no pidfd; crashes seen spawned and adopted" % per_vm)
         env.daemon.check_sanitizers()
     finally:
         env.daemon.cleanup()
