@@ -445,6 +445,7 @@ struct worker {
 	double overdue_since;
 	struct health_sample overdue_sample;
 	bool starved_logged;
+	bool watch_warned;              /* its pidfd could not be opened: logged */
 	bool hung;                      /* killed for not answering */
 	/* on the spawner thread still: no pid, no pidfd; the signals asked
 	 * for meanwhile (bit N: signal N) are sent once it runs */

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -567,6 +568,13 @@ static void settle_cb(uv_timer_t *t)
  * An adopted worker's status went to its real parent: only its exit
  * message tells.
  */
+static void status_of(struct worker *w, int status)
+{
+	w->term_signal = proto_exit_signal(status);
+	w->exit_status = w->term_signal ? 0 : status;
+	w->has_status = true;
+}
+
 static void collect_status(struct worker *w)
 {
 	siginfo_t si;
@@ -578,9 +586,27 @@ static void collect_status(struct worker *w)
 		status = w->link_status;
 	else
 		return;
-	w->term_signal = proto_exit_signal(status);
-	w->exit_status = w->term_signal ? 0 : status;
-	w->has_status = true;
+	status_of(w, status);
+}
+
+/*
+ * Without a pidfd (mvmd is out of fds): whether the process is gone, by
+ * its pid.  Our child's pid stays ours until we reap it, so a waitid on
+ * it is safe; an adopted worker is not ours to reap, and only its pid's
+ * absence tells (a pid taken again meanwhile waits for the pidfd, whose
+ * start time check then finds it gone).
+ */
+static bool gone_by_pid(struct worker *w)
+{
+	siginfo_t si;
+
+	if (w->adopted)
+		return kill(w->pid, 0) < 0 && errno == ESRCH;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+		return false;
+	status_of(w, si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status);
+	return true;
 }
 
 /* The pidfd is readable once the worker exited. */
@@ -632,9 +658,19 @@ static void worker_watch(struct worker *w)
 	}
 	if (w->watched && (r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb)) == 0)
 		return;
-	/* out of fds or memory for now: look again */
-	log_warn("VM %s: cannot watch worker pid %lld: %s; trying again", w->vm->row.name,
-	         (long long)w->pid, strerror(-r));
+	/* out of fds or memory for now: it may be gone all the same (a
+	 * restart must not wait for fds to come back), else look again */
+	if (gone_by_pid(w)) {
+		w->exited = true;
+		if (!w->has_status)
+			collect_status(w);
+		worker_finish(w);
+		return;
+	}
+	if (!w->watch_warned)
+		log_warn("VM %s: cannot watch worker pid %lld: %s; trying again each %d ms",
+		         w->vm->row.name, (long long)w->pid, strerror(-r), EXIT_SETTLE_MS);
+	w->watch_warned = true;
 	uv_timer_start(&w->timer, watch_retry_cb, EXIT_SETTLE_MS, 0);
 }
 
@@ -1017,8 +1053,7 @@ static int start_job(struct worker_start *s, const struct cgroup_vm *cg, char *w
 		req.sandbox_id = sandbox_uid_id(d, w->uid);
 	}
 	if (r == 0 && w->vm->row.vsock_cid) {
-		r = sandbox_vsock_path(d, w->vm->row.name, s->vsock, sizeof(s->vsock));
-		req.vsock_uds = s->vsock;
+		req.vsock_uds = s->vsock;       /* supervisor_start() made it */
 		/* bound by the worker as root: the owner's to connect to */
 		req.vsock_uid = geteuid() == 0 ? (int64_t)w->vm->row.owner_uid : -1;
 	}
@@ -1092,7 +1127,7 @@ int supervisor_start(struct vm *vm, struct vm_files *files, const struct cgroup_
 		r = start_fail(err, s->log_fd, "VM directory");
 		goto fail;
 	}
-	if (vm->row.vsock_cid && sandbox_vsock_path(d, vm->row.name, sandbox, sizeof(sandbox)) < 0) {
+	if (vm->row.vsock_cid && sandbox_vsock_path(d, vm->row.name, s->vsock, sizeof(s->vsock)) < 0) {
 		r = start_fail(err, -ENAMETOOLONG, "vsock: its socket path is too long for a Unix "
 		               "socket; give mvmd a shorter run_dir or the VM a shorter name");
 		goto fail;
