@@ -20,8 +20,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,7 +195,6 @@ struct db {
 	struct vm_rec **recs;           /* every row, ordered by name (strcmp) */
 	size_t nrecs, caprecs;
 	struct db_stats stats;
-	struct checkpointer *ckpt;      /* NULL: SQLite's own, in the commits */
 	bool batch;                     /* a batch's transaction is open */
 	void (*batch_cb)(void *arg, int r);
 	void *batch_arg;
@@ -318,6 +315,11 @@ static int commit_hook_cb(void *arg)
 	return 0;       /* go on with the commit */
 }
 
+void db_stats(const struct db *db, struct db_stats *ret)
+{
+	*ret = db->stats;
+}
+
 static void stmt_done(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);
@@ -407,126 +409,6 @@ static int db_migrate(struct db *db, char *why, size_t size)
 			return r;
 	}
 	return 0;
-}
-
-/* ---- checkpoints, off the loop ------------------------------------------ */
-
-/* SQLite's automatic checkpoint runs inside the commit that takes the WAL
- * past 1000 pages: it copies them into the database and syncs both files
- * on mvmd's loop.  A thread with a connection of its own does it instead,
- * told by the WAL hook; a PASSIVE checkpoint takes no lock a writer needs,
- * so commits go on meanwhile. */
-#define CKPT_PAGES 1000
-/* A thread this far behind (a stalled disk): the loop's commit checkpoints
- * itself, as SQLite would, so the WAL stays bounded. */
-#define CKPT_PAGES_MAX (16 * CKPT_PAGES)
-
-struct checkpointer {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	sqlite3 *conn;
-	bool wanted, stop;
-	uint64_t done;                  /* checkpoints that ran (atomic) */
-};
-
-static void *ckpt_main(void *arg)
-{
-	struct checkpointer *k = arg;
-
-	pthread_mutex_lock(&k->lock);
-	for (;;) {
-		while (!k->wanted && !k->stop)
-			pthread_cond_wait(&k->cond, &k->lock);
-		if (k->stop)
-			break;
-		k->wanted = false;
-		pthread_mutex_unlock(&k->lock);
-		/* a failure (a full disk) waits for the next commit's call */
-		if (sqlite3_wal_checkpoint_v2(k->conn, "main", SQLITE_CHECKPOINT_PASSIVE,
-		                              NULL, NULL) == SQLITE_OK)
-			__atomic_add_fetch(&k->done, 1, __ATOMIC_RELAXED);
-		pthread_mutex_lock(&k->lock);
-	}
-	pthread_mutex_unlock(&k->lock);
-	return NULL;
-}
-
-/* After each commit, with the WAL's length in pages. */
-static int wal_hook_cb(void *arg, sqlite3 *conn, const char *name, int pages)
-{
-	struct checkpointer *k = arg;
-
-	if (pages >= CKPT_PAGES_MAX) {
-		sqlite3_wal_checkpoint_v2(conn, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-	} else if (pages >= CKPT_PAGES) {
-		pthread_mutex_lock(&k->lock);
-		k->wanted = true;
-		pthread_cond_signal(&k->cond);
-		pthread_mutex_unlock(&k->lock);
-	}
-	return SQLITE_OK;
-}
-
-static void ckpt_free(struct checkpointer *k)
-{
-	sqlite3_close(k->conn);
-	pthread_cond_destroy(&k->cond);
-	pthread_mutex_destroy(&k->lock);
-	free(k);
-}
-
-/* Without the thread (no memory, no second connection), SQLite's own
- * automatic checkpoint stays: slower, never wrong. */
-static void ckpt_start(struct db *db, const char *path)
-{
-	struct checkpointer *k = calloc(1, sizeof(*k));
-	sigset_t all, old;
-	int r;
-
-	if (!k)
-		return;
-	pthread_mutex_init(&k->lock, NULL);
-	pthread_cond_init(&k->cond, NULL);
-	if (sqlite3_open_v2(path, &k->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-	                    NULL) != SQLITE_OK ||
-	    sqlite3_exec(k->conn, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
-		ckpt_free(k);
-		return;
-	}
-	/* signals stay the loop's */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&k->thread, NULL, ckpt_main, k);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
-		ckpt_free(k);
-		return;
-	}
-	db->ckpt = k;
-	sqlite3_wal_hook(db->conn, wal_hook_cb, k);     /* replaces the automatic one */
-}
-
-static void ckpt_stop(struct db *db)
-{
-	struct checkpointer *k = db->ckpt;
-
-	if (!k)
-		return;
-	sqlite3_wal_hook(db->conn, NULL, NULL);
-	pthread_mutex_lock(&k->lock);
-	k->stop = true;
-	pthread_cond_signal(&k->cond);
-	pthread_mutex_unlock(&k->lock);
-	pthread_join(k->thread, NULL);
-	ckpt_free(k);
-	db->ckpt = NULL;
-}
-
-void db_stats(const struct db *db, struct db_stats *ret)
-{
-	*ret = db->stats;
-	ret->checkpoints = db->ckpt ? __atomic_load_n(&db->ckpt->done, __ATOMIC_RELAXED) : 0;
 }
 
 static int db_prepare_all(struct db *db)
@@ -662,7 +544,6 @@ int db_open_diag(const char *path, struct db **ret_db, char *why, size_t why_siz
 		goto fail;
 	/* counted from here: the migrations are not mvmd's running cost */
 	sqlite3_commit_hook(db->conn, commit_hook_cb, db);
-	ckpt_start(db, path);
 	*ret_db = db;
 	return 0;
 fail:
@@ -676,7 +557,6 @@ void db_close(struct db *db)
 {
 	if (!db)
 		return;
-	ckpt_stop(db);
 	recs_free(db);
 	for (int i = 0; i < ST_COUNT_; i++)
 		sqlite3_finalize(db->stmt[i]);

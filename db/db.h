@@ -105,13 +105,11 @@ struct db_totals {
 int db_vm_totals(struct db *db, struct db_totals *ret);
 /* What writes cost the caller's thread since db_open: commits (a
  * transaction, or a statement on its own) and the seconds spent stepping
- * writes and commits, the WAL's writes included; and the checkpoints the
- * checkpoint thread ran (db.c: they copy the WAL into the database and
- * sync both, off the caller's thread). */
+ * writes and commits, the WAL's writes and any checkpoint's syncs
+ * included. */
 struct db_stats {
 	uint64_t commits;
 	double write_seconds;
-	uint64_t checkpoints;
 };
 void db_stats(const struct db *db, struct db_stats *ret);
 

@@ -528,46 +528,6 @@ static void test_batch(const char *dir)
 	db_close(db);
 }
 
-/* Past 1000 WAL pages the checkpoint thread copies the WAL into the
- * database; the data stays whole across a reopen. */
-static void test_checkpoints(const char *dir)
-{
-	struct proto_vm vm, got;
-	struct db_stats st;
-	char path[256];
-	struct db *db;
-	int i;
-
-	snprintf(path, sizeof(path), "%s/ckpt.db", dir);
-	CHECK_EQ(db_open(path, &db), 0);
-	make_vm(&vm, "ck", 1000);
-	CHECK_EQ(db_vm_insert(db, &vm), 0);
-	db_stats(db, &st);
-	for (i = 0; i < 20000 && st.checkpoints == 0; i++) {
-		vm.pid = i + 1;
-		vm.state = i % 2 ? PROTO_VM_RUNNING : PROTO_VM_STARTING;
-		CHECK_EQ(db_vm_transition(db, &vm, NULL, 200.0 + i), 0);
-		db_stats(db, &st);
-	}
-	/* the thread may lag on a busy host: give it time once the WAL is long */
-	for (int t = 0; t < 100 && st.checkpoints == 0; t++) {
-		usleep(100000);
-		vm.pid++;
-		CHECK_EQ(db_vm_transition(db, &vm, NULL, 300.0), 0);
-		db_stats(db, &st);
-	}
-	printf("checkpoint thread: %llu checkpoints after %d commits\n",
-	       (unsigned long long)st.checkpoints, i + 1);
-	CHECK(st.checkpoints > 0);
-	db_close(db);
-	CHECK_EQ(db_open(path, &db), 0);
-	CHECK_EQ(db_vm_get(db, "ck", &got), 0);
-	CHECK_EQ(got.pid, vm.pid);
-	proto_vm_clear(&got);
-	proto_vm_clear(&vm);
-	db_close(db);
-}
-
 int main(void)
 {
 	char dir[] = "/tmp/mvm-test-db-XXXXXX";
@@ -608,7 +568,6 @@ int main(void)
 	test_migrate_v4(dir);
 	test_devices(dir);
 	test_batch(dir);
-	test_checkpoints(dir);
 
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
 	if (system(path) != 0)
