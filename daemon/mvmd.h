@@ -400,6 +400,7 @@ struct worker {
 	uint64_t start_time;            /* adopted: /proc/PID/stat's starttime */
 	int pidfd;                      /* -1: none */
 	bool watched;                   /* pidfd_poll initialised */
+	bool watch_warned;              /* logged that it cannot be watched */
 	uv_poll_t pidfd_poll;
 	double started_mono;            /* mvmd_mono() when it started */
 	/* health (restart.c): pings over the link, answered by pongs */

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,8 @@
 
 /* After the process exited, wait this long for the link's EOF. */
 #define EXIT_SETTLE_MS 1000
+/* A worker whose link ended but that cannot be watched yet: look again. */
+#define WATCH_RETRY_MS 100
 
 static void worker_finish(struct worker *w);
 static void worker_watch(struct worker *w);
@@ -556,19 +559,40 @@ static void settle_cb(uv_timer_t *t)
  * An adopted worker's status went to its real parent: only its exit
  * message tells.
  */
+static void status_set(struct worker *w, int status)
+{
+	w->term_signal = proto_exit_signal(status);
+	w->exit_status = w->term_signal ? 0 : status;
+}
+
+static int status_of(const siginfo_t *si)
+{
+	return si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
+}
+
 static void collect_status(struct worker *w)
 {
 	siginfo_t si;
-	int status;
 
 	if (spawn_reap(w->pidfd, &si, false) == 0)
-		status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+		status_set(w, status_of(&si));
 	else if (w->has_link_status)
-		status = w->link_status;
-	else
-		return;
-	w->term_signal = proto_exit_signal(status);
-	w->exit_status = w->term_signal ? 0 : status;
+		status_set(w, w->link_status);
+}
+
+/* Our child reaped by its pid, where mvmd has no fd left for a pidfd:
+ * until reaped, its pid names only it.  True once it was. */
+static bool reap_by_pid(struct worker *w)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	if (w->adopted || waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG) < 0 ||
+	    si.si_pid != w->pid)
+		return false;
+	w->exited = true;
+	status_set(w, status_of(&si));
+	return true;
 }
 
 /* The pidfd is readable once the worker exited. */
@@ -620,10 +644,17 @@ static void worker_watch(struct worker *w)
 	}
 	if (w->watched && (r = uv_poll_start(&w->pidfd_poll, UV_READABLE, pidfd_cb)) == 0)
 		return;
-	/* out of fds or memory for now: look again */
-	log_warn("VM %s: cannot watch worker pid %lld: %s; trying again", w->vm->row.name,
-	         (long long)w->pid, strerror(-r));
-	uv_timer_start(&w->timer, watch_retry_cb, EXIT_SETTLE_MS, 0);
+	/* out of fds (or memory) for now: look again, by pid for our child,
+	 * so its end (and a restart) does not wait for fds to come back */
+	if (reap_by_pid(w)) {
+		worker_finish(w);
+		return;
+	}
+	if (!w->watch_warned)
+		log_warn("VM %s: cannot watch worker pid %lld: %s; looking again every %d ms",
+		         w->vm->row.name, (long long)w->pid, strerror(-r), WATCH_RETRY_MS);
+	w->watch_warned = true;
+	uv_timer_start(&w->timer, watch_retry_cb, WATCH_RETRY_MS, 0);
 }
 
 /* ---- control ------------------------------------------------------------ */
