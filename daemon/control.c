@@ -292,16 +292,10 @@ static void conn_release(struct conn *c)
  * inside the window in which no held output may have left. */
 static void commit_stall(struct mvmd *d)
 {
-	const char *t = getenv("MVM_TEST_COMMIT_STALL_MS");
-	struct timespec ts;
-	long ms = t ? atol(t) : 0;
+	long ms = mvmd_test_stall_ms("MVM_TEST_COMMIT_STALL_MS");
 
-	if (ms <= 0 || !vms_batch_open(d))
-		return;
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	if (ms > 0 && vms_batch_open(d))
+		mvmd_sleep_ms(ms);
 }
 #endif
 

@@ -186,3 +186,24 @@ int mvmd_adopt_socket(const struct mvmd *d, const char *name, char *buf, size_t 
 		return -ENAMETOOLONG;
 	return 0;
 }
+
+#ifdef MVM_TEST_HOOKS
+/* Test builds only: the milliseconds named by environment variable VAR
+ * (0 when unset or not positive), and a sleep that EINTR does not cut short;
+ * the stall hooks that open race windows for the tests use both. */
+long mvmd_test_stall_ms(const char *var)
+{
+	const char *t = getenv(var);
+	long ms = t ? atol(t) : 0;
+
+	return ms > 0 ? ms : 0;
+}
+
+void mvmd_sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+#endif

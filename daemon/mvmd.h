@@ -214,6 +214,10 @@ int mvmd_vm_dir(const struct mvmd *d, const char *name, const char *file,
  * <run-dir>/vms). */
 int mvmd_adopt_socket(const struct mvmd *d, const char *name, char *buf, size_t size);
 int mvmd_proc_stat(long pid, char *state, uint64_t *cpu_ns);
+#ifdef MVM_TEST_HOOKS
+long mvmd_test_stall_ms(const char *var);
+void mvmd_sleep_ms(long ms);
+#endif
 
 /* ---- per-VM records (vms.c) --------------------------------------------- */
 

@@ -278,17 +278,12 @@ static void call_reply(struct worker *w, const struct proto_link_msg *m)
  * socket while the next loop turn runs its timers first. */
 static void pong_stall(struct worker *w)
 {
-	const char *t = getenv("MVM_TEST_PONG_STALL_MS");
-	struct timespec ts;
-	long ms = t ? atol(t) : 0;
+	long ms = mvmd_test_stall_ms("MVM_TEST_PONG_STALL_MS");
 
 	if (ms <= 0)
 		return;
 	supervisor_ping(w);
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	mvmd_sleep_ms(ms);
 }
 #endif
 
