@@ -621,8 +621,11 @@ int main(int argc, char **argv)
 		status = VMM_EXIT_ERROR;
 	} else if (o.dump_dir)
 		status = dump_acpi(vm, o.dump_dir);
-	else
+	else {
+		if (o.sandbox.enabled && o.sandbox.dir)
+			virtio_devs_rebase(vm_virtio_devs(vm), o.sandbox.dir);  /* now our root */
 		status = run(vm, &set, &signo);
+	}
 	vm_destroy(vm);  /* restores the terminal */
 	control_free(ctl);
 	if (signo)

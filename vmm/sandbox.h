@@ -29,8 +29,8 @@
 struct sandbox_config {
 	bool enabled;
 	/* NULL: the root is an empty tmpfs mounted on SANDBOX_DIR_DEFAULT.
-	 * Else the per-VM directory (absolute, normalised), which the root
-	 * holds read-only at its own path and nothing else. */
+	 * Else the per-VM directory (absolute, normalised), which becomes the
+	 * root, read-only (a bind mount: no superblock of its own). */
 	const char *dir;
 	bool have_uid, have_gid;
 	bool have_lease;        /* --sandbox-lease-fd: mvmd leased the uid */
@@ -77,8 +77,8 @@ enum {
 "                            own namespaces, uid and gid, no capabilities, Landlock\n" \
 "                            (where the kernel has ABI 6) or a network namespace,\n" \
 "                            seccomp\n" \
-"      --sandbox-dir DIR     the root holds only the per-VM directory DIR (absolute),\n" \
-"                            read-only at its own path: put --vsock uds=DIR/NAME\n" \
+"      --sandbox-dir DIR     the root is the per-VM directory DIR (absolute),\n" \
+"                            read-only: put --vsock uds=DIR/NAME\n" \
 "                            and its NAME_PORT listeners there (default: an empty root)\n" \
 "      --sandbox-uid N, --sandbox-gid N\n" \
 "                            ids to run as (default: the first uid from 100000 +\n" \

@@ -705,6 +705,14 @@ int virtio_devs_set_limits(struct virtio_devs *d, enum virtio_devs_kind kind, un
 	return 0;
 }
 
+void virtio_devs_rebase(struct virtio_devs *d, const char *dir)
+{
+	struct vdev_slot *s = d ? find_slot(d, &kind_vsock, 0) : NULL;
+
+	if (s)
+		virtio_vsock_rebase(s->model, dir);
+}
+
 int virtio_devs_set_balloon(struct virtio_devs *d, uint64_t bytes)
 {
 	struct vdev_slot *s = find_slot(d, &kind_balloon, 0);

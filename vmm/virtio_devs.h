@@ -111,6 +111,11 @@ struct virtio_devs_stats {
 	uint64_t balloon_max_pages;
 };
 
+/* The process's root became dir (the sandbox): paths the devices still
+ * open after it (the vsock's guest-initiated dials) are made relative to
+ * it.  NULL d is fine. */
+void virtio_devs_rebase(struct virtio_devs *d, const char *dir);
+
 /* Sets the limits of disk or NIC `index`: -ENODEV when there is none,
  * -EINVAL when c fails ratelimit_config_check. */
 int virtio_devs_set_limits(struct virtio_devs *d, enum virtio_devs_kind kind, unsigned index,

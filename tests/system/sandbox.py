@@ -90,20 +90,27 @@ def check_locked_down(env, vm):
     for ns in ("mnt", "pid", "ipc", "uts", "net", "cgroup"):
         mine = os.readlink("/proc/%d/ns/%s" % (pid, ns))
         shared = mine == os.readlink("/proc/%d/ns/%s" % (mvmd, ns))
-        want = ns == "net" and landlock
+        # no IPC namespace: its mqueue superblock costs every memory cgroup
+        want = ns == "ipc" or (ns == "net" and landlock)
         check(shared == want, "worker %s mvmd's %s namespace (Landlock ABI %d)" %
               ("shares" if shared else "does not share", ns, landlock_abi()))
     # mvmd's own child, the init of its PID namespace: no waiter between
     check(st["NSpid"].split() == [str(pid), "1"], "NSpid %s, expected [%d, 1]" %
           (st["NSpid"], pid))
     check(int(st["PPid"]) == mvmd, "worker's parent is %s, not mvmd %d" % (st["PPid"], mvmd))
-    # Its root: the per-VM directory at its own path, nothing else.
+    # Its root: the per-VM directory itself, a bind mount (its superblock is
+    # the run dir's: vmm/sandbox.c make_root says why), nothing else.
     d = env.vm_dir(vm["name"])
-    top = d.split("/")[1]
     root = "/proc/%d/root" % pid
-    check(os.listdir(root) == [top], "worker's root holds %s, expected [%r]" %
-          (os.listdir(root), top))
-    check(os.path.samefile(root + d, d), "worker's %s is not the host's" % d)
+    check(os.path.samefile(root, d), "worker's root is not the host's %s" % d)
+    with open("/proc/%d/mountinfo" % pid) as f:
+        mounts = [l.split() for l in f]
+    check([m[4] for m in mounts] == ["/"], "worker sees mounts %s, expected its root alone" %
+          [m[4] for m in mounts])
+    dev = os.stat(d).st_dev
+    check(mounts[0][2] == "%d:%d" % (os.major(dev), os.minor(dev)),
+          "worker's root is on device %s, not its directory's %d:%d" %
+          (mounts[0][2], os.major(dev), os.minor(dev)))
     s = os.stat(d)
     check(s.st_uid == uid and s.st_gid == uid and stat.S_IMODE(s.st_mode) == 0o700,
           "%s: owner %d:%d mode %o, expected %d:%d 0700" %

@@ -77,6 +77,7 @@ struct virtio_vsock {
 	uint64_t config_cid;    /* le64 guest_cid, the whole config space */
 	uint32_t cid;
 	char *uds_path;
+	const char *dial;    /* uds_path as seen from the worker's root */
 	int listen_fd, epfd, kick_fd;
 	struct vsock_conn *conns[VIRTIO_VSOCK_MAX_CONNS];
 	unsigned nconns, rr;
@@ -630,7 +631,7 @@ static int guest_connect(struct virtio_vsock *v, uint32_t port)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, n;
 
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", v->uds_path, port);
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", v->dial, port);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -996,6 +997,7 @@ int virtio_vsock_create(uint64_t guest_cid, const char *uds_path, const struct g
 		r = -ENOMEM;
 		goto fail;
 	}
+	v->dial = v->uds_path;
 	r = vsock_open_fds(v);
 	if (r < 0)
 		goto fail;
@@ -1028,3 +1030,13 @@ struct virtio_dev *virtio_vsock_dev(struct virtio_vsock *v) { return &v->vd; }
 int virtio_vsock_fd(const struct virtio_vsock *v) { return v->epfd; }
 const struct virtio_vsock_stats *virtio_vsock_stats(const struct virtio_vsock *v) { return &v->stats; }
 unsigned virtio_vsock_conn_count(const struct virtio_vsock *v) { return v->nconns; }
+
+void virtio_vsock_rebase(struct virtio_vsock *v, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	if (!strncmp(v->uds_path, dir, n) && v->uds_path[n] == '/')
+		v->dial = v->uds_path + n;
+}
