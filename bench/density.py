@@ -121,8 +121,11 @@ def meminfo():
     return out
 
 
-def slabinfo():
-    """Bytes each slab cache holds (its slabs, full or not)."""
+def slabinfo(in_use=False):
+    """Bytes each slab cache holds (its slabs, full or not), or with
+    in_use the bytes of its objects in use.  The two differ where a cache
+    has free room left by objects freed earlier (a fleet that ended):
+    new objects fill it without a new slab, so only in_use shows them."""
     out = {}
     try:
         with open("/proc/slabinfo") as f:
@@ -130,15 +133,16 @@ def slabinfo():
                 w = line.split()
                 # name active num objsize perslab pagesperslab : tunables
                 # ... : slabdata active_slabs num_slabs sharedavail
-                out[w[0]] = int(w[14]) * int(w[5]) * os.sysconf("SC_PAGE_SIZE")
+                out[w[0]] = (int(w[1]) * int(w[3]) if in_use else
+                             int(w[14]) * int(w[5]) * os.sysconf("SC_PAGE_SIZE"))
     except (OSError, IndexError, ValueError):
         pass
     return out
 
 
-def slab_top(base, n, k=10):
+def slab_top(base, n, k=10, in_use=False):
     """The k caches that grew most, in KiB per VM."""
-    now = slabinfo()
+    now = slabinfo(in_use)
     d = [(name, (now[name] - base.get(name, 0)) / n / 1024) for name in now]
     d.sort(key=lambda x: -x[1])
     return [x for x in d[:k] if x[1] > 0]
@@ -176,6 +180,45 @@ def worker_memory(pids):
     out = {k: statistics.median(r.get(k, 0) for r in rows) for k in keys}
     out["VMAs"] = statistics.median(vmas) if vmas else 0
     return out
+
+
+def cgroup_memory(pids):
+    """Median over the workers of what their memory cgroups are charged,
+    in KiB: all of it, the kernel's part and the anonymous pages (v1:
+    memory.usage_in_bytes, memory.kmem.usage_in_bytes, memory.stat rss;
+    v2: memory.current, memory.stat kernel, anon).  Per VM and free of
+    other fleets on the host, but only what the kernel charges to a
+    cgroup: not KVM's debugfs inodes, superblocks or shrinker units."""
+    rows = []
+    for pid in pids[:200]:
+        try:
+            with open("/proc/%d/cgroup" % pid) as f:
+                lines = [l.rstrip("\n").split(":", 2) for l in f]
+            v1 = [l[2] for l in lines if "memory" in l[1].split(",")]
+            if v1:
+                d = "/sys/fs/cgroup/memory" + v1[0]
+                files = ("memory.usage_in_bytes", "memory.kmem.usage_in_bytes")
+                anon_key = "rss"
+            else:
+                d = "/sys/fs/cgroup" + [l[2] for l in lines if l[0] == "0"][0]
+                files = ("memory.current", None)
+                anon_key = "anon"
+            with open(os.path.join(d, files[0])) as f:
+                used = int(f.read())
+            with open(os.path.join(d, "memory.stat")) as f:
+                st = dict((w[0], int(w[1])) for w in (l.split() for l in f) if len(w) == 2)
+            if files[1]:
+                with open(os.path.join(d, files[1])) as f:
+                    kmem = int(f.read())
+            else:
+                kmem = st.get("kernel", 0)
+            rows.append((used, kmem, st.get(anon_key, 0)))
+        except (OSError, IndexError, ValueError):
+            pass
+    if not rows:
+        return None
+    return {k: statistics.median(r[i] for r in rows) / 1024
+            for i, k in enumerate(("charged", "kernel", "anon"))}
 
 
 def cpu_busy_jiffies():
@@ -219,6 +262,12 @@ def pct(t, q):
 
 def ms(t):
     return "%.1f / %.1f / %.1f ms" % (statistics.median(t) * 1e3, pct(t, 0.99) * 1e3, max(t) * 1e3)
+
+
+# /proc/meminfo lines shown per VM at each checkpoint (the kernel's part
+# by kind; SecPageTables: KVM's shadow or TDP page tables).
+MEMINFO_KINDS = ("AnonPages", "Shmem", "SReclaimable", "SUnreclaim", "KernelStack",
+                 "PageTables", "SecPageTables", "VmallocUsed", "Percpu")
 
 
 def memory_row(base, n):
@@ -540,7 +589,7 @@ def main():
 
     print("density: empty host baseline (%ds idle)" % IDLE_WINDOW_S, file=sys.stderr)
     base = meminfo()
-    base_slab = slabinfo()
+    base_slab, base_objs = slabinfo(), slabinfo(True)
     base_busy, _ = idle_cpu()
     rows = []
     peer = None
@@ -580,7 +629,10 @@ def main():
             pids = fl.worker_pids()
             rss = rss_kib(pids) / n / 1024
             fds, tasks = fds_and_tasks(fl.d.proc.pid, pids)
-            slabs.append((n, slab_top(base_slab, n), worker_memory(pids)))
+            now = meminfo()
+            kinds = {k: (now[k] - base[k]) / n for k in MEMINFO_KINDS if k in now}
+            slabs.append((n, slab_top(base_slab, n), slab_top(base_objs, n, 12, True),
+                          worker_memory(pids), kinds, cgroup_memory(pids)))
             probes.append((n, sandbox_probe(p) if args.probe else None))
             busy, mvmd_busy = idle_cpu(fl.d.proc.pid)
             rows.append((n, lists, creates, used, slab, pt, ks, rss, busy - base_busy, mvmd_busy,
@@ -653,9 +705,16 @@ def main():
                 print("  at %5d VMs: %s; wall %.0f ms"
                       % (n, ", ".join("%s %.2f" % (c, calls[c]) for c in SANDBOX_CALLS),
                          wall * 1e3))
-    for n, top, wm in slabs:
-        print("\nat %d VMs, slab caches that grew (KiB per VM): %s"
+    for n, top, objs, wm, kinds, cg in slabs:
+        if cg:
+            print("\nat %d VMs, each VM's memory cgroup, median of %d (KiB): %s"
+                  % (n, min(n, 200), ", ".join("%s %.0f" % x for x in cg.items())))
+        print("at %d VMs, /proc/meminfo per VM (KiB): %s"
+              % (n, ", ".join("%s %.1f" % x for x in kinds.items())))
+        print("at %d VMs, slab caches that grew (KiB per VM): %s"
               % (n, ", ".join("%s %.1f" % x for x in top) or "none"))
+        print("at %d VMs, objects in use that grew (KiB per VM): %s"
+              % (n, ", ".join("%s %.1f" % x for x in objs) or "none"))
         if wm:
             print("worker memory, median of %d (smaps_rollup, KiB): %s"
                   % (min(n, 200), ", ".join("%s %.0f" % (k, v) for k, v in wm.items())))
