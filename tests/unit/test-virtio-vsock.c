@@ -2,6 +2,7 @@
 /* virtio-vsock driven by the fake driver, with real Unix sockets in a
  * temporary directory standing for the host side. */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +360,47 @@ static void test_guest_initiated(void)
 	t_close(&t);
 }
 
+/* Rebased onto its directory (the sandbox's root and cwd), the device
+ * dials <name>_PORT relative to its cwd; a socket outside that root is
+ * never dialled.  A chdir stands in for the chroot. */
+static void test_rebase(void)
+{
+	char path[160], cwd[PATH_MAX], other[64];
+	struct pkt p;
+	int lfd, sfd;
+	struct t t;
+
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	t_open(&t);
+	snprintf(path, sizeof(path), "%s_5000", t.uds);
+	lfd = uds_listen(path);
+	post_rx(&t, 8);
+	virtio_vsock_rebase(t.v, t.dir);
+	CHECK_EQ(chdir("/"), 0);                /* "v.sock_5000" is not here */
+	tx(&t, VIRTIO_VSOCK_OP_REQUEST, 777, 5000, NULL, 0);
+	expect_rst(&t, 5000, 777);
+	CHECK_EQ(chdir(t.dir), 0);              /* the root the device was told */
+	tx(&t, VIRTIO_VSOCK_OP_REQUEST, 778, 5000, NULL, 0);
+	CHECK(get_rx(&t, &p));
+	CHECK(p.h.op == VIRTIO_VSOCK_OP_RESPONSE && p.h.dst_port == 778);
+	sfd = accept(lfd, NULL, NULL);
+	CHECK(sfd >= 0);
+	close(sfd);
+	/* A root the socket is not in: nothing to dial, even from its cwd;
+	 * nor is a mere prefix of its directory's name a root above it. */
+	snprintf(other, sizeof(other), "%.*s", (int)strlen(t.dir) - 1, t.dir);
+	virtio_vsock_rebase(t.v, other);
+	tx(&t, VIRTIO_VSOCK_OP_REQUEST, 779, 5000, NULL, 0);
+	expect_rst(&t, 5000, 779);
+	virtio_vsock_rebase(t.v, "/nonexistent");
+	tx(&t, VIRTIO_VSOCK_OP_REQUEST, 780, 5000, NULL, 0);
+	expect_rst(&t, 5000, 780);
+	CHECK_EQ(chdir(cwd), 0);
+	close(lfd);
+	unlink(path);
+	t_close(&t);
+}
+
 /* Each malformed packet gets exactly one RST (none for an RST or a
  * header-less packet); the device keeps running.  A malformed descriptor
  * chain, finally, is the queue layer's business: NEEDS_RESET. */
@@ -660,6 +702,7 @@ int main(void)
 {
 	test_host_initiated();
 	test_guest_initiated();
+	test_rebase();
 	test_malformed();
 	test_credit();
 	test_reset();

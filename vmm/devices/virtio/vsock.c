@@ -77,7 +77,10 @@ struct virtio_vsock {
 	uint64_t config_cid;    /* le64 guest_cid, the whole config space */
 	uint32_t cid;
 	char *uds_path;
-	const char *dial;    /* uds_path as seen from the worker's root */
+	/* What guest connects dial "<dial>_PORT" by: uds_path, or after
+	 * virtio_vsock_rebase its name relative to the new root (the cwd);
+	 * NULL when uds_path is outside that root: nothing to dial. */
+	const char *dial;
 	int listen_fd, epfd, kick_fd;
 	struct vsock_conn *conns[VIRTIO_VSOCK_MAX_CONNS];
 	unsigned nconns, rr;
@@ -631,6 +634,8 @@ static int guest_connect(struct virtio_vsock *v, uint32_t port)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, n;
 
+	if (!v->dial)
+		return -ENOENT;
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", v->dial, port);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -1037,6 +1042,8 @@ void virtio_vsock_rebase(struct virtio_vsock *v, const char *dir)
 
 	while (n > 1 && dir[n - 1] == '/')
 		n--;
-	if (!strncmp(v->uds_path, dir, n) && v->uds_path[n] == '/')
-		v->dial = v->uds_path + n;
+	if (!strncmp(v->uds_path, dir, n) && v->uds_path[n] == '/' && v->uds_path[n + 1])
+		v->dial = v->uds_path + n + 1;
+	else
+		v->dial = NULL;
 }

@@ -80,9 +80,10 @@ struct virtio_vsock;
  * (replacing a stale socket nobody listens on). */
 int virtio_vsock_create(uint64_t guest_cid, const char *uds_path, const struct guest_mem *m,
                         struct virtio_vsock **ret);
-/* The worker's root became dir (the sandbox, vmm/sandbox.c): a uds_path
- * inside dir is dialled ("<uds_path>_PORT") by its path from there on;
- * one outside it is left as it was. */
+/* The process's root, and its cwd, became dir (the sandbox,
+ * vmm/sandbox.c): guest connects then dial "<uds_path>_PORT" by its name
+ * relative to dir, or, where uds_path is not inside dir, nothing at all
+ * (the guest gets a reset). */
 void virtio_vsock_rebase(struct virtio_vsock *v, const char *dir);
 /* Closes every connection and removes uds_path. */
 void virtio_vsock_destroy(struct virtio_vsock *v);
