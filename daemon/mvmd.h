@@ -577,6 +577,11 @@ struct spawn_job {
 	int stage;
 	pid_t pid;
 	int pidfd;
+	/* the worker's process start time (util_proc_start_time), read on
+	 * the spawner thread: reading /proc/PID/stat of a worker just past
+	 * its exec can sleep, and the loop must not; start_r < 0: unread */
+	int start_r;
+	uint64_t start_time;
 };
 /* Fill j's request from r (0 or -ENOMEM); spawn_job_clear() frees it. */
 int spawn_worker_job(const struct spawn_worker_req *r, struct spawn_job *j);
