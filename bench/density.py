@@ -89,7 +89,24 @@ def parse_args():
                     help="set the nice value of mvmd's loop thread (only that thread: the "
                          "spawner's children keep theirs) and of the list prober to N for the "
                          "fill, to see how much of the list latency is waiting for a CPU")
+    ap.add_argument("--slice-us", type=int, default=None,
+                    help="give mvmd's loop thread and the list prober a scheduler slice of N us "
+                         "(sched_setattr's sched_runtime for SCHED_OTHER, Linux 6.12+: a shorter "
+                         "slice lets a waking task preempt sooner) for the fill")
     return ap.parse_args()
+
+
+def set_slice(tid, us):
+    """SCHED_OTHER with a custom slice (sched_attr.sched_runtime) for one
+    thread, keeping its nice value."""
+    import ctypes
+    import struct
+    attr = struct.pack("=IIQiIQQQ", 48, 0, 0, os.getpriority(os.PRIO_PROCESS, tid), 0,
+                       us * 1000, 0, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(314, tid, ctypes.c_char_p(attr), 0) != 0:  # SYS_sched_setattr, x86-64
+        sys.exit("density: sched_setattr(%d, slice %d us): %s"
+                 % (tid, us, os.strerror(ctypes.get_errno())))
 
 
 def favordynmods_mount():
@@ -375,6 +392,9 @@ class Fleet:
         prober = subprocess.Popen((["nice", "-n", str(nice)] if nice is not None else []) +
                                   [sys.executable, os.path.join(HERE, "listprobe.py"),
                                    self.d.sock, str(self.d.proc.pid)], stdout=subprocess.PIPE)
+        if self.args.slice_us:
+            set_slice(self.d.proc.pid, self.args.slice_us)
+            set_slice(prober.pid, self.args.slice_us)
         ts = [threading.Thread(target=client, args=(k,)) for k in range(self.args.clients)]
         for t in ts:
             t.start()
