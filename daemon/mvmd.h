@@ -64,6 +64,10 @@ struct config {
 	uint64_t client_output_max_per_uid;     /* unsent bytes of one uid's clients */
 	double client_line_timeout;     /* an unfinished request line, seconds */
 	uint32_t fd_reserve;            /* fds kept for workers and restarts */
+	/* the nice value of mvmd's loop thread alone (main.c), so that clients
+	 * are answered while booting guests and other work keep the CPUs busy */
+	int loop_nice;
+	bool loop_nice_set;
 	/* admission refuses starts while the host's memory is under pressure */
 	struct pressure_limits pressure;
 	const char *proc_root;          /* not a key: NULL /proc (tests) */
