@@ -10,8 +10,12 @@ and measures, in one run:
      stream's `running` events: the first and the last bucket's rate and
      their ratio (flat in N means a ratio near 1);
   2. `vm.list` round trips (request sent to the reply's last byte, not
-     parsed) from a separate client every 50 ms while the fleet fills
-     (median, p99, max);
+     parsed) every 50 ms while the fleet fills (median, p99, max), from a
+     process of their own (bench/listprobe.py: no GIL shared with the fill
+     clients), with what the slowest 1% waited for (mvmd's loop thread
+     waiting for a CPU, running, or blocked in a system call, sampled);
+     beside them the same from a thread of this process, the measure of
+     earlier runs;
   3. at each checkpoint (default: the QEMU fleet size, 1,000, 2,000, N): with
      the fill paused, `vm.list` round trips, one more create -> running
      (create with wait, then rm), what clients spend on a list (mvmctl
@@ -30,7 +34,7 @@ workers), /dev/kvm and, for the peer rows, qemu-system-x86_64.
 Usage: bench/density.py [--build DIR] [--vms N] [--clients C] [--bucket B]
                         [--mem MIB] [--qemu-fleet F] [--checkpoints A,B,...]
                         [--config 'key = value']... [--strace] [--favordynmods]
-                        [--keep DIR] [--no-probe]
+                        [--keep DIR] [--no-probe] [--nice N]
 """
 
 import argparse
@@ -81,7 +85,28 @@ def parse_args():
     ap.add_argument("--no-probe", dest="probe", action="store_false",
                     help="skip timing the sandbox calls of hand-run workers (strace -T) at "
                          "0 VMs and at each checkpoint")
+    ap.add_argument("--nice", type=int, default=None,
+                    help="set the nice value of mvmd's loop thread (only that thread: the "
+                         "spawner's children keep theirs) and of the list prober to N for the "
+                         "fill, to see how much of the list latency is waiting for a CPU")
+    ap.add_argument("--slice-us", type=int, default=None,
+                    help="give mvmd's loop thread and the list prober a scheduler slice of N us "
+                         "(sched_setattr's sched_runtime for SCHED_OTHER, Linux 6.12+: a shorter "
+                         "slice lets a waking task preempt sooner) for the fill")
     return ap.parse_args()
+
+
+def set_slice(tid, us):
+    """SCHED_OTHER with a custom slice (sched_attr.sched_runtime) for one
+    thread, keeping its nice value."""
+    import ctypes
+    import struct
+    attr = struct.pack("=IIQiIQQQ", 48, 0, 0, os.getpriority(os.PRIO_PROCESS, tid), 0,
+                       us * 1000, 0, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(314, tid, ctypes.c_char_p(attr), 0) != 0:  # SYS_sched_setattr, x86-64
+        sys.exit("density: sched_setattr(%d, slice %d us): %s"
+                 % (tid, us, os.strerror(ctypes.get_errno())))
 
 
 def favordynmods_mount():
@@ -294,6 +319,28 @@ def list_rtt(raw):
     return t
 
 
+SLOW_MS, SAMPLE_MS = 10, 2    # listprobe.py's SLOW_S, SAMPLE_S
+
+
+def syscall_names():
+    """x86-64 system call numbers to names, where the headers are installed."""
+    names = {}
+    try:
+        with open("/usr/include/x86_64-linux-gnu/asm/unistd_64.h") as f:
+            for line in f:
+                w = line.split()
+                if len(w) == 3 and w[0] == "#define" and w[1].startswith("__NR_"):
+                    names[w[2]] = w[1][5:]
+    except OSError:
+        pass
+    return names
+
+
+def named_sample(k, names):
+    state, nr, frame = k.split(" ", 2)
+    return "%s %s %s" % (state, names.get(nr, nr), frame)
+
+
 def clients(p, sock, n=10):
     """What a client spends on a list: mvmctl list and mvmctl -o json list
     (process start to exit), and Python's json.loads of the reply."""
@@ -387,6 +434,16 @@ class Fleet:
             raw.close()
         self.list_times = []
         self.listing = True
+        nice = self.args.nice
+        if nice is not None:
+            # PRIO_PROCESS acts on the one thread whose tid is the pid: the loop
+            os.setpriority(os.PRIO_PROCESS, self.d.proc.pid, nice)
+        prober = subprocess.Popen((["nice", "-n", str(nice)] if nice is not None else []) +
+                                  [sys.executable, os.path.join(HERE, "listprobe.py"),
+                                   self.d.sock, str(self.d.proc.pid)], stdout=subprocess.PIPE)
+        if self.args.slice_us:
+            set_slice(self.d.proc.pid, self.args.slice_us)
+            set_slice(prober.pid, self.args.slice_us)
         ts = [threading.Thread(target=client, args=(k,)) for k in range(self.args.clients)]
         for t in ts:
             t.start()
@@ -396,9 +453,13 @@ class Fleet:
         wait_for(lambda: len(self.running) + len(self.failed) >= n, 1800,
                  "%d VMs to run" % n, 0.2)
         self.listing = False
+        prober.send_signal(signal.SIGTERM)
+        out, _ = prober.communicate(60)
+        check(prober.returncode == 0, "listprobe.py failed (status %d)" % prober.returncode)
         check(not self.failed, "VMs failed: %s" % self.failed[:3])
         self.count = n
-        return list(self.list_times)
+        res = json.loads(out)
+        return res["calls"], res["samples"], list(self.list_times)
 
     def probe(self, raw, rounds=20):
         lists, creates = [], []
@@ -591,6 +652,7 @@ def main():
     base = meminfo()
     base_slab, base_objs = slabinfo(), slabinfo(True)
     base_busy, _ = idle_cpu()
+    loads = [("before", os.getloadavg())]
     rows = []
     peer = None
     try:
@@ -601,6 +663,8 @@ def main():
     fav = favordynmods_mount() if args.favordynmods else None
     fl = Fleet(p, args)
     storm_lists = []
+    storm_thread = []
+    storm_samples = {}
     traced = None
     dbcost = None
     health = None
@@ -616,7 +680,12 @@ def main():
             print("density: filling to %d VMs" % n, file=sys.stderr)
             st = strace_start(fl.d.proc.pid) if args.strace and not rows else None
             db0 = db_stats(raw) if not rows else None
-            storm_lists += fl.fill_to(n)
+            calls, samples, thread_times = fl.fill_to(n)
+            loads.append(("filled to %d" % n, os.getloadavg()))
+            storm_lists += calls
+            for k, v in samples.items():
+                storm_samples[k] = storm_samples.get(k, 0) + v
+            storm_thread += thread_times
             if st:
                 traced = strace_stop(st, n)
             if db0:
@@ -650,9 +719,11 @@ def main():
 
     print("\nmvm density, %d x 1-vCPU %d MiB idle test guests, %d clients, config: %s"
           % (args.vms, args.mem, args.clients, "; ".join(args.config) or "defaults"))
-    print("host: %d CPUs, %.1f GiB; empty host busy %.3f cores; cgroup favordynmods: %s\n"
+    print("host: %d CPUs, %.1f GiB; empty host busy %.3f cores; cgroup favordynmods: %s"
           % (os.cpu_count(), base["MemTotal"] / 1048576, base_busy,
              "?" if dynmods is None else "on" if dynmods else "off"))
+    print("load averages (1, 5, 15 min): %s\n"
+          % "; ".join("%s %.2f %.2f %.2f" % ((k,) + v) for k, v in loads))
     if rates:
         print("start throughput (running events, buckets of %d): first %.1f/s, last %.1f/s, "
               "last/first %.2fx, median bucket %.1f/s, min..max %.1f..%.1f/s"
@@ -669,8 +740,32 @@ def main():
               % (health["interval_s"], health["slices"], health["tick_ms"], health["pings"],
                  health["cpu_us_per_ping"], health["cpu_ms_per_tick"], health.get("starved", 0)))
     if storm_lists:
-        print("vm.list during the fill (median / p99 / max): %s (%d calls)"
-              % (ms(storm_lists), len(storm_lists)))
+        rtt = [c[0] for c in storm_lists]
+        print("vm.list during the fill (median / p99 / max): %s (%d calls, from a process of "
+              "its own)" % (ms(rtt), len(rtt)))
+        slow = sorted(storm_lists, key=lambda c: -c[0])[:max(1, len(storm_lists) // 100)]
+        print("  its slowest 1%% (%d calls), medians: round trip %.1f ms; meanwhile mvmd's loop "
+              "waited for a CPU %.1f ms, ran %.1f ms and did neither (blocked, or the request "
+              "not yet read) %.1f ms; the prober waited for a CPU %.1f ms"
+              % (len(slow), statistics.median(c[0] for c in slow) * 1e3,
+                 statistics.median(c[1] for c in slow) * 1e3,
+                 statistics.median(c[2] for c in slow) * 1e3,
+                 statistics.median(max(0, c[0] - c[1] - c[2]) for c in slow) * 1e3,
+                 statistics.median(c[3] for c in slow) * 1e3))
+        print("  all calls, sums: round trips %.2f s, mvmd's loop waited %.2f s and ran %.2f s, "
+              "the prober waited %.2f s"
+              % tuple(sum(c[k] for c in storm_lists) for k in range(4)))
+    if storm_samples:
+        names = syscall_names()
+        tot = sum(storm_samples.values())
+        top = sorted(storm_samples.items(), key=lambda kv: -kv[1])[:8]
+        print("  mvmd's loop thread while calls over %.0f ms awaited their reply (%d samples, "
+              "every %.0f ms; state, system call, kernel frame): %s"
+              % (SLOW_MS, tot, SAMPLE_MS, "; ".join(
+                  "%s %.0f%%" % (named_sample(k, names), 100 * v / tot) for k, v in top)))
+    if storm_thread:
+        print("vm.list during the fill, from a thread of the benchmark beside its fill clients "
+              "(median / p99 / max): %s (%d calls)" % (ms(storm_thread), len(storm_thread)))
     print()
     hdr = ("VMs", "list med/p99/max", "create->running med/p99/max", "host MiB/VM",
            "slab", "pgtbl", "kstack", "worker RSS", "idle cores", "mvmd cores",

@@ -203,6 +203,19 @@ static int set_listen(struct config *cfg, const char *value)
 	return set_str(&cfg->metrics_listen, shown);
 }
 
+/* A nice value, -20..19. */
+static int set_nice(struct config *cfg, const char *value)
+{
+	bool neg = value[0] == '-';
+	uint64_t v;
+
+	if (util_parse_uint(value + neg, 0, neg ? 20 : 19, &v) < 0)
+		return -EINVAL;
+	cfg->loop_nice = neg ? -(int)v : (int)v;
+	cfg->loop_nice_set = true;
+	return 0;
+}
+
 int config_set(struct config *cfg, const char *key, const char *value)
 {
 	int lvl;
@@ -239,6 +252,8 @@ int config_set(struct config *cfg, const char *key, const char *value)
 		return set_seconds(&cfg->client_line_timeout, value);
 	if (!strcmp(key, "fd_reserve"))
 		return set_u32(&cfg->fd_reserve, value, 16);
+	if (!strcmp(key, "loop_nice"))
+		return set_nice(cfg, value);
 	if (!strcmp(key, "admit_memory_psi"))
 		return set_percent(&cfg->pressure.psi_some_avg10, value);
 	if (!strcmp(key, "admit_mem_available_mib"))

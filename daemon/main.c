@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "daemon/ceilings.h"
@@ -454,6 +455,24 @@ static int lock_run_dir(struct mvmd *d)
 	return 0;
 }
 
+/* loop_nice: only the loop thread's (on Linux a nice value is a thread's),
+ * set after the spawner and reaper threads exist, so they, and the workers
+ * the spawner clones, keep mvmd's own. */
+static void set_loop_nice(const struct mvmd *d)
+{
+	int n = d->cfg.loop_nice;
+
+	if (!d->cfg.loop_nice_set)
+		return;
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), n) < 0)
+		log_warn("loop_nice = %d: cannot set the nice value of mvmd's loop thread: %s; "
+		         "a value below the current one needs CAP_SYS_NICE or a LimitNICE= (RLIMIT_NICE) "
+		         "that allows it (mvmd.conf(5)), or leave loop_nice unset", n,
+		         strerror(errno));
+	else
+		log_info("loop thread at nice %d (loop_nice)", n);
+}
+
 static int run(struct mvmd *d)
 {
 	char nofile[160];
@@ -509,6 +528,7 @@ static int run(struct mvmd *d)
 	r = setup_signals(d);
 	if (r < 0)
 		return r;
+	set_loop_nice(d);
 	r = notify_ready();
 	if (r < 0)
 		log_warn("sd_notify READY=1 failed: %s", strerror(-r));

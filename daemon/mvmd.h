@@ -64,6 +64,10 @@ struct config {
 	uint64_t client_output_max_per_uid;     /* unsent bytes of one uid's clients */
 	double client_line_timeout;     /* an unfinished request line, seconds */
 	uint32_t fd_reserve;            /* fds kept for workers and restarts */
+	/* the nice value of mvmd's loop thread alone (main.c), so that clients
+	 * are answered while booting guests and other work keep the CPUs busy */
+	int loop_nice;
+	bool loop_nice_set;
 	/* admission refuses starts while the host's memory is under pressure */
 	struct pressure_limits pressure;
 	const char *proc_root;          /* not a key: NULL /proc (tests) */
@@ -577,6 +581,11 @@ struct spawn_job {
 	int stage;
 	pid_t pid;
 	int pidfd;
+	/* the worker's process start time (util_proc_start_time), read on
+	 * the spawner thread: reading /proc/PID/stat of a worker just past
+	 * its exec can sleep, and the loop must not; start_r < 0: unread */
+	int start_r;
+	uint64_t start_time;
 };
 /* Fill j's request from r (0 or -ENOMEM); spawn_job_clear() frees it. */
 int spawn_worker_job(const struct spawn_worker_req *r, struct spawn_job *j);

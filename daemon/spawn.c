@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "daemon/mvmd.h"
+#include "util/util.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -496,6 +497,7 @@ static void spawn_run(struct workq_job *wq)
 	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
 
 	j->r = spawn_process(&j->req, &j->pid, &j->pidfd, &j->stage);
+	j->start_r = j->r == 0 ? util_proc_start_time(j->pid, &j->start_time) : -ESRCH;
 }
 
 static void spawn_done(struct workq_job *wq)

@@ -735,14 +735,14 @@ void supervisor_detach_all(struct mvmd *d)
 
 /* After spawning: the pid and its process start time beside the VM's logs
  * (adopt.c checks both before it takes a worker over). */
-static void record_spawn(struct mvmd *d, const char *name, pid_t pid)
+static void record_spawn(struct mvmd *d, const char *name, const struct spawn_job *j)
 {
 	char path[4096], line[64];
-	uint64_t start;
+	pid_t pid = j->pid;
+	uint64_t start = j->start_time;
 	int fd, n;
 
-	if (util_proc_start_time(pid, &start) < 0 ||
-	    mvmd_vm_dir(d, name, "worker", path, sizeof(path)) < 0)
+	if (j->start_r < 0 || mvmd_vm_dir(d, name, "worker", path, sizeof(path)) < 0)
 		return;
 	n = snprintf(line, sizeof(line), "%d %llu\n", (int)pid, (unsigned long long)start);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
@@ -1007,7 +1007,7 @@ static void spawn_done_cb(struct spawn_job *j)
 		w->pidfd = j->pidfd;
 		w->pid = j->pid;
 		w->vm->row.pid = j->pid;
-		record_spawn(w->d, w->vm->row.name, j->pid);
+		record_spawn(w->d, w->vm->row.name, j);
 		if (w->finished) {
 			/* mvmd is exiting: it runs on, the next mvmd adopts it */
 		} else {

@@ -714,6 +714,42 @@ def health_busy_daemon():
         env.daemon.cleanup()
 
 
+def thread_nices(pid):
+    """tid -> nice value of each of a process's threads (/proc stat field 19)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[16])
+    return out
+
+
+@case
+def loop_nice():
+    """loop_nice sets the nice value of mvmd's loop thread alone: its other
+    threads and the workers its spawner clones keep mvmd's own."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    want = min(own + 5, 19)     # raising a nice value needs no privilege
+    env = Env(config=["loop_nice = %d" % want])
+    try:
+        env.daemon.start()
+        env.ctl.ok("create", "n1", "--kernel", env.guest, "--mem", "16",
+                   "--cmdline", "console=ttyS0 mvmtest=idle")
+        worker = env.ctl.wait_state("n1", "running", timeout=30)["pid"]
+        pid = env.daemon.proc.pid
+        nices = thread_nices(pid)
+        check(nices.pop(pid) == want, "mvmd's loop thread: nice %r, not %d"
+              % (thread_nices(pid)[pid], want))
+        check(nices and all(v == own for v in nices.values()),
+              "mvmd's other threads %r, not at nice %d" % (nices, own))
+        w = thread_nices(worker)
+        check(all(v == own for v in w.values()), "worker's threads %r, not at nice %d" % (w, own))
+        check("loop thread at nice %d" % want in env.daemon.log(), env.daemon.log()[-2000:])
+        env.ctl.ok("rm", "-f", "n1")
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
 def main():
     if len(sys.argv) == 2 and sys.argv[1] == "--list":
         print("\n".join(CASES))

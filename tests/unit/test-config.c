@@ -75,6 +75,24 @@ static void test_config(void)
 	CHECK_EQ(config_set(&cfg, "metrics_listen", "1.2.3.4:"), -EINVAL);
 	config_free(&cfg);
 
+	/* loop_nice: unset by default (the loop keeps mvmd's own), -20..19 */
+	CHECK_EQ(load(&cfg, "loop_nice = -10\n", &line), 0);
+	CHECK_EQ(cfg.loop_nice, -10);
+	CHECK(cfg.loop_nice_set);
+	CHECK_EQ(config_set(&cfg, "loop_nice", "19"), 0);
+	CHECK_EQ(cfg.loop_nice, 19);
+	CHECK_EQ(config_set(&cfg, "loop_nice", "-20"), 0);
+	CHECK_EQ(cfg.loop_nice, -20);
+	CHECK_EQ(config_set(&cfg, "loop_nice", "20"), -EINVAL);
+	CHECK_EQ(config_set(&cfg, "loop_nice", "-21"), -EINVAL);
+	CHECK_EQ(config_set(&cfg, "loop_nice", "--1"), -EINVAL);
+	CHECK_EQ(config_set(&cfg, "loop_nice", "high"), -EINVAL);
+	CHECK_EQ(cfg.loop_nice, -20);
+	config_free(&cfg);
+	CHECK_EQ(load(&cfg, "sandbox = on\n", &line), 0);
+	CHECK(!cfg.loop_nice_set);
+	config_free(&cfg);
+
 	/* a missing file: -ENOENT at line 0, nothing kept */
 	CHECK_EQ(config_defaults(&cfg, NULL), 0);
 	line = 0;
