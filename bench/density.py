@@ -789,6 +789,8 @@ def main():
                   % (args.qemu_fleet, mine[0][3] / used, mine[0][7] / rss))
     elif peer:
         print("QEMU microvm fleet: %s" % peer)
+    elif not args.qemu_fleet:
+        print("QEMU microvm fleet: not run (--qemu-fleet 0)")
     else:
         print("QEMU microvm fleet: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
     if any(pr for _, pr in probes):
