@@ -279,12 +279,10 @@ static int join_cgroups(const struct lockdown *l)
 
 /* An empty tmpfs on dir (in this private namespace only, so nothing is
  * left behind on the host); nr_inodes bounds what it can ever hold. */
-static int mount_empty(const char *dir, unsigned inodes)
+static int mount_empty(const char *dir)
 {
-	char opts[64];
-
-	snprintf(opts, sizeof(opts), "size=4k,nr_inodes=%u,mode=0555", inodes);
-	if (mount("mvm-sandbox", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+	if (mount("mvm-sandbox", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+	          "size=4k,nr_inodes=2,mode=0555") < 0)
 		return -errno;
 	return 0;
 }
@@ -311,7 +309,7 @@ static int make_root(const char *dir, bool keep)
 	int r;
 
 	if (!keep)
-		r = mount_empty(dir, 2);
+		r = mount_empty(dir);
 	else
 		r = mount(dir, dir, NULL, MS_BIND, NULL) < 0 ? -errno : 0;
 	return r < 0 ? r : remount_ro(dir);
