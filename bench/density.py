@@ -17,8 +17,8 @@ and measures, in one run:
      beside them the same from a thread of this process, the measure of
      earlier runs;
   3. at each checkpoint (default: the QEMU fleet size, 1,000, 2,000, N): with
-     the fill paused, `vm.list` round trips, one more create -> running
-     (create with wait, then rm), what clients spend on a list (mvmctl
+     the fill paused, 200 `vm.list` round trips at random spacing, 100 times
+     one more create -> running (create with wait, then rm), what clients spend on a list (mvmctl
      list and mvmctl -o json list, and Python's json.loads of the reply),
      host memory per VM (MemTotal - MemAvailable
      against the empty host, and the kernel's part: Slab, PageTables,
@@ -39,7 +39,9 @@ Usage: bench/density.py [--build DIR] [--vms N] [--clients C] [--bucket B]
 
 import argparse
 import json
+import math
 import os
+import random
 import resource
 import shutil
 import signal
@@ -281,8 +283,9 @@ def idle_cpu(mvmd_pid=None):
 
 
 def pct(t, q):
+    """Nearest rank: the 99th of 100 samples is p99, the 100th the max."""
     t = sorted(t)
-    return t[min(len(t) - 1, int(len(t) * q))]
+    return t[max(0, min(len(t) - 1, math.ceil(len(t) * q) - 1))]
 
 
 def ms(t):
@@ -461,10 +464,14 @@ class Fleet:
         res = json.loads(out)
         return res["calls"], res["samples"], list(self.list_times)
 
-    def probe(self, raw, rounds=20):
+    def probe(self, raw, lists_n=200, rounds=100):
+        """Idle-fleet samples, enough that p99 is not the max: lists spaced
+        at random so they fall at every phase of the health ticks."""
         lists, creates = [], []
-        for _ in range(50):
+        rnd = random.Random(13)
+        for _ in range(lists_n):
             lists.append(list_rtt(raw))
+            time.sleep(rnd.uniform(0, 0.02))
         for i in range(rounds):
             t0 = time.perf_counter()
             raw.ok("vm.create", self.vm_args("probe%d" % i, wait=True))
@@ -771,6 +778,9 @@ def main():
            "slab", "pgtbl", "kstack", "worker RSS", "idle cores", "mvmd cores",
            "fds/VM", "tasks/VM")
     fmt = "%-6s  %-24s  %-28s  %11s  %6s  %6s  %6s  %10s  %10s  %10s  %6s  %8s"
+    if rows:
+        print("(idle fleet: %d list round trips and %d create -> running per row; p99 by "
+              "nearest rank)" % (len(rows[0][1]), len(rows[0][2])))
     print(fmt % hdr)
     for n, lists, creates, used, slab, pt, ks, rss, busy, mb, fpv, tpv in rows:
         print(fmt % (n, ms(lists), ms(creates), "%.2f" % used, "%.2f" % slab, "%.2f" % pt,
