@@ -18,8 +18,9 @@ and measures, in one run:
      earlier runs;
   3. at each checkpoint (default: the QEMU fleet size, 1,000, 2,000, N): with
      the fill paused, 200 `vm.list` round trips at random spacing, 100 times
-     one more create -> running (create with wait, then rm), what clients spend on a list (mvmctl
-     list and mvmctl -o json list, and Python's json.loads of the reply),
+     one more create -> running (create with wait, then rm), what clients
+     spend on a list (mvmctl list and mvmctl -o json list, and Python's
+     json.loads of the reply),
      host memory per VM (MemTotal - MemAvailable
      against the empty host, and the kernel's part: Slab, PageTables,
      KernelStack), the workers' RSS, and the idle CPU of the whole host and
