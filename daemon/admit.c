@@ -374,36 +374,44 @@ void admit_abandon(struct admission *a)
 
 /* ---- starting ----------------------------------------------------------- */
 
-/* Create the VM's cgroup and start its worker, which joins the cgroup
- * before its exec (spawn.c).  On failure err says why and the caller
+/* On the spawner thread (start_cgroup in mvmd.h): once the removal of the
+ * name's old cgroup is done, its new one.  Reads only what admit_init()
+ * set up and no later code changes (d->cg, d->cg_reaper). */
+static int cg_make(const struct start_cgroup *sc, struct cgroup_vm **ret, char *err, size_t n)
+{
+	cg_reaper_wait(sc->d, sc->name);
+	return cgroup_vm_create(&sc->d->cg, sc->name, sc->mem_bytes, sc->vcpus, 0, ret, err, n);
+}
+
+/* On the loop: the start's cgroup is its admission's from now on (gone
+ * only at mvmd's exit, when the next mvmd opens it again by name). */
+static void cg_made(struct vm *vm, struct cgroup_vm *cg)
+{
+	if (vm->adm && !vm->adm->cg)
+		vm->adm->cg = cg;
+	else
+		cgroup_vm_close(cg);
+}
+
+/* Start the VM's worker; the spawner thread makes its cgroup, which the
+ * child joins before its exec (spawn.c).  A failure there fails the start
+ * through the start_done_cb hook, with the cgroup's -errno (restart.c
+ * retries a transient one).  On failure here err says why and the caller
  * frees a. */
 static int adm_start(struct admission *a, struct vm_files *files, struct proto_error *err)
 {
 	struct mvmd *d = a->d;
 	const struct proto_vm *vm = &a->vm->row;
 	uint64_t mem = (uint64_t)vm->mem_mib + cap_limits(&d->cap)->vmm_overhead_mib;
-	char msg[512];
-	int r;
+	struct start_cgroup sc = { .d = d, .mem_bytes = mem << 20, .vcpus = (unsigned)vm->vcpus,
+	                           .make = cg_make, .made = cg_made };
 
-	cg_reaper_wait(d, vm->name);
-	r = cgroup_vm_create(&d->cg, vm->name, mem << 20, (unsigned)vm->vcpus, 0, &a->cg,
-	                     msg, sizeof(msg));
-	if (r == -EBUSY) {
-		/* the host's paths and pids are for the operator, not the client */
-		log_error("VM %s: %s", vm->name, msg);
+	if ((size_t)snprintf(sc.name, sizeof(sc.name), "%s", vm->name) >= sizeof(sc.name)) {
 		vm_files_close(files);
-		return proto_error_set(err, PROTO_ERR_UNAVAILABLE, NULL,
-		                       "the VM's cgroup holds processes this mvmd did not start; "
-		                       "mvmd's log names them: ask the host's operator");
+		return proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
+		                       "cannot create the VM's cgroup: its name is too long");
 	}
-	if (r < 0) {
-		vm_files_close(files);
-		/* r (-errno) goes up: restart.c retries a transient one */
-		proto_error_set(err, PROTO_ERR_INTERNAL, NULL, "cannot create the VM's cgroup: %s",
-		                msg);
-		return r;
-	}
-	return d->start_worker(a->vm, files, a->cg, err);
+	return d->start_worker(a->vm, files, &sc, err);
 }
 
 /* The start failed: give everything back (unless the worker's end did). */

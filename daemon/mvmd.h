@@ -110,6 +110,7 @@ struct worker_hooks;
 struct pending;
 struct admission;
 struct waiter;
+struct start_cgroup;
 struct restart_rec;
 struct vm_observer;
 struct vm_files;
@@ -171,7 +172,7 @@ struct mvmd {
 	void (*admit_start_failed_cb)(struct vm *vm, const struct proto_error *err);
 	/* how admit.c starts a worker: supervisor_start (main.c sets it), or
 	 * a unit test's own */
-	int (*start_worker)(struct vm *vm, struct vm_files *files, const struct cgroup_vm *cg,
+	int (*start_worker)(struct vm *vm, struct vm_files *files, const struct start_cgroup *cg,
 	                    struct proto_error *err);
 	struct restart_state *restart;  /* health checks, restart backoff (restart.c) */
 	int lock_fd;                    /* <state-dir>/mvmd.lock, flock'ed; -1 none */
@@ -478,11 +479,31 @@ struct vm_files {
 };
 
 
-/* Start a worker for vm (state must allow it) in cg (NULL: none): commits
- * "starting" and hands the spawn to the spawner thread; 0 then, and the
- * start_done_cb hook tells how it went.  Takes ownership of the fds in
+/*
+ * A VM's cgroup, made on the spawner thread right before its worker's
+ * clone (admit.c fills it in): the mkdirs and limit writes wait on the
+ * kernel's cgroup locks, and a cpu.cfs_quota_us write walks every CPU
+ * cgroup of the host, so they must not run on mvmd's loop.
+ */
+struct start_cgroup {
+	struct mvmd *d;
+	char name[64];
+	uint64_t mem_bytes;
+	unsigned vcpus;
+	/* on the spawner thread: 0 and *ret, or -errno and err[] (-EBUSY: it
+	 * holds processes this mvmd did not start) */
+	int (*make)(const struct start_cgroup *sc, struct cgroup_vm **ret, char *err, size_t n);
+	/* on the loop, before the start_done_cb hook: the cgroup made is the
+	 * callee's from now on */
+	void (*made)(struct vm *vm, struct cgroup_vm *cg);
+};
+
+/* Start a worker for vm (state must allow it) in the cgroup cg describes
+ * (NULL: none): commits "starting" and hands the spawn to the spawner
+ * thread; 0 then, and the start_done_cb hook tells how it went (a cgroup
+ * that could not be made fails it there).  Takes ownership of the fds in
  * files on success and failure. */
-int supervisor_start(struct vm *vm, struct vm_files *files, const struct cgroup_vm *cg,
+int supervisor_start(struct vm *vm, struct vm_files *files, const struct start_cgroup *cg,
                      struct proto_error *err);
 /* Graceful stop: Ctrl-Alt-Del now, SIGKILL after timeout_s. */
 int supervisor_stop(struct worker *w, int64_t timeout_s);
@@ -543,6 +564,8 @@ struct spawn_req {
  * attach_fds[] index whose write failed. */
 #define SPAWN_STAGE_EXEC (-1)
 #define SPAWN_STAGE_CLONE (-2)
+/* the job's prepare() step, before the clone */
+#define SPAWN_STAGE_PREPARE (-3)
 /* 0 once the exec succeeded, with the child's pid and a pidfd for it;
  * else -errno of the clone, of an attach or of the failed exec (child
  * already reaped), and *ret_stage says which. */
@@ -574,8 +597,11 @@ struct spawn_job {
 	struct spawn_req req;
 	int fds[SPAWN_MAX_FDS];
 	int attach_fds[SPAWN_MAX_ATTACH];
-	int nattach;                    /* set before spawn_worker_job() */
+	int nattach;                    /* set by prepare() or before spawn_worker_job() */
 	struct spawn_args *args;        /* spawn.c's command line */
+	/* NULL, or run on the spawner thread before the clone (it may fill
+	 * attach_fds): < 0 fails the job at SPAWN_STAGE_PREPARE */
+	int (*prepare)(struct spawn_job *j);
 	void (*done_cb)(struct spawn_job *j);
 	int r;                          /* spawn_process()'s */
 	int stage;

@@ -487,8 +487,9 @@ void spawn_job_clear(struct spawn_job *j)
 /* ---- the spawner thread ------------------------------------------------- */
 
 /*
- * Jobs run in FIFO order on one thread (workq.c); each finished job goes
- * back to the loop, where its done_cb runs.  One thread is enough: the
+ * Jobs run in FIFO order on one thread (workq.c): prepare() (the VM's
+ * cgroup, supervisor.c), then the spawn; each finished job goes back to
+ * the loop, where its done_cb runs.  One thread is enough: the
  * kernel serialises cgroup attaches on one lock anyway, and it keeps the
  * starts in the order admission granted them.
  */
@@ -496,8 +497,15 @@ static void spawn_run(struct workq_job *wq)
 {
 	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
 
+	j->start_r = -ESRCH;
+	if (j->prepare && (j->r = j->prepare(j)) < 0) {
+		j->stage = SPAWN_STAGE_PREPARE;
+		return;
+	}
+	j->req.nattach = j->nattach;
 	j->r = spawn_process(&j->req, &j->pid, &j->pidfd, &j->stage);
-	j->start_r = j->r == 0 ? util_proc_start_time(j->pid, &j->start_time) : -ESRCH;
+	if (j->r == 0)
+		j->start_r = util_proc_start_time(j->pid, &j->start_time);
 }
 
 static void spawn_done(struct workq_job *wq)

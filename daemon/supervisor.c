@@ -896,6 +896,10 @@ struct worker_start {
 	struct worker *w;
 	struct vm_files files;
 	int log_fd, link_fd;
+	struct start_cgroup cgs;        /* the cgroup to make, if job.prepare */
+	struct cgroup_vm *cg;           /* made by start_prepare(), until cgs.made() */
+	char cg_why[512];               /* why start_prepare() failed */
+	bool attach_fail;               /* test builds: MVM_TEST_ATTACH_FAIL */
 	const char *attach_dirs[SPAWN_MAX_ATTACH];
 	char console_log[4096], sandbox[4096], sock[4096], vsock[4096];
 };
@@ -909,6 +913,8 @@ static void worker_start_free(struct worker_start *s)
 		close(s->link_fd);
 	for (int i = 0; i < s->job.nattach; i++)
 		close(s->job.attach_fds[i]);
+	if (s->cg)
+		cgroup_vm_close(s->cg);
 	spawn_job_clear(&s->job);
 	free(s);
 }
@@ -942,7 +948,16 @@ static void spawn_error(struct worker_start *s, struct proto_error *err)
 {
 	struct spawn_job *j = &s->job;
 
-	if (j->stage >= 0 && j->stage < j->nattach)
+	if (j->stage == SPAWN_STAGE_PREPARE && j->r == -EBUSY) {
+		/* the host's paths and pids are for the operator, not the client */
+		log_error("VM %s: %s", s->w->vm->row.name, s->cg_why);
+		proto_error_set(err, PROTO_ERR_UNAVAILABLE, NULL,
+		                "the VM's cgroup holds processes this mvmd did not start; "
+		                "mvmd's log names them: ask the host's operator");
+	} else if (j->stage == SPAWN_STAGE_PREPARE)
+		proto_error_set(err, PROTO_ERR_INTERNAL, NULL, "cannot create the VM's cgroup: %s",
+		                s->cg_why);
+	else if (j->stage >= 0 && j->stage < j->nattach)
 		proto_error_set(err, PROTO_ERR_INTERNAL, NULL,
 		                "cannot start the worker: cgroup: it could not join %s: %s",
 		                s->attach_dirs[j->stage], strerror(-j->r));
@@ -996,8 +1011,13 @@ static void spawn_done_cb(struct spawn_job *j)
 	int r;
 
 	w->spawning = false;
+	if (j->r < 0)
+		spawn_error(s, &err);   /* before made(): it names the cgroup's dirs */
+	if (s->cg) {
+		s->cgs.made(w->vm, s->cg);
+		s->cg = NULL;
+	}
 	if (j->r < 0) {
-		spawn_error(s, &err);
 		log_error("VM %s: %s", w->vm->row.name, err.message);
 		if (!w->finished)
 			start_failed(w, j->r, &err, true);
@@ -1027,9 +1047,34 @@ static void spawn_done_cb(struct spawn_job *j)
 	worker_job_done(w);
 }
 
-/* The job for the spawner: the worker's command line and fds, and the
+/* On the spawner thread, before the clone: the VM's cgroup, and the
  * cgroup.procs the child joins before its exec. */
-static int start_job(struct worker_start *s, const struct cgroup_vm *cg, char *why, size_t n)
+static int start_prepare(struct spawn_job *j)
+{
+	struct worker_start *s = (struct worker_start *)j;
+	int r;
+
+	r = s->cgs.make(&s->cgs, &s->cg, s->cg_why, sizeof(s->cg_why));
+	if (r < 0)
+		return r;
+	r = cgroup_vm_open_procs(s->cg, j->attach_fds, s->attach_dirs, SPAWN_MAX_ATTACH,
+	                         s->cg_why, sizeof(s->cg_why));
+	if (r < 0)
+		return r;
+	j->nattach = r;
+#ifdef MVM_TEST_HOOKS
+	/* the child's first cgroup write fails */
+	if (s->attach_fail && j->nattach > 0) {
+		close(j->attach_fds[0]);
+		j->attach_fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+#endif
+	return 0;
+}
+
+/* The job for the spawner: the worker's command line and fds, and the
+ * cgroup start_prepare() makes. */
+static int start_job(struct worker_start *s, const struct start_cgroup *cg, char *why, size_t n)
 {
 	struct worker *w = s->w;
 	struct mvmd *d = w->d;
@@ -1059,21 +1104,15 @@ static int start_job(struct worker_start *s, const struct cgroup_vm *cg, char *w
 	if (mvmd_adopt_socket(d, w->vm->row.name, s->sock, sizeof(s->sock)) == 0)
 		req.adopt_socket = s->sock;
 	if (cg) {
-		r = cgroup_vm_open_procs(cg, s->job.attach_fds, s->attach_dirs, SPAWN_MAX_ATTACH,
-		                         why, n);
-		if (r < 0)
-			return r;
-		s->job.nattach = r;
+		s->cgs = *cg;
+		s->job.prepare = start_prepare;
 	}
 #ifdef MVM_TEST_HOOKS
 	/* Test builds only: MVM_TEST_ATTACH_FAIL=<VM name> in mvmd's
 	 * environment makes that VM's child fail its first cgroup write. */
 	const char *t = getenv("MVM_TEST_ATTACH_FAIL");
 
-	if (t && !strcmp(t, w->vm->row.name) && s->job.nattach > 0) {
-		close(s->job.attach_fds[0]);
-		s->job.attach_fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	}
+	s->attach_fail = t && !strcmp(t, w->vm->row.name);
 #endif
 	s->job.done_cb = spawn_done_cb;
 	r = spawn_worker_job(&req, &s->job);
@@ -1101,7 +1140,7 @@ static struct worker_start *worker_start_new(struct worker *w, struct vm_files *
 	return s;
 }
 
-int supervisor_start(struct vm *vm, struct vm_files *files, const struct cgroup_vm *cg,
+int supervisor_start(struct vm *vm, struct vm_files *files, const struct start_cgroup *cg,
                      struct proto_error *err)
 {
 	struct mvmd *d = vm->d;

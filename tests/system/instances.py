@@ -280,6 +280,12 @@ def case_same_name(insts):
         check("/sys/fs/cgroup" not in out, "the client was shown host paths: %s" % out)
         check(pid_alive(squat.pid), "mvmd killed a process it did not start")
         check("holds processes" in a.daemon.log(), "mvmd's log does not name the squatter")
+        # the cgroup is made on the spawner thread: the row says why it failed
+        vm = a.ctl.vm("same")
+        check(vm["state"] == "crashed" and "holds processes" in vm.get("exit_reason", ""),
+              "same after the refused start: %s %r" % (vm["state"], vm.get("exit_reason")))
+        for p in pa:
+            check(os.path.isdir(os.path.join(p, "vm-same")), "the squatter's %s/vm-same is gone" % p)
     finally:
         squat.kill()
         squat.wait()

@@ -23,7 +23,7 @@ static int fail_starts;         /* fail this many of the next starts */
 static int start_failures_told; /* admit_start_failed_cb calls */
 static char told_message[sizeof(((struct proto_error *)0)->message)];
 
-static int fake_start(struct vm *vm, struct vm_files *files, const struct cgroup_vm *cg,
+static int fake_start(struct vm *vm, struct vm_files *files, const struct start_cgroup *cg,
                       struct proto_error *err)
 {
 	(void)cg;
