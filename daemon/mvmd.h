@@ -421,6 +421,7 @@ struct worker {
 	int handles;                    /* open libuv handles; freed at 0 */
 	struct proto_linebuf lb;
 	bool booted, exited, link_eof, finished;
+	bool boot_early;                /* it said booted before its spawn was done */
 	bool stop_requested, kill_requested;
 	bool stop_forced;               /* the stop timeout's SIGKILL was sent */
 	int64_t stop_timeout_s;         /* of the stop requested */

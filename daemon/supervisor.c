@@ -217,6 +217,12 @@ static void worker_booted(struct worker *w)
 {
 	if (w->booted)
 		return;
+	if (w->spawning) {
+		/* its first words outran the spawner's answer: running once
+		 * its pid is stored (spawn_done_cb) */
+		w->boot_early = true;
+		return;
+	}
 	w->booted = true;
 	if (w->vm->row.state == PROTO_VM_STARTING)
 		transition(w, PROTO_VM_RUNNING, NULL);
@@ -1040,6 +1046,8 @@ static void spawn_done_cb(struct spawn_job *j)
 					worker_finish(w);
 			} else {
 				HOOKS(w, start_done_cb, w->vm, 0, NULL);
+				if (w->boot_early && !w->exited)
+					worker_booted(w);
 			}
 		}
 	}
