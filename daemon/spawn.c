@@ -493,10 +493,45 @@ void spawn_job_clear(struct spawn_job *j)
  * kernel serialises cgroup attaches on one lock anyway, and it keeps the
  * starts in the order admission granted them.
  */
+/*
+ * mvmd's fd table, shared by its threads, grows by doubling as fds are
+ * opened, and a growth of a shared table waits for an RCU grace period
+ * (the kernel's expand_fdtable; 5-20 ms on the test host), which put a
+ * loop's open among the slowest vm.list calls of a fill.  The spawner
+ * grows it ahead instead, before a job's clone (a growth after it would
+ * hold the job's answer back while the worker boots), to twice the
+ * highest fd the job was handed, with
+ * a copy it closes at once (F_DUPFD takes the lowest free fd from there
+ * up, so no fd in use is touched).  The kernel never shrinks the table.
+ */
+static void fdtable_ahead(const struct spawn_job *j)
+{
+	static int ahead;               /* the spawner thread's alone */
+	struct rlimit rl;
+	int hi = -1, fd, to;
+
+	for (int i = 0; i < j->req.nfds; i++)
+		if (j->fds[i] > hi)
+			hi = j->fds[i];
+	if (hi < 0 || hi < ahead / 2)
+		return;
+	to = hi < 128 ? 256 : 2 * hi;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)to >= rl.rlim_cur)
+		to = (int)rl.rlim_cur - 1;
+	if (to <= hi || to <= ahead)
+		return;
+	fd = fcntl(hi, F_DUPFD_CLOEXEC, to);
+	if (fd >= 0)
+		close(fd);
+	ahead = to;
+}
+
 static void spawn_run(struct workq_job *wq)
 {
 	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
 
+	fdtable_ahead(j);       /* before the clone: the worker waits, not the loop */
 	j->start_r = -ESRCH;
 	if (j->prepare && (j->r = j->prepare(j)) < 0) {
 		j->stage = SPAWN_STAGE_PREPARE;

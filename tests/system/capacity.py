@@ -601,6 +601,13 @@ def fds_per_vm():
         check(pidfds == 0 and fds - base <= 2 * len(names),
               "%d running VMs: %d more fds, %d pidfds" % (len(names), fds - base, pidfds))
         per_vm = (fds - base) / len(names)
+        # the spawner grew mvmd's fd table ahead (spawn.c, fdtable_ahead):
+        # the loop's own opens do not wait for a growth
+        pid = env.daemon.proc.pid
+        top = max(int(n) for n in os.listdir("/proc/%d/fd" % pid))
+        with open("/proc/%d/status" % pid) as f:
+            size = int(re.search(r"^FDSize:\s+(\d+)", f.read(), re.M).group(1))
+        check(size >= max(256, 2 * top), "fd table of %d for fds up to %d" % (size, top))
         os.kill(pids[0], signal.SIGKILL)
         vm = env.ctl.wait_state(names[0], "crashed", timeout=5)
         check("SIGKILL" in (vm.get("exit_reason") or ""), "f0 %r" % vm)
