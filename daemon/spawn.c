@@ -487,22 +487,15 @@ void spawn_job_clear(struct spawn_job *j)
 /* ---- the spawner thread ------------------------------------------------- */
 
 /*
- * Jobs run in FIFO order on one thread (workq.c): prepare() (the VM's
- * cgroup, supervisor.c), then the spawn; each finished job goes back to
- * the loop, where its done_cb runs.  One thread is enough: the
- * kernel serialises cgroup attaches on one lock anyway, and it keeps the
- * starts in the order admission granted them.
- */
-/*
  * mvmd's fd table, shared by its threads, grows by doubling as fds are
  * opened, and a growth of a shared table waits for an RCU grace period
  * (the kernel's expand_fdtable; 5-20 ms on the test host), which put a
  * loop's open among the slowest vm.list calls of a fill.  The spawner
  * grows it ahead instead, before a job's clone (a growth after it would
  * hold the job's answer back while the worker boots), to twice the
- * highest fd the job was handed, with
- * a copy it closes at once (F_DUPFD takes the lowest free fd from there
- * up, so no fd in use is touched).  The kernel never shrinks the table.
+ * highest fd the job was handed, with a copy it closes at once (F_DUPFD
+ * takes the lowest free fd from there up, so no fd in use is touched).
+ * The kernel never shrinks the table.
  */
 static void fdtable_ahead(const struct spawn_job *j)
 {
@@ -527,6 +520,13 @@ static void fdtable_ahead(const struct spawn_job *j)
 	ahead = to;
 }
 
+/*
+ * Jobs run in FIFO order on one thread (workq.c): prepare() (the VM's
+ * cgroup, supervisor.c), then the spawn; each finished job goes back to
+ * the loop, where its done_cb runs.  One thread is enough: the
+ * kernel serialises cgroup attaches on one lock anyway, and it keeps the
+ * starts in the order admission granted them.
+ */
 static void spawn_run(struct workq_job *wq)
 {
 	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
