@@ -603,6 +603,8 @@ struct spawn_job {
 	/* NULL, or run on the spawner thread before the clone (it may fill
 	 * attach_fds): < 0 fails the job at SPAWN_STAGE_PREPARE */
 	int (*prepare)(struct spawn_job *j);
+	/* NULL, or run on the spawner thread after a spawn that succeeded */
+	void (*spawned)(struct spawn_job *j);
 	void (*done_cb)(struct spawn_job *j);
 	int r;                          /* spawn_process()'s */
 	int stage;
@@ -639,15 +641,28 @@ struct sandbox_uid {
 bool sandbox_on(const struct mvmd *d, const char **ret_why);
 /* The same, said once in the log when it is off. */
 bool sandbox_enabled(const struct mvmd *d);
-/* A leased uid and a fresh, empty <run-dir>/vms/<name>/ only it may
+/* A per-VM directory <run-dir>/vms/<name>/ to be made: by
+ * sandbox_dir_make(), which touches nothing of mvmd's (the spawner
+ * thread makes it, as a start's first step). */
+struct sandbox_dir_plan {
+	char path[4096];
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+};
+/* A leased uid, and the plan of a fresh, empty directory only it may
  * enter (with a vsock: the VM owner's, which the worker may search; see
  * docs/security.md "vsock sockets"): 0, or -EUSERS (every uid leased) or
  * -errno; for a failure of the lease directory, why[] says what is wrong. */
 int sandbox_prepare(struct mvmd *d, const struct proto_vm *vm, struct sandbox_uid **ret_uid,
-                    char *dir, size_t size, char *why, size_t whylen);
-/* The same directory for an unsandboxed worker of a VM with a vsock: the
- * owner's, 0700.  0 or -errno. */
-int sandbox_vsock_dir(struct mvmd *d, const struct proto_vm *vm);
+                    struct sandbox_dir_plan *plan, char *why, size_t whylen);
+/* The plan for an unsandboxed worker of a VM with a vsock: the owner's,
+ * 0700.  0 or -errno. */
+int sandbox_vsock_dir(const struct mvmd *d, const struct proto_vm *vm,
+                      struct sandbox_dir_plan *plan);
+/* What an earlier worker left there removed, the directory made as
+ * planned: 0 or -errno. */
+int sandbox_dir_make(const struct sandbox_dir_plan *plan);
 /* <run-dir>/vms/<name>/vsock.sock, the VM's vsock host socket (guest-
  * initiated connections dial its _<port> siblings): 0, or -ENAMETOOLONG
  * when that path with the longest _<port> would not fit a Unix socket. */

@@ -91,20 +91,29 @@ static void remove_below(int dfd, int depth)
 	closedir(dp);
 }
 
+/* path and all in it; 0 or -errno (-ENOENT: nothing there).  Touches
+ * nothing of mvmd's: the spawner thread calls it too. */
+static int remove_tree(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	remove_below(fd, 4);
+	return rmdir(path) < 0 ? -errno : 0;
+}
+
 void sandbox_remove(struct mvmd *d, const char *name)
 {
 	char path[4096];
-	int fd;
+	int r;
 
 	if (!name[0] || sandbox_dir(d, name, path, sizeof(path)) < 0)
 		return;
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	remove_below(fd, 4);
-	if (rmdir(path) < 0 && errno != ENOENT)
+	r = remove_tree(path);
+	if (r < 0 && r != -ENOENT)
 		log_warn("VM %s: cannot remove its sandbox directory %s: %s", name, path,
-		         strerror(errno));
+		         strerror(-r));
 }
 
 /* ---- uids --------------------------------------------------------------- */
@@ -210,22 +219,28 @@ static int uid_alloc(struct mvmd *d, struct sandbox_uid **ret, char *why, size_t
 	return 0;
 }
 
-/* A fresh <run-dir>/vms/<name>/ of uid:gid with mode, removed again if
- * that fails.  Created 0700 root's, so nobody else can enter it before it
- * is handed over. */
-static int fresh_dir(struct mvmd *d, const char *name, uid_t uid, gid_t gid, mode_t mode,
-                     char *dir, size_t size)
+static int dir_plan(const struct mvmd *d, const char *name, uid_t uid, gid_t gid, mode_t mode,
+                    struct sandbox_dir_plan *p)
 {
-	int r;
+	p->uid = uid;
+	p->gid = gid;
+	p->mode = mode;
+	return sandbox_dir(d, name, p->path, sizeof(p->path));  /* <run-dir>/vms/ is main.c's */
+}
+
+/* Made 0700 root's, so nobody else can enter it before it is handed
+ * over, and removed again if that fails. */
+int sandbox_dir_make(const struct sandbox_dir_plan *p)
+{
+	int r = 0;
 
 	/* what a worker of this VM that died unseen left behind */
-	sandbox_remove(d, name);
-	r = sandbox_dir(d, name, dir, size);   /* <run-dir>/vms/ is main.c's */
-	if (r == 0 && mkdir(dir, 0700) < 0)
+	remove_tree(p->path);
+	if (mkdir(p->path, 0700) < 0)
 		return -errno;
-	if (r == 0 && (chown(dir, uid, gid) < 0 || chmod(dir, mode) < 0)) {
+	if (chown(p->path, p->uid, p->gid) < 0 || chmod(p->path, p->mode) < 0) {
 		r = -errno;
-		rmdir(dir);
+		rmdir(p->path);
 	}
 	return r;
 }
@@ -242,7 +257,7 @@ int sandbox_vsock_path(const struct mvmd *d, const char *name, char *buf, size_t
 }
 
 int sandbox_prepare(struct mvmd *d, const struct proto_vm *vm, struct sandbox_uid **ret_uid,
-                    char *dir, size_t size, char *why, size_t whylen)
+                    struct sandbox_dir_plan *plan, char *why, size_t whylen)
 {
 	struct sandbox_uid *u;
 	uid_t id;
@@ -258,9 +273,9 @@ int sandbox_prepare(struct mvmd *d, const struct proto_vm *vm, struct sandbox_ui
 	 * group and 0660 lets the worker dial it.  The worker binds
 	 * vsock.sock before its lockdown, as root. */
 	if (vm->vsock_cid)
-		r = fresh_dir(d, vm->name, vm->owner_uid, id, 02710, dir, size);
+		r = dir_plan(d, vm->name, vm->owner_uid, id, 02710, plan);
 	else
-		r = fresh_dir(d, vm->name, id, id, 0700, dir, size);
+		r = dir_plan(d, vm->name, id, id, 0700, plan);
 	if (r < 0) {
 		sandbox_uid_release(d, u);
 		return r;
@@ -269,13 +284,12 @@ int sandbox_prepare(struct mvmd *d, const struct proto_vm *vm, struct sandbox_ui
 	return 0;
 }
 
-int sandbox_vsock_dir(struct mvmd *d, const struct proto_vm *vm)
+int sandbox_vsock_dir(const struct mvmd *d, const struct proto_vm *vm,
+                      struct sandbox_dir_plan *plan)
 {
-	char dir[4096];
-
 	/* a non-root mvmd serves only its own uid: the directory is its own */
-	return fresh_dir(d, vm->name, geteuid() == 0 ? vm->owner_uid : (uid_t)-1, (gid_t)-1,
-	                 0700, dir, sizeof(dir));
+	return dir_plan(d, vm->name, geteuid() == 0 ? vm->owner_uid : (uid_t)-1, (gid_t)-1, 0700,
+	                plan);
 }
 
 /*

@@ -522,7 +522,8 @@ static void fdtable_ahead(const struct spawn_job *j)
 
 /*
  * Jobs run in FIFO order on one thread (workq.c): prepare() (the VM's
- * cgroup, supervisor.c), then the spawn; each finished job goes back to
+ * directories, log and cgroup, supervisor.c), then the spawn, then
+ * spawned() (its record); each finished job goes back to
  * the loop, where its done_cb runs.  One thread is enough: the
  * kernel serialises cgroup attaches on one lock anyway, and it keeps the
  * starts in the order admission granted them.
@@ -541,6 +542,8 @@ static void spawn_run(struct workq_job *wq)
 	j->r = spawn_process(&j->req, &j->pid, &j->pidfd, &j->stage);
 	if (j->r == 0)
 		j->start_r = util_proc_start_time(j->pid, &j->start_time);
+	if (j->r == 0 && j->spawned)
+		j->spawned(j);
 }
 
 static void spawn_done(struct workq_job *wq)

@@ -739,24 +739,25 @@ void supervisor_detach_all(struct mvmd *d)
 
 /* ---- runtime files ------------------------------------------------------ */
 
-/* After spawning: the pid and its process start time beside the VM's logs
- * (adopt.c checks both before it takes a worker over). */
-static void record_spawn(struct mvmd *d, const char *name, const struct spawn_job *j)
+/* After spawning, on the spawner thread: the pid and its process start
+ * time beside the VM's logs (adopt.c checks both before it takes a worker
+ * over).  0 or -errno, which the loop logs. */
+static int record_spawn(const char *path, const struct spawn_job *j)
 {
-	char path[4096], line[64];
-	pid_t pid = j->pid;
-	uint64_t start = j->start_time;
-	int fd, n;
+	char line[64];
+	ssize_t w;
+	int fd, n, r;
 
-	if (j->start_r < 0 || mvmd_vm_dir(d, name, "worker", path, sizeof(path)) < 0)
-		return;
-	n = snprintf(line, sizeof(line), "%d %llu\n", (int)pid, (unsigned long long)start);
+	if (j->start_r < 0)
+		return 0;               /* no start time to record */
+	n = snprintf(line, sizeof(line), "%d %llu\n", (int)j->pid, (unsigned long long)j->start_time);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	/* without the record, adoption falls back to the socket's own proof */
-	if (fd < 0 || write(fd, line, (size_t)n) != n)
-		log_warn("VM %s: cannot record its worker in %s: %s", name, path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	if (fd < 0)
+		return -errno;
+	w = write(fd, line, (size_t)n);
+	r = w < 0 ? -errno : w != n ? -EIO : 0;
+	close(fd);
+	return r;
 }
 
 int supervisor_spawn_record(struct mvmd *d, const char *name, pid_t *ret_pid,
@@ -794,23 +795,17 @@ void supervisor_remove_runtime(struct mvmd *d, const char *name)
 
 /* ---- spawning ----------------------------------------------------------- */
 
-static int open_vmm_log(struct mvmd *d, const char *name, char *console_log, size_t size)
+/* <state-dir>/vms/<name>/ and the worker's log in it, on the spawner
+ * thread: an ext4 mkdir and create wait on its journal, and the loop must
+ * not.  The fd or -errno. */
+static int open_vmm_log(const char *dir, const char *log)
 {
-	char path[4096];
-	int r;
+	int fd;
 
-	r = mvmd_vm_dir(d, name, NULL, path, sizeof(path));
-	if (r < 0)
-		return r;
-	if (mkdir(path, 0750) < 0 && errno != EEXIST)
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
 		return -errno;
-	r = mvmd_vm_dir(d, name, "console.log", console_log, size);
-	if (r == 0)
-		r = mvmd_vm_dir(d, name, "vmm.log", path, sizeof(path));
-	if (r < 0)
-		return r;
-	r = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	return r < 0 ? -errno : r;
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	return fd < 0 ? -errno : fd;
 }
 
 static struct worker *worker_new(struct vm *vm)
@@ -902,11 +897,18 @@ struct worker_start {
 	struct worker *w;
 	struct vm_files files;
 	int log_fd, link_fd;
-	struct start_cgroup cgs;        /* the cgroup to make, if job.prepare */
+	/* what start_prepare() makes, in this order, and where it failed */
+	enum { PREP_LOG, PREP_DIR, PREP_CGROUP } prep;
+	bool make_dir;                  /* dir_plan, for a sandbox or a vsock */
+	bool make_cg;                   /* cgs */
+	struct sandbox_dir_plan dir_plan;
+	struct start_cgroup cgs;
 	struct cgroup_vm *cg;           /* made by start_prepare(), until cgs.made() */
 	char cg_why[512];               /* why start_prepare() failed */
 	bool attach_fail;               /* test builds: MVM_TEST_ATTACH_FAIL */
+	int record_r;                   /* start_spawned()'s */
 	const char *attach_dirs[SPAWN_MAX_ATTACH];
+	char vm_dir[4096], vmm_log[4096], record[4096];
 	char console_log[4096], sandbox[4096], sock[4096], vsock[4096];
 };
 
@@ -954,7 +956,11 @@ static void spawn_error(struct worker_start *s, struct proto_error *err)
 {
 	struct spawn_job *j = &s->job;
 
-	if (j->stage == SPAWN_STAGE_PREPARE && j->r == -EBUSY) {
+	if (j->stage == SPAWN_STAGE_PREPARE && s->prep == PREP_LOG)
+		start_fail(err, j->r, "VM directory");
+	else if (j->stage == SPAWN_STAGE_PREPARE && s->prep == PREP_DIR)
+		start_fail(err, j->r, s->w->uid ? "sandbox directory" : "vsock directory");
+	else if (j->stage == SPAWN_STAGE_PREPARE && j->r == -EBUSY) {
 		/* the host's paths and pids are for the operator, not the client */
 		log_error("VM %s: %s", s->w->vm->row.name, s->cg_why);
 		proto_error_set(err, PROTO_ERR_UNAVAILABLE, NULL,
@@ -1033,7 +1039,10 @@ static void spawn_done_cb(struct spawn_job *j)
 		w->pidfd = j->pidfd;
 		w->pid = j->pid;
 		w->vm->row.pid = j->pid;
-		record_spawn(w->d, w->vm->row.name, j);
+		/* without the record, adoption falls back to the socket's own proof */
+		if (s->record_r < 0)
+			log_warn("VM %s: cannot record its worker in %s: %s", w->vm->row.name,
+			         s->record, strerror(-s->record_r));
 		if (w->finished) {
 			/* mvmd is exiting: it runs on, the next mvmd adopts it */
 		} else {
@@ -1055,13 +1064,25 @@ static void spawn_done_cb(struct spawn_job *j)
 	worker_job_done(w);
 }
 
-/* On the spawner thread, before the clone: the VM's cgroup, and the
- * cgroup.procs the child joins before its exec. */
+/* On the spawner thread, before the clone: the VM's directory and the
+ * worker's log, its sandbox directory, its cgroup and the cgroup.procs
+ * the child joins before its exec. */
 static int start_prepare(struct spawn_job *j)
 {
 	struct worker_start *s = (struct worker_start *)j;
 	int r;
 
+	s->prep = PREP_LOG;
+	s->log_fd = open_vmm_log(s->vm_dir, s->vmm_log);
+	if (s->log_fd < 0)
+		return s->log_fd;
+	j->fds[1] = j->fds[2] = s->log_fd;      /* spawn_worker_job()'s stdout, stderr */
+	s->prep = PREP_DIR;
+	if (s->make_dir && (r = sandbox_dir_make(&s->dir_plan)) < 0)
+		return r;
+	s->prep = PREP_CGROUP;
+	if (!s->make_cg)
+		return 0;
 	r = s->cgs.make(&s->cgs, &s->cg, s->cg_why, sizeof(s->cg_why));
 	if (r < 0)
 		return r;
@@ -1080,8 +1101,16 @@ static int start_prepare(struct spawn_job *j)
 	return 0;
 }
 
-/* The job for the spawner: the worker's command line and fds, and the
- * cgroup start_prepare() makes. */
+/* On the spawner thread, after the spawn. */
+static void start_spawned(struct spawn_job *j)
+{
+	struct worker_start *s = (struct worker_start *)j;
+
+	s->record_r = record_spawn(s->record, j);
+}
+
+/* The job for the spawner: the worker's command line and fds (the log's
+ * are start_prepare()'s), and what start_prepare() makes. */
 static int start_job(struct worker_start *s, const struct start_cgroup *cg, char *why, size_t n)
 {
 	struct worker *w = s->w;
@@ -1093,8 +1122,14 @@ static int start_job(struct worker_start *s, const struct start_cgroup *cg, char
 	};
 	int r;
 
-	r = mvmd_vm_dir(d, w->vm->row.name, "console.log", s->console_log,
-	                sizeof(s->console_log));
+	r = mvmd_vm_dir(d, w->vm->row.name, NULL, s->vm_dir, sizeof(s->vm_dir));
+	if (r == 0)
+		r = mvmd_vm_dir(d, w->vm->row.name, "vmm.log", s->vmm_log, sizeof(s->vmm_log));
+	if (r == 0)
+		r = mvmd_vm_dir(d, w->vm->row.name, "worker", s->record, sizeof(s->record));
+	if (r == 0)
+		r = mvmd_vm_dir(d, w->vm->row.name, "console.log", s->console_log,
+		                sizeof(s->console_log));
 	if (r == 0 && w->uid) {
 		r = sandbox_dir(d, w->vm->row.name, s->sandbox, sizeof(s->sandbox));
 		req.sandbox_dir = s->sandbox;
@@ -1113,8 +1148,10 @@ static int start_job(struct worker_start *s, const struct start_cgroup *cg, char
 		req.adopt_socket = s->sock;
 	if (cg) {
 		s->cgs = *cg;
-		s->job.prepare = start_prepare;
+		s->make_cg = true;
 	}
+	s->job.prepare = start_prepare;
+	s->job.spawned = start_spawned;
 #ifdef MVM_TEST_HOOKS
 	/* Test builds only: MVM_TEST_ATTACH_FAIL=<VM name> in mvmd's
 	 * environment makes that VM's child fail its first cgroup write. */
@@ -1154,7 +1191,7 @@ int supervisor_start(struct vm *vm, struct vm_files *files, const struct start_c
 	struct mvmd *d = vm->d;
 	struct worker *w = worker_new(vm);
 	struct worker_start *s = w ? worker_start_new(w, files) : NULL;
-	char console_log[4096], sandbox[4096], why[512] = "";
+	char why[512] = "";
 	int sp[2] = { -1, -1 }, r;
 	bool opened;
 
@@ -1164,31 +1201,26 @@ int supervisor_start(struct vm *vm, struct vm_files *files, const struct start_c
 			worker_free(w);
 		return start_fail(err, -ENOMEM, "out of memory");
 	}
-	s->log_fd = open_vmm_log(d, vm->row.name, console_log, sizeof(console_log));
-	if (s->log_fd < 0) {
-		r = start_fail(err, s->log_fd, "VM directory");
-		goto fail;
-	}
 	if (vm->row.vsock_cid && sandbox_vsock_path(d, vm->row.name, s->vsock, sizeof(s->vsock)) < 0) {
 		r = start_fail(err, -ENAMETOOLONG, "vsock: its socket path is too long for a Unix "
 		               "socket; give mvmd a shorter run_dir or the VM a shorter name");
 		goto fail;
 	}
 	if (sandbox_enabled(d) &&
-	    (r = sandbox_prepare(d, &vm->row, &w->uid, sandbox, sizeof(sandbox), why,
-	                         sizeof(why))) < 0) {
+	    (r = sandbox_prepare(d, &vm->row, &w->uid, &s->dir_plan, why, sizeof(why))) < 0) {
 		start_fail(err, r, r == -EUSERS ? "sandbox: every uid of sandbox_uid_count is leased; "
 		                                  "raise sandbox_uid_count or stop a VM"
 		                                : why[0] ? why : "sandbox directory");
 		goto fail;
 	}
-	if (!w->uid && vm->row.vsock_cid && (r = sandbox_vsock_dir(d, &vm->row)) < 0) {
+	if (!w->uid && vm->row.vsock_cid && (r = sandbox_vsock_dir(d, &vm->row, &s->dir_plan)) < 0) {
 		start_fail(err, r, "vsock directory");
-		goto fail_sandbox;
+		goto fail;
 	}
+	s->make_dir = w->uid || vm->row.vsock_cid;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
 		r = start_fail(err, -errno, "socketpair");
-		goto fail_sandbox;
+		goto fail;
 	}
 	s->link_fd = sp[1];
 	r = start_job(s, cg, why, sizeof(why));
@@ -1217,9 +1249,6 @@ int supervisor_start(struct vm *vm, struct vm_files *files, const struct start_c
 	return 0;
 fail_pair:
 	close(sp[0]);
-fail_sandbox:
-	if (w->uid || vm->row.vsock_cid)
-		sandbox_remove(d, vm->row.name);
 fail:
 	worker_start_free(s);
 	worker_free(w);

@@ -527,6 +527,37 @@ def spawn_failure(env):
     env.ctl.ok("rm", "nope")
 
 
+@case()
+def vm_dir_failure(env):
+    """The VM's directory cannot be made (a file is in its place): the
+    spawner's first step fails the start with the reason, the row says
+    why, nothing is left held, and once the way is clear it starts."""
+    vms = os.path.join(env.daemon.state, "vms")
+    os.makedirs(vms, exist_ok=True)
+    block = os.path.join(vms, "nodir")
+    with open(block, "w") as f:
+        f.write("in the way\n")
+    err = env.ctl.fails(1, "create", "nodir", "--kernel", env.kernel, "--mem", "64")
+    print(err.strip())
+    check("VM directory" in err and "Not a directory" in err,
+          "error does not say what failed: %r" % err)
+    vm = env.ctl.vm("nodir")
+    check(vm["state"] == "crashed" and "VM directory" in vm["exit_reason"],
+          "after a failed start: %r" % vm)
+    r = env.raw()
+    try:
+        u = r.ok("host.info")["host"]["capacity"]["usage"]
+    finally:
+        r.close()
+    check((u["vms"], u["mem_mib"], u["starting"]) == (0, 0, 0),
+          "capacity not given back after a failed start: %r" % u)
+    os.unlink(block)
+    env.ctl.ok("start", "nodir")
+    check(os.path.isdir(block), "no VM directory after the way was cleared: %r"
+          % env.ctl.vm("nodir"))
+    env.ctl.ok("rm", "-f", "nodir")
+
+
 @case(kvm=True)
 def events(env):
     ctl = env.ctl
