@@ -531,15 +531,20 @@ def fds_and_tasks(mvmd_pid, workers):
     return fds, tasks
 
 
+DB_METRICS = ("mvmd_db_commits_total", "mvmd_db_write_seconds_total",
+              "mvmd_db_checkpoints_total", "mvmd_db_checkpoint_seconds_total")
+
+
 def db_stats(raw):
-    """mvmd's state database commits and the seconds its loop spent in
-    them (metrics mvmd_db_*), as (commits, seconds)."""
+    """mvmd's state database commits, the seconds its loop spent in them,
+    and the checkpoints its checkpointer thread ran and their seconds
+    (metrics mvmd_db_*; 0 where an older mvmd has none)."""
     v = {}
     for line in raw.ok("metrics")["text"].splitlines():
         w = line.split()
-        if len(w) == 2 and w[0] in ("mvmd_db_commits_total", "mvmd_db_write_seconds_total"):
+        if len(w) == 2 and w[0] in DB_METRICS:
             v[w[0]] = float(w[1])
-    return v.get("mvmd_db_commits_total", 0), v.get("mvmd_db_write_seconds_total", 0.0)
+    return tuple(v.get(k, 0.0) for k in DB_METRICS)
 
 
 STRACE_CALLS = "fdatasync,fsync,write,pwrite64,openat,mkdir,rmdir"
@@ -710,7 +715,8 @@ def main():
                 traced = strace_stop(st, n)
             if db0:
                 db1 = db_stats(raw)
-                dbcost = ((db1[0] - db0[0]) / n, (db1[1] - db0[1]) / n)
+                dbcost = ((db1[0] - db0[0]) / n, (db1[1] - db0[1]) / n,
+                          db1[2] - db0[2], db1[3] - db0[3])
             time.sleep(3)
             lists, creates = fl.probe(raw)
             client_times.append((n,) + clients(p, fl.d.sock))
@@ -751,7 +757,9 @@ def main():
                  min(rates), max(rates)))
     if dbcost:
         print("state database per start, first fill: %.2f commits, %.0f us of the loop in "
-              "SQLite writes" % (dbcost[0], dbcost[1] * 1e6))
+              "SQLite writes; %d checkpoints off the loop, %.1f ms each"
+              % (dbcost[0], dbcost[1] * 1e6, dbcost[2],
+                 dbcost[3] / dbcost[2] * 1e3 if dbcost[2] else 0.0))
     if traced is not None:
         print("mvmd loop thread per start, first fill (strace -c): %s" % traced)
     if health and health.get("enabled"):

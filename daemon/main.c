@@ -309,11 +309,17 @@ static int open_db(struct mvmd *d)
 
 	snprintf(path, sizeof(path), "%s/mvmd.db", d->cfg.state_dir);
 	r = db_open_diag(path, &d->db, why, sizeof(why));
-	if (r < 0)
+	if (r < 0) {
 		log_db_error(path, r, why);
-	else
-		vms_db_opened(d);
-	return r;
+		return r;
+	}
+	vms_db_opened(d);
+	/* the checkpoints' syncs off the loop (db.c); without the thread
+	 * they run inside a commit as before, slower but as safe */
+	r = db_checkpointer_start(d->db);
+	if (r < 0)
+		log_warn("state database %s: checkpoints stay on the loop: %s", path, strerror(-r));
+	return 0;
 }
 
 static void signal_cb(uv_signal_t *h, int signum)

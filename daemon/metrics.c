@@ -423,6 +423,16 @@ int metrics_render(struct mvmd *d, bool (*may_see)(void *arg, uint32_t owner), v
 	head(f, "mvmd_db_write_seconds_total", "counter",
 	     "Time mvmd's loop spent in state database writes and commits.");
 	fprintf(f, "mvmd_db_write_seconds_total %.6f\n", dbs.write_seconds);
+	head(f, "mvmd_db_checkpoints_total", "counter",
+	     "State database checkpoints on the checkpointer thread, failed ones included.");
+	fprintf(f, "mvmd_db_checkpoints_total %llu\n", (unsigned long long)dbs.checkpoints);
+	head(f, "mvmd_db_checkpoint_failures_total", "counter",
+	     "Checkpoints that failed (tried again later; the WAL keeps every commit).");
+	fprintf(f, "mvmd_db_checkpoint_failures_total %llu\n",
+	        (unsigned long long)dbs.checkpoint_failures);
+	head(f, "mvmd_db_checkpoint_seconds_total", "counter",
+	     "Time the checkpointer thread spent copying the WAL and syncing.");
+	fprintf(f, "mvmd_db_checkpoint_seconds_total %.6f\n", dbs.checkpoint_seconds);
 	head(f, "mvmd_metrics_connections_rejected_total", "counter",
 	     "Metrics HTTP connections closed at once: too many open.");
 	fprintf(f, "mvmd_metrics_connections_rejected_total %llu\n",

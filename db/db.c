@@ -20,6 +20,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +200,7 @@ struct db {
 	bool batch;                     /* a batch's transaction is open */
 	void (*batch_cb)(void *arg, int r);
 	void *batch_arg;
+	struct db_ckpt *ckpt;           /* db_checkpointer_start()'s, or NULL */
 };
 
 static int recs_load(struct db *db);
@@ -315,9 +318,13 @@ static int commit_hook_cb(void *arg)
 	return 0;       /* go on with the commit */
 }
 
+static void ckpt_stats(struct db_ckpt *c, struct db_stats *ret);
+
 void db_stats(const struct db *db, struct db_stats *ret)
 {
 	*ret = db->stats;
+	if (db->ckpt)
+		ckpt_stats(db->ckpt, ret);
 }
 
 static void stmt_done(sqlite3_stmt *st)
@@ -557,11 +564,170 @@ void db_close(struct db *db)
 {
 	if (!db)
 		return;
+	db_checkpointer_stop(db);
 	recs_free(db);
 	for (int i = 0; i < ST_COUNT_; i++)
 		sqlite3_finalize(db->stmt[i]);
 	sqlite3_close(db->conn);
 	free(db);
+}
+
+/* ---- checkpoints on a thread of their own ------------------------------ */
+
+/*
+ * With WAL and synchronous=NORMAL a commit only writes the WAL; the syncs
+ * come with a checkpoint, which SQLite by default runs inside the commit
+ * that takes the WAL past 1,000 pages: the copy and two fdatasyncs on the
+ * writer's thread, mvmd's loop (the slowest vm.list calls of a fill
+ * waited in one).  The checkpointer runs them on a thread with a
+ * connection of its own instead.  Its checkpoints are PASSIVE: they never
+ * take the write lock, so the writer goes on appending meanwhile, and a
+ * commit is as durable as before (in the WAL before anyone hears of it).
+ * The WAL starts over at the first write after a checkpoint that caught
+ * up; journal_size_limit then trims the file a long burst grew.
+ */
+#define CKPT_PAGES 1000                 /* SQLite's own autocheckpoint */
+#define CKPT_FILE_LIMIT (64LL << 20)
+
+struct db_ckpt {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	sqlite3 *conn;                  /* the thread's alone once it runs */
+	bool want, stop;
+	int next_at;                    /* WAL pages that ask for the next one */
+	int last_pages;                 /* at the last commit */
+	uint64_t runs, failures;
+	double seconds;
+};
+
+/* After each commit, on the writer's thread: pages is the WAL's length. */
+static int ckpt_wal_hook(void *arg, sqlite3 *conn, const char *name, int pages)
+{
+	struct db_ckpt *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	if (pages < c->last_pages)      /* the WAL started over */
+		c->next_at = CKPT_PAGES;
+	c->last_pages = pages;
+	if (pages >= c->next_at && !c->want) {
+		c->want = true;
+		pthread_cond_signal(&c->cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+	struct db_ckpt *c = arg;
+	int log = 0, done = 0, rc;
+	double t0;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->want && !c->stop)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (c->stop)
+			break;
+		pthread_mutex_unlock(&c->lock);
+		t0 = mono_s();
+		rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+		pthread_mutex_lock(&c->lock);
+		c->seconds += mono_s() - t0;
+		c->runs++;
+		/* a failed one (a full disk, an admin's checkpoint running) is
+		 * tried again a batch of pages later; the WAL keeps every commit */
+		if (rc != SQLITE_OK || log < 0) {
+			c->failures++;
+			log = c->last_pages;
+		}
+		c->next_at = log + CKPT_PAGES;
+		c->want = c->last_pages >= c->next_at;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void ckpt_stats(struct db_ckpt *c, struct db_stats *ret)
+{
+	pthread_mutex_lock(&c->lock);
+	ret->checkpoints = c->runs;
+	ret->checkpoint_failures = c->failures;
+	ret->checkpoint_seconds = c->seconds;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int db_checkpointer_start(struct db *db)
+{
+	const char *path = sqlite3_db_filename(db->conn, "main");
+	struct db_ckpt *c;
+	sigset_t all, old;
+	char limit[64];
+	int rc, r;
+
+	if (db->ckpt)
+		return 0;
+	if (!path || !path[0])
+		return -EINVAL;         /* a temporary or in-memory database */
+	if (!sqlite3_threadsafe())
+		return -ENOTSUP;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->next_at = CKPT_PAGES;
+	rc = sqlite3_open_v2(path, &c->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	r = db_errno(c->conn, rc);
+	/* a first read opens its WAL: a checkpoint before it does nothing */
+	if (r == 0)
+		r = db_errno(c->conn, sqlite3_exec(c->conn, "SELECT count(*) FROM sqlite_master",
+		                                   NULL, NULL, NULL));
+	snprintf(limit, sizeof(limit), "PRAGMA journal_size_limit = %lld", CKPT_FILE_LIMIT);
+	if (r == 0)
+		r = db_exec(db, limit);
+	if (r < 0) {
+		sqlite3_close(c->conn);
+		free(c);
+		return r;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	/* signals are the loop's to take */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = -pthread_create(&c->thread, NULL, ckpt_main, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		pthread_cond_destroy(&c->cond);
+		pthread_mutex_destroy(&c->lock);
+		sqlite3_close(c->conn);
+		free(c);
+		return r;
+	}
+	db->ckpt = c;
+	/* replaces the autocheckpoint, which is a WAL hook too */
+	sqlite3_wal_hook(db->conn, ckpt_wal_hook, c);
+	return 0;
+}
+
+void db_checkpointer_stop(struct db *db)
+{
+	struct db_ckpt *c = db->ckpt;
+
+	if (!c)
+		return;
+	sqlite3_wal_autocheckpoint(db->conn, CKPT_PAGES);
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	/* not the last connection: closing it leaves the WAL to db->conn */
+	sqlite3_close(c->conn);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	db->ckpt = NULL;
 }
 
 /* ---- row <-> struct -------------------------------------------------- */

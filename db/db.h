@@ -105,12 +105,20 @@ struct db_totals {
 int db_vm_totals(struct db *db, struct db_totals *ret);
 /* What writes cost the caller's thread since db_open: commits (a
  * transaction, or a statement on its own) and the seconds spent stepping
- * writes and commits, the WAL's writes and any checkpoint's syncs
- * included. */
+ * writes and commits, the WAL's writes included, and the checkpoints'
+ * syncs too without a checkpointer; with one, its checkpoints apart. */
 struct db_stats {
 	uint64_t commits;
 	double write_seconds;
+	uint64_t checkpoints, checkpoint_failures;
+	double checkpoint_seconds;
 };
 void db_stats(const struct db *db, struct db_stats *ret);
+/* Checkpoints (the WAL copied into the database, and the syncs) on a
+ * thread of db's own instead of inside the commit that grew the WAL past
+ * 1,000 pages: 0 or -errno (db then checkpoints as before).  db_close()
+ * stops it; after stop, db checkpoints as before. */
+int db_checkpointer_start(struct db *db);
+void db_checkpointer_stop(struct db *db);
 
 #endif

@@ -528,6 +528,65 @@ static void test_batch(const char *dir)
 	db_close(db);
 }
 
+static long long file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* The checkpointer copies the WAL into the database on its own thread:
+ * the database file grows though no commit here checkpoints (the WAL
+ * hook replaced the autocheckpoint), and every row is there after. */
+static void test_checkpointer(const char *dir)
+{
+	char path[256], name[32], *big = malloc(3000);
+	struct proto_vm vm;
+	struct db_stats st;
+	long long size0;
+	struct db *db;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/ckpt.db", dir);
+	CHECK_EQ(db_open(path, &db), 0);
+	CHECK_EQ(db_checkpointer_start(db), 0);
+	CHECK_EQ(db_checkpointer_start(db), 0);         /* once is enough */
+	size0 = file_size(path);
+	memset(big, 'x', 2999);
+	big[2999] = '\0';
+	/* a row of ~3 KB: a page or more of WAL per commit, 1,000 at ~500 */
+	for (n = 0; n < 1500; n++) {
+		make_vm(&vm, "", 1000);
+		free(vm.name);
+		snprintf(name, sizeof(name), "ck%d", n);
+		vm.name = strdup(name);
+		free(vm.cmdline);
+		vm.cmdline = strdup(big);
+		CHECK_EQ(db_vm_insert(db, &vm), 0);
+		proto_vm_clear(&vm);
+	}
+	for (int i = 0; i < 500; i++) {
+		db_stats(db, &st);
+		if (st.checkpoints > 0 && file_size(path) > size0 + (1 << 20))
+			break;
+		usleep(10000);
+	}
+	db_stats(db, &st);
+	/* one per 1,000 pages or so, never one per commit (nor a spin) */
+	CHECK(st.checkpoints > 0 && st.checkpoints < 150);
+	CHECK_EQ(st.checkpoint_failures, 0);
+	CHECK(st.checkpoint_seconds > 0);
+	CHECK(file_size(path) > size0 + (1 << 20));
+	db_close(db);
+
+	CHECK_EQ(db_open(path, &db), 0);
+	CHECK_EQ(db_vm_count(db), 1500);
+	db_stats(db, &st);
+	CHECK_EQ(st.checkpoints, 0);                    /* none without one */
+	db_close(db);
+	free(big);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/mvm-test-db-XXXXXX";
@@ -568,6 +627,7 @@ int main(void)
 	test_migrate_v4(dir);
 	test_devices(dir);
 	test_batch(dir);
+	test_checkpointer(dir);
 
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
 	if (system(path) != 0)
