@@ -374,7 +374,7 @@ void admit_abandon(struct admission *a)
 
 /* ---- starting ----------------------------------------------------------- */
 
-/* On the spawner thread (start_cgroup in mvmd.h): once the removal of the
+/* On the preparer thread (start_cgroup in mvmd.h): once the removal of the
  * name's old cgroup is done, its new one.  Reads only what admit_init()
  * set up and no later code changes (d->cg, d->cg_reaper). */
 static int cg_make(const struct start_cgroup *sc, struct cgroup_vm **ret, char *err, size_t n)
@@ -393,7 +393,7 @@ static void cg_made(struct vm *vm, struct cgroup_vm *cg)
 		cgroup_vm_close(cg);
 }
 
-/* Start the VM's worker; the spawner thread makes its cgroup, which the
+/* Start the VM's worker; the preparer thread makes its cgroup, which the
  * child joins before its exec (spawn.c).  A failure there fails the start
  * through the start_done_cb hook, with the cgroup's -errno (restart.c
  * retries a transient one).  On failure here err says why and the caller

@@ -167,6 +167,7 @@ struct mvmd {
 	uv_timer_t start_timer;         /* the start rate's next token */
 	struct workq *cg_reaper;        /* removes ended VMs' cgroups off the loop */
 	struct workq *spawner;          /* spawns workers off the loop (spawn.c) */
+	struct workq *preparer;         /* runs spawn jobs' prepare() ahead of it */
 	bool admit_ready;
 	/* a queued VM's start failed: dispatch.c answers whoever waits */
 	void (*admit_start_failed_cb)(struct vm *vm, const struct proto_error *err);
@@ -481,7 +482,7 @@ struct vm_files {
 
 
 /*
- * A VM's cgroup, made on the spawner thread right before its worker's
+ * A VM's cgroup, made on the preparer thread right before its worker's
  * clone (admit.c fills it in): the mkdirs and limit writes wait on the
  * kernel's cgroup locks, and a cpu.cfs_quota_us write walks every CPU
  * cgroup of the host, so they must not run on mvmd's loop.
@@ -491,7 +492,7 @@ struct start_cgroup {
 	char name[64];
 	uint64_t mem_bytes;
 	unsigned vcpus;
-	/* on the spawner thread: 0 and *ret, or -errno and err[] (-EBUSY: it
+	/* on the preparer thread: 0 and *ret, or -errno and err[] (-EBUSY: it
 	 * holds processes this mvmd did not start) */
 	int (*make)(const struct start_cgroup *sc, struct cgroup_vm **ret, char *err, size_t n);
 	/* on the loop, before the start_done_cb hook: the cgroup made is the
@@ -594,14 +595,18 @@ struct spawn_worker_req {
 /* A spawn for the spawner thread: the request, and its outcome for done_cb
  * (on the loop).  The fds it names are the submitter's, open until then. */
 struct spawn_job {
-	struct workq_job wq;
+	struct workq_job wq;            /* on the spawner */
+	struct workq_job prep_wq;       /* on the preparer, before it */
+	struct workq *spawner;          /* where the preparer hands it on */
+	int holds;                      /* the queues' dones still to come */
 	struct spawn_req req;
 	int fds[SPAWN_MAX_FDS];
 	int attach_fds[SPAWN_MAX_ATTACH];
 	int nattach;                    /* set by prepare() or before spawn_worker_job() */
 	struct spawn_args *args;        /* spawn.c's command line */
-	/* NULL, or run on the spawner thread before the clone (it may fill
-	 * attach_fds): < 0 fails the job at SPAWN_STAGE_PREPARE */
+	/* NULL, or run on the preparer thread before the spawner takes the
+	 * job (it may fill attach_fds and fds): < 0 fails the job at
+	 * SPAWN_STAGE_PREPARE */
 	int (*prepare)(struct spawn_job *j);
 	/* NULL, or run on the spawner thread after a spawn that succeeded */
 	void (*spawned)(struct spawn_job *j);
@@ -619,9 +624,10 @@ struct spawn_job {
 /* Fill j's request from r (0 or -ENOMEM); spawn_job_clear() frees it. */
 int spawn_worker_job(const struct spawn_worker_req *r, struct spawn_job *j);
 void spawn_job_clear(struct spawn_job *j);
-/* The spawner thread (d->spawner): spawner_submit() runs j there, then
- * its done_cb on the loop.  spawner_free() runs every job submitted and
- * its done_cb before it returns. */
+/* The preparer and spawner threads (d->preparer, d->spawner):
+ * spawner_submit() runs j's prepare() on the first, its spawn on the
+ * second, then its done_cb on the loop.  spawner_free() runs every job
+ * submitted and its done_cb before it returns. */
 int spawner_init(struct mvmd *d);
 void spawner_submit(struct mvmd *d, struct spawn_job *j);
 void spawner_free(struct mvmd *d);

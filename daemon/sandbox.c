@@ -92,7 +92,7 @@ static void remove_below(int dfd, int depth)
 }
 
 /* path and all in it; 0 or -errno (-ENOENT: nothing there).  Touches
- * nothing of mvmd's: the spawner thread calls it too. */
+ * nothing of mvmd's: the preparer thread calls it too. */
 static int remove_tree(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -521,23 +521,47 @@ static void fdtable_ahead(const struct spawn_job *j)
 }
 
 /*
- * Jobs run in FIFO order on one thread (workq.c): prepare() (the VM's
- * directories, log and cgroup, supervisor.c), then the spawn, then
- * spawned() (its record); each finished job goes back to
- * the loop, where its done_cb runs.  One thread is enough: the
- * kernel serialises cgroup attaches on one lock anyway, and it keeps the
- * starts in the order admission granted them.
+ * A job runs in two FIFO stages, each on a thread of its own (workq.c):
+ * prepare() on the preparer (the VM's directories, log and cgroup,
+ * supervisor.c), then the spawn and spawned() (its record) on the
+ * spawner.  Two, so that one start's files and cgroup are made while the
+ * spawner waits for the last one's clone and its cgroup.procs writes
+ * (an RCU grace period each); one each, since the kernel serialises
+ * cgroup attaches on one lock anyway, and it keeps the starts in the
+ * order admission granted them.  Each stage's end comes back to the
+ * loop; done_cb runs after the last.
  */
+static void job_release(struct spawn_job *j)
+{
+	if (--j->holds == 0)
+		j->done_cb(j);
+}
+
+static void prep_run(struct workq_job *wq)
+{
+	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, prep_wq));
+
+	j->start_r = -ESRCH;
+	j->r = j->prepare(j);
+	if (j->r < 0) {
+		j->stage = SPAWN_STAGE_PREPARE;
+		j->holds = 1;           /* no spawn: this stage's done is the last */
+		return;
+	}
+	workq_submit(j->spawner, &j->wq);
+}
+
+static void prep_done(struct workq_job *wq)
+{
+	job_release((struct spawn_job *)((char *)wq - offsetof(struct spawn_job, prep_wq)));
+}
+
 static void spawn_run(struct workq_job *wq)
 {
 	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
 
 	fdtable_ahead(j);       /* before the clone: the worker waits, not the loop */
 	j->start_r = -ESRCH;
-	if (j->prepare && (j->r = j->prepare(j)) < 0) {
-		j->stage = SPAWN_STAGE_PREPARE;
-		return;
-	}
 	j->req.nattach = j->nattach;
 	j->r = spawn_process(&j->req, &j->pid, &j->pidfd, &j->stage);
 	if (j->r == 0)
@@ -548,21 +572,34 @@ static void spawn_run(struct workq_job *wq)
 
 static void spawn_done(struct workq_job *wq)
 {
-	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq));
-
-	j->done_cb(j);
+	job_release((struct spawn_job *)((char *)wq - offsetof(struct spawn_job, wq)));
 }
 
 int spawner_init(struct mvmd *d)
 {
-	return workq_start(d->loop, &d->spawner);
+	int r = workq_start(d->loop, &d->spawner);
+
+	if (r == 0 && (r = workq_start(d->loop, &d->preparer)) < 0) {
+		workq_stop(d->spawner);
+		d->spawner = NULL;
+	}
+	return r;
 }
 
 void spawner_submit(struct mvmd *d, struct spawn_job *j)
 {
 	j->wq.run = spawn_run;
 	j->wq.done = spawn_done;
-	workq_submit(d->spawner, &j->wq);
+	j->spawner = d->spawner;
+	if (!j->prepare) {
+		j->holds = 1;
+		workq_submit(d->spawner, &j->wq);
+		return;
+	}
+	j->holds = 2;
+	j->prep_wq.run = prep_run;
+	j->prep_wq.done = prep_done;
+	workq_submit(d->preparer, &j->prep_wq);
 }
 
 /* Every job submitted still runs (its row says "starting"), then its
@@ -571,6 +608,9 @@ void spawner_free(struct mvmd *d)
 {
 	if (!d->spawner)
 		return;
+	/* the preparer first: what it finishes goes on to the spawner */
+	workq_stop(d->preparer);
+	d->preparer = NULL;
 	workq_stop(d->spawner);
 	d->spawner = NULL;
 }

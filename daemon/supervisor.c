@@ -795,9 +795,9 @@ void supervisor_remove_runtime(struct mvmd *d, const char *name)
 
 /* ---- spawning ----------------------------------------------------------- */
 
-/* <state-dir>/vms/<name>/ and the worker's log in it, on the spawner
- * thread: an ext4 mkdir and create wait on its journal, and the loop must
- * not.  The fd or -errno. */
+/* <state-dir>/vms/<name>/ and the worker's log in it, on the preparer
+ * thread: an ext4 mkdir or create can wait for the disk, and the loop
+ * must not.  The fd or -errno. */
 static int open_vmm_log(const char *dir, const char *log)
 {
 	int fd;
@@ -890,7 +890,7 @@ static void commit_start_failed(struct worker *w, const struct proto_error *err)
 	transition(w, PROTO_VM_CRASHED, why);
 }
 
-/* A start on the spawner thread: the files and fds its worker gets, and
+/* A start on the preparer and spawner threads: the files and fds its worker gets, and
  * its cgroups' cgroup.procs, all open until it is done. */
 struct worker_start {
 	struct spawn_job job;
@@ -1064,9 +1064,9 @@ static void spawn_done_cb(struct spawn_job *j)
 	worker_job_done(w);
 }
 
-/* On the spawner thread, before the clone: the VM's directory and the
- * worker's log, its sandbox directory, its cgroup and the cgroup.procs
- * the child joins before its exec. */
+/* On the preparer thread, before the spawner takes the job: the VM's
+ * directory and the worker's log, its sandbox directory, its cgroup and
+ * the cgroup.procs the child joins before its exec. */
 static int start_prepare(struct spawn_job *j)
 {
 	struct worker_start *s = (struct worker_start *)j;
