@@ -532,7 +532,8 @@ def fds_and_tasks(mvmd_pid, workers):
 
 
 DB_METRICS = ("mvmd_db_commits_total", "mvmd_db_write_seconds_total",
-              "mvmd_db_checkpoints_total", "mvmd_db_checkpoint_seconds_total")
+              "mvmd_db_checkpoints_total", "mvmd_db_checkpoint_seconds_total",
+              "mvmd_db_loop_checkpoints_total")
 
 
 def db_stats(raw):
@@ -716,7 +717,7 @@ def main():
             if db0:
                 db1 = db_stats(raw)
                 dbcost = ((db1[0] - db0[0]) / n, (db1[1] - db0[1]) / n,
-                          db1[2] - db0[2], db1[3] - db0[3])
+                          db1[2] - db0[2], db1[3] - db0[3], db1[4] - db0[4])
             time.sleep(3)
             lists, creates = fl.probe(raw)
             client_times.append((n,) + clients(p, fl.d.sock))
@@ -757,9 +758,9 @@ def main():
                  min(rates), max(rates)))
     if dbcost:
         print("state database per start, first fill: %.2f commits, %.0f us of the loop in "
-              "SQLite writes; %d checkpoints off the loop, %.1f ms each"
+              "SQLite writes; %d checkpoints off the loop, %.1f ms each; %d tried on the loop"
               % (dbcost[0], dbcost[1] * 1e6, dbcost[2],
-                 dbcost[3] / dbcost[2] * 1e3 if dbcost[2] else 0.0))
+                 dbcost[3] / dbcost[2] * 1e3 if dbcost[2] else 0.0, dbcost[4]))
     if traced is not None:
         print("mvmd loop thread per start, first fill (strace -c): %s" % traced)
     if health and health.get("enabled"):

@@ -433,6 +433,11 @@ int metrics_render(struct mvmd *d, bool (*may_see)(void *arg, uint32_t owner), v
 	head(f, "mvmd_db_checkpoint_seconds_total", "counter",
 	     "Time the checkpointer thread spent copying the WAL and syncing.");
 	fprintf(f, "mvmd_db_checkpoint_seconds_total %.6f\n", dbs.checkpoint_seconds);
+	head(f, "mvmd_db_loop_checkpoints_total", "counter",
+	     "Checkpoints mvmd's loop tried itself, as the WAL passed 16,000 pages during a long "
+	     "burst of commits.");
+	fprintf(f, "mvmd_db_loop_checkpoints_total %llu\n",
+	        (unsigned long long)dbs.checkpoints_on_writer);
 	head(f, "mvmd_metrics_connections_rejected_total", "counter",
 	     "Metrics HTTP connections closed at once: too many open.");
 	fprintf(f, "mvmd_metrics_connections_rejected_total %llu\n",

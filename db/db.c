@@ -583,11 +583,16 @@ void db_close(struct db *db)
  * connection of its own instead.  Its checkpoints are PASSIVE: they never
  * take the write lock, so the writer goes on appending meanwhile, and a
  * commit is as durable as before (in the WAL before anyone hears of it).
- * The WAL starts over at the first write after a checkpoint that caught
- * up; journal_size_limit then trims the file a long burst grew.
+ * The WAL starts over only at a write after a checkpoint that caught up
+ * with every commit, which a burst of commits never lets happen: so the
+ * thread checkpoints once more when commits paused for a second, and
+ * journal_size_limit then trims the file the burst grew.
  */
 #define CKPT_PAGES 1000                 /* SQLite's own autocheckpoint */
-#define CKPT_FILE_LIMIT (64LL << 20)
+#define CKPT_WAL_MAX (16 * CKPT_PAGES)  /* then the writer checkpoints too */
+#define CKPT_QUIET_MS 1000              /* a pause, to catch up in */
+#define CKPT_QUIET_MIN 100              /* pages worth catching up on */
+#define CKPT_FILE_LIMIT (4LL << 20)
 
 struct db_ckpt {
 	pthread_t thread;
@@ -597,7 +602,11 @@ struct db_ckpt {
 	bool want, stop;
 	int next_at;                    /* WAL pages that ask for the next one */
 	int last_pages;                 /* at the last commit */
-	uint64_t runs, failures;
+	int backfilled;                 /* of those, known copied */
+	uint64_t commits;               /* the hook's calls: did they pause? */
+	uint64_t restarts;              /* of the WAL, as the hook saw them */
+	uint64_t quiet_at;              /* commits at the last catch-up tried */
+	uint64_t runs, failures, on_writer;
 	double seconds;
 };
 
@@ -605,16 +614,29 @@ struct db_ckpt {
 static int ckpt_wal_hook(void *arg, sqlite3 *conn, const char *name, int pages)
 {
 	struct db_ckpt *c = arg;
+	bool here = pages >= CKPT_WAL_MAX;
 
 	pthread_mutex_lock(&c->lock);
-	if (pages < c->last_pages)      /* the WAL started over */
+	if (pages < c->last_pages) {    /* the WAL started over */
 		c->next_at = CKPT_PAGES;
+		c->backfilled = 0;
+		c->restarts++;
+	}
 	c->last_pages = pages;
+	c->commits++;
 	if (pages >= c->next_at && !c->want) {
 		c->want = true;
 		pthread_cond_signal(&c->cond);
 	}
+	if (here)
+		c->on_writer++;
 	pthread_mutex_unlock(&c->lock);
+	/* The thread's checkpoints never caught up with the commits, so the
+	 * WAL never started over: one here, as SQLite's own would, copies the
+	 * little the thread left and lets the next write start it over (it
+	 * is SQLITE_BUSY at once while the thread runs one). */
+	if (here)
+		sqlite3_wal_checkpoint_v2(conn, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	return SQLITE_OK;
 }
 
@@ -622,14 +644,32 @@ static void *ckpt_main(void *arg)
 {
 	struct db_ckpt *c = arg;
 	int log = 0, done = 0, rc;
+	struct timespec ts;
+	uint64_t seen, gen;
 	double t0;
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		while (!c->want && !c->stop)
-			pthread_cond_wait(&c->cond, &c->lock);
+		while (!c->want && !c->stop) {
+			/* one try per pause: a failing one waits for commits */
+			if (c->last_pages <= c->backfilled || c->last_pages < CKPT_QUIET_MIN ||
+			    c->commits == c->quiet_at) {
+				pthread_cond_wait(&c->cond, &c->lock);
+				continue;
+			}
+			/* behind: catch up once commits pause */
+			seen = c->commits;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += CKPT_QUIET_MS / 1000;
+			if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT &&
+			    c->commits == seen) {
+				c->want = true;
+				c->quiet_at = seen;
+			}
+		}
 		if (c->stop)
 			break;
+		gen = c->restarts;
 		pthread_mutex_unlock(&c->lock);
 		t0 = mono_s();
 		rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
@@ -641,6 +681,8 @@ static void *ckpt_main(void *arg)
 		if (rc != SQLITE_OK || log < 0) {
 			c->failures++;
 			log = c->last_pages;
+		} else if (gen == c->restarts) {
+			c->backfilled = done;   /* else of a WAL since started over */
 		}
 		c->next_at = log + CKPT_PAGES;
 		c->want = c->last_pages >= c->next_at;
@@ -654,6 +696,7 @@ static void ckpt_stats(struct db_ckpt *c, struct db_stats *ret)
 	pthread_mutex_lock(&c->lock);
 	ret->checkpoints = c->runs;
 	ret->checkpoint_failures = c->failures;
+	ret->checkpoints_on_writer = c->on_writer;
 	ret->checkpoint_seconds = c->seconds;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -661,6 +704,7 @@ static void ckpt_stats(struct db_ckpt *c, struct db_stats *ret)
 int db_checkpointer_start(struct db *db)
 {
 	const char *path = sqlite3_db_filename(db->conn, "main");
+	pthread_condattr_t ca;
 	struct db_ckpt *c;
 	sigset_t all, old;
 	char limit[64];
@@ -691,7 +735,10 @@ int db_checkpointer_start(struct db *db)
 		return r;
 	}
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	/* signals are the loop's to take */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);

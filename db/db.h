@@ -112,6 +112,9 @@ struct db_stats {
 	double write_seconds;
 	uint64_t checkpoints, checkpoint_failures;
 	double checkpoint_seconds;
+	/* tried by the caller's thread (inside a commit) as the WAL grew past
+	 * 16,000 pages: the thread's never caught up during a long burst */
+	uint64_t checkpoints_on_writer;
 };
 void db_stats(const struct db *db, struct db_stats *ret);
 /* Checkpoints (the WAL copied into the database, and the syncs) on a
