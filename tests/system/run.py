@@ -495,6 +495,17 @@ def exit_reasons(env):
     check(vm["state"] == "stopped" and vm["exit_reason"] == "poweroff", "poweroff: %r" % vm)
 
 
+def capacity_free(env, after):
+    """Nothing held in host capacity (after a start that failed)."""
+    r = env.raw()
+    try:
+        u = r.ok("host.info")["host"]["capacity"]["usage"]
+    finally:
+        r.close()
+    check((u["vms"], u["mem_mib"], u["starting"]) == (0, 0, 0),
+          "capacity not given back after %s: %r" % (after, u))
+
+
 @case()
 def spawn_failure(env):
     """A worker binary that cannot be executed: the start fails naming the
@@ -517,13 +528,7 @@ def spawn_failure(env):
     with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
         kids = f.read().split()
     check(kids == [], "mvmd has children %s after a failed spawn" % kids)
-    r = env.raw()
-    try:
-        u = r.ok("host.info")["host"]["capacity"]["usage"]
-    finally:
-        r.close()
-    check((u["vms"], u["mem_mib"], u["starting"]) == (0, 0, 0),
-          "capacity not given back after a failed spawn: %r" % u)
+    capacity_free(env, "a failed spawn")
     env.ctl.ok("rm", "nope")
 
 
@@ -544,13 +549,7 @@ def vm_dir_failure(env):
     vm = env.ctl.vm("nodir")
     check(vm["state"] == "crashed" and "VM directory" in vm["exit_reason"],
           "after a failed start: %r" % vm)
-    r = env.raw()
-    try:
-        u = r.ok("host.info")["host"]["capacity"]["usage"]
-    finally:
-        r.close()
-    check((u["vms"], u["mem_mib"], u["starting"]) == (0, 0, 0),
-          "capacity not given back after a failed start: %r" % u)
+    capacity_free(env, "a failed start")
     os.unlink(block)
     env.ctl.ok("start", "nodir")
     check(os.path.isdir(block), "no VM directory after the way was cleared: %r"
