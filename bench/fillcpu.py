@@ -10,10 +10,10 @@ once the spawn is done) and waits until all run.  It prints the start
 rate, how busy the host was (/proc/stat), and per mvmd thread its time
 on a CPU, waiting for one (schedstat) and neither (asleep, blocked, or
 waiting for a vfork child's exec) as shares of the fill's wall time.  A
-thread that is near 100% in all three is the fill's serial limit; a host
-near 100% busy is CPU-bound.  The threads are named by the order mvmd
-makes them (main.c): the loop, the checkpointer, the spawner, the
-preparer, the cgroup reaper.  Prints a table; never gates anything.
+thread whose first two shares fill the run is the fill's serial limit; a
+host near 100% busy is CPU-bound.  Threads go by their names (mvmd, the
+loop; mvmd-preparer, mvmd-spawner, mvmd-cg-reaper, db-checkpoint).
+Prints a table; never gates anything.
 """
 
 import argparse
@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "system"))
 from harness import Daemon, Raw, kvm_usable  # noqa: E402
 from reliability import teardown  # noqa: E402
 
-THREADS = ["loop", "checkpointer", "spawner", "preparer", "cgroup reaper"]
 
 
 def host_cpu():
@@ -39,13 +38,15 @@ def host_cpu():
 
 
 def sched(pid):
-    """{tid: (ns on a CPU, ns waiting for one)} of mvmd's threads."""
+    """{thread name: (ns on a CPU, ns waiting for one)} of mvmd's threads."""
     out = {}
     for t in os.listdir("/proc/%d/task" % pid):
         try:
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                name = f.read().strip()
             with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
                 run, wait, _ = f.read().split()
-            out[int(t)] = (int(run), int(wait))
+            out["loop (mvmd)" if int(t) == pid else name] = (int(run), int(wait))
         except (OSError, ValueError):
             pass
     return out
@@ -99,11 +100,10 @@ def one_run(build, n, clients):
     finally:
         teardown(d)
     wall = (t1 - t0) * 1e9
-    threads = []
-    for i, tid in enumerate(sorted(s1)):
-        a, z = s0.get(tid, (0, 0)), s1[tid]
-        on, wait = (z[0] - a[0]) / wall * 100, (z[1] - a[1]) / wall * 100
-        threads.append((THREADS[i] if i < len(THREADS) else "thread %d" % i, on, wait))
+    threads = {}
+    for name in s1:
+        a, z = s0.get(name, (0, 0)), s1[name]
+        threads[name] = ((z[0] - a[0]) / wall * 100, (z[1] - a[1]) / wall * 100)
     busy = 100 - 100.0 * (c1[1] - c0[1]) / max(1, c1[0] - c0[0])
     return n / (t1 - t0), busy, threads
 
@@ -127,12 +127,12 @@ def main():
     print("start rate %s/s; host busy %s%% of %d CPUs"
           % (col([r[0] for r in runs], "%.1f"), col([r[1] for r in runs], "%.0f"),
              os.cpu_count()))
-    print("%-14s %-22s %-22s %s" % ("mvmd thread", "on a CPU", "waiting for one",
+    print("%-15s %-22s %-22s %s" % ("mvmd thread", "on a CPU", "waiting for one",
                                     "neither (% of the fill)"))
-    for i, (name, _, _) in enumerate(runs[0][2]):
-        on = [r[2][i][1] for r in runs if i < len(r[2])]
-        wait = [r[2][i][2] for r in runs if i < len(r[2])]
-        print("%-14s %-22s %-22s %s" % (name, col(on, "%.1f%%"), col(wait, "%.1f%%"),
+    for name in sorted(runs[0][2]):
+        on = [r[2][name][0] for r in runs if name in r[2]]
+        wait = [r[2][name][1] for r in runs if name in r[2]]
+        print("%-15s %-22s %-22s %s" % (name, col(on, "%.1f%%"), col(wait, "%.1f%%"),
                                         "%.1f%%" % (100 - statistics.median(on)
                                                     - statistics.median(wait))))
     return 0

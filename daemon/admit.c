@@ -100,7 +100,7 @@ static void reaper_start(struct mvmd *d)
 	d->cg_reaper = NULL;
 	if (!cgroup_usable(&d->cg))
 		return;
-	r = workq_start(d->loop, &d->cg_reaper);
+	r = workq_start(d->loop, "mvmd-cg-reaper", &d->cg_reaper);
 	if (r < 0) {
 		log_warn("cgroup: no thread to remove cgroups (%s); removing them inline",
 		         strerror(-r));

@@ -577,9 +577,9 @@ static void spawn_done(struct workq_job *wq)
 
 int spawner_init(struct mvmd *d)
 {
-	int r = workq_start(d->loop, &d->spawner);
+	int r = workq_start(d->loop, "mvmd-spawner", &d->spawner);
 
-	if (r == 0 && (r = workq_start(d->loop, &d->preparer)) < 0) {
+	if (r == 0 && (r = workq_start(d->loop, "mvmd-preparer", &d->preparer)) < 0) {
 		workq_stop(d->spawner);
 		d->spawner = NULL;
 	}

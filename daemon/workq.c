@@ -76,7 +76,7 @@ static void closed_cb(uv_handle_t *h)
 	free(q);
 }
 
-int workq_start(uv_loop_t *loop, struct workq **ret)
+int workq_start(uv_loop_t *loop, const char *name, struct workq **ret)
 {
 	struct workq *q = calloc(1, sizeof(*q));
 	sigset_t all, old;
@@ -104,6 +104,7 @@ int workq_start(uv_loop_t *loop, struct workq **ret)
 		uv_close((uv_handle_t *)&q->async, closed_cb);
 		return r;
 	}
+	pthread_setname_np(q->thread, name);    /* a name too long stays unset */
 	*ret = q;
 	return 0;
 }

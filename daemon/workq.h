@@ -21,8 +21,9 @@ struct workq_job {
 
 struct workq;
 
-/* The thread starts with every signal blocked (they are the loop's). */
-int workq_start(uv_loop_t *loop, struct workq **ret);
+/* The thread starts with every signal blocked (they are the loop's), named
+ * name (at most 15 bytes: its comm, which top -H and perf show). */
+int workq_start(uv_loop_t *loop, const char *name, struct workq **ret);
 void workq_submit(struct workq *q, struct workq_job *j);
 /* Blocks until no job that match() accepts is queued or running. */
 void workq_wait_none(struct workq *q, bool (*match)(const struct workq_job *j,

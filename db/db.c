@@ -744,6 +744,8 @@ int db_checkpointer_start(struct db *db)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = -pthread_create(&c->thread, NULL, ckpt_main, c);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r == 0)
+		pthread_setname_np(c->thread, "db-checkpoint");
 	if (r < 0) {
 		pthread_cond_destroy(&c->cond);
 		pthread_mutex_destroy(&c->lock);
