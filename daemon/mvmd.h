@@ -648,8 +648,8 @@ bool sandbox_on(const struct mvmd *d, const char **ret_why);
 /* The same, said once in the log when it is off. */
 bool sandbox_enabled(const struct mvmd *d);
 /* A per-VM directory <run-dir>/vms/<name>/ to be made: by
- * sandbox_dir_make(), which touches nothing of mvmd's (the spawner
- * thread makes it, as a start's first step). */
+ * sandbox_dir_make(), which touches nothing of mvmd's (the preparer
+ * thread makes it, in a start's first stage). */
 struct sandbox_dir_plan {
 	char path[4096];
 	uid_t uid;

@@ -541,7 +541,6 @@ static void prep_run(struct workq_job *wq)
 {
 	struct spawn_job *j = (struct spawn_job *)((char *)wq - offsetof(struct spawn_job, prep_wq));
 
-	j->start_r = -ESRCH;
 	j->r = j->prepare(j);
 	if (j->r < 0) {
 		j->stage = SPAWN_STAGE_PREPARE;

@@ -890,8 +890,8 @@ static void commit_start_failed(struct worker *w, const struct proto_error *err)
 	transition(w, PROTO_VM_CRASHED, why);
 }
 
-/* A start on the preparer and spawner threads: the files and fds its worker gets, and
- * its cgroups' cgroup.procs, all open until it is done. */
+/* A start on the preparer and spawner threads: the files and fds its
+ * worker gets, and its cgroups' cgroup.procs, all open until it is done. */
 struct worker_start {
 	struct spawn_job job;
 	struct worker *w;
@@ -899,17 +899,15 @@ struct worker_start {
 	int log_fd, link_fd;
 	/* what start_prepare() makes, in this order, and where it failed */
 	enum { PREP_LOG, PREP_DIR, PREP_CGROUP } prep;
-	bool make_dir;                  /* dir_plan, for a sandbox or a vsock */
-	bool make_cg;                   /* cgs */
-	struct sandbox_dir_plan dir_plan;
-	struct start_cgroup cgs;
+	struct sandbox_dir_plan dir_plan;       /* path "": none (no sandbox, no vsock) */
+	struct start_cgroup cgs;                /* make NULL: none */
 	struct cgroup_vm *cg;           /* made by start_prepare(), until cgs.made() */
 	char cg_why[512];               /* why start_prepare() failed */
 	bool attach_fail;               /* test builds: MVM_TEST_ATTACH_FAIL */
 	int record_r;                   /* start_spawned()'s */
 	const char *attach_dirs[SPAWN_MAX_ATTACH];
 	char vm_dir[4096], vmm_log[4096], record[4096];
-	char console_log[4096], sandbox[4096], sock[4096], vsock[4096];
+	char console_log[4096], sock[4096], vsock[4096];
 };
 
 static void worker_start_free(struct worker_start *s)
@@ -1078,10 +1076,10 @@ static int start_prepare(struct spawn_job *j)
 		return s->log_fd;
 	j->fds[1] = j->fds[2] = s->log_fd;      /* spawn_worker_job()'s stdout, stderr */
 	s->prep = PREP_DIR;
-	if (s->make_dir && (r = sandbox_dir_make(&s->dir_plan)) < 0)
+	if (s->dir_plan.path[0] && (r = sandbox_dir_make(&s->dir_plan)) < 0)
 		return r;
 	s->prep = PREP_CGROUP;
-	if (!s->make_cg)
+	if (!s->cgs.make)
 		return 0;
 	r = s->cgs.make(&s->cgs, &s->cg, s->cg_why, sizeof(s->cg_why));
 	if (r < 0)
@@ -1131,8 +1129,7 @@ static int start_job(struct worker_start *s, const struct start_cgroup *cg, char
 		r = mvmd_vm_dir(d, w->vm->row.name, "console.log", s->console_log,
 		                sizeof(s->console_log));
 	if (r == 0 && w->uid) {
-		r = sandbox_dir(d, w->vm->row.name, s->sandbox, sizeof(s->sandbox));
-		req.sandbox_dir = s->sandbox;
+		req.sandbox_dir = s->dir_plan.path;     /* sandbox_prepare() planned it */
 		req.sandbox_id = sandbox_uid_id(d, w->uid);
 	}
 	if (r == 0 && w->vm->row.vsock_cid) {
@@ -1146,10 +1143,8 @@ static int start_job(struct worker_start *s, const struct start_cgroup *cg, char
 	}
 	if (mvmd_adopt_socket(d, w->vm->row.name, s->sock, sizeof(s->sock)) == 0)
 		req.adopt_socket = s->sock;
-	if (cg) {
+	if (cg)
 		s->cgs = *cg;
-		s->make_cg = true;
-	}
 	s->job.prepare = start_prepare;
 	s->job.spawned = start_spawned;
 #ifdef MVM_TEST_HOOKS
@@ -1217,7 +1212,6 @@ int supervisor_start(struct vm *vm, struct vm_files *files, const struct start_c
 		start_fail(err, r, "vsock directory");
 		goto fail;
 	}
-	s->make_dir = w->uid || vm->row.vsock_cid;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
 		r = start_fail(err, -errno, "socketpair");
 		goto fail;

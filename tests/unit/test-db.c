@@ -535,13 +535,28 @@ static long long file_size(const char *path)
 	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
+/* A VM row named <prefix><i>, with cmdline if not NULL. */
+static void insert_numbered(struct db *db, const char *prefix, int i, const char *cmdline)
+{
+	struct proto_vm vm;
+	char name[32];
+
+	snprintf(name, sizeof(name), "%s%d", prefix, i);
+	make_vm(&vm, name, 1000);
+	if (cmdline) {
+		free(vm.cmdline);
+		vm.cmdline = strdup(cmdline);
+	}
+	CHECK_EQ(db_vm_insert(db, &vm), 0);
+	proto_vm_clear(&vm);
+}
+
 /* The checkpointer copies the WAL into the database on its own thread:
  * the database file grows though no commit here checkpoints (the WAL
  * hook replaced the autocheckpoint), and every row is there after. */
 static void test_checkpointer(const char *dir)
 {
-	char path[256], wal[300], name[32], *big = malloc(3000);
-	struct proto_vm vm;
+	char path[256], wal[300], *big = malloc(3000);
 	struct db_stats st;
 	long long size0;
 	struct db *db;
@@ -555,16 +570,8 @@ static void test_checkpointer(const char *dir)
 	memset(big, 'x', 2999);
 	big[2999] = '\0';
 	/* a row of ~3 KB: a page or more of WAL per commit, 1,000 at ~500 */
-	for (n = 0; n < 1500; n++) {
-		make_vm(&vm, "", 1000);
-		free(vm.name);
-		snprintf(name, sizeof(name), "ck%d", n);
-		vm.name = strdup(name);
-		free(vm.cmdline);
-		vm.cmdline = strdup(big);
-		CHECK_EQ(db_vm_insert(db, &vm), 0);
-		proto_vm_clear(&vm);
-	}
+	for (n = 0; n < 1500; n++)
+		insert_numbered(db, "ck", n, big);
 	for (int i = 0; i < 500; i++) {
 		db_stats(db, &st);
 		if (st.checkpoints > 0 && file_size(path) > size0 + (1 << 20))
@@ -584,12 +591,7 @@ static void test_checkpointer(const char *dir)
 	CHECK(file_size(wal) > (4 << 20));
 	for (int i = 0; i < 8 && file_size(wal) > (4 << 20); i++) {
 		usleep(1300000);
-		make_vm(&vm, "ckquiet", 1000);
-		free(vm.name);
-		snprintf(name, sizeof(name), "ckq%d", i);
-		vm.name = strdup(name);
-		CHECK_EQ(db_vm_insert(db, &vm), 0);
-		proto_vm_clear(&vm);
+		insert_numbered(db, "ckq", i, NULL);
 		n++;
 	}
 	CHECK(file_size(wal) <= (4 << 20));
