@@ -55,7 +55,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "system"))
-from harness import Daemon, Raw, check, kvm_usable, wait_for  # noqa: E402
+from harness import Daemon, Raw, TestFailure, check, kvm_usable, wait_for  # noqa: E402
 
 HZ = os.sysconf("SC_CLK_TCK")
 IDLE_WINDOW_S = 10
@@ -519,16 +519,32 @@ class Fleet:
             self.d.cleanup()   # kills the workers left in its cgroups
 
 
-def fds_and_tasks(mvmd_pid, workers):
-    """mvmd's open fds, and the host tasks (threads) of all workers."""
+def check_ceilings(raw, n):
+    """Stops before the fill where a host ceiling (mvmd's fds, pid_max,
+    threads-max: host.info) allows fewer than the n VMs it needs, rather
+    than let clones fail midway."""
+    for c in raw.ok("host.info")["host"].get("ceilings", []):
+        if c.get("vms") is not None and c["vms"] < n:
+            raise TestFailure("%s (limit %d, %d in use, %d per VM) allows %d VMs, not the %d "
+                              "this run holds: raise it to at least %d%s"
+                              % (c["name"], c["limit"], c["used"], c["per_vm"], c["vms"], n,
+                                 c["used"] + n * c["per_vm"],
+                                 " (mvmd's fix: %s)" % c["fix"] if c.get("fix") else ""))
+
+
+def host_tasks():
+    """The kernel's count of tasks on the host, kernel threads included
+    (/proc/loadavg's fourth field: running/total)."""
+    with open("/proc/loadavg") as f:
+        return int(f.read().split()[3].split("/")[1])
+
+
+def fds_and_tasks(mvmd_pid, base_tasks):
+    """mvmd's open fds, and the host's tasks beyond the empty host's: a
+    worker's own threads are not all (KVM's PIT kthread is no thread of
+    it), and kernel.pid_max counts them all."""
     fds = len(os.listdir("/proc/%d/fd" % mvmd_pid))
-    tasks = 0
-    for pid in workers:
-        try:
-            tasks += len(os.listdir("/proc/%d/task" % pid))
-        except OSError:
-            pass
-    return fds, tasks
+    return fds, host_tasks() - base_tasks
 
 
 DB_METRICS = ("mvmd_db_commits_total", "mvmd_db_write_seconds_total",
@@ -678,6 +694,7 @@ def main():
     base = meminfo()
     base_slab, base_objs = slabinfo(), slabinfo(True)
     base_busy, _ = idle_cpu()
+    base_tasks = host_tasks()
     loads = [("before", os.getloadavg())]
     rows = []
     peer = None
@@ -702,6 +719,7 @@ def main():
         fl.start()
         t_start = time.monotonic()
         raw = Raw(fl.d.sock, 600)
+        check_ceilings(raw, cps[-1] + 1)
         for n in cps:
             print("density: filling to %d VMs" % n, file=sys.stderr)
             st = strace_start(fl.d.proc.pid) if args.strace and not rows else None
@@ -724,7 +742,7 @@ def main():
             used, slab, pt, ks = memory_row(base, n)
             pids = fl.worker_pids()
             rss = rss_kib(pids) / n / 1024
-            fds, tasks = fds_and_tasks(fl.d.proc.pid, pids)
+            fds, tasks = fds_and_tasks(fl.d.proc.pid, base_tasks)
             now = meminfo()
             kinds = {k: (now[k] - base[k]) / n for k in MEMINFO_KINDS if k in now}
             slabs.append((n, slab_top(base_slab, n), slab_top(base_objs, n, 12, True),
@@ -732,7 +750,7 @@ def main():
             probes.append((n, sandbox_probe(p) if args.probe else None))
             busy, mvmd_busy = idle_cpu(fl.d.proc.pid)
             rows.append((n, lists, creates, used, slab, pt, ks, rss, busy - base_busy, mvmd_busy,
-                         fds / n, tasks / max(len(pids), 1)))
+                         fds / n, tasks / n))
         rates = bucket_rates(fl.running, t_start, args.bucket)
         info = raw.ok("host.info")["host"]
         health = info.get("health")

@@ -19,9 +19,11 @@
  * lease (a pidfd only once the worker is ending or signalled; measured:
  * docs/architecture.md "Host ceilings") */
 #define CEIL_FDS_PER_VM 2
-/* host tasks per running VM of n vCPUs: the worker's main thread, the
- * vCPU threads and one more (measured, same section) */
-#define CEIL_TASKS_PER_VM(vcpus) (2 + (uint64_t)(vcpus))
+/* host tasks per running VM of n vCPUs: the worker's main thread, its
+ * vCPU threads, KVM's NX huge page recovery thread (in the worker's
+ * thread group) and KVM's PIT kthread (outside it; measured, same
+ * section) */
+#define CEIL_TASKS_PER_VM(vcpus) (3 + (uint64_t)(vcpus))
 /* the kernel's largest kernel.pid_max (PID_MAX_LIMIT on 64-bit) */
 #define CEIL_PID_MAX_LIMIT 4194304
 

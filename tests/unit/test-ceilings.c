@@ -62,10 +62,10 @@ static void test_compute(void)
 	CHECK_EQ(c[CEIL_PID_MAX].per_vm, CEIL_TASKS_PER_VM(1));
 	CHECK_EQ(c[CEIL_PID_MAX].vms, (32768 - 300) / CEIL_TASKS_PER_VM(1));
 	CHECK(c[CEIL_PID_MAX].binding);
-	CHECK(strstr(c[CEIL_PID_MAX].fix, "sysctl -w kernel.pid_max=36300") != NULL);
+	CHECK(strstr(c[CEIL_PID_MAX].fix, "sysctl -w kernel.pid_max=48300") != NULL);
 
-	/* 190,000 threads allow 63,233 VMs: not binding, no fix */
-	CHECK_EQ(c[CEIL_THREADS_MAX].vms, (190000 - 300) / 3);
+	/* 190,000 threads allow 47,425 VMs: not binding, no fix */
+	CHECK_EQ(c[CEIL_THREADS_MAX].vms, (190000 - 300) / 4);
 	CHECK(!c[CEIL_THREADS_MAX].binding);
 	CHECK_EQ(c[CEIL_THREADS_MAX].fix[0], '\0');
 
@@ -75,7 +75,7 @@ static void test_compute(void)
 
 	/* more vCPUs, more tasks; pid_max beyond the kernel's largest */
 	ceilings_compute(c, 0, 4, 1000000);
-	CHECK_EQ(c[CEIL_PID_MAX].per_vm, 6);
+	CHECK_EQ(c[CEIL_PID_MAX].per_vm, 7);
 	CHECK(strstr(c[CEIL_PID_MAX].fix, "kernel.pid_max=4194304 (the kernel's largest") != NULL);
 }
 
