@@ -446,6 +446,8 @@ struct worker {
 	uv_poll_t pidfd_poll;
 	double started_mono;            /* mvmd_mono() when it started */
 	/* health (restart.c): pings over the link, answered by pongs */
+	TAILQ_ENTRY(worker) slice_link; /* its health slice's list */
+	bool in_slice;
 	double last_pong;               /* mvmd_mono() of the last pong or start */
 	double ping_since;              /* the oldest unanswered ping; 0: none */
 	int64_t ping_seq;
@@ -707,6 +709,10 @@ void restart_free(struct mvmd *d);
 /* Health checks: their ticks per interval (each worker is pinged in one),
  * and host.info's "health" object (timing and mvmd's CPU per ping). */
 unsigned restart_health_slices(double interval_s);
+/* A worker joined or left d->workers (supervisor.c): its health slice's
+ * list follows. */
+void restart_worker_linked(struct worker *w);
+void restart_worker_unlinked(struct worker *w);
 json_t *restart_health_json(struct mvmd *d);
 
 /* ---- run-time stats of a VM (vmstats.c) --------------------------------- */

@@ -95,6 +95,7 @@ static void worker_unlink(struct worker *w)
 	TAILQ_REMOVE(&w->d->workers, w, link);
 	w->d->workers_gen++;
 	w->linked = false;
+	restart_worker_unlinked(w);
 	if (w->vm->worker == w)
 		w->vm->worker = NULL;
 }
@@ -829,6 +830,7 @@ static void worker_link(struct worker *w)
 	TAILQ_INSERT_TAIL(&w->d->workers, w, link);
 	w->d->workers_gen++;
 	w->linked = true;
+	restart_worker_linked(w);
 	w->vm->worker = w;
 }
 

@@ -679,6 +679,45 @@ def health_spread():
 
 
 @case
+def health_adopted():
+    """Workers re-adopted by the next mvmd (kill -9 of the last) are in
+    the health slices too: a stopped one ends crashed "hung", the other is
+    pinged every interval."""
+    env = Env(["health_interval = 0.5", "health_timeout = 1"])
+    try:
+        env.daemon.start()
+        pids = {}
+        for n in ("a1", "a2"):
+            env.ctl.ok("create", n, "--kernel", env.guest, "--mem", "16",
+                       "--cmdline", "console=ttyS0 mvmtest=idle")
+        for n in ("a1", "a2"):
+            pids[n] = env.ctl.wait_state(n, "running", timeout=15)["pid"]
+        env.daemon.proc.kill()
+        env.daemon.proc.wait(10)
+        env.daemon.start()
+        check(env.ctl.vm("a2")["pid"] == pids["a2"], "a2 not re-adopted")
+        t0 = time.monotonic()
+        os.kill(pids["a1"], signal.SIGSTOP)
+        vm = env.ctl.wait_state("a1", ("crashed", "stopped"), timeout=10)
+        took = time.monotonic() - t0
+        check(vm["state"] == "crashed" and vm["exit_reason"] == "hung", "a1 %r" % vm)
+        check(0.9 <= took <= 4.0, "hung found after %.2f s" % took)
+        r = env.raw()
+        try:
+            p0 = r.ok("host.info")["host"]["health"]["pings"]
+            time.sleep(2.1)
+            p1 = r.ok("host.info")["host"]["health"]["pings"]
+        finally:
+            r.close()
+        check(3 <= p1 - p0 <= 6, "pings of one adopted VM in 2.1 s: %d" % (p1 - p0))
+        env.ctl.ok("rm", "-f", "a1", "a2")
+        print("adopted hung worker found after %.2f s; %d pings of 1 VM in 2.1 s" % (took, p1 - p0))
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
+@case
 def health_busy_daemon():
     """mvmd busy inside a callback longer than health_timeout just after
     a ping (the test hook MVM_TEST_PONG_STALL_MS: on each pong it pings
