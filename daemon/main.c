@@ -485,6 +485,7 @@ static int run(struct mvmd *d)
 	int r;
 
 	ceilings_raise_nofile(nofile, sizeof(nofile));
+	spawn_init();
 	r = setup_dirs(d);
 	if (r < 0)
 		return r;

@@ -574,6 +574,9 @@ struct spawn_req {
  * else -errno of the clone, of an attach or of the failed exec (child
  * already reaped), and *ret_stage says which. */
 int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd, int *ret_stage);
+/* Takes the fd slots spawn_process() hands a child its fds in, while
+ * mvmd's fd numbers are small (start-up); else the first spawn does. */
+void spawn_init(void);
 /* Reap the child behind pidfd into *si: 0, or -EAGAIN if it still runs
  * (block false), or -ECHILD if it is not our child (an adopted worker). */
 int spawn_reap(int pidfd, siginfo_t *si, bool block);

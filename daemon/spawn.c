@@ -49,6 +49,9 @@
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 
 extern char **environ;
 
@@ -68,11 +71,59 @@ static void CHILD_FN child_fail(int err_fd, int stage)
 	_exit(127);
 }
 
-/* The child's fds, from 0: the worker's r->fds, then its own error pipe,
- * the read end of the life pipe and the cgroup.procs fds. */
-static void CHILD_FN child(const struct spawn_req *r, int err_fd, int life_fd)
+/*
+ * Slots: fds of mvmd's own (parked on /dev/null), taken at start-up while
+ * its fd numbers are small.  Just before a clone the spawner points them
+ * at the child's fds; the child shares mvmd's fd table (CLONE_FILES) and
+ * makes its own copy of only the fds up to the last slot (close_range
+ * with CLOSE_RANGE_UNSHARE).  A child given a copy of the whole table
+ * took a reference to each of mvmd's fds (2 per VM) and dropped them all
+ * again: 8.6 ms of each start with 8,000 VMs held, against 0.9 ms at 200
+ * (perf).  Without slots (none could be taken) the child gets the whole
+ * copy as before.
+ */
+#define SLOTS (SPAWN_MAX_FDS + 2 + SPAWN_MAX_ATTACH)
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static int slot[SLOTS];
+static int slot_null = -1;              /* /dev/null, what a slot holds when idle */
+static int slot_top = -1;               /* the highest slot; -1: no slots */
+
+static void slots_take_locked(void)
 {
-	int src[SPAWN_MAX_FDS + 2 + SPAWN_MAX_ATTACH], high[SPAWN_MAX_FDS + 2 + SPAWN_MAX_ATTACH];
+	int top = -1, i;
+
+	if (slot_top >= 0 || slot_null >= 0)
+		return;                 /* taken, or tried and failed */
+	slot_null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (slot_null < 0)
+		return;
+	for (i = 0; i < SLOTS; i++) {
+		slot[i] = fcntl(slot_null, F_DUPFD_CLOEXEC, 3);
+		if (slot[i] < 0) {
+			while (i-- > 0)
+				close(slot[i]);
+			return;
+		}
+		if (slot[i] > top)
+			top = slot[i];
+	}
+	slot_top = top;
+}
+
+void spawn_init(void)
+{
+	pthread_mutex_lock(&slot_lock);
+	slots_take_locked();
+	pthread_mutex_unlock(&slot_lock);
+}
+
+/* The child's fds, from 0: the worker's r->fds, then its own error pipe,
+ * the read end of the life pipe and the cgroup.procs fds; in slot[]
+ * instead where slots is true. */
+static void CHILD_FN child(const struct spawn_req *r, int err_fd, int life_fd, bool slots)
+{
+	int src[SLOTS], high[SLOTS];
 	int n = r->nfds + 2 + r->nattach, i, fd;
 	struct pollfd life = { .fd = r->nfds + 1, .events = POLLIN };
 	struct sigaction sa;
@@ -80,13 +131,23 @@ static void CHILD_FN child(const struct spawn_req *r, int err_fd, int life_fd)
 
 	/* First of all, everything of mvmd's it was not given is closed: a
 	 * copy of mvmd's lock or listening socket held here would outlive
-	 * an mvmd killed meanwhile and stop (or fool) the next one. */
-	for (i = 0; i < r->nfds; i++)
-		src[i] = r->fds[i];
-	src[r->nfds] = err_fd;
-	src[r->nfds + 1] = life_fd;
-	for (i = 0; i < r->nattach; i++)
-		src[r->nfds + 2 + i] = r->attach_fds[i];
+	 * an mvmd killed meanwhile and stop (or fool) the next one.  A child
+	 * that shares mvmd's table first copies its low part (slots and all)
+	 * and leaves the shared table alone from then on. */
+	if (slots) {
+		if (syscall(SYS_close_range, (unsigned)slot_top + 1, ~0U, CLOSE_RANGE_UNSHARE) < 0 &&
+		    unshare(CLONE_FILES) < 0)
+			child_fail(err_fd, SPAWN_STAGE_EXEC);
+		for (i = 0; i < n; i++)
+			src[i] = slot[i];
+	} else {
+		for (i = 0; i < r->nfds; i++)
+			src[i] = r->fds[i];
+		src[r->nfds] = err_fd;
+		src[r->nfds + 1] = life_fd;
+		for (i = 0; i < r->nattach; i++)
+			src[r->nfds + 2 + i] = r->attach_fds[i];
+	}
 	/* Every source above the target range first, so no dup below can
 	 * overwrite a source (or the error pipe) still to be moved. */
 	for (i = 0; i < n; i++) {
@@ -157,13 +218,41 @@ int spawn_reap(int pidfd, siginfo_t *si, bool block)
 struct child_arg {
 	const struct spawn_req *r;
 	int err_fd, life_fd;
+	bool slots;
 };
 
 static int CHILD_FN child_entry(void *arg)
 {
 	const struct child_arg *a = arg;
 
-	child(a->r, a->err_fd, a->life_fd);
+	child(a->r, a->err_fd, a->life_fd, a->slots);
+}
+
+/* Points the slots at the child's fds, in the child's order; false (and
+ * the slots parked again) where a dup failed. */
+static bool slots_fill(const struct spawn_req *r, int err_fd, int life_fd)
+{
+	int n = r->nfds + 2 + r->nattach, i, fd;
+
+	for (i = 0; i < n; i++) {
+		fd = i < r->nfds ? r->fds[i] : i == r->nfds ? err_fd : i == r->nfds + 1 ? life_fd :
+		     r->attach_fds[i - r->nfds - 2];
+		if (dup3(fd >= 0 ? fd : slot_null, slot[i], O_CLOEXEC) < 0)
+			break;
+	}
+	if (i == n)
+		return true;
+	while (i-- > 0)
+		dup3(slot_null, slot[i], O_CLOEXEC);
+	return false;
+}
+
+/* Parks the slots again: mvmd must hold no copy of the child's fds (the
+ * error pipe's write end held here would keep its read from ever ending). */
+static void slots_park(int n)
+{
+	for (int i = 0; i < n; i++)
+		dup3(slot_null, slot[i], O_CLOEXEC);
 }
 
 /* One stack per spawning thread: that thread is suspended while its child
@@ -220,14 +309,20 @@ int spawn_process(const struct spawn_req *r, pid_t *ret_pid, int *ret_pidfd, int
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
 	ca.err_fd = p[1];
+	pthread_mutex_lock(&slot_lock);
+	slots_take_locked();
+	ca.slots = slot_top >= 0 && slots_fill(r, ca.err_fd, ca.life_fd);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	/* returns once the child exec'd or exited; the stack grows down */
 	pid = clone(child_entry, stack + CHILD_STACK_SIZE,
-	            CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (r->new_pid_ns ? CLONE_NEWPID : 0) |
-	            SIGCHLD, &ca, &pidfd);
+	            CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (ca.slots ? CLONE_FILES : 0) |
+	            (r->new_pid_ns ? CLONE_NEWPID : 0) | SIGCHLD, &ca, &pidfd);
 	err[1] = pid < 0 ? errno : 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ca.slots)
+		slots_park(r->nfds + 2 + r->nattach);
+	pthread_mutex_unlock(&slot_lock);
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);

@@ -579,6 +579,49 @@ def mvmd_fds(env):
     return fds, pidfds
 
 
+def fd_targets(pid):
+    out = {}
+    d = "/proc/%d/fd" % pid
+    for n in os.listdir(d):
+        try:
+            out[int(n)] = os.readlink(os.path.join(d, n))
+        except OSError:
+            pass
+    return out
+
+
+@case
+def worker_fds():
+    """A worker holds nothing of mvmd's past its exec: not one of mvmd's
+    sockets, pipes or files (its lock, the database, the life pipe; the
+    uid lease file excepted, which both hold), with mvmd's table sharing
+    the child only the fd slots it took at start-up (spawn.c), and its
+    fds are numbered from 0 without gaps."""
+    env = Env()
+    try:
+        env.daemon.start()
+        for n in ("w1", "w2", "w3"):
+            env.ctl.ok("create", n, "--kernel", env.guest, "--mem", "16",
+                       "--cmdline", "console=ttyS0 mvmtest=idle")
+        pids = [env.ctl.wait_state(n, "running", timeout=30)["pid"] for n in ("w1", "w2", "w3")]
+        mine = fd_targets(env.daemon.proc.pid)
+        nulls = sum(1 for t in mine.values() if t == "/dev/null")
+        check(nulls >= 50, "mvmd holds %d fds on /dev/null, not its 50 spawn slots" % nulls)
+        # anon inodes (eventfd, epoll) all read alike: not comparable
+        held = {t for t in mine.values() if t != "/dev/null" and not t.startswith("anon_inode:")}
+        for pid in pids:
+            theirs = fd_targets(pid)
+            check(sorted(theirs) == list(range(len(theirs))), "worker fds %r" % theirs)
+            shared = {t for t in theirs.values() if t in held and "/mvm-uid-leases/" not in t}
+            check(not shared, "worker %d holds mvmd's %r" % (pid, sorted(shared)))
+        env.ctl.ok("rm", "-f", "w1", "w2", "w3")
+        print("3 workers, none holds an fd of mvmd's (%d fds, %d slots on /dev/null)"
+              % (len(mine), nulls))
+        env.daemon.check_sanitizers()
+    finally:
+        env.daemon.cleanup()
+
+
 @case
 def fds_per_vm():
     """mvmd holds at most 2 fds per running VM (its end of the link and,
