@@ -683,6 +683,31 @@ def fds_per_vm():
         env.daemon.cleanup()
 
 
+def find_hung(env, name, pid):
+    """Stops a worker (SIGSTOP): its VM must end crashed "hung" after the
+    health timeout, within a tick or two past timeout + interval (the
+    tests' 1 s and 0.5 s).  Returns the seconds that took."""
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    vm = env.ctl.wait_state(name, ("crashed", "stopped"), timeout=10)
+    took = time.monotonic() - t0
+    check(vm["state"] == "crashed" and vm["exit_reason"] == "hung", "%s %r" % (name, vm))
+    check(0.9 <= took <= 4.0, "hung found after %.2f s" % took)
+    return took
+
+
+def pings_in(env, seconds):
+    """The health pings mvmd sent over `seconds`, and host.info's health."""
+    r = env.raw()
+    try:
+        p0 = r.ok("host.info")["host"]["health"]["pings"]
+        time.sleep(seconds)
+        h = r.ok("host.info")["host"]["health"]
+    finally:
+        r.close()
+    return h["pings"] - p0, h
+
+
 @case
 def health_spread():
     """Health pings spread over the interval still find a hung worker: a
@@ -696,26 +721,14 @@ def health_spread():
                        "--cmdline", "console=ttyS0 mvmtest=idle")
         pid = env.ctl.wait_state("h1", "running", timeout=15)["pid"]
         env.ctl.wait_state("h2", "running", timeout=15)
-        t0 = time.monotonic()
-        os.kill(pid, signal.SIGSTOP)
-        vm = env.ctl.wait_state("h1", ("crashed", "stopped"), timeout=10)
-        took = time.monotonic() - t0
-        check(vm["state"] == "crashed" and vm["exit_reason"] == "hung", "h1 %r" % vm)
-        # found after the timeout, within a tick or two past timeout + interval
-        check(0.9 <= took <= 4.0, "hung found after %.2f s" % took)
-        r = env.raw()
-        try:
-            p0 = r.ok("host.info")["host"]["health"]["pings"]
-            time.sleep(2.1)
-            h = r.ok("host.info")["host"]["health"]
-        finally:
-            r.close()
+        took = find_hung(env, "h1", pid)
+        pings, h = pings_in(env, 2.1)
         check(h["slices"] == 5, "slices %r" % h)
         # h2 alone: one ping per 0.5 s interval, 4 in 2.1 s (+-1 for phase)
-        check(3 <= h["pings"] - p0 <= 6, "pings of one VM in 2.1 s: %d" % (h["pings"] - p0))
+        check(3 <= pings <= 6, "pings of one VM in 2.1 s: %d" % pings)
         check(env.ctl.vm("h2")["state"] == "running", "h2 not running")
         env.ctl.ok("rm", "-f", "h1", "h2")
-        print("hung worker found after %.2f s; %d pings of 1 VM in 2.1 s" % (took, h["pings"] - p0))
+        print("hung worker found after %.2f s; %d pings of 1 VM in 2.1 s" % (took, pings))
         env.daemon.check_sanitizers()
     finally:
         env.daemon.cleanup()
@@ -739,22 +752,11 @@ def health_adopted():
         env.daemon.proc.wait(10)
         env.daemon.start()
         check(env.ctl.vm("a2")["pid"] == pids["a2"], "a2 not re-adopted")
-        t0 = time.monotonic()
-        os.kill(pids["a1"], signal.SIGSTOP)
-        vm = env.ctl.wait_state("a1", ("crashed", "stopped"), timeout=10)
-        took = time.monotonic() - t0
-        check(vm["state"] == "crashed" and vm["exit_reason"] == "hung", "a1 %r" % vm)
-        check(0.9 <= took <= 4.0, "hung found after %.2f s" % took)
-        r = env.raw()
-        try:
-            p0 = r.ok("host.info")["host"]["health"]["pings"]
-            time.sleep(2.1)
-            p1 = r.ok("host.info")["host"]["health"]["pings"]
-        finally:
-            r.close()
-        check(3 <= p1 - p0 <= 6, "pings of one adopted VM in 2.1 s: %d" % (p1 - p0))
+        took = find_hung(env, "a1", pids["a1"])
+        pings, _ = pings_in(env, 2.1)
+        check(3 <= pings <= 6, "pings of one adopted VM in 2.1 s: %d" % pings)
         env.ctl.ok("rm", "-f", "a1", "a2")
-        print("adopted hung worker found after %.2f s; %d pings of 1 VM in 2.1 s" % (took, p1 - p0))
+        print("adopted hung worker found after %.2f s; %d pings of 1 VM in 2.1 s" % (took, pings))
         env.daemon.check_sanitizers()
     finally:
         env.daemon.cleanup()
