@@ -447,7 +447,6 @@ struct worker {
 	double started_mono;            /* mvmd_mono() when it started */
 	/* health (restart.c): pings over the link, answered by pongs */
 	TAILQ_ENTRY(worker) slice_link; /* its health slice's list */
-	bool in_slice;
 	double last_pong;               /* mvmd_mono() of the last pong or start */
 	double ping_since;              /* the oldest unanswered ping; 0: none */
 	int64_t ping_seq;

@@ -480,24 +480,21 @@ static unsigned slice_of(const struct restart_state *st, const struct worker *w)
 	return (unsigned)((uint64_t)w->vm->row.id % st->slices);
 }
 
+/* A linked worker is in its slice's list whenever the lists exist:
+ * health_start() enrols those linked before it, these hooks the rest;
+ * after restart_free the lists are gone with the state. */
 void restart_worker_linked(struct worker *w)
 {
 	struct restart_state *st = w->d->restart;
 
-	if (!st || !st->slice_workers || w->in_slice)
-		return;
-	TAILQ_INSERT_TAIL(&st->slice_workers[slice_of(st, w)], w, slice_link);
-	w->in_slice = true;
+	if (st && st->slice_workers)
+		TAILQ_INSERT_TAIL(&st->slice_workers[slice_of(st, w)], w, slice_link);
 }
 
 void restart_worker_unlinked(struct worker *w)
 {
 	struct restart_state *st = w->d->restart;
 
-	if (!w->in_slice)
-		return;
-	w->in_slice = false;
-	/* after restart_free the lists are gone with the state */
 	if (st && st->slice_workers)
 		TAILQ_REMOVE(&st->slice_workers[slice_of(st, w)], w, slice_link);
 }
