@@ -118,9 +118,18 @@ void spawn_init(void)
 	pthread_mutex_unlock(&slot_lock);
 }
 
-/* The child's fds, from 0: the worker's r->fds, then its own error pipe,
- * the read end of the life pipe and the cgroup.procs fds; in slot[]
- * instead where slots is true. */
+/* The child's fd i, from 0: the worker's r->fds, then its own error
+ * pipe, the read end of the life pipe and the cgroup.procs fds (-1:
+ * /dev/null).  Both the child and slots_fill() go by it. */
+static int __attribute__((no_sanitize_address))
+child_fd(const struct spawn_req *r, int err_fd, int life_fd, int i)
+{
+	return i < r->nfds ? r->fds[i] : i == r->nfds ? err_fd : i == r->nfds + 1 ? life_fd :
+	       r->attach_fds[i - r->nfds - 2];
+}
+
+/* The child's fds as child_fd() numbers them; in slot[] instead where
+ * slots is true. */
 static void CHILD_FN child(const struct spawn_req *r, int err_fd, int life_fd, bool slots)
 {
 	int src[SLOTS], high[SLOTS];
@@ -141,12 +150,8 @@ static void CHILD_FN child(const struct spawn_req *r, int err_fd, int life_fd, b
 		for (i = 0; i < n; i++)
 			src[i] = slot[i];
 	} else {
-		for (i = 0; i < r->nfds; i++)
-			src[i] = r->fds[i];
-		src[r->nfds] = err_fd;
-		src[r->nfds + 1] = life_fd;
-		for (i = 0; i < r->nattach; i++)
-			src[r->nfds + 2 + i] = r->attach_fds[i];
+		for (i = 0; i < n; i++)
+			src[i] = child_fd(r, err_fd, life_fd, i);
 	}
 	/* Every source above the target range first, so no dup below can
 	 * overwrite a source (or the error pipe) still to be moved. */
@@ -228,6 +233,15 @@ static int CHILD_FN child_entry(void *arg)
 	child(a->r, a->err_fd, a->life_fd, a->slots);
 }
 
+/* Parks the first n slots again: mvmd must hold no copy of the child's
+ * fds (the error pipe's write end held here would keep its read from
+ * ever ending). */
+static void slots_park(int n)
+{
+	for (int i = 0; i < n; i++)
+		dup3(slot_null, slot[i], O_CLOEXEC);
+}
+
 /* Points the slots at the child's fds, in the child's order; false (and
  * the slots parked again) where a dup failed. */
 static bool slots_fill(const struct spawn_req *r, int err_fd, int life_fd)
@@ -235,24 +249,13 @@ static bool slots_fill(const struct spawn_req *r, int err_fd, int life_fd)
 	int n = r->nfds + 2 + r->nattach, i, fd;
 
 	for (i = 0; i < n; i++) {
-		fd = i < r->nfds ? r->fds[i] : i == r->nfds ? err_fd : i == r->nfds + 1 ? life_fd :
-		     r->attach_fds[i - r->nfds - 2];
-		if (dup3(fd >= 0 ? fd : slot_null, slot[i], O_CLOEXEC) < 0)
-			break;
+		fd = child_fd(r, err_fd, life_fd, i);
+		if (dup3(fd >= 0 ? fd : slot_null, slot[i], O_CLOEXEC) < 0) {
+			slots_park(i);
+			return false;
+		}
 	}
-	if (i == n)
-		return true;
-	while (i-- > 0)
-		dup3(slot_null, slot[i], O_CLOEXEC);
-	return false;
-}
-
-/* Parks the slots again: mvmd must hold no copy of the child's fds (the
- * error pipe's write end held here would keep its read from ever ending). */
-static void slots_park(int n)
-{
-	for (int i = 0; i < n; i++)
-		dup3(slot_null, slot[i], O_CLOEXEC);
+	return true;
 }
 
 /* One stack per spawning thread: that thread is suspended while its child
