@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Unit test for the test guest images: bzImage setup header, PVH note,
-entry points, and no instruction that stops KVM on hosts without hardware
+entry points, the link-time IDT, and no instruction that stops KVM on hosts without hardware
 virtualization (SIMD, xsave/xrstor, cmpxchg16b, int3)."""
 import os
 import re
@@ -62,6 +62,31 @@ def check_bzimage(bz, elf, syms):
         check(pm[p - 0x100000:p - 0x100000 + len(b)] == b, 'payload matches ELF segment at %x' % p)
 
 
+def guest_h_vectors():
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'guest.h')) as f:
+        return {m.group(1): int(m.group(2), 0)
+                for m in re.finditer(r'#define (VEC_\w+)\s+(0x[0-9a-f]+|\d+)', f.read())}
+
+
+def check_idt(elf, syms):
+    """intr.S lays the IDT out at link time: each gate must name its
+    vector's handler (cpu.c used to fill them at boot)."""
+    vec = guest_h_vectors()
+    special = {vec['VEC_SERIAL']: 'isr_serial', vec['VEC_VIRTIO']: 'isr_virtio',
+               vec['VEC_TIMER']: 'isr_timer', vec['VEC_SPURIOUS']: 'isr_spurious'}
+    base = syms.get('idt')
+    seg = [(p, b) for p, b, _ in elf.loads() if base is not None and p <= base and base + 4096 <= p + len(b)]
+    check(len(seg) == 1, 'the IDT is in a loaded segment (initialized data)')
+    if len(seg) != 1:
+        return
+    p, b = seg[0]
+    for v in range(256):
+        lo, sel, ist, attr, mid, hi, zero = struct.unpack_from('<HHBBHII', b, base - p + 16 * v)
+        want = syms['isr_exceptions'] + 16 * v if v < 32 else syms[special.get(v, 'isr_ignore')]
+        check((lo | mid << 16 | hi << 32) == want and sel == 0x10 and ist == 0 and attr == 0x8e
+              and zero == 0, 'IDT gate %d points at its handler %x' % (v, want))
+
+
 FORBIDDEN = re.compile(r'%[xyz]mm|%mm[0-7]|\b(cmpxchg16b|xsave\w*|xrstor\w*|fxsave\w*|fxrstor\w*|'
                        r'int3|ldmxcsr|stmxcsr|vzero\w*|emms)\b')
 
@@ -88,6 +113,7 @@ def main():
         bz = f.read()
     syms = check_elf(elf)
     check_bzimage(bz, elf, syms)
+    check_idt(elf, syms)
     check_instructions(elf_path, objdump)
     if failures:
         sys.exit('%d check(s) failed' % len(failures))

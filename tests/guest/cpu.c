@@ -30,26 +30,13 @@ struct exc_frame {
 };
 
 extern uint64_t gdt_tss[2];
-extern char isr_exceptions[], isr_ignore[], isr_serial[], isr_spurious[];
-extern char isr_virtio[], isr_timer[];
 extern char user_exit[];
 noreturn void user_return(uint64_t result);
 void exception_handler(struct exc_frame *f);
 
-static struct idt_gate idt[256] __attribute__((aligned(16)));
+extern struct idt_gate idt[256];  /* intr.S, complete at link time */
 static struct tss tss __attribute__((aligned(16)));
 static uint8_t rsp0_stack[RSP0_STACK_SIZE] __attribute__((aligned(16), section(".stack")));
-
-static void idt_set(unsigned vec, void *handler, unsigned dpl)
-{
-	uint64_t a = (uint64_t)handler;
-
-	idt[vec] = (struct idt_gate){
-		.off_lo = (uint16_t)a, .sel = SEL_KCODE, .ist = 0,
-		.type_attr = (uint8_t)(0x8e | (dpl << 5)),  /* present, interrupt gate */
-		.off_mid = (uint16_t)(a >> 16), .off_hi = (uint32_t)(a >> 32),
-	};
-}
 
 void cpu_load_idt(void)
 {
@@ -79,14 +66,6 @@ static void pic_mask(void)
 
 void cpu_init(void)
 {
-	for (unsigned v = 0; v < 32; v++)
-		idt_set(v, isr_exceptions + 16 * v, 0);
-	for (unsigned v = 32; v < 256; v++)
-		idt_set(v, isr_ignore, 0);
-	idt_set(VEC_SERIAL, isr_serial, 0);
-	idt_set(VEC_VIRTIO, isr_virtio, 0);
-	idt_set(VEC_TIMER, isr_timer, 0);
-	idt_set(VEC_SPURIOUS, isr_spurious, 0);
 	cpu_load_idt();
 	tss_init();
 	pic_mask();
